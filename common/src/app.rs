@@ -1,0 +1,68 @@
+//! The common `main` of every plugin: parse flags under the name the user typed, run the command
+//! on a tokio runtime, print a failure as one line on stderr, and map the outcome to an exit code.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::cli::current_invocation;
+use crate::error::{Exit, Failure};
+
+/// Parses the command line with `--help` and usage showing the invocation the user typed
+/// (`oc ambient-check`, `kubectl ambient-check`, or the binary name).
+pub fn parse<T: CommandFactory + FromArgMatches>(binary: &str) -> T {
+    let name = current_invocation(binary);
+    let mut command = T::command().bin_name(name.clone()).name(name.clone());
+    let matches = command.get_matches_mut();
+    T::from_arg_matches(&matches).unwrap_or_else(|err| err.format(&mut command).exit())
+}
+
+/// Runs a plugin's async entry point and turns its result into the process exit code.
+pub fn run<F>(verbose: u8, future: F) -> ExitCode
+where
+    F: Future<Output = Result<Exit, Failure>>,
+{
+    init_logging(verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return Exit::Error.into();
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(exit) => exit.into(),
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            failure.exit.into()
+        }
+    }
+}
+
+/// `-vv` and up turn on debug logs of the suite (and `RUST_LOG` overrides), on stderr.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 | 1 => "warn",
+        2 => "oc_ambient=debug,warn",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
+}
+
+/// For commands whose change engine has not landed yet: prove the connection (visible with
+/// `-v`), change nothing, and say so with exit code 2 so no script mistakes it for success.
+pub async fn connect_then_refuse(global: &crate::cli::GlobalArgs, binary: &str, what: &str) -> Result<Exit, Failure> {
+    let printer = crate::printer::Printer::new(global);
+    let connection = crate::client::connect(global, &printer).await?;
+    Err(Failure::new(
+        Exit::Error,
+        format!(
+            "{}: {what} is not implemented in this version; nothing was changed on {}",
+            current_invocation(binary),
+            connection.server
+        ),
+    ))
+}

@@ -1,0 +1,150 @@
+//! Flags every plugin shares, and the name the user typed.
+//!
+//! kubectl rejects its own flags placed before a plugin name, so each plugin parses `--kubeconfig`,
+//! `--context`, `-n` and friends itself, with kubectl's spelling and meaning.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Connection and output flags, flattened into every plugin's command line.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// Namespace to act on (default: the context's namespace).
+    #[arg(short = 'n', long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// When to colour the output; `auto` colours only a terminal and honours NO_COLOR.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    /// Say more on stderr (connection, API requests, timings). Repeat for debug logs.
+    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print only results and errors: no progress, no notes.
+    #[arg(short = 'q', long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// How long to wait for a single request to the API server (e.g. 30s, 1m, 500ms).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+}
+
+/// `-A/--all-namespaces`, for the plugins where it applies.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct AllNamespaces {
+    /// Act on every namespace of the mesh.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Parses kubectl-style durations: `30s`, `1m`, `1m30s`, `500ms`, `2h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(digits);
+        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}: expected e.g. 30s, 1m, 500ms"))?;
+        let seconds = match unit {
+            "ms" => value / 1000.0,
+            "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            _ => return Err(format!("invalid duration {text:?}: unit must be ms, s, m or h")),
+        };
+        total += Duration::from_secs_f64(seconds);
+        rest = tail;
+    }
+    Ok(total)
+}
+
+/// How the user invoked the plugin, for `--help` and messages: `oc ambient-check` when run by `oc`
+/// as `oc-ambient_check`, `kubectl ambient-check` for `kubectl-ambient_check`, else the binary name.
+pub fn invocation_name(argv0: &str, binary: &str) -> String {
+    let base = Path::new(argv0)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or(binary);
+    for host in ["oc", "kubectl"] {
+        if let Some(plugin) = base.strip_prefix(host).and_then(|rest| rest.strip_prefix('-')) {
+            if plugin.contains('_') || host == "kubectl" {
+                // The host turned each dash inside the typed word into an underscore.
+                return format!("{host} {}", plugin.replace('_', "-"));
+            }
+        }
+    }
+    base.to_string()
+}
+
+/// The name of this process as the user typed it.
+pub fn current_invocation(binary: &str) -> String {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    invocation_name(&argv0.to_string_lossy(), binary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_follow_kubectl() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn invocation_shows_what_the_user_typed() {
+        assert_eq!(invocation_name("/usr/bin/oc-ambient_check", "oc-ambient-check"), "oc ambient-check");
+        assert_eq!(
+            invocation_name("/x/kubectl-ambient_enable", "oc-ambient-enable"),
+            "kubectl ambient-enable"
+        );
+        assert_eq!(invocation_name("target/debug/oc-ambient-check", "oc-ambient-check"), "oc-ambient-check");
+        assert_eq!(invocation_name("", "oc-ambient-check"), "oc-ambient-check");
+    }
+}

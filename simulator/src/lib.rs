@@ -1,0 +1,1 @@
+//! Mesh simulator (issue 3).

@@ -1,0 +1,79 @@
+//! Locating, or building once per machine, the kube-testenv multi-call binary.
+//!
+//! The binary is cached under a name that hashes the Go module's inputs, so it is rebuilt only
+//! when `testenv/go/go.mod`, `go.sum`, `main.go` or `build.sh` change, and a file lock keeps
+//! several test binaries from building it at the same time.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+
+/// The Go module's directory in this checkout.
+pub fn go_module_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("go")
+}
+
+/// Where built binaries are cached: `$OC_AMBIENT_CACHE`, else `$XDG_CACHE_HOME/oc-ambient`, else
+/// `~/.cache/oc-ambient`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("OC_AMBIENT_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("oc-ambient");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("oc-ambient")
+}
+
+/// A digest of everything that goes into the binary.
+pub fn input_digest(module: &Path) -> Result<String, Error> {
+    let mut hasher = Sha256::new();
+    for name in ["go.mod", "go.sum", "main.go", "build.sh"] {
+        let path = module.join(name);
+        let bytes = fs::read(&path).map_err(|source| Error::Io { what: format!("read {}", path.display()), source })?;
+        hasher.update(name.as_bytes());
+        hasher.update(&bytes);
+    }
+    let digest = hasher.finalize();
+    Ok(digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// The path of a ready kube-testenv binary: `$OC_AMBIENT_KUBE_TESTENV` if set, else the cached
+/// build for the current inputs, building it first if needed.
+pub fn ensure_binary() -> Result<PathBuf, Error> {
+    if let Some(path) = std::env::var_os("OC_AMBIENT_KUBE_TESTENV") {
+        let path = PathBuf::from(path);
+        return if path.is_file() { Ok(path) } else { Err(Error::Binary(format!("OC_AMBIENT_KUBE_TESTENV={} is not a file", path.display()))) };
+    }
+    let module = go_module_dir();
+    let digest = input_digest(&module)?;
+    let cache = cache_dir();
+    fs::create_dir_all(&cache).map_err(|source| Error::Io { what: format!("create {}", cache.display()), source })?;
+    let target = cache.join(format!("kube-testenv-{digest}"));
+    if target.is_file() {
+        return Ok(target);
+    }
+    let lock_path = cache.join("kube-testenv.lock");
+    let lock = File::create(&lock_path).map_err(|source| Error::Io { what: format!("create {}", lock_path.display()), source })?;
+    lock.lock().map_err(|source| Error::Io { what: format!("lock {}", lock_path.display()), source })?;
+    if target.is_file() {
+        return Ok(target);
+    }
+    eprintln!("oc-ambient-testenv: building the Kubernetes control plane into {} (once per machine)", target.display());
+    let partial = cache.join(format!("kube-testenv-{digest}.partial"));
+    let status = Command::new("bash")
+        .arg(module.join("build.sh"))
+        .arg(&partial)
+        .status()
+        .map_err(|source| Error::Io { what: "run testenv/go/build.sh (is bash installed?)".into(), source })?;
+    if !status.success() {
+        return Err(Error::Binary(format!("testenv/go/build.sh failed ({status}); is Go installed and the module proxy reachable?")));
+    }
+    fs::rename(&partial, &target).map_err(|source| Error::Io { what: format!("install {}", target.display()), source })?;
+    Ok(target)
+}

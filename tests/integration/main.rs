@@ -1,0 +1,8 @@
+//! One integration-test binary (as ripgrep does): every test shares one real control plane
+//! (etcd, kube-apiserver, kube-controller-manager; see `oc-ambient-testenv`) and creates its own
+//! namespaces, so tests run in parallel.
+
+mod support;
+
+mod controlplane;
+mod plugins;
