@@ -40,10 +40,11 @@ where
     }
 }
 
-/// `-vv` and up turn on debug logs of the suite (and `RUST_LOG` overrides), on stderr.
+/// `-vv` and up turn on debug logs of the suite (and `RUST_LOG` overrides), on stderr. Below
+/// that, library logs stay off: failures reach the user once, as the command's own error line.
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 | 1 => "warn",
+        0 | 1 => "off",
         2 => "oc_ambient=debug,warn",
         _ => "debug",
     };

@@ -10,5 +10,6 @@ pub mod cli;
 pub mod client;
 pub mod error;
 pub mod kinds;
+pub mod mesh;
 pub mod printer;
 pub mod snapshot;

@@ -5,6 +5,7 @@
 //	kube-testenv etcd --data-dir DIR --listen-client-url http://127.0.0.1:PORT --listen-peer-url http://127.0.0.1:PORT
 //	kube-testenv kube-apiserver [kube-apiserver flags]
 //	kube-testenv kube-controller-manager [kube-controller-manager flags]
+//	kube-testenv kubectl [kubectl arguments]   (or invoked through a symlink named kubectl)
 //	kube-testenv version
 //
 // One binary keeps the build cache small and the three components on exactly the versions
@@ -31,6 +32,8 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/version"
 	"k8s.io/component-base/version"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	kubectl "k8s.io/kubectl/pkg/cmd"
+	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 )
 
@@ -47,10 +50,16 @@ func main() {
 		os.Exit(cli.Run(cmd))
 	case "etcd":
 		os.Exit(runEtcd(args))
+	case "kubectl":
+		// kubectl reads os.Args itself (plugin dispatch), so it must look like a plain kubectl.
+		os.Args = append([]string{"kubectl"}, args...)
+		if err := cli.RunNoErrOutput(kubectl.NewDefaultKubectlCommand()); err != nil {
+			kubectlutil.CheckErr(err)
+		}
 	case "version", "--version":
 		fmt.Println(version.Get().GitVersion)
 	default:
-		fmt.Fprintf(os.Stderr, "usage: %s etcd|kube-apiserver|kube-controller-manager|version [flags]\n", filepath.Base(os.Args[0]))
+		fmt.Fprintf(os.Stderr, "usage: %s etcd|kube-apiserver|kube-controller-manager|kubectl|version [flags]\n", filepath.Base(os.Args[0]))
 		os.Exit(2)
 	}
 }
@@ -59,7 +68,7 @@ func main() {
 // failing that, from the first argument.
 func splitMode(argv []string) (string, []string) {
 	base := filepath.Base(argv[0])
-	for _, m := range []string{"kube-apiserver", "kube-controller-manager", "etcd"} {
+	for _, m := range []string{"kube-apiserver", "kube-controller-manager", "etcd", "kubectl"} {
 		if base == m {
 			return m, argv[1:]
 		}

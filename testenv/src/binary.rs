@@ -48,7 +48,11 @@ pub fn input_digest(module: &Path) -> Result<String, Error> {
 pub fn ensure_binary() -> Result<PathBuf, Error> {
     if let Some(path) = std::env::var_os("OC_AMBIENT_KUBE_TESTENV") {
         let path = PathBuf::from(path);
-        return if path.is_file() { Ok(path) } else { Err(Error::Binary(format!("OC_AMBIENT_KUBE_TESTENV={} is not a file", path.display()))) };
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(Error::Binary(format!("OC_AMBIENT_KUBE_TESTENV={} is not a file", path.display())))
+        };
     }
     let module = go_module_dir();
     let digest = input_digest(&module)?;
@@ -59,7 +63,8 @@ pub fn ensure_binary() -> Result<PathBuf, Error> {
         return Ok(target);
     }
     let lock_path = cache.join("kube-testenv.lock");
-    let lock = File::create(&lock_path).map_err(|source| Error::Io { what: format!("create {}", lock_path.display()), source })?;
+    let lock = File::create(&lock_path)
+        .map_err(|source| Error::Io { what: format!("create {}", lock_path.display()), source })?;
     lock.lock().map_err(|source| Error::Io { what: format!("lock {}", lock_path.display()), source })?;
     if target.is_file() {
         return Ok(target);
@@ -72,8 +77,30 @@ pub fn ensure_binary() -> Result<PathBuf, Error> {
         .status()
         .map_err(|source| Error::Io { what: "run testenv/go/build.sh (is bash installed?)".into(), source })?;
     if !status.success() {
-        return Err(Error::Binary(format!("testenv/go/build.sh failed ({status}); is Go installed and the module proxy reachable?")));
+        return Err(Error::Binary(format!(
+            "testenv/go/build.sh failed ({status}); is Go installed and the module proxy reachable?"
+        )));
     }
-    fs::rename(&partial, &target).map_err(|source| Error::Io { what: format!("install {}", target.display()), source })?;
+    fs::rename(&partial, &target)
+        .map_err(|source| Error::Io { what: format!("install {}", target.display()), source })?;
     Ok(target)
+}
+
+/// A directory holding `kubectl` (a link to the kube-testenv binary, which runs kubectl v1.34 when
+/// invoked under that name), for tests that drive kubectl itself, such as plugin discovery.
+pub fn kubectl_dir() -> Result<PathBuf, Error> {
+    let binary = ensure_binary()?;
+    let name = binary.file_name().and_then(|name| name.to_str()).unwrap_or("kube-testenv");
+    let dir = cache_dir().join(format!("{name}-bin"));
+    let link = dir.join("kubectl");
+    if !link.exists() {
+        fs::create_dir_all(&dir).map_err(|source| Error::Io { what: format!("create {}", dir.display()), source })?;
+        let partial = dir.join(format!("kubectl.{}", std::process::id()));
+        let _ = fs::remove_file(&partial);
+        std::os::unix::fs::symlink(&binary, &partial)
+            .map_err(|source| Error::Io { what: format!("link {}", partial.display()), source })?;
+        fs::rename(&partial, &link)
+            .map_err(|source| Error::Io { what: format!("install {}", link.display()), source })?;
+    }
+    Ok(dir)
 }

@@ -58,7 +58,10 @@ pub fn load(fixtures: &Path, set: &CrdSet) -> Result<Vec<CustomResourceDefinitio
     for relative in files(set) {
         let path = fixtures.join(&relative);
         let text = std::fs::read_to_string(&path).map_err(|err| {
-            Error::Fixtures(format!("{}: {err} (set OC_AMBIENT_FIXTURES to the shared fixtures directory)", path.display()))
+            Error::Fixtures(format!(
+                "{}: {err} (set OC_AMBIENT_FIXTURES to the shared fixtures directory)",
+                path.display()
+            ))
         })?;
         for document in serde_yaml_ng::Deserializer::from_str(&text) {
             let value: Option<CustomResourceDefinition> = serde::Deserialize::deserialize(document)

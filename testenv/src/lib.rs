@@ -78,7 +78,10 @@ static NAMESPACE_COUNTER: AtomicUsize = AtomicUsize::new(0);
 fn free_port() -> Result<u16, Error> {
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Io { what: "bind a loopback port".into(), source })?;
-    listener.local_addr().map(|addr| addr.port()).map_err(|source| Error::Io { what: "read the bound port".into(), source })
+    listener
+        .local_addr()
+        .map(|addr| addr.port())
+        .map_err(|source| Error::Io { what: "read the bound port".into(), source })
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), Error> {
@@ -116,7 +119,8 @@ impl ControlPlane {
             std::process::id(),
             NAMESPACE_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io { what: format!("create {}", dir.display()), source })?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| Error::Io { what: format!("create {}", dir.display()), source })?;
         let mut plane = ControlPlane {
             kubeconfig: dir.join("kubeconfig"),
             dir,
@@ -149,52 +153,64 @@ impl ControlPlane {
         write(&self.kubeconfig, &self.kubeconfig_text())?;
 
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
-        self.spawn(binary, "etcd", &[
-            "etcd".into(),
-            format!("--data-dir={}", file("etcd").display()),
-            format!("--listen-client-url={etcd_url}"),
-            format!("--listen-peer-url=http://127.0.0.1:{etcd_peer_port}"),
-        ])?;
+        self.spawn(
+            binary,
+            "etcd",
+            &[
+                "etcd".into(),
+                format!("--data-dir={}", file("etcd").display()),
+                format!("--listen-client-url={etcd_url}"),
+                format!("--listen-peer-url=http://127.0.0.1:{etcd_peer_port}"),
+            ],
+        )?;
         self.wait_for_port("etcd", etcd_port, Duration::from_secs(30)).await?;
 
         let path = |name: &str| file(name).display().to_string();
-        self.spawn(binary, "kube-apiserver", &[
-            "kube-apiserver".into(),
-            format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
-            format!("--secure-port={api_port}"),
-            format!("--cert-dir={}", path("apiserver-certs")),
-            format!("--tls-cert-file={}", path("serving.crt")),
-            format!("--tls-private-key-file={}", path("serving.key")),
-            format!("--client-ca-file={}", path("ca.crt")),
-            format!("--service-account-key-file={}", path("sa.pub")),
-            format!("--service-account-signing-key-file={}", path("sa.key")),
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-            "--authorization-mode=RBAC".into(),
-            "--service-cluster-ip-range=10.96.0.0/16".into(),
-            "--allow-privileged=true".into(),
-            "--endpoint-reconciler-type=none".into(),
-            "--profiling=false".into(),
-        ])?;
+        self.spawn(
+            binary,
+            "kube-apiserver",
+            &[
+                "kube-apiserver".into(),
+                format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                format!("--secure-port={api_port}"),
+                format!("--cert-dir={}", path("apiserver-certs")),
+                format!("--tls-cert-file={}", path("serving.crt")),
+                format!("--tls-private-key-file={}", path("serving.key")),
+                format!("--client-ca-file={}", path("ca.crt")),
+                format!("--service-account-key-file={}", path("sa.pub")),
+                format!("--service-account-signing-key-file={}", path("sa.key")),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                "--authorization-mode=RBAC".into(),
+                "--service-cluster-ip-range=10.96.0.0/16".into(),
+                "--allow-privileged=true".into(),
+                "--endpoint-reconciler-type=none".into(),
+                "--profiling=false".into(),
+            ],
+        )?;
         self.wait_for_apiserver(Duration::from_secs(90)).await?;
 
-        self.spawn(binary, "kube-controller-manager", &[
-            "kube-controller-manager".into(),
-            format!("--kubeconfig={}", self.kubeconfig.display()),
-            "--controllers=*,-nodelifecycle".into(),
-            format!("--service-account-private-key-file={}", path("sa.key")),
-            format!("--root-ca-file={}", path("ca.crt")),
-            format!("--cluster-signing-cert-file={}", path("ca.crt")),
-            format!("--cluster-signing-key-file={}", path("ca.key")),
-            "--leader-elect=false".into(),
-            "--secure-port=0".into(),
-            "--concurrent-deployment-syncs=10".into(),
-            "--concurrent-replicaset-syncs=10".into(),
-            "--concurrent-gc-syncs=10".into(),
-            "--concurrent-namespace-syncs=10".into(),
-            "--profiling=false".into(),
-        ])?;
+        self.spawn(
+            binary,
+            "kube-controller-manager",
+            &[
+                "kube-controller-manager".into(),
+                format!("--kubeconfig={}", self.kubeconfig.display()),
+                "--controllers=*,-nodelifecycle".into(),
+                format!("--service-account-private-key-file={}", path("sa.key")),
+                format!("--root-ca-file={}", path("ca.crt")),
+                format!("--cluster-signing-cert-file={}", path("ca.crt")),
+                format!("--cluster-signing-key-file={}", path("ca.key")),
+                "--leader-elect=false".into(),
+                "--secure-port=0".into(),
+                "--concurrent-deployment-syncs=10".into(),
+                "--concurrent-replicaset-syncs=10".into(),
+                "--concurrent-gc-syncs=10".into(),
+                "--concurrent-namespace-syncs=10".into(),
+                "--profiling=false".into(),
+            ],
+        )?;
 
         let client = self.client().await?;
         self.grant_viewer(&client).await?;
@@ -219,14 +235,14 @@ impl ControlPlane {
     fn check_alive(&self, component: &str) -> Result<(), Error> {
         let mut children = self.children.lock().map_err(|_| Error::Binary("poisoned".into()))?;
         for (name, child) in children.iter_mut() {
-            if name == component {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(Error::Exited {
-                        component: component.into(),
-                        status: status.to_string(),
-                        log: log_tail(&self.dir.join(format!("{component}.log"))),
-                    });
-                }
+            if name == component
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(Error::Exited {
+                    component: component.into(),
+                    status: status.to_string(),
+                    log: log_tail(&self.dir.join(format!("{component}.log"))),
+                });
             }
         }
         Ok(())
@@ -257,11 +273,12 @@ impl ControlPlane {
         let client = self.client().await?;
         while Instant::now() < deadline {
             self.check_alive("kube-apiserver")?;
-            let request = http::Request::get("/readyz").body(Vec::new()).map_err(|err| Error::Binary(err.to_string()))?;
-            if let Ok(text) = client.request_text(request).await {
-                if text.trim() == "ok" {
-                    return Ok(());
-                }
+            let request =
+                http::Request::get("/readyz").body(Vec::new()).map_err(|err| Error::Binary(err.to_string()))?;
+            if let Ok(text) = client.request_text(request).await
+                && text.trim() == "ok"
+            {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -318,7 +335,11 @@ impl ControlPlane {
         for role in ["view", "oc-ambient-mesh-reader"] {
             let binding = ClusterRoleBinding {
                 metadata: ObjectMeta { name: Some(format!("{VIEWER_USER}-{role}")), ..Default::default() },
-                role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "ClusterRole".into(), name: role.into() },
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "ClusterRole".into(),
+                    name: role.into(),
+                },
                 subjects: Some(vec![Subject {
                     api_group: Some("rbac.authorization.k8s.io".into()),
                     kind: "User".into(),
@@ -395,7 +416,8 @@ current-context: {ADMIN_CONTEXT}
     pub async fn client_for(&self, context: &str) -> Result<Client, Error> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).map_err(|err| Error::Binary(err.to_string()))?;
         let options = KubeConfigOptions { context: Some(context.into()), ..Default::default() };
-        let config = Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|err| Error::Binary(err.to_string()))?;
+        let config =
+            Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|err| Error::Binary(err.to_string()))?;
         Ok(Client::try_from(config)?)
     }
 
@@ -411,9 +433,11 @@ current-context: {ADMIN_CONTEXT}
 
     /// Creates a namespace with a unique name starting with `prefix`, for one test.
     pub async fn namespace(&self, client: &Client, prefix: &str) -> Result<String, Error> {
-        let name = format!("{prefix}-{}-{}", std::process::id() % 10_000, NAMESPACE_COUNTER.fetch_add(1, Ordering::Relaxed));
+        let name =
+            format!("{prefix}-{}-{}", std::process::id() % 10_000, NAMESPACE_COUNTER.fetch_add(1, Ordering::Relaxed));
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        let namespace = Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
+        let namespace =
+            Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
         namespaces.create(&PostParams::default(), &namespace).await?;
         Ok(name)
     }

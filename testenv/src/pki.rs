@@ -37,7 +37,8 @@ impl Pki {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(pki_error)?;
         ca_params.distinguished_name.push(DnType::CommonName, "oc-ambient-testenv-ca");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca_params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let ca_cert = ca_params.self_signed(&ca_key).map_err(pki_error)?;
         let ca = Pem { cert: ca_cert.pem(), key: ca_key.serialize_pem() };
         let issuer_params = ca_params.clone();
@@ -57,7 +58,8 @@ impl Pki {
             ],
             ExtendedKeyUsagePurpose::ServerAuth,
         )?;
-        let admin = leaf(&issuer, "oc-ambient-admin", &["system:masters"], vec![], ExtendedKeyUsagePurpose::ClientAuth)?;
+        let admin =
+            leaf(&issuer, "oc-ambient-admin", &["system:masters"], vec![], ExtendedKeyUsagePurpose::ClientAuth)?;
         let viewer = leaf(&issuer, crate::VIEWER_USER, &[], vec![], ExtendedKeyUsagePurpose::ClientAuth)?;
         let sa_key = KeyPair::generate().map_err(pki_error)?;
         Ok(Pki {

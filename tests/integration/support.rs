@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use oc_ambient_testenv::ControlPlane;
@@ -17,7 +16,7 @@ pub fn plane() -> &'static ControlPlane {
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: Future<Output = Option<T>>,
 {
     let deadline = Instant::now() + timeout;
     loop {
@@ -29,12 +28,8 @@ where
     }
 }
 
-/// A plugin binary built by cargo for this test run.
+/// A plugin binary. `cargo test --workspace` builds every plugin; when running only this crate's
+/// tests (`-p oc-ambient-tests`), run `cargo build --workspace` first or the binaries may be stale.
 pub fn plugin(name: &str) -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin(name).unwrap_or_else(|err| panic!("{name} not built: {err}"))
-}
-
-/// The shared fixtures directory (`$OC_AMBIENT_FIXTURES` or `../shared/fixtures`).
-pub fn fixtures() -> PathBuf {
-    oc_ambient_testenv::fixtures_dir()
 }

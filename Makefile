@@ -1,0 +1,32 @@
+# Entry points for people; CI runs .ci/run, which calls `make test`.
+PREFIX ?= $(HOME)/.local
+PROFILE ?= release
+SCENARIO ?=
+CARGO ?= cargo
+
+ifeq ($(PROFILE),release)
+CARGO_PROFILE_FLAG := --release
+else
+CARGO_PROFILE_FLAG :=
+endif
+
+.PHONY: build install test lint cluster example
+
+build:
+	$(CARGO) build --workspace $(CARGO_PROFILE_FLAG)
+
+## install: the four plugins into $(PREFIX)/bin, with the names `oc` and `kubectl` look up
+install: build
+	scripts/install.sh target/$(PROFILE) $(PREFIX)
+
+## test: the whole suite (unit tests, and integration tests against a real control plane)
+test:
+	$(CARGO) test --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## cluster: a real control plane in the foreground (SCENARIO=<name> adds the mesh simulator)
+cluster:
+	$(CARGO) run -q -p oc-ambient-simulator --bin oc-ambient-cluster -- $(if $(SCENARIO),--scenario $(SCENARIO))
