@@ -6,10 +6,12 @@
 //! same checks run on a customer's `oc get -o yaml` dump as on a live cluster.
 
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod error;
 pub mod kinds;
+pub mod live;
 pub mod mesh;
 pub mod printer;
 pub mod snapshot;

@@ -43,6 +43,8 @@ pub struct Snapshot {
     objects: BTreeMap<Kind, Vec<DynamicObject>>,
     coverage: BTreeMap<Kind, Coverage>,
     pub source: Source,
+    /// Served kinds and versions, when known (live discovery, or CRDs in the input).
+    pub served: Option<crate::live::Served>,
     /// Notes about the input that are not findings (ignored documents, skipped kinds).
     pub notes: Vec<String>,
 }
@@ -63,7 +65,7 @@ pub enum InputError {
 impl Snapshot {
     /// An empty snapshot in which the given kinds are known to be complete.
     pub fn new(source: Source) -> Self {
-        Snapshot { objects: BTreeMap::new(), coverage: BTreeMap::new(), source, notes: Vec::new() }
+        Snapshot { objects: BTreeMap::new(), coverage: BTreeMap::new(), source, served: None, notes: Vec::new() }
     }
 
     /// Builds an in-memory snapshot from objects; every kind of the table counts as listed.

@@ -1,19 +1,84 @@
-//! `oc ambient-check`: read-only readiness, blockers, policy traps and migration phase.
+//! `oc ambient-check`: read-only readiness, blockers, policy traps and the migration phase of
+//! every namespace, live or offline from YAML dumps. It never changes anything.
+
+use std::path::PathBuf;
+use std::time::Instant;
 
 use clap::Parser;
-use oc_ambient_common::cli::{AllNamespaces, GlobalArgs};
+use oc_ambient_common::check::{self, Options, Scope};
+use oc_ambient_common::cli::{AllNamespaces, GlobalArgs, OutputFormat};
 use oc_ambient_common::error::{Exit, Failure};
+use oc_ambient_common::live::{self, ListScope, LoadOptions};
+use oc_ambient_common::printer::Printer;
+use oc_ambient_common::snapshot::Snapshot;
 
-/// Check a mesh before and after each step of the sidecar-to-ambient migration. Never changes anything.
+/// Check a mesh before and after each step of the sidecar-to-ambient migration. Never changes
+/// anything.
+///
+/// Without -n or -A it covers every namespace with sidecar injection, ambient enrolment or mesh
+/// configuration. Exit codes: 0 ready (nothing failed), 1 not ready, 2 could not evaluate.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(flatten)]
     pub all: AllNamespaces,
+    /// Run the validation checkpoint of step N of the guide (1 to 9) instead of the assessment.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=9))]
+    pub step: Option<u8>,
+    /// Check the YAML or JSON files under DIR (e.g. `oc get ... -o yaml` dumps) instead of a cluster.
+    #[arg(long, value_name = "DIR", conflicts_with = "files")]
+    pub from_dir: Option<PathBuf>,
+    /// Check the objects in FILE instead of a cluster ('-' reads stdin); repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
 }
 
 pub async fn run(cli: Cli) -> Result<Exit, Failure> {
-    oc_ambient_common::app::connect_then_refuse(&cli.global, "oc-ambient-check", "the check catalogue").await
+    let printer = Printer::new(&cli.global);
+    let scope = match (&cli.global.namespace, cli.all.all_namespaces) {
+        (_, true) => Scope::All,
+        (Some(namespace), false) => Scope::Only(vec![namespace.clone()]),
+        (None, false) => Scope::Mesh,
+    };
+    let started = Instant::now();
+    let offline: Vec<PathBuf> = cli.from_dir.iter().cloned().chain(cli.files.iter().cloned()).collect();
+    let snapshot = if offline.is_empty() {
+        let connection = oc_ambient_common::client::connect(&cli.global, &printer).await?;
+        let list_scope = match &scope {
+            Scope::Only(namespaces) => ListScope::Namespaces(namespaces.clone()),
+            _ => ListScope::AllNamespaces,
+        };
+        let spinner = printer.spinner(&format!("reading {}", connection.server));
+        let snapshot = live::load(&connection, &LoadOptions { scope: list_scope, ..LoadOptions::default() }).await;
+        spinner.finish_and_clear();
+        let snapshot = snapshot?;
+        printer.detail(&format!(
+            "{} in {} API requests, {:.2}s",
+            live::summary(&snapshot),
+            connection.requests(),
+            started.elapsed().as_secs_f64()
+        ));
+        snapshot
+    } else {
+        let snapshot = Snapshot::from_paths(&offline)?;
+        printer.detail(&format!(
+            "read {} objects from files in {:.2}s",
+            snapshot.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        snapshot
+    };
+    for note in &snapshot.notes {
+        printer.detail(note);
+    }
+    let report = check::evaluate(&snapshot, &Options { scope, step: cli.step });
+    let rendered = match cli.global.output {
+        OutputFormat::Table => check::render::table(&report, &printer, cli.step.is_some()),
+        OutputFormat::Json => serde_json::to_string_pretty(&report)?,
+        OutputFormat::Yaml => serde_yaml_ng::to_string(&report)?,
+    };
+    printer.result(&rendered);
+    Ok(if report.ready { Exit::Success } else { Exit::NotReady })
 }

@@ -1,0 +1,438 @@
+//! Where each namespace stands in the migration, and whether it needs a waypoint.
+//!
+//! A namespace is in the highest phase whose condition and all earlier ones hold; phases that
+//! concern a waypoint hold trivially where none is needed. `inconsistent` means a sequencing
+//! rule of the guide was broken (a later step done before an earlier one); the `sequence-*`
+//! findings say which.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::api::DynamicObject;
+use serde::Serialize;
+
+use super::facts::{NamespaceLabels, PodFacts, is_programmed, str_at, waypoints};
+use super::{Finding, NamespaceReport, PodCounts, Scope, Severity, ids};
+use crate::kinds::Kind;
+use crate::mesh::authz::AuthorizationPolicySpec;
+use crate::mesh::networking::{DestinationRuleSpec, VirtualServiceSpec, service_of_host};
+use crate::mesh::{ObjectRef, labels, spec};
+use crate::snapshot::Snapshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    NotMeshed,
+    Sidecar,
+    SidecarHbone,
+    WaypointDeployed,
+    PoliciesMigrated,
+    AmbientEnrolled,
+    WaypointActive,
+    Ambient,
+    Inconsistent,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::NotMeshed => "not-meshed",
+            Phase::Sidecar => "sidecar",
+            Phase::SidecarHbone => "sidecar-hbone",
+            Phase::WaypointDeployed => "waypoint-deployed",
+            Phase::PoliciesMigrated => "policies-migrated",
+            Phase::AmbientEnrolled => "ambient-enrolled",
+            Phase::WaypointActive => "waypoint-active",
+            Phase::Ambient => "ambient",
+            Phase::Inconsistent => "inconsistent",
+        }
+    }
+}
+
+/// Decoded mesh configuration and derived facts, computed once per evaluation.
+pub struct MeshContext<'a> {
+    pub pods: BTreeMap<&'a str, Vec<PodFacts<'a>>>,
+    pub namespace_labels: BTreeMap<&'a str, NamespaceLabels>,
+    /// Namespaces of the control plane, CNI and ztunnel: not application namespaces.
+    pub control_plane_namespaces: BTreeSet<String>,
+    pub policies: Vec<(&'a DynamicObject, AuthorizationPolicySpec)>,
+    pub virtual_services: Vec<(&'a DynamicObject, VirtualServiceSpec)>,
+    pub destination_rules: Vec<(&'a DynamicObject, DestinationRuleSpec)>,
+    /// Objects whose spec does not decode, reported once.
+    pub invalid: Vec<Finding>,
+    pub trust_domain: String,
+}
+
+fn decode_all<'a, T: serde::de::DeserializeOwned + Default>(
+    snapshot: &'a Snapshot,
+    kind: Kind,
+    invalid: &mut Vec<Finding>,
+) -> Vec<(&'a DynamicObject, T)> {
+    let mut decoded = Vec::new();
+    for object in snapshot.all(kind) {
+        match spec::<T>(object) {
+            Ok(value) => decoded.push((object, value)),
+            Err(message) => invalid.push(
+                Finding::new("invalid-object", Severity::Warn, Some(ObjectRef::of(object)), message)
+                    .fix("fix or delete the object; the API server of a real cluster would have rejected it"),
+            ),
+        }
+    }
+    decoded
+}
+
+impl<'a> MeshContext<'a> {
+    pub fn new(snapshot: &'a Snapshot) -> Self {
+        let mut pods: BTreeMap<&str, Vec<PodFacts>> = BTreeMap::new();
+        for pod in snapshot.all(Kind::Pod) {
+            let facts = PodFacts::of(pod);
+            if facts.is_live() {
+                pods.entry(facts.namespace).or_default().push(facts);
+            }
+        }
+        let namespace_labels = snapshot
+            .all(Kind::Namespace)
+            .iter()
+            .filter_map(|ns| ns.metadata.name.as_deref().map(|name| (name, NamespaceLabels::of(ns))))
+            .collect();
+        let mut control_plane_namespaces = BTreeSet::new();
+        for kind in [Kind::Istio, Kind::IstioCni, Kind::ZTunnel] {
+            for object in snapshot.all(kind) {
+                if let Some(namespace) = str_at(object, "/spec/namespace") {
+                    control_plane_namespaces.insert(namespace.to_string());
+                }
+            }
+        }
+        let trust_domain = snapshot
+            .all(Kind::Istio)
+            .iter()
+            .find_map(|istio| str_at(istio, "/spec/values/meshConfig/trustDomain"))
+            .unwrap_or("cluster.local")
+            .to_string();
+        let mut invalid = Vec::new();
+        let policies = decode_all(snapshot, Kind::AuthorizationPolicy, &mut invalid);
+        let virtual_services = decode_all(snapshot, Kind::VirtualService, &mut invalid);
+        let destination_rules = decode_all(snapshot, Kind::DestinationRule, &mut invalid);
+        MeshContext {
+            pods,
+            namespace_labels,
+            control_plane_namespaces,
+            policies,
+            virtual_services,
+            destination_rules,
+            invalid,
+            trust_domain,
+        }
+    }
+
+    pub fn labels(&self, namespace: &str) -> NamespaceLabels {
+        self.namespace_labels.get(namespace).cloned().unwrap_or_default()
+    }
+
+    pub fn pods_in(&self, namespace: &str) -> &[PodFacts<'a>] {
+        self.pods.get(namespace).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Application pods of a namespace (gateway and waypoint pods excluded).
+    pub fn app_pods(&self, namespace: &str) -> impl Iterator<Item = &PodFacts<'a>> {
+        self.pods_in(namespace).iter().filter(|pod| pod.gateway.is_none())
+    }
+
+    pub fn policies_in<'s>(
+        &'s self,
+        namespace: &'s str,
+    ) -> impl Iterator<Item = &'s (&'a DynamicObject, AuthorizationPolicySpec)> + 's {
+        self.policies.iter().filter(move |(object, _)| object.metadata.namespace.as_deref() == Some(namespace))
+    }
+
+    /// Mesh VirtualServices routing a Service of `namespace`.
+    pub fn virtual_services_for<'s>(
+        &'s self,
+        namespace: &'s str,
+    ) -> impl Iterator<Item = &'s (&'a DynamicObject, VirtualServiceSpec)> + 's {
+        self.virtual_services.iter().filter(move |(object, spec)| {
+            let own = object.metadata.namespace.as_deref().unwrap_or_default();
+            !spec.is_gateway_only()
+                && spec.hosts.iter().any(|host| service_of_host(host, own).is_some_and(|(_, ns)| ns == namespace))
+        })
+    }
+
+    /// DestinationRules with subsets for Services of `namespace`.
+    pub fn subset_rules_for<'s>(
+        &'s self,
+        namespace: &'s str,
+    ) -> impl Iterator<Item = &'s (&'a DynamicObject, DestinationRuleSpec)> + 's {
+        self.destination_rules.iter().filter(move |(object, spec)| {
+            let own = object.metadata.namespace.as_deref().unwrap_or_default();
+            !spec.subsets.is_empty() && service_of_host(&spec.host, own).is_some_and(|(_, ns)| ns == namespace)
+        })
+    }
+
+    /// The SPIFFE principal of a service account.
+    pub fn principal(&self, namespace: &str, service_account: &str) -> String {
+        format!("{}/ns/{namespace}/sa/{service_account}", self.trust_domain)
+    }
+}
+
+/// Namespaces the report covers.
+pub fn namespaces_in_scope(snapshot: &Snapshot, context: &MeshContext, scope: &Scope) -> Vec<String> {
+    let mut known: BTreeSet<String> = context.namespace_labels.keys().map(|name| name.to_string()).collect();
+    for info in crate::kinds::ALL.iter().filter(|info| info.namespaced) {
+        for object in snapshot.all(info.kind) {
+            if let Some(namespace) = &object.metadata.namespace {
+                known.insert(namespace.clone());
+            }
+        }
+    }
+    match scope {
+        Scope::Only(names) => names.clone(),
+        Scope::All => known.into_iter().collect(),
+        Scope::Mesh => known
+            .into_iter()
+            .filter(|ns| !context.control_plane_namespaces.contains(ns))
+            .filter(|ns| {
+                let labels = context.labels(ns);
+                labels.injection
+                    || labels.ambient
+                    || labels.use_waypoint.is_some()
+                    || context.pods_in(ns).iter().any(|pod| pod.sidecar)
+                    || MESH_CONFIG_KINDS.iter().any(|kind| snapshot.in_namespace(*kind, ns).next().is_some())
+            })
+            .collect(),
+    }
+}
+
+const MESH_CONFIG_KINDS: &[Kind] = &[
+    Kind::VirtualService,
+    Kind::DestinationRule,
+    Kind::AuthorizationPolicy,
+    Kind::PeerAuthentication,
+    Kind::RequestAuthentication,
+    Kind::Telemetry,
+    Kind::WasmPlugin,
+    Kind::Sidecar,
+    Kind::EnvoyFilter,
+    Kind::WorkloadEntry,
+];
+
+/// Why a namespace needs a waypoint (the guide's decision framework), one reason per object.
+pub fn waypoint_reasons(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for (object, policy) in context.policies_in(namespace) {
+        let reference = ObjectRef::of(object);
+        if policy.uses_target_refs() {
+            reasons.push(format!("{reference} is enforced by a waypoint (targetRefs)"));
+        } else {
+            let l7 = policy.l7_attributes();
+            if !l7.is_empty() {
+                reasons.push(format!("{reference} uses L7 attributes ({})", l7.join(", ")));
+            }
+        }
+    }
+    for (object, _) in context.virtual_services_for(namespace) {
+        reasons.push(format!("{} routes HTTP traffic", ObjectRef::of(object)));
+    }
+    for route in snapshot.in_namespace(Kind::HttpRoute, namespace) {
+        let service_parent = route
+            .data
+            .pointer("/spec/parentRefs")
+            .and_then(|refs| refs.as_array())
+            .into_iter()
+            .flatten()
+            .any(|parent| parent.get("kind").and_then(|kind| kind.as_str()) == Some("Service"));
+        if service_parent && !is_managed(route) {
+            reasons.push(format!("{} routes mesh traffic (Service parentRef)", ObjectRef::of(route)));
+        }
+    }
+    for (kind, why) in [
+        (Kind::RequestAuthentication, "validates JWTs (L7)"),
+        (Kind::Telemetry, "configures L7 telemetry"),
+        (Kind::WasmPlugin, "runs an L7 extension"),
+    ] {
+        for object in snapshot.in_namespace(kind, namespace) {
+            reasons.push(format!("{} {why}", ObjectRef::of(object)));
+        }
+    }
+    reasons
+}
+
+/// Generated by oc-ambient (so it does not create a need of its own).
+fn is_managed(object: &DynamicObject) -> bool {
+    labels(object).get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
+}
+
+/// The facts behind the phases of one namespace.
+#[derive(Debug, Clone, Default)]
+pub struct Milestones {
+    pub meshed: bool,
+    pub hbone: bool,
+    pub waypoint_deployed: bool,
+    pub policies_migrated: bool,
+    pub enrolled: bool,
+    pub waypoint_active: bool,
+    pub sidecars_gone: bool,
+    pub replaced_config_gone: bool,
+}
+
+pub fn milestones(snapshot: &Snapshot, context: &MeshContext, namespace: &str, waypoint_needed: bool) -> Milestones {
+    let labels = context.labels(namespace);
+    let app_pods: Vec<&PodFacts> = context.app_pods(namespace).collect();
+    let waypoint_names: Vec<&str> =
+        waypoints(snapshot, namespace).filter_map(|gateway| gateway.metadata.name.as_deref()).collect();
+    let waypoint_exists = waypoints(snapshot, namespace).any(is_programmed) || !waypoint_names.is_empty();
+    let active = labels.use_waypoint.as_deref().is_some_and(|name| waypoint_names.contains(&name));
+    Milestones {
+        meshed: labels.injection || labels.ambient || app_pods.iter().any(|pod| pod.sidecar),
+        hbone: app_pods.iter().filter(|pod| pod.sidecar).all(|pod| pod.hbone),
+        waypoint_deployed: !waypoint_needed || waypoint_exists,
+        policies_migrated: !waypoint_needed || policies_migrated(snapshot, context, namespace),
+        enrolled: labels.ambient,
+        waypoint_active: !waypoint_needed || active,
+        sidecars_gone: !labels.injection && !app_pods.iter().any(|pod| pod.sidecar),
+        replaced_config_gone: !context
+            .policies_in(namespace)
+            .any(|(_, p)| !p.uses_target_refs() && !p.l7_attributes().is_empty())
+            && context.virtual_services_for(namespace).next().is_none(),
+    }
+}
+
+/// Every L7 selector policy has a targetRefs counterpart, every mesh VirtualService an HTTPRoute
+/// for its hosts, and targetRefs policies come with selector-based bypass protection.
+fn policies_migrated(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -> bool {
+    let target_ref_policies: Vec<&(&DynamicObject, AuthorizationPolicySpec)> =
+        context.policies_in(namespace).filter(|(_, policy)| policy.uses_target_refs()).collect();
+    let covered = |name: &str| {
+        target_ref_policies.iter().any(|(object, _)| {
+            object.metadata.name.as_deref() == Some(&format!("{name}-waypoint"))
+                || crate::mesh::annotations(object)
+                    .get(labels::SOURCE_ANNOTATION)
+                    .is_some_and(|source| source.split(',').any(|s| s.trim().ends_with(&format!("/{name}"))))
+        })
+    };
+    let policies_ok = context.policies_in(namespace).all(|(object, policy)| {
+        policy.uses_target_refs()
+            || policy.l7_attributes().is_empty()
+            || covered(object.metadata.name.as_deref().unwrap_or_default())
+    });
+    let routed_services: BTreeSet<String> = snapshot
+        .in_namespace(Kind::HttpRoute, namespace)
+        .flat_map(|route| {
+            route.data.pointer("/spec/parentRefs").and_then(|refs| refs.as_array()).cloned().unwrap_or_default()
+        })
+        .filter(|parent| parent.get("kind").and_then(|kind| kind.as_str()) == Some("Service"))
+        .filter_map(|parent| parent.get("name").and_then(|name| name.as_str()).map(str::to_string))
+        .collect();
+    let routes_ok = context.virtual_services_for(namespace).all(|(object, spec)| {
+        let own = object.metadata.namespace.as_deref().unwrap_or_default();
+        spec.hosts
+            .iter()
+            .filter_map(|host| service_of_host(host, own))
+            .filter(|(_, ns)| *ns == namespace)
+            .all(|(service, _)| routed_services.contains(service))
+    });
+    let protection_ok = target_ref_policies.is_empty() || has_bypass_protection(context, namespace);
+    policies_ok && routes_ok && protection_ok
+}
+
+/// A selector-based DENY whose rules exempt only some principals (`notPrincipals`): the shape of
+/// correct bypass protection (AMBIENT-NOTES erratum 1).
+pub fn has_bypass_protection(context: &MeshContext, namespace: &str) -> bool {
+    context.policies_in(namespace).any(|(_, policy)| {
+        policy.action == crate::mesh::authz::Action::Deny
+            && !policy.uses_target_refs()
+            && policy.rules().iter().any(|rule| rule.from.iter().any(|from| !from.source.not_principals.is_empty()))
+    })
+}
+
+/// The phase and counts of one namespace.
+pub fn namespace_report(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -> NamespaceReport {
+    let reasons = waypoint_reasons(snapshot, context, namespace);
+    let needed = !reasons.is_empty();
+    let facts = milestones(snapshot, context, namespace, needed);
+    let pods = context.pods_in(namespace);
+    let counts = PodCounts {
+        total: pods.len(),
+        sidecar: pods.iter().filter(|pod| pod.sidecar).count(),
+        hbone: pods.iter().filter(|pod| pod.hbone).count(),
+        ambient: pods.iter().filter(|pod| pod.redirected).count(),
+    };
+    let phase =
+        if !sequencing(snapshot, context, namespace).is_empty() { Phase::Inconsistent } else { phase_of(&facts) };
+    NamespaceReport {
+        name: namespace.to_string(),
+        phase,
+        waypoint_needed: needed,
+        waypoint_reasons: reasons,
+        pods: counts,
+    }
+}
+
+/// The highest phase whose condition and all earlier ones hold.
+pub fn phase_of(facts: &Milestones) -> Phase {
+    let ladder = [
+        (facts.meshed, Phase::Sidecar),
+        (facts.hbone, Phase::SidecarHbone),
+        (facts.waypoint_deployed, Phase::WaypointDeployed),
+        (facts.policies_migrated, Phase::PoliciesMigrated),
+        (facts.enrolled, Phase::AmbientEnrolled),
+        (facts.waypoint_active, Phase::WaypointActive),
+        (facts.sidecars_gone && facts.replaced_config_gone, Phase::Ambient),
+    ];
+    let mut phase = Phase::NotMeshed;
+    for (holds, next) in ladder {
+        if !holds {
+            break;
+        }
+        phase = next;
+    }
+    phase
+}
+
+/// The guide's ordering rules, broken.
+pub fn sequencing(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -> Vec<Finding> {
+    let labels = context.labels(namespace);
+    let reference = Some(ObjectRef::new("Namespace", None, namespace));
+    let mut findings = Vec::new();
+    let without_hbone = context.app_pods(namespace).filter(|pod| pod.sidecar && !pod.hbone).count();
+    if labels.ambient && without_hbone > 0 {
+        findings.push(
+            Finding::new(
+                ids::SEQUENCE_AMBIENT_BEFORE_HBONE,
+                Severity::Fail,
+                reference.clone(),
+                format!("{namespace} is enrolled in ambient but {without_hbone} sidecar pod(s) lack HBONE: ambient clients cannot reach them"),
+            )
+            .fix(format!("restart the workloads of {namespace} under the ambient control plane (Step 3), or remove the istio.io/dataplane-mode label")),
+        );
+    }
+    if labels.use_waypoint.is_some() && !labels.ambient {
+        findings.push(
+            Finding::new(
+                ids::SEQUENCE_WAYPOINT_BEFORE_AMBIENT,
+                Severity::Fail,
+                reference.clone(),
+                format!("{namespace} has istio.io/use-waypoint but is not enrolled in ambient (Step 7 before Step 6)"),
+            )
+            .fix(format!(
+                "remove istio.io/use-waypoint from {namespace} until it is labelled istio.io/dataplane-mode=ambient"
+            )),
+        );
+    }
+    let reasons = waypoint_reasons(snapshot, context, namespace);
+    let facts = milestones(snapshot, context, namespace, !reasons.is_empty());
+    let sidecars_removed = labels.ambient && !labels.injection;
+    if sidecars_removed && !facts.waypoint_active {
+        findings.push(
+            Finding::new(
+                ids::SEQUENCE_SIDECARS_REMOVED_BEFORE_WAYPOINT,
+                Severity::Fail,
+                reference,
+                format!(
+                    "sidecar injection is off in {namespace} but its waypoint is not active, so nothing enforces: {}",
+                    reasons.join("; ")
+                ),
+            )
+            .fix(format!("re-enable injection in {namespace} and restart, or activate its waypoint (Step 7) first")),
+        );
+    }
+    findings
+}

@@ -1,0 +1,252 @@
+//! Loading a [`Snapshot`] from a live cluster: one discovery pass, then one paginated list per
+//! kind (per namespace when the scope is a few namespaces), a handful at a time.
+//!
+//! Discovery uses the aggregated discovery document (`/api` and `/apis` with
+//! `apidiscovery.k8s.io/v2`, GA since Kubernetes 1.30, so on every OpenShift we support): two
+//! requests describe every served kind, where per-group discovery would cost one request per
+//! group version. Never one request per object: on a cluster with thousands of pods the cost is
+//! the number of kinds times the number of pages.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::core::TypeMeta;
+use serde::Deserialize;
+
+use crate::client::Connection;
+use crate::error::{ApiError, one_line};
+use crate::kinds::{ALL, Kind, KindInfo};
+use crate::snapshot::{Coverage, Snapshot, Source};
+
+/// Where to list namespaced kinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListScope {
+    /// Cluster-wide lists.
+    AllNamespaces,
+    /// One list per namespace (for users whose rights end at their namespaces).
+    Namespaces(Vec<String>),
+}
+
+/// Tuning of the live loader.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub scope: ListScope,
+    pub page_size: u32,
+    pub concurrency: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { scope: ListScope::AllNamespaces, page_size: 500, concurrency: 6 }
+    }
+}
+
+/// Served versions of each (group, kind), from discovery.
+pub type Served = BTreeMap<(String, String), Vec<String>>;
+
+#[derive(Deserialize)]
+struct DiscoveryList {
+    #[serde(default)]
+    items: Vec<DiscoveryGroup>,
+}
+
+#[derive(Deserialize)]
+struct DiscoveryGroup {
+    #[serde(default)]
+    metadata: DiscoveryMeta,
+    #[serde(default)]
+    versions: Vec<DiscoveryVersion>,
+}
+
+#[derive(Deserialize, Default)]
+struct DiscoveryMeta {
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct DiscoveryVersion {
+    version: String,
+    #[serde(default)]
+    resources: Vec<DiscoveryResource>,
+}
+
+#[derive(Deserialize)]
+struct DiscoveryResource {
+    #[serde(rename = "responseKind")]
+    response_kind: Option<DiscoveryKind>,
+}
+
+#[derive(Deserialize)]
+struct DiscoveryKind {
+    kind: String,
+}
+
+const AGGREGATED_DISCOVERY: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Every served kind and its versions, from the aggregated discovery documents.
+pub async fn discover(connection: &Connection) -> Result<Served, ApiError> {
+    let mut served = Served::new();
+    for path in ["/api", "/apis"] {
+        let request = http::Request::get(path)
+            .header(http::header::ACCEPT, AGGREGATED_DISCOVERY)
+            .body(Vec::new())
+            .map_err(|err| ApiError::Failed {
+                verb: "get".into(),
+                resource: path.into(),
+                namespace: None,
+                message: err.to_string(),
+            })?;
+        let text = connection
+            .client
+            .request_text(request)
+            .await
+            .map_err(|err| ApiError::from_kube(err, "get", &format!("discovery {path}"), None, None))?;
+        let list: DiscoveryList = serde_json::from_str(&text).map_err(|err| ApiError::Failed {
+            verb: "get".into(),
+            resource: format!("discovery {path}"),
+            namespace: None,
+            message: format!("the server does not speak aggregated discovery (Kubernetes >= 1.30 needed): {err}"),
+        })?;
+        for group in list.items {
+            for version in group.versions {
+                for resource in version.resources {
+                    if let Some(kind) = resource.response_kind {
+                        served
+                            .entry((group.metadata.name.clone(), kind.kind))
+                            .or_default()
+                            .push(version.version.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(served)
+}
+
+/// The version of `info` to read, if the server serves one the suite understands.
+pub fn served_version<'a>(info: &'a KindInfo, served: &Served) -> Option<&'a str> {
+    let versions = served.get(&(info.group.to_string(), info.name.to_string()))?;
+    info.versions.iter().copied().find(|version| versions.iter().any(|served| served == version))
+}
+
+struct ListJob {
+    info: &'static KindInfo,
+    version: &'static str,
+    namespace: Option<String>,
+}
+
+/// Reads every kind of the table into a snapshot.
+pub async fn load(connection: &Connection, options: &LoadOptions) -> Result<Snapshot, ApiError> {
+    let served = discover(connection).await?;
+    let mut snapshot = Snapshot::new(Source::Live { server: connection.server.clone() });
+    snapshot.served = Some(served.clone());
+    let mut jobs = Vec::new();
+    for info in ALL {
+        let Some(version) = served_version(info, &served) else {
+            snapshot.set_coverage(info.kind, Coverage::NotServed);
+            continue;
+        };
+        snapshot.set_coverage(info.kind, Coverage::Listed);
+        match (&options.scope, info.namespaced) {
+            (ListScope::Namespaces(namespaces), true) => {
+                for namespace in namespaces {
+                    jobs.push(ListJob { info, version, namespace: Some(namespace.clone()) });
+                }
+            }
+            _ => jobs.push(ListJob { info, version, namespace: None }),
+        }
+    }
+    let results: Vec<(Kind, Result<Vec<DynamicObject>, ApiError>)> = futures::stream::iter(jobs)
+        .map(|job| async move { (job.info.kind, list_all(connection, &job, options.page_size).await) })
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await;
+    for (kind, result) in results {
+        match result {
+            Ok(objects) => {
+                for object in objects {
+                    snapshot.insert(object);
+                }
+            }
+            Err(ApiError::Forbidden { verb, resource, namespace }) => {
+                let denied = ApiError::Forbidden { verb, resource, namespace };
+                snapshot.notes.push(denied.to_string());
+                snapshot.set_coverage(kind, Coverage::Forbidden(denied.to_string()));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(snapshot)
+}
+
+async fn list_all(connection: &Connection, job: &ListJob, page_size: u32) -> Result<Vec<DynamicObject>, ApiError> {
+    let info = job.info;
+    let api_version =
+        if info.group.is_empty() { job.version.to_string() } else { format!("{}/{}", info.group, job.version) };
+    let resource = ApiResource {
+        group: info.group.into(),
+        version: job.version.into(),
+        api_version: api_version.clone(),
+        kind: info.name.into(),
+        plural: info.plural.into(),
+    };
+    let api: Api<DynamicObject> = match &job.namespace {
+        Some(namespace) => Api::namespaced_with(connection.client.clone(), namespace, &resource),
+        None => Api::all_with(connection.client.clone(), &resource),
+    };
+    let mut params = ListParams::default().limit(page_size);
+    if let Some(selector) = info.list_selector {
+        params = params.labels(selector);
+    }
+    let types = TypeMeta { api_version, kind: info.name.into() };
+    let mut objects = Vec::new();
+    loop {
+        let page = if info.kind == Kind::CustomResourceDefinition {
+            // CRD schemas are megabytes; the checks need only names and annotations.
+            api.list_metadata(&params).await.map(|list| {
+                let continue_token = list.metadata.continue_.clone();
+                let items = list
+                    .items
+                    .into_iter()
+                    .map(|partial| DynamicObject {
+                        types: None,
+                        metadata: partial.metadata,
+                        data: serde_json::json!({}),
+                    })
+                    .collect::<Vec<_>>();
+                (items, continue_token)
+            })
+        } else {
+            api.list(&params).await.map(|list| (list.items, list.metadata.continue_.clone()))
+        };
+        let (items, continue_token) =
+            page.map_err(|err| ApiError::from_kube(err, "list", &info.resource(), job.namespace.as_deref(), None))?;
+        for mut object in items {
+            object.types = Some(types.clone());
+            // Server-side apply bookkeeping is large and never read.
+            object.metadata.managed_fields = None;
+            objects.push(object);
+        }
+        match continue_token {
+            Some(token) if !token.is_empty() => params.continue_token = Some(token),
+            _ => break,
+        }
+    }
+    Ok(objects)
+}
+
+/// A short description of what was read, for `-v`.
+pub fn summary(snapshot: &Snapshot) -> String {
+    let denied: Vec<String> = snapshot
+        .kinds()
+        .filter(|&(_kind, coverage)| matches!(coverage, Coverage::Forbidden(_)))
+        .map(|(kind, _coverage)| kind.name().to_string())
+        .collect();
+    let mut text = format!("read {} objects", snapshot.len());
+    if !denied.is_empty() {
+        text.push_str(&format!("; no permission to list {}", one_line(&denied.join(", "))));
+    }
+    text
+}
