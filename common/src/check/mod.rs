@@ -232,3 +232,6 @@ pub fn evaluate(snapshot: &Snapshot, options: &Options) -> Report {
         findings,
     }
 }
+
+#[cfg(test)]
+mod tests;
