@@ -5,5 +5,6 @@
 
 mod support;
 
+mod check_offline;
 mod controlplane;
 mod plugins;
