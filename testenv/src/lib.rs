@@ -8,6 +8,7 @@
 
 pub mod binary;
 pub mod crds;
+pub mod objects;
 pub mod pki;
 pub mod process;
 

@@ -10,7 +10,11 @@ fn example() -> PathBuf {
 
 fn check_output(args: &[&str]) -> (String, String, Option<i32>) {
     let output = plugin("oc-ambient-check").arg("-f").arg(example()).args(args).env("NO_COLOR", "1").output().unwrap();
-    (String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into(), output.status.code())
+    (
+        String::from_utf8_lossy(&output.stdout).into(),
+        String::from_utf8_lossy(&output.stderr).into(),
+        output.status.code(),
+    )
 }
 
 #[test]
@@ -67,7 +71,11 @@ fn assert_bad_input(args: &[&str], stdin: Option<&str>, expected: &str) {
 #[test]
 fn bad_input_gives_one_clear_line_and_exit_2() {
     assert_bad_input(&["-f", "/nonexistent/dump.yaml"], None, "cannot read /nonexistent/dump.yaml");
-    assert_bad_input(&["-f", "-"], Some("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\nkind: [unclosed"), "-: document 2: invalid YAML");
+    assert_bad_input(
+        &["-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\nkind: [unclosed"),
+        "-: document 2: invalid YAML",
+    );
     assert_bad_input(&["-f", "-"], Some("just: a mapping\n"), "document 1: not a Kubernetes object (no apiVersion)");
     let empty = tempfile::tempdir().unwrap();
     assert_bad_input(&["--from-dir", empty.path().to_str().unwrap()], None, "no YAML or JSON files found");

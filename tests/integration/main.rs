@@ -5,6 +5,7 @@
 
 mod support;
 
+mod check_live;
 mod check_offline;
 mod controlplane;
 mod plugins;

@@ -252,6 +252,8 @@ pub fn waypoint_reasons(snapshot: &Snapshot, context: &MeshContext, namespace: &
             reasons.push(format!("{} {why}", ObjectRef::of(object)));
         }
     }
+    // The same cluster must give the same report whatever order the objects were read in.
+    reasons.sort();
     reasons
 }
 
