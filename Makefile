@@ -19,8 +19,10 @@ build:
 install: build
 	scripts/install.sh target/$(PROFILE) $(PREFIX)
 
-## test: the whole suite (unit tests, and integration tests against a real control plane)
+## test: the whole suite (unit tests, and integration tests against a real control plane).
+## The integration tests run the plugin binaries, which `cargo test` alone does not build.
 test:
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 
 lint:

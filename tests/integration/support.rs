@@ -28,8 +28,8 @@ where
     }
 }
 
-/// A plugin binary. `cargo test --workspace` builds every plugin; when running only this crate's
-/// tests (`-p oc-ambient-tests`), run `cargo build --workspace` first or the binaries may be stale.
+/// A plugin binary. `cargo test` does not build other packages' binaries, so `make test` runs
+/// `cargo build --workspace --bins` first; do the same before `cargo test -p oc-ambient-tests`.
 pub fn plugin(name: &str) -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin(name).unwrap_or_else(|err| panic!("{name} not built: {err}"))
 }
