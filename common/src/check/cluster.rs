@@ -311,22 +311,34 @@ fn ambient_checks(snapshot: &Snapshot, context: &MeshContext) -> Vec<Finding> {
     let mut findings = Vec::new();
     let ztunnel_namespace = ztunnel.and_then(|z| str_at(z, "/spec/namespace")).unwrap_or("ztunnel");
     if ambient_profile {
-        let trusted = str_at(istio, "/spec/values/pilot/trustedZtunnelNamespace");
-        let reference = Some(ObjectRef::of(istio));
-        findings.push(if trusted == Some(ztunnel_namespace) {
-            Finding::new(ids::TRUSTED_ZTUNNEL_NAMESPACE, Severity::Pass, reference, format!("istiod trusts ztunnel in {ztunnel_namespace}"))
-        } else {
-            Finding::new(
-                ids::TRUSTED_ZTUNNEL_NAMESPACE,
-                Severity::Fail,
-                reference,
-                format!("values.pilot.trustedZtunnelNamespace is {} but ztunnel runs in {ztunnel_namespace}", trusted.unwrap_or("unset")),
-            )
-            .fix(format!("oc patch istio {} --type merge -p '{{\"spec\":{{\"values\":{{\"pilot\":{{\"trustedZtunnelNamespace\":\"{ztunnel_namespace}\"}}}}}}}}'", istio.metadata.name.as_deref().unwrap_or("default")))
-        });
+        findings.push(trusted_ztunnel_namespace(istio, ztunnel_namespace));
     }
     findings.push(ztunnel_ready(snapshot, context, ztunnel, ztunnel_namespace));
     findings
+}
+
+/// istiod must trust the namespace ztunnel runs in (`values.pilot.trustedZtunnelNamespace`).
+pub fn trusted_ztunnel_namespace(istio: &DynamicObject, ztunnel_namespace: &str) -> Finding {
+    let trusted = str_at(istio, "/spec/values/pilot/trustedZtunnelNamespace");
+    let reference = Some(ObjectRef::of(istio));
+    if trusted == Some(ztunnel_namespace) {
+        return Finding::new(
+            ids::TRUSTED_ZTUNNEL_NAMESPACE,
+            Severity::Pass,
+            reference,
+            format!("istiod trusts ztunnel in {ztunnel_namespace}"),
+        );
+    }
+    Finding::new(
+        ids::TRUSTED_ZTUNNEL_NAMESPACE,
+        Severity::Fail,
+        reference,
+        format!("values.pilot.trustedZtunnelNamespace is {} but ztunnel runs in {ztunnel_namespace}", trusted.unwrap_or("unset")),
+    )
+    .fix(format!(
+        "oc patch istio {} --type merge -p '{{\"spec\":{{\"values\":{{\"pilot\":{{\"trustedZtunnelNamespace\":\"{ztunnel_namespace}\"}}}}}}}}'",
+        istio.metadata.name.as_deref().unwrap_or("default")
+    ))
 }
 
 /// ztunnel Healthy, with a running, ready pod on every node.

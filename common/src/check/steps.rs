@@ -3,7 +3,7 @@
 
 use kube::api::DynamicObject;
 
-use super::cluster::{prerequisites, ztunnel_ready};
+use super::cluster::{prerequisites, trusted_ztunnel_namespace, ztunnel_ready};
 use super::config::blockers;
 use super::facts::{is_programmed, str_at, waypoints};
 use super::phase::{MeshContext, has_bypass_protection, milestones, waypoint_reasons};
@@ -76,25 +76,7 @@ fn step2(snapshot: &Snapshot, context: &MeshContext) -> Vec<Finding> {
     let ztunnel = named(snapshot, Kind::ZTunnel);
     let ztunnel_namespace = ztunnel.and_then(|z| str_at(z, "/spec/namespace")).unwrap_or("ztunnel");
     if let Some(istio) = named(snapshot, Kind::Istio) {
-        let trusted = str_at(istio, "/spec/values/pilot/trustedZtunnelNamespace");
-        findings.push(if trusted == Some(ztunnel_namespace) {
-            Finding::new(
-                ids::TRUSTED_ZTUNNEL_NAMESPACE,
-                Severity::Pass,
-                Some(ObjectRef::of(istio)),
-                format!("istiod trusts ztunnel in {ztunnel_namespace}"),
-            )
-        } else {
-            Finding::new(
-                ids::TRUSTED_ZTUNNEL_NAMESPACE,
-                Severity::Fail,
-                Some(ObjectRef::of(istio)),
-                format!(
-                    "values.pilot.trustedZtunnelNamespace is {}, ztunnel runs in {ztunnel_namespace}",
-                    trusted.unwrap_or("unset")
-                ),
-            )
-        });
+        findings.push(trusted_ztunnel_namespace(istio, ztunnel_namespace));
     }
     findings.push(ztunnel_ready(snapshot, context, ztunnel, ztunnel_namespace));
     findings
