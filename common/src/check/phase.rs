@@ -421,7 +421,9 @@ pub fn sequencing(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -
     }
     let reasons = waypoint_reasons(snapshot, context, namespace);
     let facts = milestones(snapshot, context, namespace, !reasons.is_empty());
-    let sidecars_removed = labels.ambient && !labels.injection;
+    // Injection turned off for the namespace, or some workloads already running without a sidecar.
+    let sidecars_removed =
+        labels.ambient && (!labels.injection || context.app_pods(namespace).any(|pod| !pod.sidecar));
     if sidecars_removed && !facts.waypoint_active {
         findings.push(
             Finding::new(
@@ -429,7 +431,7 @@ pub fn sequencing(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -
                 Severity::Fail,
                 reference,
                 format!(
-                    "sidecar injection is off in {namespace} but its waypoint is not active, so nothing enforces: {}",
+                    "sidecars are being removed in {namespace} but its waypoint is not active, so nothing enforces: {}",
                     reasons.join("; ")
                 ),
             )

@@ -318,6 +318,13 @@ fn sequencing_violations_make_the_namespace_inconsistent() {
         .report();
     assert_eq!(severities(&sidecars_first, ids::SEQUENCE_SIDECARS_REMOVED_BEFORE_WAYPOINT), vec![Severity::Fail]);
     assert_eq!(sidecars_first.namespaces[0].phase, Phase::Inconsistent);
+
+    let one_workload_first = Mesh::sidecar()
+        .replace(namespace(json!({"istio.io/rev": "default", "istio.io/dataplane-mode": "ambient"})))
+        .replace(pod("api-1", "api", false, false))
+        .replace(pod("web-1", "web", true, true))
+        .report();
+    assert_eq!(severities(&one_workload_first, ids::SEQUENCE_SIDECARS_REMOVED_BEFORE_WAYPOINT), vec![Severity::Fail]);
 }
 
 /// The guide's order, step by step, moves the namespace up the phase ladder.
