@@ -135,6 +135,8 @@ struct ListJob {
     info: &'static KindInfo,
     version: &'static str,
     namespace: Option<String>,
+    /// Get this one object instead of listing.
+    name: Option<String>,
 }
 
 /// Reads every kind of the table into a snapshot.
@@ -150,12 +152,18 @@ pub async fn load(connection: &Connection, options: &LoadOptions) -> Result<Snap
         };
         snapshot.set_coverage(info.kind, Coverage::Listed);
         match (&options.scope, info.namespaced) {
-            (ListScope::Namespaces(namespaces), true) => {
+            // Namespace admins may get their namespaces but not list all of them.
+            (ListScope::Namespaces(namespaces), false) if info.kind == Kind::Namespace => {
                 for namespace in namespaces {
-                    jobs.push(ListJob { info, version, namespace: Some(namespace.clone()) });
+                    jobs.push(ListJob { info, version, namespace: None, name: Some(namespace.clone()) });
                 }
             }
-            _ => jobs.push(ListJob { info, version, namespace: None }),
+            (ListScope::Namespaces(namespaces), true) => {
+                for namespace in namespaces {
+                    jobs.push(ListJob { info, version, namespace: Some(namespace.clone()), name: None });
+                }
+            }
+            _ => jobs.push(ListJob { info, version, namespace: None, name: None }),
         }
     }
     let results: Vec<(Kind, Result<Vec<DynamicObject>, ApiError>)> = futures::stream::iter(jobs)
@@ -201,6 +209,18 @@ async fn list_all(connection: &Connection, job: &ListJob, page_size: u32) -> Res
         params = params.labels(selector);
     }
     let types = TypeMeta { api_version, kind: info.name.into() };
+    if let Some(name) = &job.name {
+        let found =
+            api.get_opt(name).await.map_err(|err| ApiError::from_kube(err, "get", &info.resource(), None, None))?;
+        return Ok(found
+            .map(|mut object| {
+                object.types = Some(types);
+                object.metadata.managed_fields = None;
+                object
+            })
+            .into_iter()
+            .collect());
+    }
     let mut objects = Vec::new();
     loop {
         let page = if info.kind == Kind::CustomResourceDefinition {

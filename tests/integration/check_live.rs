@@ -119,3 +119,60 @@ async fn a_user_without_list_rights_gets_a_partial_report_not_a_crash() {
     assert!(notes.iter().any(|n| n.contains("forbidden: cannot list nodes")), "{notes:?}");
     assert!(stderr.contains("no permission to list"), "-v says what was denied: {stderr}");
 }
+
+#[tokio::test]
+async fn a_namespace_admin_can_check_their_namespace() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
+    use kube::api::{ObjectMeta, PostParams};
+
+    let plane = crate::support::plane();
+    let client = plane.client().await.unwrap();
+    let namespace = plane.namespace(&client, "check-nsadmin").await.unwrap();
+    let user = format!("{namespace}-admin");
+    // Namespace-scoped rights only: view and mesh reads inside the namespace, and get on the
+    // namespace itself (what an OpenShift project admin has), through RoleBindings.
+    let get_namespace = ClusterRole {
+        metadata: ObjectMeta { name: Some(format!("{namespace}-get-namespace")), ..Default::default() },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["namespaces".into()]),
+            verbs: vec!["get".into()],
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    Api::<ClusterRole>::all(client.clone()).create(&PostParams::default(), &get_namespace).await.unwrap();
+    for role in ["view".to_string(), "oc-ambient-mesh-reader".to_string(), format!("{namespace}-get-namespace")] {
+        let binding = RoleBinding {
+            metadata: ObjectMeta { name: Some(role.clone()), namespace: Some(namespace.clone()), ..Default::default() },
+            role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "ClusterRole".into(), name: role },
+            subjects: Some(vec![Subject {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "User".into(),
+                name: user.clone(),
+                ..Default::default()
+            }]),
+        };
+        Api::<RoleBinding>::namespaced(client.clone(), &namespace)
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap();
+    }
+    let labelled = serde_json::json!({"metadata": {"labels": {"istio.io/rev": "default"}}});
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(&namespace, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&labelled))
+        .await
+        .unwrap();
+
+    // The admin's certificate, impersonating the namespace admin (kubeconfig `as:`).
+    let mut config: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(plane.kubeconfig()).unwrap()).unwrap();
+    config["users"][0]["user"]["as"] = Value::String(user.clone());
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(kubeconfig.path(), serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+
+    let (report, code) = run_check(&["-n", &namespace], Some(kubeconfig.path()));
+    assert_eq!(report["partial"], true, "cluster-scoped kinds are out of reach");
+    assert_eq!(report["namespaces"][0]["name"], namespace.as_str());
+    assert_eq!(report["namespaces"][0]["phase"], "sidecar", "the namespace's own labels were read with get");
+    assert!(matches!(code, Some(0 | 1)), "evaluated, not an error");
+}

@@ -60,6 +60,9 @@ pub struct MeshContext<'a> {
     /// Objects whose spec does not decode, reported once.
     pub invalid: Vec<Finding>,
     pub trust_domain: String,
+    /// The control plane runs the ambient profile (Step 2 done), so restarted sidecars get HBONE;
+    /// None when the input holds no Istio resources.
+    pub ambient_control_plane: Option<bool>,
 }
 
 fn decode_all<'a, T: serde::de::DeserializeOwned + Default>(
@@ -108,6 +111,9 @@ impl<'a> MeshContext<'a> {
             .find_map(|istio| str_at(istio, "/spec/values/meshConfig/trustDomain"))
             .unwrap_or("cluster.local")
             .to_string();
+        let ambient_control_plane = snapshot
+            .knows(Kind::Istio)
+            .then(|| snapshot.all(Kind::Istio).iter().any(|istio| str_at(istio, "/spec/profile") == Some("ambient")));
         let mut invalid = Vec::new();
         let policies = decode_all(snapshot, Kind::AuthorizationPolicy, &mut invalid);
         let virtual_services = decode_all(snapshot, Kind::VirtualService, &mut invalid);
@@ -121,6 +127,7 @@ impl<'a> MeshContext<'a> {
             destination_rules,
             invalid,
             trust_domain,
+            ambient_control_plane,
         }
     }
 
@@ -284,7 +291,7 @@ pub fn milestones(snapshot: &Snapshot, context: &MeshContext, namespace: &str, w
     let active = labels.use_waypoint.as_deref().is_some_and(|name| waypoint_names.contains(&name));
     Milestones {
         meshed: labels.injection || labels.ambient || app_pods.iter().any(|pod| pod.sidecar),
-        hbone: app_pods.iter().filter(|pod| pod.sidecar).all(|pod| pod.hbone),
+        hbone: hbone_ready(context, &app_pods),
         waypoint_deployed: !waypoint_needed || waypoint_exists,
         policies_migrated: !waypoint_needed || policies_migrated(snapshot, context, namespace),
         enrolled: labels.ambient,
@@ -295,6 +302,18 @@ pub fn milestones(snapshot: &Snapshot, context: &MeshContext, namespace: &str, w
             .any(|(_, p)| !p.uses_target_refs() && !p.l7_attributes().is_empty())
             && context.virtual_services_for(namespace).next().is_none(),
     }
+}
+
+/// Every sidecar has HBONE, and something shows ambient is on: the control plane's profile or,
+/// when the input lacks it, an HBONE sidecar or a redirected pod. An empty namespace under an
+/// unknown control plane has not reached this phase.
+fn hbone_ready(context: &MeshContext, app_pods: &[&PodFacts]) -> bool {
+    let mut sidecars = app_pods.iter().filter(|pod| pod.sidecar);
+    let evidence = match context.ambient_control_plane {
+        Some(ambient) => ambient,
+        None => app_pods.iter().any(|pod| pod.hbone || pod.redirected),
+    };
+    evidence && sidecars.all(|pod| pod.hbone)
 }
 
 /// Every L7 selector policy has a targetRefs counterpart, every mesh VirtualService an HTTPRoute
@@ -422,8 +441,7 @@ pub fn sequencing(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -
     let reasons = waypoint_reasons(snapshot, context, namespace);
     let facts = milestones(snapshot, context, namespace, !reasons.is_empty());
     // Injection turned off for the namespace, or some workloads already running without a sidecar.
-    let sidecars_removed =
-        labels.ambient && (!labels.injection || context.app_pods(namespace).any(|pod| !pod.sidecar));
+    let sidecars_removed = labels.ambient && (!labels.injection || context.app_pods(namespace).any(|pod| !pod.sidecar));
     if sidecars_removed && !facts.waypoint_active {
         findings.push(
             Finding::new(

@@ -327,10 +327,18 @@ fn sequencing_violations_make_the_namespace_inconsistent() {
     assert_eq!(severities(&one_workload_first, ids::SEQUENCE_SIDECARS_REMOVED_BEFORE_WAYPOINT), vec![Severity::Fail]);
 }
 
+fn ambient_istio() -> Value {
+    json!({"apiVersion": "sailoperator.io/v1", "kind": "Istio", "metadata": {"name": "default"},
+        "spec": {"version": "v1.27.0", "namespace": "istio-system", "profile": "ambient", "values": {"pilot": {"trustedZtunnelNamespace": "ztunnel"}}},
+        "status": {"state": "Healthy"}})
+}
+
 /// The guide's order, step by step, moves the namespace up the phase ladder.
 #[test]
 fn phases_follow_the_guide() {
-    let hbone = Mesh::sidecar().replace(pod("api-1", "api", true, true)).replace(pod("web-1", "web", true, true));
+    let restarted = Mesh::sidecar().replace(pod("api-1", "api", true, true)).replace(pod("web-1", "web", true, true));
+    assert_eq!(restarted.report().namespaces[0].phase, Phase::Sidecar, "HBONE needs the ambient control plane first");
+    let hbone = restarted.replace(ambient_istio());
     assert_eq!(hbone.report().namespaces[0].phase, Phase::SidecarHbone);
     let deployed = hbone.with(waypoint()).with(waypoint_pod());
     assert_eq!(deployed.report().namespaces[0].phase, Phase::WaypointDeployed);
@@ -349,9 +357,6 @@ fn phases_follow_the_guide() {
         .replace(namespace(json!({"istio.io/dataplane-mode": "ambient", "istio.io/use-waypoint": "waypoint"})))
         .replace(pod("api-1", "api", false, false))
         .replace(pod("web-1", "web", false, false))
-        .replace(json!({"apiVersion": "sailoperator.io/v1", "kind": "Istio", "metadata": {"name": "default"},
-            "spec": {"version": "v1.27.0", "namespace": "istio-system", "profile": "ambient", "values": {"pilot": {"trustedZtunnelNamespace": "ztunnel"}}},
-            "status": {"state": "Healthy"}}))
         .with(json!({"apiVersion": "sailoperator.io/v1", "kind": "ZTunnel", "metadata": {"name": "default"}, "spec": {"namespace": "ztunnel"}, "status": {"state": "Healthy"}}))
         .with(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ztunnel-abc", "namespace": "ztunnel", "labels": {"app": "ztunnel"}},
             "spec": {"nodeName": "n1", "containers": [{"name": "istio-proxy"}]}, "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}));
