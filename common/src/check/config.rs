@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::facts::{PodFacts, str_at, waypoints};
-use super::phase::{MeshContext, has_bypass_protection};
+use super::phase::{MeshContext, Protection, protection_of, waypoint_principals};
 use super::{Finding, Severity, ids};
 use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec, is_valid_condition_key};
@@ -399,16 +399,37 @@ fn target_ref_traps(
             });
         }
         let pods_take_bypass = backing.iter().any(|pod| !pod.sidecar || context.labels(namespace).ambient);
-        if !has_bypass_protection(context, namespace) && !backing.is_empty() {
+        let principals = waypoint_principals(snapshot, context, namespace);
+        let with = |wanted: Protection| -> Vec<&str> {
+            backing
+                .iter()
+                .filter(|pod| protection_of(context, pod, &principals) == wanted)
+                .map(|pod| pod.name)
+                .collect()
+        };
+        let missing = with(Protection::Missing);
+        if !missing.is_empty() {
             let severity = if active && pods_take_bypass { Severity::Fail } else { Severity::Warn };
             findings.push(
                 Finding::new(
                     ids::BYPASS_PROTECTION_MISSING,
                     severity,
                     reference.clone(),
-                    format!("pods behind Service {} accept traffic that skips the waypoint (pod addresses, sidecar clients, ingress gateways): waypoint-only policies are bypassed", target.name),
+                    format!("pods behind Service {} ({}) accept traffic that skips the waypoint (pod addresses, sidecar clients, ingress gateways): waypoint-only policies are bypassed", target.name, missing.join(", ")),
                 )
                 .fix("add a selector-based DENY on those pods with from.source.notPrincipals = the waypoint's principal and legitimate skippers (oc ambient-waypoint convert generates it)"),
+            );
+        }
+        let denies_waypoint = with(Protection::DeniesWaypoint);
+        if !denies_waypoint.is_empty() {
+            findings.push(
+                Finding::new(
+                    ids::BYPASS_PROTECTION_DENIES_WAYPOINT,
+                    if active { Severity::Fail } else { Severity::Warn },
+                    reference.clone(),
+                    format!("the bypass protection on pods behind Service {} ({}) does not exempt the waypoint ({}): every request through the waypoint is denied", target.name, denies_waypoint.join(", "), principals.join(", ")),
+                )
+                .fix("add the waypoint's principal to from.source.notPrincipals"),
             );
         }
     }

@@ -46,6 +46,7 @@ pub mod ids {
     pub const L4_ALLOW_NEEDS_WAYPOINT_PRINCIPAL: &str = "l4-allow-needs-waypoint-principal";
     pub const TARGETREFS_WITHOUT_WAYPOINT: &str = "targetrefs-without-waypoint";
     pub const BYPASS_PROTECTION_MISSING: &str = "bypass-protection-missing";
+    pub const BYPASS_PROTECTION_DENIES_WAYPOINT: &str = "bypass-protection-denies-waypoint";
     pub const INVALID_CONDITION_KEY: &str = "invalid-condition-key";
     pub const SEQUENCE_AMBIENT_BEFORE_HBONE: &str = "sequence-ambient-before-hbone";
     pub const SEQUENCE_SIDECARS_REMOVED_BEFORE_WAYPOINT: &str = "sequence-sidecars-removed-before-waypoint";

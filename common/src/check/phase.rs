@@ -350,18 +350,101 @@ fn policies_migrated(snapshot: &Snapshot, context: &MeshContext, namespace: &str
             .filter(|(_, ns)| *ns == namespace)
             .all(|(service, _)| routed_services.contains(service))
     });
-    let protection_ok = target_ref_policies.is_empty() || has_bypass_protection(context, namespace);
+    let protection_ok = unprotected(snapshot, context, namespace).is_empty();
     policies_ok && routes_ok && protection_ok
 }
 
-/// A selector-based DENY whose rules exempt only some principals (`notPrincipals`): the shape of
-/// correct bypass protection (AMBIENT-NOTES erratum 1).
-pub fn has_bypass_protection(context: &MeshContext, namespace: &str) -> bool {
-    context.policies_in(namespace).any(|(_, policy)| {
-        policy.action == crate::mesh::authz::Action::Deny
-            && !policy.uses_target_refs()
-            && policy.rules().iter().any(|rule| rule.from.iter().any(|from| !from.source.not_principals.is_empty()))
-    })
+/// The principals the namespace's waypoints run as (their service account is the Gateway's
+/// name); `waypoint` when none is deployed yet, as the guide names it.
+pub fn waypoint_principals(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -> Vec<String> {
+    let names: Vec<String> =
+        waypoints(snapshot, namespace).filter_map(|gateway| gateway.metadata.name.clone()).collect();
+    let names = if names.is_empty() { vec!["waypoint".to_string()] } else { names };
+    names.iter().map(|name| context.principal(namespace, name)).collect()
+}
+
+/// The pods behind each Service a targetRefs policy of `namespace` attaches to.
+pub fn waypoint_guarded_pods<'c>(
+    snapshot: &Snapshot,
+    context: &'c MeshContext,
+    namespace: &str,
+) -> Vec<(String, Vec<&'c PodFacts<'c>>)> {
+    let mut services: BTreeSet<String> = BTreeSet::new();
+    for (_, policy) in context.policies_in(namespace).filter(|(_, policy)| policy.uses_target_refs()) {
+        for target in policy.all_target_refs() {
+            if target.kind == "Service" {
+                services.insert(target.name.clone());
+            }
+        }
+    }
+    services
+        .into_iter()
+        .map(|service| {
+            let selector: BTreeMap<String, String> = snapshot
+                .get(Kind::Service, Some(namespace), &service)
+                .and_then(|object| object.data.pointer("/spec/selector").cloned())
+                .and_then(|selector| serde_json::from_value(selector).ok())
+                .unwrap_or_default();
+            let pods = if selector.is_empty() {
+                Vec::new()
+            } else {
+                context.app_pods(namespace).filter(|pod| crate::mesh::selector_matches(&selector, pod.labels)).collect()
+            };
+            (service, pods)
+        })
+        .collect()
+}
+
+/// How a pod is protected from traffic that skips its waypoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protection {
+    /// No selector-based DENY with `notPrincipals` selects the pod.
+    Missing,
+    /// Protected, but the waypoint's own principal is not exempt: the waypoint is denied too.
+    DeniesWaypoint,
+    Protected,
+}
+
+/// Correct bypass protection (AMBIENT-NOTES erratum 1) is a selector-based (or namespace-wide)
+/// DENY, enforced by ztunnel on the pod, whose rule denies every source outside
+/// `from.source.notPrincipals`, and those must include the waypoint.
+pub fn protection_of(context: &MeshContext, pod: &PodFacts, waypoint_principals: &[String]) -> Protection {
+    let mut best = Protection::Missing;
+    for (_, policy) in context.policies_in(pod.namespace) {
+        let selects =
+            policy.selector_labels().is_none_or(|selector| crate::mesh::selector_matches(selector, pod.labels));
+        if policy.action != crate::mesh::authz::Action::Deny || policy.uses_target_refs() || !selects {
+            continue;
+        }
+        for rule in policy.rules() {
+            for from in &rule.from {
+                let exempt = &from.source.not_principals;
+                if exempt.is_empty() {
+                    continue;
+                }
+                if waypoint_principals.iter().any(|principal| exempt.contains(principal)) {
+                    return Protection::Protected;
+                }
+                best = Protection::DeniesWaypoint;
+            }
+        }
+    }
+    best
+}
+
+/// Pods behind waypoint-enforced Services that lack (correct) bypass protection, by Service.
+pub fn unprotected(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -> Vec<(String, String, Protection)> {
+    let principals = waypoint_principals(snapshot, context, namespace);
+    waypoint_guarded_pods(snapshot, context, namespace)
+        .into_iter()
+        .flat_map(|(service, pods)| {
+            let principals = &principals;
+            pods.into_iter().filter_map(move |pod| match protection_of(context, pod, principals) {
+                Protection::Protected => None,
+                other => Some((service.clone(), pod.name.to_string(), other)),
+            })
+        })
+        .collect()
 }
 
 /// The phase and counts of one namespace.

@@ -6,7 +6,7 @@ use kube::api::DynamicObject;
 use super::cluster::{prerequisites, trusted_ztunnel_namespace, ztunnel_ready};
 use super::config::blockers;
 use super::facts::{is_programmed, str_at, waypoints};
-use super::phase::{MeshContext, has_bypass_protection, milestones, waypoint_reasons};
+use super::phase::{MeshContext, milestones, unprotected, waypoint_reasons};
 use super::{Finding, Severity, ids};
 use crate::kinds::Kind;
 use crate::mesh::networking::service_of_host;
@@ -321,12 +321,13 @@ fn step5(snapshot: &Snapshot, context: &MeshContext, namespace: &str, needed: bo
             format!("no waypoint copy (targetRefs) of {}", uncovered.join(", ")),
         )
     });
-    let has_target_refs = context.policies_in(namespace).any(|(_, p)| p.uses_target_refs());
-    if has_target_refs {
-        findings.push(if has_bypass_protection(context, namespace) {
-            Finding::new(ids::BYPASS_PROTECTION_MISSING, Severity::Pass, reference, "selector-based bypass protection (DENY with notPrincipals) is present")
+    if context.policies_in(namespace).any(|(_, p)| p.uses_target_refs()) {
+        let gaps = unprotected(snapshot, context, namespace);
+        findings.push(if gaps.is_empty() {
+            Finding::new(ids::BYPASS_PROTECTION_MISSING, Severity::Pass, reference, "every pod behind a waypoint-enforced Service has selector-based bypass protection that exempts the waypoint")
         } else {
-            Finding::new(ids::BYPASS_PROTECTION_MISSING, Severity::Fail, reference, "waypoint policies exist but no selector-based DENY protects the pods from traffic that skips the waypoint")
+            let pods: Vec<String> = gaps.iter().map(|(service, pod, protection)| format!("{pod} ({service}, {protection:?})")).collect();
+            Finding::new(ids::BYPASS_PROTECTION_MISSING, Severity::Fail, reference, format!("pods without correct bypass protection: {}", pods.join(", ")))
                 .fix("oc ambient-waypoint convert generates correct protection (the guide's Step 5.3 policy protects nothing)")
         });
     }

@@ -284,7 +284,31 @@ fn target_refs_without_an_active_waypoint_and_missing_protection() {
         .replace(pod("api-1", "api", false, false));
     assert!(severities(&active.report(), ids::TARGETREFS_WITHOUT_WAYPOINT).is_empty());
     assert_eq!(severities(&active.report(), ids::BYPASS_PROTECTION_MISSING), vec![Severity::Fail]);
-    assert!(severities(&active.with(protection()).report(), ids::BYPASS_PROTECTION_MISSING).is_empty());
+    let protected = active.with(protection());
+    assert!(severities(&protected.report(), ids::BYPASS_PROTECTION_MISSING).is_empty());
+    assert!(severities(&protected.report(), ids::BYPASS_PROTECTION_DENIES_WAYPOINT).is_empty());
+
+    // Protection on another workload's pods leaves api's pods open.
+    let mut elsewhere = protection();
+    elsewhere["spec"]["selector"]["matchLabels"]["app"] = json!("web");
+    let misplaced = Mesh::sidecar()
+        .with(target_ref_policy())
+        .with(waypoint())
+        .replace(namespace(json!({"istio.io/dataplane-mode": "ambient", "istio.io/use-waypoint": "waypoint"})))
+        .replace(pod("api-1", "api", false, false))
+        .with(elsewhere);
+    assert_eq!(severities(&misplaced.report(), ids::BYPASS_PROTECTION_MISSING), vec![Severity::Fail]);
+
+    // Protection that forgets the waypoint denies everything that goes through it.
+    let mut forgetful = protection();
+    forgetful["spec"]["rules"][0]["from"][0]["source"]["notPrincipals"] = json!(["cluster.local/ns/shop/sa/shop-web"]);
+    let outage = Mesh::sidecar()
+        .with(target_ref_policy())
+        .with(waypoint())
+        .replace(namespace(json!({"istio.io/dataplane-mode": "ambient", "istio.io/use-waypoint": "waypoint"})))
+        .replace(pod("api-1", "api", false, false))
+        .with(forgetful);
+    assert_eq!(severities(&outage.report(), ids::BYPASS_PROTECTION_DENIES_WAYPOINT), vec![Severity::Fail]);
 }
 
 #[test]
