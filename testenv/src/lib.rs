@@ -76,6 +76,21 @@ pub struct ControlPlane {
 
 static NAMESPACE_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+const DIR_PREFIX: &str = "oc-ambient-testenv-";
+
+/// Removes directories of control planes whose test process is gone (killed before its exit
+/// handler ran; its processes died with it through PDEATHSIG).
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.strip_prefix(DIR_PREFIX).and_then(|rest| rest.split('-').next()) else { continue };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn free_port() -> Result<u16, Error> {
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Io { what: "bind a loopback port".into(), source })?;
@@ -115,8 +130,9 @@ impl ControlPlane {
         let binary = tokio::task::spawn_blocking(binary::ensure_binary)
             .await
             .map_err(|err| Error::Binary(err.to_string()))??;
+        remove_stale_dirs();
         let dir = std::env::temp_dir().join(format!(
-            "oc-ambient-testenv-{}-{}",
+            "{DIR_PREFIX}{}-{}",
             std::process::id(),
             NAMESPACE_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -441,6 +457,11 @@ current-context: {ADMIN_CONTEXT}
             Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
         namespaces.create(&PostParams::default(), &namespace).await?;
         Ok(name)
+    }
+
+    /// Process ids of etcd, the API server and the controller manager.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.lock().map(|children| children.iter().map(|(_, child)| child.id()).collect()).unwrap_or_default()
     }
 
     /// Stops every process and removes the directory. Safe to call more than once.

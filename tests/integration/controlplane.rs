@@ -130,3 +130,47 @@ async fn deleting_a_namespace_cascades() {
     })
     .await;
 }
+
+/// Runs the probe, which starts a control plane and then ends as `mode` says.
+fn probe(mode: &str) -> (std::path::PathBuf, Vec<u32>, std::process::Child) {
+    use std::io::BufRead;
+    let binary = assert_cmd::cargo::cargo_bin("testenv-probe");
+    let mut child = std::process::Command::new(binary)
+        .arg(mode)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let dir = lines.next().unwrap().unwrap().strip_prefix("dir=").unwrap().into();
+    let pids =
+        lines.next().unwrap().unwrap().strip_prefix("pids=").unwrap().split(',').map(|p| p.parse().unwrap()).collect();
+    (dir, pids, child)
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie is dead for our purposes: its parent (the init reaper) has not waited yet.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+#[test]
+fn nothing_outlives_a_test_process_that_exits_panics_or_is_killed() {
+    for mode in ["exit", "panic"] {
+        let (dir, pids, mut child) = probe(mode);
+        assert_eq!(pids.len(), 3, "etcd, kube-apiserver, kube-controller-manager");
+        let status = child.wait().unwrap();
+        assert_eq!(status.success(), mode == "exit", "{mode}");
+        assert!(pids.iter().all(|pid| !alive(*pid)), "{mode}: control plane processes left: {pids:?}");
+        assert!(!dir.exists(), "{mode}: {} left behind", dir.display());
+    }
+    let (dir, pids, mut child) = probe("hang");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(pids.iter().all(|pid| !alive(*pid)), "SIGKILL: PDEATHSIG must take the children down: {pids:?}");
+    // The killed process's directory goes at the next control-plane start.
+    let (_, _, mut next) = probe("exit");
+    next.wait().unwrap();
+    assert!(!dir.exists(), "stale {} removed by the next start", dir.display());
+}
