@@ -21,9 +21,6 @@
 //! protection against callers that skip the waypoint). [`scope`] decides which namespaces use a
 //! waypoint, which identity it has, and which workloads the input shows.
 
-// The rules land one commit at a time; until the last one, parts of the shared helpers are unused.
-#![allow(dead_code)]
-
 mod bypass;
 pub mod objects;
 mod policies;
@@ -212,7 +209,7 @@ pub fn convert(snapshot: &Snapshot, options: &ConvertOptions) -> Conversion {
     let routed = routes::convert_virtual_services(&mesh, &mut out, &mut report);
     let version_services = services::convert_subsets(&mesh, &routed, &mut out, &mut report);
     let enforced = policies::convert_policies(&mesh, &version_services.services, &mut out, &mut report);
-    let label_changes = bypass::protect(&mesh, &enforced, &mut out, &mut report);
+    let label_changes = bypass::protect(&mesh, &enforced, &version_services.services, &mut out, &mut report);
 
     let mut replaces: Vec<ObjectRef> = Vec::new();
     replaces.extend(routed.replaced.into_iter().filter(|vs| !report.refused(vs)));

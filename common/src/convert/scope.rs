@@ -164,11 +164,6 @@ impl<'a> Mesh<'a> {
         self.snapshot.get(Kind::Service, Some(namespace), name)
     }
 
-    /// Services of the input in `namespace` that select pods.
-    pub fn services_in(&self, namespace: &'a str) -> impl Iterator<Item = &'a DynamicObject> + 'a {
-        self.snapshot.in_namespace(Kind::Service, namespace).filter(|service| !service_selector(service).is_empty())
-    }
-
     pub fn workloads_in<'s>(&'s self, namespace: &'s str) -> impl Iterator<Item = &'s Workload<'a>> + 's {
         self.workloads.iter().filter(move |workload| workload.namespace == namespace)
     }
