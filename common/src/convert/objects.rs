@@ -142,8 +142,23 @@ impl<'a> Items<'a> {
             .insert(SOURCE_ANNOTATION.into(), merged.join(","));
     }
 
-    /// The items, in the order they were added.
-    pub(crate) fn into_items(self) -> Vec<DynamicObject> {
+    /// The items in apply order: the waypoint, Services, routes, then policies (generation order
+    /// within a kind, which follows the input).
+    pub(crate) fn into_items(mut self) -> Vec<DynamicObject> {
+        const ORDER: [Kind; 7] = [
+            Kind::Gateway,
+            Kind::Service,
+            Kind::HttpRoute,
+            Kind::AuthorizationPolicy,
+            Kind::RequestAuthentication,
+            Kind::Telemetry,
+            Kind::WasmPlugin,
+        ];
+        let rank = |item: &DynamicObject| {
+            let kind = item.types.as_ref().and_then(|t| Kind::from_type(&t.api_version, &t.kind));
+            ORDER.iter().position(|k| Some(*k) == kind).unwrap_or(ORDER.len())
+        };
+        self.items.sort_by_key(rank);
         self.items
     }
 }
