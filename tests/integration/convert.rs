@@ -363,6 +363,7 @@ async fn every_emitted_object_passes_a_server_side_dry_run() {
     assert!(inputs.len() > 100, "the corpus is read ({} inputs)", inputs.len());
 
     let mut emitted = 0;
+    let mut by_kind: std::collections::BTreeMap<String, usize> = Default::default();
     let mut rejected = Vec::new();
     let mut refused = Vec::new();
     for input in &inputs {
@@ -381,6 +382,7 @@ async fn every_emitted_object_passes_a_server_side_dry_run() {
         }
         for item in &conversion.items {
             emitted += 1;
+            *by_kind.entry(item.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default()).or_default() += 1;
             if let Err(err) = dry_run_create(&client, &namespace, item).await {
                 rejected.push(format!(
                     "{}: {}: {err}\n{}",
@@ -391,7 +393,7 @@ async fn every_emitted_object_passes_a_server_side_dry_run() {
             }
         }
     }
-    eprintln!("{emitted} objects emitted from {} inputs; {} skipped templates:", inputs.len(), skipped.len());
+    eprintln!("{emitted} objects {by_kind:?} from {} inputs; {} skipped templates:", inputs.len(), skipped.len());
     for template in &skipped {
         eprintln!("  skipped {}", template.display());
     }
@@ -400,6 +402,9 @@ async fn every_emitted_object_passes_a_server_side_dry_run() {
         eprintln!("  {reason}");
     }
     assert!(emitted > 150, "the corpus exercises the converter ({emitted} objects)");
+    for kind in ["Gateway", "Service", "HTTPRoute", "AuthorizationPolicy", "RequestAuthentication"] {
+        assert!(by_kind.get(kind).is_some_and(|count| *count > 0), "no {kind} emitted: {by_kind:?}");
+    }
     assert!(rejected.is_empty(), "{} objects rejected by the API server:\n{}", rejected.len(), rejected.join("\n"));
 }
 

@@ -30,7 +30,7 @@ use serde_json::{Map, Value, json};
 
 use super::Report;
 use super::objects::{Items, generated, invalid_name, is_generated};
-use super::scope::{Mesh, Workload, selects, service_selector};
+use super::scope::{Mesh, Workload, is_gateway, selects, service_selector};
 use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec};
 use crate::mesh::{ObjectRef, selector_matches};
@@ -93,8 +93,15 @@ pub(crate) fn convert_policies(
             } else {
                 None
             };
-            let before = report.unsupported_count();
             let selector = selector_labels(&spec);
+            if selector.as_ref().is_some_and(|selector| gateway_policy(mesh, namespace, selector)) {
+                continue; // a gateway proxy enforces it, as before
+            }
+            let proxy_only = authz.as_ref().is_none_or(|authz| !authz.l7_attributes().is_empty());
+            let before = report.unsupported_count();
+            if selector.is_none() && proxy_only {
+                report_uncovered_workloads(mesh, &reference, &services, report);
+            }
             let targets = match &selector {
                 None => Targets::Waypoint(waypoint),
                 Some(selector) => Targets::Services(target_services(mesh, &reference, selector, &services, report)),
@@ -123,7 +130,6 @@ pub(crate) fn convert_policies(
                     admit_waypoint(mesh, policy, authz, namespace, out, report);
                 }
             }
-            let proxy_only = authz.as_ref().is_none_or(|authz| !authz.l7_attributes().is_empty());
             // A namespace-wide L7 AuthorizationPolicy is as much a ztunnel trap as a selector one; other
             // namespace-wide kinds may still configure ztunnel and stay.
             let moved = selector.is_some() || kind == Kind::AuthorizationPolicy;
@@ -171,6 +177,32 @@ fn selector_labels(spec: &Value) -> Option<BTreeMap<String, String>> {
         .filter_map(|(key, value)| value.as_str().map(|value| (key.clone(), value.to_string())))
         .collect();
     (!labels.is_empty()).then_some(labels)
+}
+
+/// True when the selector picks gateway pods only (by its labels, or by the pods it selects).
+/// Gateways are proxies: they keep enforcing selector policies themselves, so these stay.
+fn gateway_policy(mesh: &Mesh, namespace: &str, selector: &BTreeMap<String, String>) -> bool {
+    let mut selected = mesh.workloads_in(namespace).filter(|w| selector_matches(selector, &w.labels)).peekable();
+    is_gateway(selector) || (selected.peek().is_some() && selected.all(|w| is_gateway(&w.labels)))
+}
+
+/// A namespace-wide policy only a proxy enforces reaches, at the waypoint, only pods behind a
+/// Service: the others lose it.
+fn report_uncovered_workloads(mesh: &Mesh, policy: &ObjectRef, services: &[&DynamicObject], report: &mut Report) {
+    let namespace = policy.namespace.as_deref().unwrap_or_default();
+    for workload in mesh.workloads_in(namespace).filter(|w| !is_gateway(&w.labels)) {
+        if !services.iter().any(|service| selects(service, workload)) {
+            report.unsupported(
+                policy,
+                "spec",
+                format!(
+                    "{} is selected by no Service: the waypoint cannot enforce this namespace-wide policy for it \
+                     (it needs a workload waypoint, istio.io/waypoint-for: workload)",
+                    workload.reference()
+                ),
+            );
+        }
+    }
 }
 
 /// The Services that select the pods of `selector`, reporting pods without a Service and warning
@@ -573,12 +605,46 @@ kind: Telemetry
 metadata: {name: logs, namespace: shop}
 spec:
   accessLogging: [{providers: [{name: envoy}]}]");
-        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        let uncovered: Vec<(&str, &str)> =
+            conversion.unsupported.iter().map(|u| (u.object.name.as_str(), u.reason.as_str())).collect();
+        assert_eq!(uncovered.len(), 1, "{uncovered:?}");
+        assert_eq!(uncovered[0].0, "logs");
+        assert!(uncovered[0].1.starts_with("Deployment shop/batch is selected by no Service"), "{uncovered:?}");
         let jwt = item(&conversion, "RequestAuthentication", "jwt-waypoint").expect("copy");
         assert_eq!(jwt.data["spec"]["targetRefs"], json!([{"group": "", "kind": "Service", "name": "reviews"}]));
         assert_eq!(jwt.data["spec"]["jwtRules"], json!([{"issuer": "https://issuer.example"}]));
         let logs = item(&conversion, "Telemetry", "logs-waypoint").expect("copy");
         assert_eq!(logs.data["spec"]["targetRefs"][0]["kind"], json!("Gateway"));
         assert_eq!(conversion.replaces, vec![ObjectRef::new("RequestAuthentication", Some("shop"), "jwt")]);
+    }
+
+    #[test]
+    fn gateway_policies_stay_with_the_gateway() {
+        let input = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: edge-istio, namespace: shop}
+spec: {template: {metadata: {labels: {gateway.networking.k8s.io/gateway-name: edge}}}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: edge, namespace: shop}
+spec:
+  selector: {matchLabels: {gateway.networking.k8s.io/gateway-name: edge}}
+  rules: [{to: [{operation: {paths: [/public/*]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: classic, namespace: shop}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  rules: [{to: [{operation: {methods: [GET]}}]}]";
+        let conversion = run(input);
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        assert!(conversion.items.is_empty(), "gateway policies alone need no waypoint: {:?}", conversion.items);
+        let conversion = run_in_shop(input);
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        assert!(item(&conversion, "AuthorizationPolicy", "edge-waypoint").is_none());
+        assert!(item(&conversion, "AuthorizationPolicy", "classic-waypoint").is_none());
+        assert!(conversion.replaces.is_empty());
     }
 }

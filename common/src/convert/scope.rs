@@ -190,7 +190,7 @@ impl<'a> Mesh<'a> {
             principals.extend(self.principal(namespace, &account));
         }
         for workload in &self.workloads {
-            let classic = workload.labels.get("istio").map(String::as_str) == Some("ingressgateway");
+            let classic = workload.labels.get(ISTIO_GATEWAY_LABEL).map(String::as_str) == Some("ingressgateway");
             let gateway_pod = workload.labels.get(GATEWAY_NAME).is_some_and(|name| {
                 self.snapshot
                     .get(Kind::Gateway, Some(&workload.namespace), name)
@@ -243,8 +243,10 @@ impl<'a> Mesh<'a> {
         });
         let l7_policy = snapshot.in_namespace(Kind::AuthorizationPolicy, namespace).any(|policy| {
             !is_generated(policy)
-                && spec::<AuthorizationPolicySpec>(policy)
-                    .is_ok_and(|spec| !spec.uses_target_refs() && !spec.l7_attributes().is_empty())
+                && spec::<AuthorizationPolicySpec>(policy).is_ok_and(|spec| {
+                    let gateway_policy = spec.selector_labels().is_some_and(is_gateway);
+                    !spec.uses_target_refs() && !gateway_policy && !spec.l7_attributes().is_empty()
+                })
         });
         let l7_extension = [Kind::RequestAuthentication, Kind::WasmPlugin, Kind::Telemetry]
             .into_iter()
@@ -267,6 +269,15 @@ impl<'a> Mesh<'a> {
         });
         labelled || has_waypoint || l7_policy || l7_extension || routed || mesh_route
     }
+}
+
+/// The label Istio's classic gateway deployments carry (`ingressgateway`, `egressgateway`, ...).
+pub const ISTIO_GATEWAY_LABEL: &str = "istio";
+
+/// True for labels of gateway pods (ingress, egress, east-west, waypoint): proxies that enforce
+/// their own selector policies, in ambient as with sidecars.
+pub fn is_gateway(labels: &BTreeMap<String, String>) -> bool {
+    labels.contains_key(GATEWAY_NAME) || labels.get(ISTIO_GATEWAY_LABEL).is_some_and(|value| value.ends_with("gateway"))
 }
 
 /// `spec.selector` of a Service (empty when it selects nothing itself).
