@@ -398,6 +398,29 @@ spec:
     }
 
     #[test]
+    fn an_unknown_waypoint_principal_leaves_services_unprotected_and_says_so() {
+        let conflicting = "---
+apiVersion: sailoperator.io/v1
+kind: Istio
+metadata: {name: a}
+spec: {values: {meshConfig: {trustDomain: a.example}}}
+---
+apiVersion: sailoperator.io/v1
+kind: Istio
+metadata: {name: b}
+spec: {}";
+        let conversion = convert(&snapshot_of(&format!("{INPUT}{conflicting}")), &ConvertOptions::default());
+        assert!(protection(&conversion, "front").is_none());
+        assert!(
+            conversion.unsupported.iter().any(|u| u.object == ObjectRef::new("Service", Some("shop"), "front")
+                && u.reason.contains("waypoint principal")),
+            "{:?}",
+            conversion.unsupported
+        );
+        assert!(!conversion.is_faithful());
+    }
+
+    #[test]
     fn principals_match_like_istio() {
         assert!(principal_matches("*", "a"));
         assert!(principal_matches("cluster.local/ns/x/*", "cluster.local/ns/x/sa/y"));

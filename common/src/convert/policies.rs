@@ -549,6 +549,22 @@ spec:
     }
 
     #[test]
+    fn a_policy_that_already_admits_the_waypoint_is_left_alone() {
+        let conversion = run_in_shop(
+            "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-l4, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/productpage]}}, {source: {principals: [cluster.local/ns/shop/sa/waypoint]}}]",
+        );
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        assert!(item(&conversion, "AuthorizationPolicy", "reviews-l4").is_none(), "no update needed");
+        assert!(item(&conversion, "AuthorizationPolicy", "reviews-l4-waypoint").is_some());
+    }
+
+    #[test]
     fn a_deny_with_not_principals_exempts_the_waypoint_and_a_missing_principal_is_reported() {
         let policy = "apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy

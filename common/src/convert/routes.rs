@@ -90,6 +90,7 @@ fn matches_pattern(pattern: &LazyLock<Option<Regex>>, text: &str) -> bool {
 
 pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mut Report) -> Routed {
     let mut routed = Routed::default();
+    let mut claimed = routes_of_the_input(mesh);
     for vs in mesh.snapshot.all(Kind::VirtualService) {
         let reference = ObjectRef::of(vs);
         let Some(namespace) = vs.metadata.namespace.as_deref() else {
@@ -101,8 +102,12 @@ pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mu
         }
         let before = report.unsupported_count();
         let mut converter = RouteConverter { mesh, vs: &reference, namespace, report, fatal: false, subsets: vec![] };
-        if let Some(route) = converter.convert(vs, out) {
-            routed.subsets.append(&mut converter.subsets);
+        let route = converter.convert(vs, out);
+        let mut subsets = std::mem::take(&mut converter.subsets);
+        if let Some(route) = route
+            && claim_parents(&route, &reference, &mut claimed, report)
+        {
+            routed.subsets.append(&mut subsets);
             out.add(route, report);
         }
         if report.unsupported_count() == before {
@@ -110,6 +115,67 @@ pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mu
         }
     }
     routed
+}
+
+/// A parent (Service or Gateway) as (kind, namespace, name).
+type Parent = (String, String, String);
+
+fn parents_of(route: &DynamicObject) -> Vec<Parent> {
+    let namespace = route.metadata.namespace.clone().unwrap_or_default();
+    let parents = route.data.pointer("/spec/parentRefs").and_then(Value::as_array).cloned().unwrap_or_default();
+    parents
+        .iter()
+        .map(|parent| {
+            let field = |key: &str| parent.get(key).and_then(Value::as_str).map(str::to_string);
+            let kind = field("kind").unwrap_or_else(|| "Gateway".into());
+            (kind, field("namespace").unwrap_or_else(|| namespace.clone()), field("name").unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Parents the input's own HTTPRoutes already attach to.
+fn routes_of_the_input(mesh: &Mesh) -> BTreeMap<Parent, ObjectRef> {
+    let mut claimed = BTreeMap::new();
+    for route in mesh.snapshot.all(Kind::HttpRoute).iter().filter(|route| !is_generated(route)) {
+        for parent in parents_of(route) {
+            claimed.entry(parent).or_insert_with(|| ObjectRef::of(route));
+        }
+    }
+    claimed
+}
+
+/// Gateway API merges every route attached to a parent and ranks their matches together, while
+/// Istio uses one VirtualService per host: a second route on a parent would change routing, so it
+/// is refused (false) naming the route already there.
+fn claim_parents(
+    route: &DynamicObject,
+    vs: &ObjectRef,
+    claimed: &mut BTreeMap<Parent, ObjectRef>,
+    report: &mut Report,
+) -> bool {
+    let parents = parents_of(route);
+    let taken: Vec<String> = parents
+        .iter()
+        .filter_map(|parent| {
+            claimed.get(parent).map(|owner| format!("{} {}/{} ({owner})", parent.0, parent.1, parent.2))
+        })
+        .collect();
+    if !taken.is_empty() {
+        report.unsupported(
+            vs,
+            "spec.hosts",
+            format!(
+                "another route already attaches to {}: Gateway API would merge the routes, Istio used one \
+                 VirtualService per host; merge them first",
+                taken.join(", ")
+            ),
+        );
+        return false;
+    }
+    for parent in parents {
+        claimed.insert(parent, vs.clone());
+    }
+    true
 }
 
 /// One match as the ranking sees it.
@@ -1061,6 +1127,44 @@ spec:
         assert_eq!(fields(&conversion), vec!["spec.gateways[1]", "spec.hosts[1]", "spec.tcp"]);
         let spec = route(&conversion).expect("the mesh part is emitted");
         assert_eq!(spec["parentRefs"], json!([{"group": "", "kind": "Service", "name": "reviews"}]));
+    }
+
+    #[test]
+    fn two_routes_for_one_service_are_refused() {
+        let input = format!(
+            "{SERVICES}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: a, namespace: shop}}
+spec: {{hosts: [reviews], http: [{{route: [{{destination: {{host: reviews}}}}]}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: b, namespace: shop}}
+spec: {{hosts: [reviews.shop.svc.cluster.local], http: [{{route: [{{destination: {{host: reviews}}}}]}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: mine, namespace: shop}}
+spec: {{parentRefs: [{{group: '', kind: Service, name: ratings}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: c, namespace: shop}}
+spec: {{hosts: [ratings], http: [{{route: [{{destination: {{host: ratings, port: {{number: 9080}}}}}}]}}]}}
+"
+        );
+        let conversion = convert(&snapshot_of(&input), &ConvertOptions::default());
+        let refused: Vec<&str> = conversion.unsupported.iter().map(|u| u.object.name.as_str()).collect();
+        assert_eq!(refused, vec!["b", "c"], "{:?}", conversion.unsupported);
+        assert!(conversion.unsupported[1].reason.contains("HTTPRoute shop/mine"));
+        let routes: Vec<&str> = conversion
+            .items
+            .iter()
+            .filter(|item| item.types.as_ref().is_some_and(|t| t.kind == "HTTPRoute"))
+            .filter_map(|item| item.metadata.name.as_deref())
+            .collect();
+        assert_eq!(routes, vec!["a"]);
     }
 
     #[test]
