@@ -85,6 +85,14 @@ pub(crate) fn protect(
         };
         let mut exceptions = BTreeSet::from([waypoint]);
         let admits = admitted_callers(mesh, sources);
+        if admits.any {
+            report.warn(
+                &reference,
+                "no ALLOW policy restricted the callers of this Service: the protection now also denies callers \
+                 without a mesh identity (plaintext clients outside the mesh, such as metrics scrapers), which \
+                 reached its pods before",
+            );
+        }
         let is_input_service = mesh.service(namespace, name).is_some();
         let labelled = labels(service).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true");
         if !labelled {
@@ -360,6 +368,41 @@ spec:
     }
 
     #[test]
+    fn without_an_allow_policy_every_skipper_is_legitimate_and_plaintext_callers_are_warned_about() {
+        let input = format!(
+            "{INPUT}---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: solo, namespace: shop}}
+spec: {{template: {{metadata: {{labels: {{app: solo}}}}}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: solo, namespace: shop}}
+spec: {{selector: {{app: solo}}, ports: [{{port: 80}}]}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: solo, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: solo}}}}
+  action: DENY
+  rules: [{{to: [{{operation: {{paths: [/admin]}}}}]}}]
+"
+        );
+        let conversion = convert(&snapshot_of(&input), &ConvertOptions::default());
+        assert_eq!(
+            protection(&conversion, "solo").map(|spec| spec["rules"][0]["from"][0]["source"]["notPrincipals"].clone()),
+            Some(json!([
+                "cluster.local/ns/old/sa/legacy",
+                "cluster.local/ns/shop/sa/edge-istio",
+                "cluster.local/ns/shop/sa/waypoint"
+            ]))
+        );
+        assert!(conversion.warnings.iter().any(|w| w.object.name == "solo" && w.message.contains("plaintext")));
+    }
+
+    #[test]
     fn a_labelled_service_needs_no_gateway_exception() {
         let input = INPUT.replace(
             "metadata: {name: front, namespace: shop}\nspec: {selector",
@@ -395,6 +438,10 @@ spec:
         let both = protection(&conversion, "both").expect("both protected");
         assert_eq!(back["rules"], both["rules"], "DENYs on the same pods must agree");
         assert!(conversion.warnings.iter().any(|w| w.message.contains("shares pods with Service both")));
+        assert!(
+            !conversion.warnings.iter().any(|w| w.message.contains("plaintext")),
+            "every protected Service had an ALLOW policy"
+        );
     }
 
     #[test]
