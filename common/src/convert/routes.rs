@@ -286,9 +286,12 @@ impl RouteConverter<'_, '_> {
         if let Some(reason) = out.name_taken(Kind::HttpRoute, self.namespace, &name) {
             self.refuse("metadata.name", reason);
         }
+        let reported = self.report.unsupported_count();
         let (parents, hostnames) = self.parents(&spec);
-        if parents.is_empty() {
+        if parents.is_empty() && self.report.unsupported_count() == reported {
             self.refuse("spec.hosts", "no host is a Service (or Gateway API gateway) this conversion can attach to");
+        } else if parents.is_empty() {
+            self.fatal = true; // the reasons are reported per host and gateway
         }
         if spec.http.len() > MAX_RULES {
             self.refuse("spec.http", format!("{} rules; an HTTPRoute holds at most {MAX_RULES}", spec.http.len()));
