@@ -134,6 +134,13 @@ pub(crate) fn convert_policies(
             // namespace-wide kinds may still configure ztunnel and stay.
             let moved = selector.is_some() || kind == Kind::AuthorizationPolicy;
             if proxy_only && moved && report.unsupported_count() == before {
+                if authz.as_ref().is_some_and(|authz| authz.action == Action::Deny && authz.has_l7_only_rule()) {
+                    report.warn(
+                        &reference,
+                        "ztunnel silently does not enforce L7-only DENY rules although the policy's status claims \
+                         otherwise (istio/istio#61126): apply the waypoint copy before the pods leave sidecar mode",
+                    );
+                }
                 if authz.as_ref().is_some_and(|authz| authz.action == Action::Allow) {
                     report.warn(
                         &reference,
@@ -490,6 +497,7 @@ spec:
   action: DENY
   rules: [{to: [{operation: {paths: [/admin]}}]}]");
         assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        assert!(conversion.warnings.iter().any(|w| w.message.contains("istio/istio#61126")));
         assert!(
             conversion.warnings.iter().any(|w| w.message.contains("also selects Deployment shop/reviews-v2")),
             "{:?}",

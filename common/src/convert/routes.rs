@@ -1133,6 +1133,38 @@ spec:
     }
 
     #[test]
+    fn a_route_bound_to_a_gateway_api_gateway_attaches_to_it() {
+        let input = format!(
+            "{SERVICES}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: shop}}
+spec: {{gatewayClassName: istio, listeners: [{{name: http, port: 80, protocol: HTTP}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: front, namespace: shop}}
+spec:
+  hosts: [shop.example.com]
+  gateways: [shop/edge]
+  http: [{{match: [{{uri: {{prefix: /reviews/}}}}], route: [{{destination: {{host: reviews}}}}]}}]
+"
+        );
+        let options = ConvertOptions { namespaces: vec!["shop".into()], ..ConvertOptions::default() };
+        let conversion = convert(&snapshot_of(&input), &options);
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        assert_eq!(
+            route(&conversion),
+            Some(json!({
+                "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "edge"}],
+                "hostnames": ["shop.example.com"],
+                "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/reviews/"}}],
+                           "backendRefs": [{"name": "reviews", "port": 9080}]}]
+            }))
+        );
+    }
+
+    #[test]
     fn two_routes_for_one_service_are_refused() {
         let input = format!(
             "{SERVICES}---
