@@ -774,12 +774,19 @@ impl RouteConverter<'_, '_> {
             modifier.insert(name.into(), Value::Array(entries));
         }
         if !operations.remove.is_empty() {
-            let removed: Vec<&String> = operations
-                .remove
-                .iter()
-                .filter(|header| self.header_name_ok(&format!("{field}.remove[{header}]"), header))
-                .collect();
-            modifier.insert("remove".into(), json!(removed));
+            // A set in Gateway API: duplicates would be rejected; header names compare case-insensitively.
+            let mut removed: Vec<&String> = Vec::new();
+            for header in &operations.remove {
+                let duplicate = removed.iter().any(|known| known.eq_ignore_ascii_case(header));
+                if !duplicate && self.header_name_ok(&format!("{field}.remove[{header}]"), header) {
+                    removed.push(header);
+                }
+            }
+            if removed.len() > MAX_HEADER_CHANGES {
+                self.lose(format!("{field}.remove"), format!("more than {MAX_HEADER_CHANGES} headers"));
+            } else if !removed.is_empty() {
+                modifier.insert("remove".into(), json!(removed));
+            }
         }
         (!modifier.is_empty()).then_some(Value::Object(modifier))
     }
@@ -969,7 +976,7 @@ spec:
       queryParams: {debug: {exact: '1'}}
       headers: {x-v: {prefix: a.b}}
     rewrite: {uri: /signin, authority: auth.shop}
-    headers: {request: {set: {x-a: '1'}, remove: [x-b]}, response: {add: {x-c: '2'}}}
+    headers: {request: {set: {x-a: '1'}, remove: [x-b, X-B]}, response: {add: {x-c: '2'}}}
     timeout: 1.5s
     mirror: {host: reviews, subset: v2}
     route: [{destination: {host: reviews, subset: v1}, weight: 90}, {destination: {host: reviews, port: {number: 9080}}, weight: 10}]
