@@ -263,6 +263,7 @@ fn acceptance_inputs() -> (Vec<Input>, Vec<PathBuf>) {
         paths.push(file.clone());
         inputs.push(read_input(format!("bookinfo + {}", file.display()), &paths));
     }
+    inputs.push(Input { label: "L7 extensions (generated here)".into(), objects: Ok(l7_extensions()) });
     let mut corpus = Vec::new();
     files_under(&fixtures().join("corpus"), &mut corpus);
     let mut skipped = Vec::new();
@@ -281,6 +282,25 @@ fn acceptance_inputs() -> (Vec<Input>, Vec<PathBuf>) {
         inputs.push(read_input(file.display().to_string(), std::slice::from_ref(&file)));
     }
     (inputs, skipped)
+}
+
+/// Selector RequestAuthentication, Telemetry and WasmPlugin, which the corpus holds few of.
+fn l7_extensions() -> Vec<DynamicObject> {
+    let selector = json!({"matchLabels": {"app": "api"}});
+    [
+        json!({"apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication", "metadata": {"name": "jwt"},
+               "spec": {"selector": selector, "jwtRules": [{"issuer": "https://issuer.example", "jwksUri": "https://issuer.example/jwks"}]}}),
+        json!({"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry", "metadata": {"name": "logs"},
+               "spec": {"selector": selector, "accessLogging": [{"providers": [{"name": "envoy"}]}]}}),
+        json!({"apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin", "metadata": {"name": "filter"},
+               "spec": {"selector": selector, "url": "oci://registry.example/filter:1", "phase": "AUTHN"}}),
+        json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "api"},
+               "spec": {"selector": selector, "action": "CUSTOM", "provider": {"name": "ext-authz"},
+                        "rules": [{"to": [{"operation": {"paths": ["/admin/*"]}}]}]}}),
+    ]
+    .into_iter()
+    .filter_map(|object| serde_json::from_value(object).ok())
+    .collect()
 }
 
 /// Services and Deployments for the hosts and selectors of a corpus file, so the converter has
@@ -317,7 +337,8 @@ fn workloads_for(objects: &[DynamicObject]) -> Vec<DynamicObject> {
                 }
             }
         }
-        if kind == "AuthorizationPolicy"
+        let selector_kinds = ["AuthorizationPolicy", "RequestAuthentication", "Telemetry", "WasmPlugin"];
+        if selector_kinds.contains(&kind)
             && let Some(labels) = spec.pointer("/selector/matchLabels")
         {
             let name = format!("{}-app", object.metadata.name.clone().unwrap_or_default());
@@ -402,7 +423,9 @@ async fn every_emitted_object_passes_a_server_side_dry_run() {
         eprintln!("  {reason}");
     }
     assert!(emitted > 150, "the corpus exercises the converter ({emitted} objects)");
-    for kind in ["Gateway", "Service", "HTTPRoute", "AuthorizationPolicy", "RequestAuthentication"] {
+    for kind in
+        ["Gateway", "Service", "HTTPRoute", "AuthorizationPolicy", "RequestAuthentication", "Telemetry", "WasmPlugin"]
+    {
         assert!(by_kind.get(kind).is_some_and(|count| *count > 0), "no {kind} emitted: {by_kind:?}");
     }
     assert!(rejected.is_empty(), "{} objects rejected by the API server:\n{}", rejected.len(), rejected.join("\n"));

@@ -7,6 +7,11 @@
 //! `subset` becomes the per-version Service of [`super::services`]), and filters for rewrite,
 //! redirect, header changes and a full mirror; `timeout` becomes `timeouts.request`.
 //!
+//! A mesh VirtualService applies to every client of its hosts (unless `exportTo` says otherwise).
+//! The Gateway API equivalent is a *producer* route, one in the namespace of the Service it
+//! attaches to, so the HTTPRoute goes to the hosts' namespace, wherever the VirtualService lives
+//! (a route elsewhere would be a consumer route, applying only to clients of its own namespace).
+//!
 //! What cannot be carried over is reported with its field path. Two kinds are told apart:
 //! *lossy* problems (retries, fault injection, CORS, a partial mirror) leave the rest of the route
 //! correct, so the route is still emitted without them; *fatal* problems (a match or destination
@@ -101,7 +106,15 @@ pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mu
             continue;
         }
         let before = report.unsupported_count();
-        let mut converter = RouteConverter { mesh, vs: &reference, namespace, report, fatal: false, subsets: vec![] };
+        let mut converter = RouteConverter {
+            mesh,
+            vs: &reference,
+            namespace,
+            route_namespace: namespace.to_string(),
+            report,
+            fatal: false,
+            subsets: vec![],
+        };
         let route = converter.convert(vs, out);
         let mut subsets = std::mem::take(&mut converter.subsets);
         if let Some(route) = route
@@ -233,7 +246,10 @@ fn values_may_overlap(a: &BTreeMap<String, StringMatch>, b: &BTreeMap<String, St
 struct RouteConverter<'a, 'm> {
     mesh: &'a Mesh<'m>,
     vs: &'a ObjectRef,
+    /// The VirtualService's namespace, against which short hosts resolve.
     namespace: &'a str,
+    /// Where the HTTPRoute goes: the namespace of the Services it attaches to (see `parents`).
+    route_namespace: String,
     report: &'a mut Report,
     /// Set by a problem that makes the whole route wrong: nothing is emitted.
     fatal: bool,
@@ -283,15 +299,15 @@ impl RouteConverter<'_, '_> {
         if let Some(reason) = invalid_name(&name, false) {
             self.refuse("metadata.name", reason);
         }
-        if let Some(reason) = out.name_taken(Kind::HttpRoute, self.namespace, &name) {
-            self.refuse("metadata.name", reason);
-        }
         let reported = self.report.unsupported_count();
         let (parents, hostnames) = self.parents(&spec);
         if parents.is_empty() && self.report.unsupported_count() == reported {
             self.refuse("spec.hosts", "no host is a Service (or Gateway API gateway) this conversion can attach to");
         } else if parents.is_empty() {
             self.fatal = true; // the reasons are reported per host and gateway
+        }
+        if let Some(reason) = out.name_taken(Kind::HttpRoute, &self.route_namespace, &name) {
+            self.refuse("metadata.name", reason);
         }
         if spec.http.len() > MAX_RULES {
             self.refuse("spec.http", format!("{} rules; an HTTPRoute holds at most {MAX_RULES}", spec.http.len()));
@@ -317,6 +333,7 @@ impl RouteConverter<'_, '_> {
             return None;
         }
         if !prefixes.is_empty() {
+            prefixes.sort();
             prefixes.dedup();
             self.report.warn(
                 self.vs,
@@ -335,7 +352,7 @@ impl RouteConverter<'_, '_> {
         route_spec.insert("rules".into(), Value::Array(rules));
         let mut body = Map::new();
         body.insert("spec".into(), Value::Object(route_spec));
-        Some(generated(Kind::HttpRoute, self.namespace, &name, std::slice::from_ref(self.vs), body))
+        Some(generated(Kind::HttpRoute, &self.route_namespace, &name, std::slice::from_ref(self.vs), body))
     }
 
     /// Parent references and hostnames (the latter for gateway-bound routes only).
@@ -404,15 +421,32 @@ impl RouteConverter<'_, '_> {
                 );
                 continue;
             }
-            let mut parent = json!({"group": "", "kind": "Service", "name": name});
-            if namespace != self.namespace {
-                parent["namespace"] = json!(namespace);
-            }
+            let parent = (namespace, json!({"group": "", "kind": "Service", "name": name}));
             if !parents.contains(&parent) {
                 parents.push(parent);
             }
         }
-        (parents, vec![])
+        let mut namespaces: Vec<&str> = parents.iter().map(|(namespace, _)| *namespace).collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        match namespaces.as_slice() {
+            [] => (vec![], vec![]),
+            [namespace] => {
+                self.route_namespace = namespace.to_string();
+                (parents.into_iter().map(|(_, parent)| parent).collect(), vec![])
+            }
+            several => {
+                self.refuse(
+                    "spec.hosts",
+                    format!(
+                        "hosts in several namespaces ({}): a route applies to every client of a Service only in the \
+                         Service's namespace; split the VirtualService by namespace",
+                        several.join(", ")
+                    ),
+                );
+                (vec![], vec![])
+            }
+        }
     }
 
     fn rule(&mut self, field: &str, route: &HttpRoute) -> (Map<String, Value>, Vec<MatchKey>) {
@@ -644,7 +678,7 @@ impl RouteConverter<'_, '_> {
             self.refuse(format!("{field}.host"), format!("{host} is not a Service of the input"));
             return None;
         };
-        if namespace != self.namespace {
+        if namespace != self.route_namespace {
             self.refuse(
                 format!("{field}.host"),
                 "a backend in another namespace needs a ReferenceGrant, which widens who may route there; not generated",
@@ -1169,6 +1203,47 @@ spec:
                            "backendRefs": [{"name": "reviews", "port": 9080}]}]
             }))
         );
+    }
+
+    #[test]
+    fn a_route_goes_to_the_namespace_of_its_service() {
+        let input = format!(
+            "{SERVICES}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews-from-front, namespace: front}}
+spec:
+  hosts: [reviews.shop.svc.cluster.local]
+  http: [{{route: [{{destination: {{host: reviews.shop.svc.cluster.local, subset: v1}}}}]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: two-namespaces, namespace: front}}
+spec:
+  hosts: [reviews.shop, ratings.other]
+  http: [{{route: [{{destination: {{host: reviews.shop}}}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: ratings, namespace: other}}
+spec: {{selector: {{app: ratings}}, ports: [{{port: 80}}]}}
+"
+        );
+        let options =
+            ConvertOptions { namespaces: vec!["shop".into(), "other".into(), "front".into()], ..Default::default() };
+        let conversion = convert(&snapshot_of(&input), &options);
+        let emitted = conversion
+            .items
+            .iter()
+            .find(|item| item.types.as_ref().is_some_and(|t| t.kind == "HTTPRoute"))
+            .expect("route emitted");
+        assert_eq!(emitted.metadata.namespace.as_deref(), Some("shop"), "a producer route, like the VirtualService");
+        assert_eq!(emitted.data["spec"]["parentRefs"], json!([{"group": "", "kind": "Service", "name": "reviews"}]));
+        assert_eq!(emitted.data["spec"]["rules"][0]["backendRefs"], json!([{"name": "reviews-v1", "port": 9080}]));
+        assert_eq!(fields(&conversion)[0], "spec.hosts");
+        assert!(conversion.unsupported[0].reason.contains("several namespaces (other, shop)"));
+        assert!(conversion.unsupported.iter().all(|u| u.object.name == "two-namespaces"));
+        assert!(conversion.replaces.contains(&ObjectRef::new("VirtualService", Some("front"), "reviews-from-front")));
     }
 
     #[test]
