@@ -102,7 +102,7 @@ pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mu
             report.unsupported(&reference, "metadata.namespace", "the object has no namespace; pass -n NS");
             continue;
         };
-        if !mesh.in_scope(namespace) || is_generated(vs) {
+        if !routes_in_scope(mesh, vs, namespace) || is_generated(vs) {
             continue;
         }
         let before = report.unsupported_count();
@@ -128,6 +128,15 @@ pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mu
         }
     }
     routed
+}
+
+/// True when the VirtualService lives in a namespace being converted or routes for a host there
+/// (its route will live there, see the module docs).
+fn routes_in_scope(mesh: &Mesh, vs: &DynamicObject, namespace: &str) -> bool {
+    mesh.in_scope(namespace)
+        || spec::<VirtualServiceSpec>(vs).is_ok_and(|spec| {
+            spec.hosts.iter().any(|host| service_of_host(host, namespace).is_some_and(|(_, ns)| mesh.in_scope(ns)))
+        })
 }
 
 /// A parent (Service or Gateway) as (kind, namespace, name).
