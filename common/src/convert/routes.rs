@@ -775,7 +775,8 @@ impl RouteConverter<'_, '_> {
             match (key.as_str(), value) {
                 ("uri", Value::String(uri)) => {
                     let all_exact = keys.iter().all(|key| matches!(key.path, Some(StringMatch::Exact(_))));
-                    let one_prefix = match_count == 1 && matches!(keys[0].path, Some(StringMatch::Prefix(_)));
+                    let one_prefix = match_count == 1
+                        && keys.first().is_some_and(|key| matches!(key.path, Some(StringMatch::Prefix(_))));
                     if uri.len() > MAX_PATH {
                         self.refuse(format!("{field}.uri"), "too long");
                     } else if all_exact && match_count > 0 {

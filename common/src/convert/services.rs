@@ -44,7 +44,7 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
     let mut used_rules: Vec<ObjectRef> = Vec::new();
     for ((namespace, service_name, subset), users) in uses {
         let Some(service) = mesh.service(namespace, service_name) else { continue };
-        let first = users[0];
+        let Some(first) = users.first().copied() else { continue };
         let Some(rule) = destination_rule(mesh, &first.route, namespace, service_name) else {
             for user in &users {
                 report.unsupported(
