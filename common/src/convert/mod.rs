@@ -223,3 +223,64 @@ pub fn convert(snapshot: &Snapshot, options: &ConvertOptions) -> Conversion {
     warnings.sort();
     Conversion { items: out.into_items(), unsupported, warnings, replaces, label_changes }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::scope::tests::snapshot_of;
+    use super::*;
+
+    #[test]
+    fn malformed_objects_are_reported_never_a_panic() {
+        let input = "
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: shop}
+spec: {selector: 7, ports: oops}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: broken, namespace: shop}
+spec: {hosts: reviews, http: 3}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: odd, namespace: shop}
+spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews, subset: v1}}], timeout: forever}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec: {host: reviews, subsets: nope}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: broken, namespace: shop}
+spec: {selector: {matchLabels: {app: reviews}}, rules: yes}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-namespace}
+spec: {rules: [{to: [{operation: {methods: [GET]}}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews, namespace: shop}
+spec: {template: [1, 2]}
+";
+        let conversion =
+            convert(&snapshot_of(input), &ConvertOptions { namespaces: vec!["shop".into()], ..Default::default() });
+        assert!(!conversion.is_faithful());
+        let refused: Vec<String> = conversion.unsupported.iter().map(|u| format!("{} {}", u.object, u.field)).collect();
+        for expected in [
+            "VirtualService shop/broken spec",
+            "AuthorizationPolicy shop/broken spec",
+            "AuthorizationPolicy no-namespace metadata.namespace",
+        ] {
+            assert!(refused.iter().any(|r| r == expected), "{expected} missing from {refused:#?}");
+        }
+        let rendered = conversion.to_yaml_stream().expect("the items render");
+        assert!(!conversion.report_text().is_empty());
+        assert_eq!(conversion.to_json()["kind"], "AmbientConversion");
+        assert!(!rendered.contains("no-namespace"));
+    }
+}
