@@ -101,6 +101,18 @@ fn run_convert(global: &GlobalArgs, namespaces: &[String], args: &ConvertArgs) -
     let mut snapshot = Snapshot::from_paths(&paths)?;
     if let Some(first) = namespaces.first() {
         snapshot.default_namespace(first);
+    } else {
+        let unplaced = oc_ambient_common::kinds::ALL
+            .iter()
+            .filter(|info| info.namespaced)
+            .flat_map(|info| snapshot.all(info.kind))
+            .filter(|object| object.metadata.namespace.is_none())
+            .count();
+        if unplaced > 0 {
+            printer.note(&format!(
+                "note: {unplaced} object(s) of the input name no namespace and are not converted; pass -n NS to place them"
+            ));
+        }
     }
     for note in &snapshot.notes {
         printer.detail(note);
