@@ -9,6 +9,7 @@ pub mod app;
 pub mod check;
 pub mod cli;
 pub mod client;
+pub mod convert;
 pub mod error;
 pub mod kinds;
 pub mod live;

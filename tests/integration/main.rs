@@ -8,4 +8,5 @@ mod support;
 mod check_live;
 mod check_offline;
 mod controlplane;
+mod convert;
 mod plugins;
