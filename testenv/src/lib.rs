@@ -219,14 +219,14 @@ impl ControlPlane {
     fn check_alive(&self, component: &str) -> Result<(), Error> {
         let mut children = self.children.lock().map_err(|_| Error::Binary("poisoned".into()))?;
         for (name, child) in children.iter_mut() {
-            if name == component {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(Error::Exited {
-                        component: component.into(),
-                        status: status.to_string(),
-                        log: log_tail(&self.dir.join(format!("{component}.log"))),
-                    });
-                }
+            if name == component
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(Error::Exited {
+                    component: component.into(),
+                    status: status.to_string(),
+                    log: log_tail(&self.dir.join(format!("{component}.log"))),
+                });
             }
         }
         Ok(())
@@ -258,10 +258,10 @@ impl ControlPlane {
         while Instant::now() < deadline {
             self.check_alive("kube-apiserver")?;
             let request = http::Request::get("/readyz").body(Vec::new()).map_err(|err| Error::Binary(err.to_string()))?;
-            if let Ok(text) = client.request_text(request).await {
-                if text.trim() == "ok" {
-                    return Ok(());
-                }
+            if let Ok(text) = client.request_text(request).await
+                && text.trim() == "ok"
+            {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
