@@ -82,9 +82,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let (number, tail) = rest.split_at(digits);
         let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}: expected e.g. 30s, 1m, 500ms"))?;
+        let value: f64 =
+            number.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 30s, 1m, 500ms"))?;
         let seconds = match unit {
             "ms" => value / 1000.0,
             "s" => value,
@@ -101,16 +100,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// How the user invoked the plugin, for `--help` and messages: `oc ambient-check` when run by `oc`
 /// as `oc-ambient_check`, `kubectl ambient-check` for `kubectl-ambient_check`, else the binary name.
 pub fn invocation_name(argv0: &str, binary: &str) -> String {
-    let base = Path::new(argv0)
-        .file_name()
-        .and_then(|name| name.to_str())
-        .unwrap_or(binary);
+    let base = Path::new(argv0).file_name().and_then(|name| name.to_str()).unwrap_or(binary);
     for host in ["oc", "kubectl"] {
-        if let Some(plugin) = base.strip_prefix(host).and_then(|rest| rest.strip_prefix('-')) {
-            if plugin.contains('_') || host == "kubectl" {
-                // The host turned each dash inside the typed word into an underscore.
-                return format!("{host} {}", plugin.replace('_', "-"));
-            }
+        if let Some(plugin) = base.strip_prefix(host).and_then(|rest| rest.strip_prefix('-'))
+            && (plugin.contains('_') || host == "kubectl")
+        {
+            // The host turned each dash inside the typed word into an underscore.
+            return format!("{host} {}", plugin.replace('_', "-"));
         }
     }
     base.to_string()
@@ -140,10 +136,7 @@ mod tests {
     #[test]
     fn invocation_shows_what_the_user_typed() {
         assert_eq!(invocation_name("/usr/bin/oc-ambient_check", "oc-ambient-check"), "oc ambient-check");
-        assert_eq!(
-            invocation_name("/x/kubectl-ambient_enable", "oc-ambient-enable"),
-            "kubectl ambient-enable"
-        );
+        assert_eq!(invocation_name("/x/kubectl-ambient_enable", "oc-ambient-enable"), "kubectl ambient-enable");
         assert_eq!(invocation_name("target/debug/oc-ambient-check", "oc-ambient-check"), "oc-ambient-check");
         assert_eq!(invocation_name("", "oc-ambient-check"), "oc-ambient-check");
     }

@@ -48,20 +48,20 @@ pub fn load_kubeconfig(args: &GlobalArgs) -> Result<Option<Kubeconfig>, ClientEr
         if !path.exists() {
             return Err(ClientError::KubeconfigUnreadable { path: path.clone(), reason: "no such file".into() });
         }
-        return Kubeconfig::read_from(path)
-            .map(Some)
-            .map_err(|err| ClientError::KubeconfigInvalid(format!("{}: {}", path.display(), one_line(&err.to_string()))));
+        return Kubeconfig::read_from(path).map(Some).map_err(|err| {
+            ClientError::KubeconfigInvalid(format!("{}: {}", path.display(), one_line(&err.to_string())))
+        });
     }
-    if let Some(config) =
-        Kubeconfig::from_env().map_err(|err| ClientError::KubeconfigInvalid(format!("KUBECONFIG: {}", one_line(&err.to_string()))))?
+    if let Some(config) = Kubeconfig::from_env()
+        .map_err(|err| ClientError::KubeconfigInvalid(format!("KUBECONFIG: {}", one_line(&err.to_string()))))?
     {
         return Ok(Some(config));
     }
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     match home.map(|home| home.join(".kube").join("config")) {
-        Some(path) if path.exists() => Kubeconfig::read_from(&path)
-            .map(Some)
-            .map_err(|err| ClientError::KubeconfigInvalid(format!("{}: {}", path.display(), one_line(&err.to_string())))),
+        Some(path) if path.exists() => Kubeconfig::read_from(&path).map(Some).map_err(|err| {
+            ClientError::KubeconfigInvalid(format!("{}: {}", path.display(), one_line(&err.to_string())))
+        }),
         _ => Ok(None),
     }
 }
@@ -70,10 +70,10 @@ pub fn load_kubeconfig(args: &GlobalArgs) -> Result<Option<Kubeconfig>, ClientEr
 pub async fn resolve_config(args: &GlobalArgs) -> Result<Config, ClientError> {
     let mut config = match load_kubeconfig(args)? {
         Some(kubeconfig) => {
-            if let Some(context) = &args.context {
-                if !kubeconfig.contexts.iter().any(|named| &named.name == context) {
-                    return Err(ClientError::UnknownContext(context.clone()));
-                }
+            if let Some(context) = &args.context
+                && !kubeconfig.contexts.iter().any(|named| &named.name == context)
+            {
+                return Err(ClientError::UnknownContext(context.clone()));
             }
             let options = KubeConfigOptions { context: args.context.clone(), cluster: None, user: None };
             Config::from_custom_kubeconfig(kubeconfig, &options)
@@ -119,17 +119,20 @@ pub async fn connect(args: &GlobalArgs, printer: &Printer) -> Result<Connection,
         .build();
     let version = tokio::time::timeout(args.request_timeout + Duration::from_millis(500), client.apiserver_version())
         .await
-        .map_err(|_| ClientError::Unreachable { url: server.clone(), reason: format!("no answer within {:?}", args.request_timeout) })?
+        .map_err(|_| ClientError::Unreachable {
+            url: server.clone(),
+            reason: format!("no answer within {:?}", args.request_timeout),
+        })?
         .map_err(|err| classify_connect_error(&server, err))?;
     printer.detail(&format!("connected to {server}: Kubernetes {}", version.git_version));
     Ok(Connection { client, server, context, namespace, server_version: version.git_version, requests })
 }
 
 fn classify_connect_error(server: &str, err: kube::Error) -> ClientError {
-    if let kube::Error::Api(status) = &err {
-        if status.code == 401 {
-            return ClientError::Unauthorized { url: server.into(), reason: one_line(&status.message) };
-        }
+    if let kube::Error::Api(status) = &err
+        && status.code == 401
+    {
+        return ClientError::Unauthorized { url: server.into(), reason: one_line(&status.message) };
     }
     let mut reason = one_line(&err.to_string());
     let mut source = std::error::Error::source(&err);

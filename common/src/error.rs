@@ -95,13 +95,18 @@ impl ApiError {
             if status.code == 403 {
                 return ApiError::Forbidden { verb: verb.into(), resource: resource.into(), namespace };
             }
-            if status.code == 404 {
-                if let Some(crd) = crd {
-                    return ApiError::MissingCrd { crd: crd.into() };
-                }
+            if status.code == 404
+                && let Some(crd) = crd
+            {
+                return ApiError::MissingCrd { crd: crd.into() };
             }
         }
-        ApiError::Failed { verb: verb.into(), resource: resource.into(), namespace, message: one_line(&err.to_string()) }
+        ApiError::Failed {
+            verb: verb.into(),
+            resource: resource.into(),
+            namespace,
+            message: one_line(&err.to_string()),
+        }
     }
 }
 
@@ -116,7 +121,11 @@ mod tests {
 
     #[test]
     fn forbidden_names_verb_resource_and_scope() {
-        let err = ApiError::Forbidden { verb: "list".into(), resource: "authorizationpolicies.security.istio.io".into(), namespace: Some("bookinfo".into()) };
+        let err = ApiError::Forbidden {
+            verb: "list".into(),
+            resource: "authorizationpolicies.security.istio.io".into(),
+            namespace: Some("bookinfo".into()),
+        };
         assert_eq!(
             err.to_string(),
             "forbidden: cannot list authorizationpolicies.security.istio.io in namespace bookinfo; ask for RBAC permission to list authorizationpolicies.security.istio.io"

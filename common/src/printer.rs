@@ -33,7 +33,12 @@ pub struct Printer {
 }
 
 /// Decides colour from the choice and the environment; pure, so it can be tested.
-pub fn color_enabled(choice: ColorChoice, stdout_is_terminal: bool, no_color: Option<&str>, term: Option<&str>) -> bool {
+pub fn color_enabled(
+    choice: ColorChoice,
+    stdout_is_terminal: bool,
+    no_color: Option<&str>,
+    term: Option<&str>,
+) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -50,7 +55,12 @@ impl Printer {
             std::env::var("TERM").ok().as_deref(),
         );
         owo_colors::set_override(color);
-        Printer { color, quiet: args.quiet, verbose: args.verbose, progress: !args.quiet && std::io::stderr().is_terminal() }
+        Printer {
+            color,
+            quiet: args.quiet,
+            verbose: args.verbose,
+            progress: !args.quiet && std::io::stderr().is_terminal(),
+        }
     }
 
     /// A printer for tests and library callers: no colour, no progress.

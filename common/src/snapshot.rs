@@ -90,7 +90,10 @@ impl Snapshot {
                 Some(kind)
             }
             None => {
-                self.notes.push(format!("ignored {kind_name} ({api_version}) {}: not a kind oc-ambient reads", display_name(&object)));
+                self.notes.push(format!(
+                    "ignored {kind_name} ({api_version}) {}: not a kind oc-ambient reads",
+                    display_name(&object)
+                ));
                 None
             }
         }
@@ -118,9 +121,9 @@ impl Snapshot {
     }
 
     pub fn get(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<&DynamicObject> {
-        self.all(kind)
-            .iter()
-            .find(|object| object.metadata.name.as_deref() == Some(name) && object.metadata.namespace.as_deref() == namespace)
+        self.all(kind).iter().find(|object| {
+            object.metadata.name.as_deref() == Some(name) && object.metadata.namespace.as_deref() == namespace
+        })
     }
 
     /// Objects of a kind decoded into a typed struct (core kinds from k8s-openapi, say). Objects that
@@ -235,7 +238,8 @@ pub fn parse_documents(path: &Path, text: &str) -> Result<Vec<DynamicObject>, In
 }
 
 fn flatten(path: &Path, document: usize, value: Value, out: &mut Vec<DynamicObject>) -> Result<(), InputError> {
-    let not_object = |reason: &str| InputError::NotAnObject { path: path.to_path_buf(), document, reason: reason.to_string() };
+    let not_object =
+        |reason: &str| InputError::NotAnObject { path: path.to_path_buf(), document, reason: reason.to_string() };
     match value {
         Value::Null => Ok(()),
         Value::Object(map) => {
@@ -311,7 +315,11 @@ spec: {action: ALLOW}
 
     #[test]
     fn json_input_is_accepted() {
-        let objects = parse_documents(Path::new("x.json"), r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"n"}}"#).unwrap();
+        let objects = parse_documents(
+            Path::new("x.json"),
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"n"}}"#,
+        )
+        .unwrap();
         assert_eq!(objects.len(), 1);
     }
 }
