@@ -17,7 +17,7 @@ pub fn plane() -> &'static ControlPlane {
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: Future<Output = Option<T>>,
 {
     let deadline = Instant::now() + timeout;
     loop {
@@ -30,6 +30,7 @@ where
 }
 
 /// A plugin binary built by cargo for this test run.
+#[expect(dead_code, reason = "for the plugin tests of the coming issues")]
 pub fn plugin(name: &str) -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin(name).unwrap_or_else(|err| panic!("{name} not built: {err}"))
 }
