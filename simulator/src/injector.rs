@@ -304,20 +304,26 @@ pub async fn serve(
         .await
         .map_err(|source| Error::Io { what: "bind the webhook port".into(), source })?;
     let address = listener.local_addr().map_err(|source| Error::Io { what: "read the webhook port".into(), source })?;
+    // Connections live in a JoinSet owned by the accept loop, so aborting the returned task also
+    // drops the API server's keep-alive connections: a stopped injector answers nothing.
     let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let acceptor = acceptor.clone();
-            let injector = injector.clone();
-            tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(stream).await else { return };
-                let service = hyper::service::service_fn(move |request| handle(injector.clone(), request));
-                if let Err(err) =
-                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
-                {
-                    tracing::debug!("webhook connection: {err}");
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let acceptor = acceptor.clone();
+                    let injector = injector.clone();
+                    connections.spawn(async move {
+                        let Ok(stream) = acceptor.accept(stream).await else { return };
+                        let service = hyper::service::service_fn(move |request| handle(injector.clone(), request));
+                        if let Err(err) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                            tracing::debug!("webhook connection: {err}");
+                        }
+                    });
                 }
-            });
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
         }
     });
     Ok((address, task))
