@@ -6,3 +6,4 @@ mod support;
 
 mod controlplane;
 mod plugins;
+mod simulator;
