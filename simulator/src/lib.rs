@@ -10,6 +10,7 @@
 //! - [`injector`]: istiod's sidecar injector as a real HTTPS mutating webhook;
 //! - [`cni`]: istio-cni's ambient redirection annotation;
 //! - [`gateway`]: istiod's Gateway API controller (ingress gateways and waypoints);
+//! - [`status`]: istiod's ambient status on AuthorizationPolicies and waypoint-bound Services;
 //! - [`platform`]: the OpenShift and OLM objects (written once by a scenario).
 //!
 //! [`scenario`] holds the named starting points, and [`SimulatedCluster`] puts a fresh control
@@ -28,6 +29,7 @@ pub mod platform;
 pub mod resources;
 pub mod sail;
 pub mod scenario;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -130,7 +132,8 @@ impl Simulator {
             tasks.push(tokio::spawn(sail::run(client, component, endpoint)));
         }
         tasks.push(spawn_logged("istio-cni", cni::run(client.clone())));
-        tasks.push(spawn_logged("gateway controller", gateway::run(client)));
+        tasks.push(spawn_logged("gateway controller", gateway::run(client.clone())));
+        tasks.push(spawn_logged("istiod status", status::run(client)));
         Ok(Simulator { tasks, webhook })
     }
 
