@@ -315,6 +315,39 @@ async fn the_simulator_follows_a_migration_walked_by_hand() {
     })
     .await;
 
+    // Step 5: istiod's ambient status on policies and on Services bound to the waypoint.
+    let policies = api(&client, &gvk("security.istio.io", "v1", "AuthorizationPolicy"), Some("bookinfo"));
+    let condition = |object: &DynamicObject, type_: &str| {
+        object.data["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == type_).cloned()
+    };
+    let refused = eventually("the L7 ALLOW policy refused by ztunnel", SETTLE, || async {
+        condition(&policies.get("productpage-viewer").await.ok()?, "ZtunnelAccepted")
+    })
+    .await;
+    assert_eq!((refused["status"].as_str(), refused["reason"].as_str()), (Some("False"), Some("UnsupportedValue")));
+    let targeted: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "reviews-waypoint", "namespace": "bookinfo"},
+        "spec": {"targetRefs": [{"kind": "Service", "group": "", "name": "reviews"}], "action": "ALLOW",
+                 "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}))
+    .unwrap();
+    policies.create(&PostParams::default(), &targeted).await.unwrap();
+    let unbound = eventually("the targetRefs policy not yet bound", SETTLE, || async {
+        condition(&policies.get("reviews-waypoint").await.ok()?, "WaypointAccepted")
+    })
+    .await;
+    assert_eq!(unbound["status"], "False", "{unbound}");
+    let use_waypoint = json!({"metadata": {"labels": {"istio.io/use-waypoint": "waypoint"}}});
+    namespaces.patch("bookinfo", &PatchParams::default(), &Patch::Merge(&use_waypoint)).await.unwrap();
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "bookinfo");
+    eventually("reviews bound to the waypoint, and the targetRefs policy accepted", SETTLE, || async {
+        let service = services.get("reviews").await.ok()?;
+        let bound =
+            service.status?.conditions?.iter().any(|c| c.type_ == "istio.io/WaypointBound" && c.status == "True");
+        let accepted = condition(&policies.get("reviews-waypoint").await.ok()?, "WaypointAccepted")?;
+        (bound && accepted["status"] == "True" && accepted["message"] == "bound to bookinfo/waypoint").then_some(())
+    })
+    .await;
+
     // Step 6: the namespace joins ambient; sidecar pods are left alone until they lose the sidecar.
     let ambient = json!({"metadata": {"labels": {"istio.io/dataplane-mode": "ambient"}}});
     namespaces.patch("bookinfo", &PatchParams::default(), &Patch::Merge(&ambient)).await.unwrap();
@@ -371,6 +404,16 @@ async fn the_simulator_follows_a_migration_walked_by_hand() {
         !pod.annotations().contains_key("ambient.istio.io/redirection")
     })
     .await;
+
+    // A component made unhealthy through the fault switch, then healed.
+    let ztunnels = api(&client, &sail("ZTunnel"), None);
+    let ztunnel_state = || async { ztunnels.get("default").await.ok().map(|z| z.data["status"]["state"].clone()) };
+    let fault = json!({"metadata": {"annotations": {"simulator.oc-ambient.io/fault": "not-ready"}}});
+    ztunnels.patch("default", &PatchParams::default(), &Patch::Merge(&fault)).await.unwrap();
+    eventually("ZTunnel NotReady", SETTLE, || async { (ztunnel_state().await? == "NotReady").then_some(()) }).await;
+    let healed = json!({"metadata": {"annotations": {"simulator.oc-ambient.io/fault": null}}});
+    ztunnels.patch("default", &PatchParams::default(), &Patch::Merge(&healed)).await.unwrap();
+    eventually("ZTunnel Healthy again", SETTLE, || async { (ztunnel_state().await? == "Healthy").then_some(()) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
