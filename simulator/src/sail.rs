@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -397,8 +398,12 @@ async fn reconcile(owner: Arc<DynamicObject>, context: Arc<Context>) -> Result<A
             Component::Istio => istiod_objects(&owner, &namespace, &context.webhook)?,
             _ => daemonset_objects(&owner, component, &namespace)?,
         };
+        let mut revision_generation = None;
         for object in &objects {
-            apply(client, object).await?;
+            let applied = apply(client, object).await?;
+            if applied.types.as_ref().is_some_and(|types| types.kind == "IstioRevision") {
+                revision_generation = applied.metadata.generation;
+            }
         }
         let ready = workload_ready(client, component, &owner, &namespace).await?;
         let (state, reason, message) = if ready {
@@ -421,7 +426,7 @@ async fn reconcile(owner: Arc<DynamicObject>, context: Arc<Context>) -> Result<A
             status["activeRevisionName"] = json!(revision);
             let revisions = api(client, &GroupVersionKind::gvk(SAIL_GROUP, "v1", "IstioRevision"), None);
             let revision_status = json!({
-                "observedGeneration": 1, "state": state,
+                "observedGeneration": revision_generation, "state": state,
                 "conditions": [condition(&Value::Null, "Reconciled", true, "Reconciled", ""), condition(&Value::Null, "Ready", ready, reason, &message),
                                condition(&Value::Null, "InUse", in_use > 0, if in_use > 0 { "ReferencedByWorkloads" } else { "NotReferenced" }, "")],
             });
@@ -447,14 +452,28 @@ pub async fn run(client: Client, component: Component, webhook: WebhookEndpoint)
     let resource = ApiResource::from_gvk(&component.gvk());
     let owners = api(&client, &component.gvk(), None);
     let context = Arc::new(Context { client: client.clone(), component, webhook });
-    let controller = Controller::new_with(owners, watcher::Config::default(), resource);
+    // The owners are cluster-scoped and their workloads namespaced: `owns` would look the owner up
+    // in the workload's namespace, so map owner references to cluster-scoped refs by hand.
+    let kind = component.kind();
+    let owner_of = move |meta: &kube::api::ObjectMeta| {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .filter(|owner| owner.kind == kind && owner.api_version.starts_with(SAIL_GROUP))
+            .map(|owner| ObjectRef::new_with(&owner.name, resource.clone()))
+            .collect::<Vec<_>>()
+    };
+    let controller = Controller::new_with(owners, watcher::Config::default(), ApiResource::from_gvk(&component.gvk()));
     let controller = match component {
-        Component::Istio => {
-            controller.owns(Api::<Deployment>::all(client.clone()), watcher::Config::default().labels("app=istiod"))
-        }
-        _ => controller.owns(
+        Component::Istio => controller.watches(
+            Api::<Deployment>::all(client.clone()),
+            watcher::Config::default().labels("app=istiod"),
+            move |deployment| owner_of(&deployment.metadata),
+        ),
+        _ => controller.watches(
             Api::<DaemonSet>::all(client.clone()),
             watcher::Config::default().labels("app.kubernetes.io/managed-by=sail-operator"),
+            move |daemonset| owner_of(&daemonset.metadata),
         ),
     };
     controller.run(reconcile, error_policy, context).for_each(|_| futures::future::ready(())).await;

@@ -146,10 +146,6 @@ impl Scenario {
     /// cluster has settled.
     pub async fn load(&self, client: &Client) -> Result<(), Error> {
         platform::install(client, &self.platform).await?;
-        let workload_namespace = match &self.workload {
-            Workload::Bookinfo { .. } => BOOKINFO.to_string(),
-            Workload::Large(_) => large_namespace(0),
-        };
         let ambient =
             matches!(&self.workload, Workload::Bookinfo { extras, .. } if extras.contains(&Extra::HalfMigrated));
         self.install_control_plane(client, ambient).await?;
@@ -157,7 +153,7 @@ impl Scenario {
             Workload::Bookinfo { gateway, extras } => load_bookinfo(client, *gateway, extras).await?,
             Workload::Large(size) => load_large(client, *size).await?,
         }
-        tracing::info!("scenario {} loaded ({workload_namespace} ready)", self.name);
+        tracing::info!("scenario {} loaded", self.name);
         Ok(())
     }
 
