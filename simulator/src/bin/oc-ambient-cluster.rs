@@ -12,18 +12,28 @@ use oc_ambient_testenv::{ControlPlane, CrdSet};
 
 const USAGE: &str = "usage: oc-ambient-cluster [--scenario NAME]";
 
-fn parse_args(args: &[String]) -> Result<Option<String>, String> {
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+enum Request {
+    Run(Option<String>),
+    Help,
+}
+
+fn parse_args(args: &[String]) -> Result<Request, String> {
     match args {
-        [] => Ok(None),
-        [flag, name] if flag == "--scenario" => Ok(Some(name.clone())),
-        [flag] if flag.starts_with("--scenario=") => Ok(flag.strip_prefix("--scenario=").map(String::from)),
-        [flag] if flag == "--help" || flag == "-h" => {
-            let list: Vec<String> =
-                scenario::SCENARIOS.iter().map(|(name, about)| format!("  {name:<38} {about}")).collect();
-            Err(format!("{USAGE}\n\nscenarios:\n{}", list.join("\n")))
+        [] => Ok(Request::Run(None)),
+        [flag, name] if flag == "--scenario" => Ok(Request::Run(Some(name.clone()))),
+        [flag] if flag.starts_with("--scenario=") => {
+            Ok(Request::Run(flag.strip_prefix("--scenario=").map(String::from)))
         }
+        [flag] if flag == "--help" || flag == "-h" => Ok(Request::Help),
         _ => Err(USAGE.to_string()),
     }
+}
+
+fn help() -> String {
+    let list: Vec<String> = scenario::SCENARIOS.iter().map(|(name, about)| format!("  {name:<38} {about}")).collect();
+    format!("{USAGE}\n\nscenarios:\n{}", list.join("\n"))
 }
 
 async fn shutdown_signal() -> std::io::Result<()> {
@@ -34,18 +44,24 @@ async fn shutdown_signal() -> std::io::Result<()> {
     }
 }
 
-async fn run(scenario: Option<Scenario>) -> Result<(), String> {
-    let crds = scenario.as_ref().map(|scenario| scenario.crds.clone()).unwrap_or(CrdSet::All);
+/// Starts the control plane and, with a scenario, the simulator with the scenario loaded.
+async fn start(scenario: Option<&Scenario>) -> Result<(ControlPlane, Option<Simulator>), String> {
+    let crds = scenario.map(|scenario| scenario.crds.clone()).unwrap_or(CrdSet::All);
     let plane = ControlPlane::start(oc_ambient_testenv::Options { crds }).await.map_err(|err| err.to_string())?;
-    let _simulator = match &scenario {
-        Some(scenario) => {
-            let options = Options { kubelet_version: scenario.platform.kubelet_version(), ..Options::default() };
-            let simulator = Simulator::start(&plane, &options).await.map_err(|err| err.to_string())?;
-            let client = plane.client().await.map_err(|err| err.to_string())?;
-            scenario.load(&client).await.map_err(|err| format!("scenario {}: {err}", scenario.name))?;
-            Some(simulator)
-        }
-        None => None,
+    let Some(scenario) = scenario else { return Ok((plane, None)) };
+    let options = Options { kubelet_version: scenario.platform.kubelet_version(), ..Options::default() };
+    let simulator = Simulator::start(&plane, &options).await.map_err(|err| err.to_string())?;
+    let client = plane.client().await.map_err(|err| err.to_string())?;
+    scenario.load(&client).await.map_err(|err| format!("scenario {}: {err}", scenario.name))?;
+    Ok((plane, Some(simulator)))
+}
+
+async fn run(scenario: Option<Scenario>) -> Result<(), String> {
+    // Listen from the start: a signal while starting still stops (and cleans up) what started.
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let (plane, _simulator) = tokio::select! {
+        started = start(scenario.as_ref()) => started?,
+        signal = &mut shutdown => return signal.map_err(|err| format!("waiting for a signal: {err}")),
     };
     let directory = oc_ambient_testenv::workspace_root().join(".testenv");
     let kubeconfig = directory.join("kubeconfig");
@@ -53,10 +69,10 @@ async fn run(scenario: Option<Scenario>) -> Result<(), String> {
     std::fs::copy(plane.kubeconfig(), &kubeconfig).map_err(|err| format!("write {}: {err}", kubeconfig.display()))?;
     println!("{}", kubeconfig.display());
     println!("ready");
-    shutdown_signal().await.map_err(|err| format!("waiting for a signal: {err}"))?;
+    let waited = shutdown.await.map_err(|err| format!("waiting for a signal: {err}"));
     // The kubeconfig names files of the control plane's directory, which goes away now.
     let _ = std::fs::remove_file(&kubeconfig);
-    Ok(())
+    waited
 }
 
 fn main() -> ExitCode {
@@ -65,12 +81,21 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let scenario = match parse_args(&args)
-        .and_then(|name| name.map(|name| Scenario::named(&name).map_err(|err| err.to_string())).transpose())
-    {
-        Ok(scenario) => scenario,
+    let name = match parse_args(&args) {
+        Ok(Request::Run(name)) => name,
+        Ok(Request::Help) => {
+            println!("{}", help());
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
             eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let scenario = match name.map(|name| Scenario::named(&name)).transpose() {
+        Ok(scenario) => scenario,
+        Err(err) => {
+            eprintln!("{err}");
             return ExitCode::from(2);
         }
     };
@@ -87,5 +112,25 @@ fn main() -> ExitCode {
             eprintln!("oc-ambient-cluster: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &[&str]) -> Vec<String> {
+        text.iter().map(|arg| arg.to_string()).collect()
+    }
+
+    #[test]
+    fn the_scenario_is_optional_and_anything_else_is_a_usage_error() {
+        assert_eq!(parse_args(&args(&[])), Ok(Request::Run(None)));
+        assert_eq!(parse_args(&args(&["--scenario", "large:2"])), Ok(Request::Run(Some("large:2".into()))));
+        assert_eq!(parse_args(&args(&["--scenario=ossm-3.1"])), Ok(Request::Run(Some("ossm-3.1".into()))));
+        assert_eq!(parse_args(&args(&["-h"])), Ok(Request::Help));
+        assert!(parse_args(&args(&["--scenario"])).is_err());
+        assert!(parse_args(&args(&["bookinfo-sidecar"])).is_err());
+        assert!(help().contains("half-migrated-wrong-order"));
     }
 }
