@@ -24,7 +24,7 @@ fn deployment(name: &str) -> Deployment {
             }
         }
     }))
-    .unwrap()
+    .expect("a valid Deployment")
 }
 
 #[tokio::test]

@@ -10,3 +10,4 @@ mod check_offline;
 mod controlplane;
 mod convert;
 mod plugins;
+mod simulator;

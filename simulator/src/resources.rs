@@ -1,0 +1,56 @@
+//! Untyped access to any kind the simulator writes (mesh CRs, Gateway API, OpenShift, OLM), so the
+//! scenarios can load upstream YAML as-is and the controllers can patch kinds k8s-openapi lacks.
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+
+use crate::Error;
+
+/// The field manager of every write the simulator makes.
+pub const FIELD_MANAGER: &str = "oc-ambient-simulator";
+
+/// The API of a kind, in `namespace` or cluster-wide.
+pub fn api(client: &Client, gvk: &GroupVersionKind, namespace: Option<&str>) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(gvk);
+    match namespace {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
+/// The group/version/kind an object declares.
+pub fn gvk_of(object: &DynamicObject) -> Result<GroupVersionKind, Error> {
+    let types =
+        object.types.as_ref().ok_or_else(|| Error::Invalid(format!("{} has no apiVersion/kind", object.name_any())))?;
+    let (group, version) = types.api_version.rsplit_once('/').unwrap_or(("", types.api_version.as_str()));
+    Ok(GroupVersionKind::gvk(group, version, &types.kind))
+}
+
+/// Creates or updates `object` by server-side apply (the simulator owns what it writes).
+pub async fn apply(client: &Client, object: &DynamicObject) -> Result<DynamicObject, Error> {
+    let gvk = gvk_of(object)?;
+    let name = object.metadata.name.clone().ok_or_else(|| Error::Invalid(format!("a {} without a name", gvk.kind)))?;
+    let api = api(client, &gvk, object.metadata.namespace.as_deref());
+    let mut body = object.clone();
+    body.metadata.resource_version = None;
+    body.metadata.managed_fields = None;
+    Ok(api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?)
+}
+
+/// Merges `status` into the status subresource of an object.
+pub async fn patch_status(api: &Api<DynamicObject>, name: &str, status: Value) -> Result<(), Error> {
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": status }))).await?;
+    Ok(())
+}
+
+/// Builds a typed or untyped object from JSON, reporting what it was meant to be.
+pub fn from_json<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T, Error> {
+    serde_json::from_value(value).map_err(|err| Error::Invalid(format!("{what}: {err}")))
+}
+
+/// True when the API server answered 404.
+pub fn is_not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
+}
