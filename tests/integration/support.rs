@@ -33,3 +33,8 @@ where
 pub fn plugin(name: &str) -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin(name).unwrap_or_else(|err| panic!("{name} not built: {err}"))
 }
+
+/// The shared fixtures directory (`$OC_AMBIENT_FIXTURES` or `../shared/fixtures`).
+pub fn fixtures() -> std::path::PathBuf {
+    oc_ambient_testenv::fixtures_dir()
+}
