@@ -144,7 +144,10 @@ pub async fn load(connection: &Connection, options: &LoadOptions) -> Result<Snap
     let served = discover(connection).await?;
     let mut snapshot = Snapshot::new(Source::Live { server: connection.server.clone() });
     snapshot.served = Some(served.clone());
-    let mut jobs = Vec::new();
+    // Cluster-scoped kinds first: the control plane resources say which namespaces hold the
+    // cluster-level facts (operator, ztunnel, remote secrets) that a `-n` check still needs.
+    let mut cluster_jobs = Vec::new();
+    let mut namespaced = Vec::new();
     for info in ALL {
         let Some(version) = served_version(info, &served) else {
             snapshot.set_coverage(info.kind, Coverage::NotServed);
@@ -155,17 +158,39 @@ pub async fn load(connection: &Connection, options: &LoadOptions) -> Result<Snap
             // Namespace admins may get their namespaces but not list all of them.
             (ListScope::Namespaces(namespaces), false) if info.kind == Kind::Namespace => {
                 for namespace in namespaces {
-                    jobs.push(ListJob { info, version, namespace: None, name: Some(namespace.clone()) });
+                    cluster_jobs.push(ListJob { info, version, namespace: None, name: Some(namespace.clone()) });
                 }
             }
-            (ListScope::Namespaces(namespaces), true) => {
-                for namespace in namespaces {
-                    jobs.push(ListJob { info, version, namespace: Some(namespace.clone()), name: None });
-                }
-            }
-            _ => jobs.push(ListJob { info, version, namespace: None, name: None }),
+            (ListScope::Namespaces(_), true) => namespaced.push((info, version)),
+            _ => cluster_jobs.push(ListJob { info, version, namespace: None, name: None }),
         }
     }
+    run_jobs(connection, cluster_jobs, options, &mut snapshot).await?;
+    if let ListScope::Namespaces(selected) = &options.scope {
+        let mut namespaces: std::collections::BTreeSet<String> = selected.iter().cloned().collect();
+        namespaces.extend(crate::mesh::infrastructure_namespaces(&snapshot));
+        let jobs = namespaced
+            .iter()
+            .flat_map(|(info, version)| {
+                namespaces.iter().map(|namespace| ListJob {
+                    info,
+                    version,
+                    namespace: Some(namespace.clone()),
+                    name: None,
+                })
+            })
+            .collect();
+        run_jobs(connection, jobs, options, &mut snapshot).await?;
+    }
+    Ok(snapshot)
+}
+
+async fn run_jobs(
+    connection: &Connection,
+    jobs: Vec<ListJob>,
+    options: &LoadOptions,
+    snapshot: &mut Snapshot,
+) -> Result<(), ApiError> {
     let results: Vec<(Kind, Result<Vec<DynamicObject>, ApiError>)> = futures::stream::iter(jobs)
         .map(|job| async move { (job.info.kind, list_all(connection, &job, options.page_size).await) })
         .buffer_unordered(options.concurrency.max(1))
@@ -186,7 +211,7 @@ pub async fn load(connection: &Connection, options: &LoadOptions) -> Result<Snap
             Err(err) => return Err(err),
         }
     }
-    Ok(snapshot)
+    Ok(())
 }
 
 async fn list_all(connection: &Connection, job: &ListJob, page_size: u32) -> Result<Vec<DynamicObject>, ApiError> {

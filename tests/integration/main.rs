@@ -7,6 +7,7 @@ mod support;
 
 mod check_live;
 mod check_offline;
+mod check_scenarios;
 mod controlplane;
 mod convert;
 mod plugins;

@@ -263,11 +263,14 @@ fn gateway_api_check(snapshot: &Snapshot) -> Finding {
                     .is_some_and(|v| v.iter().any(|v| v == "v1")),
             );
         }
-        let crd = snapshot.get(
-            Kind::CustomResourceDefinition,
-            None,
-            &format!("{}.gateway.networking.k8s.io", kind.to_lowercase() + "s"),
-        )?;
+        if !snapshot.knows(Kind::CustomResourceDefinition) {
+            return None;
+        }
+        // The input lists CRDs: a missing Gateway API CRD is not installed.
+        let name = format!("{}.gateway.networking.k8s.io", kind.to_lowercase() + "s");
+        let Some(crd) = snapshot.get(Kind::CustomResourceDefinition, None, &name) else {
+            return Some(false);
+        };
         Some(crd.data.pointer("/spec/versions").and_then(Value::as_array).into_iter().flatten().any(|version| {
             version.get("name").and_then(Value::as_str) == Some("v1")
                 && version.get("served").and_then(Value::as_bool) == Some(true)

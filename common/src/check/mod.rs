@@ -222,6 +222,15 @@ pub fn evaluate(snapshot: &Snapshot, options: &Options) -> Report {
     for report in &namespace_reports {
         findings.extend(phase::sequencing(snapshot, &context, &report.name));
     }
+    if let Scope::Only(selected) = &options.scope {
+        // `-n`: findings about other application namespaces are out of scope; cluster-level ones
+        // (no namespace, or the control plane's and operators' namespaces) stay.
+        let infrastructure = crate::mesh::infrastructure_namespaces(snapshot);
+        findings.retain(|finding| match finding.object.as_ref().and_then(|object| object.namespace.as_ref()) {
+            Some(namespace) => selected.contains(namespace) || infrastructure.contains(namespace),
+            None => true,
+        });
+    }
     findings.sort_by(|a, b| (a.severity, a.id, &a.object).cmp(&(b.severity, b.id, &b.object)));
     findings.dedup();
     Report {

@@ -97,14 +97,8 @@ impl<'a> MeshContext<'a> {
             .iter()
             .filter_map(|ns| ns.metadata.name.as_deref().map(|name| (name, NamespaceLabels::of(ns))))
             .collect();
-        let mut control_plane_namespaces = BTreeSet::new();
-        for kind in [Kind::Istio, Kind::IstioCni, Kind::ZTunnel] {
-            for object in snapshot.all(kind) {
-                if let Some(namespace) = str_at(object, "/spec/namespace") {
-                    control_plane_namespaces.insert(namespace.to_string());
-                }
-            }
-        }
+        let mut control_plane_namespaces = crate::mesh::infrastructure_namespaces(snapshot);
+        control_plane_namespaces.remove(crate::mesh::OPERATORS_NAMESPACE);
         let trust_domain = snapshot
             .all(Kind::Istio)
             .iter()

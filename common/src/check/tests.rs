@@ -29,6 +29,12 @@ fn pod(name: &str, app: &str, sidecar: bool, hbone: bool) -> Value {
         "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
 }
 
+fn gateway_api_crd(plural: &str) -> Value {
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.gateway.networking.k8s.io"), "annotations": {"gateway.networking.k8s.io/bundle-version": "v1.3.0"}},
+        "spec": {"versions": [{"name": "v1", "served": true, "storage": true}]}})
+}
+
 impl Mesh {
     fn sidecar() -> Self {
         let objects = vec![
@@ -41,6 +47,8 @@ impl Mesh {
             json!({"apiVersion": "sailoperator.io/v1", "kind": "Istio", "metadata": {"name": "default"},
                 "spec": {"version": "v1.27.0", "namespace": "istio-system"}, "status": {"state": "Healthy"}}),
             json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}),
+            gateway_api_crd("gateways"),
+            gateway_api_crd("httproutes"),
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio.io/rev": "default"}}}),
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "shop"}, "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]}}),
             pod("web-1", "web", true, false),
@@ -120,6 +128,13 @@ fn a_healthy_sidecar_mesh_is_ready_in_phase_sidecar_with_waypoint_reasons() {
     assert!(has(&report, ids::AUTHZ_NEEDS_WAYPOINT, Severity::Info));
     assert_eq!(report.cluster.istio.as_deref(), Some("1.27.0"));
     assert_eq!(report.cluster.istio_profile.as_deref(), Some("default"));
+    assert!(has(&report, ids::GATEWAY_API_CRDS, Severity::Pass));
+    let without_gateway_api = Mesh::sidecar().without("CustomResourceDefinition").report();
+    assert_eq!(
+        severities(&without_gateway_api, ids::GATEWAY_API_CRDS),
+        vec![Severity::Fail],
+        "CRDs listed, Gateway API absent"
+    );
 }
 
 #[test]

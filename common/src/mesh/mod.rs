@@ -81,3 +81,21 @@ pub(crate) fn from_yaml<T: DeserializeOwned>(text: &str) -> T {
     let value: serde_json::Value = serde_yaml_ng::from_str(text).expect("valid YAML");
     serde_json::from_value(value).expect("valid object")
 }
+
+/// The namespace OLM installs cluster-wide operators (OSSM's CSV) into.
+pub const OPERATORS_NAMESPACE: &str = "openshift-operators";
+
+/// Namespaces holding cluster-level mesh facts: the control plane, CNI and ztunnel namespaces the
+/// Sail resources name, and the operators' namespace.
+pub fn infrastructure_namespaces(snapshot: &crate::snapshot::Snapshot) -> std::collections::BTreeSet<String> {
+    use crate::kinds::Kind;
+    let mut namespaces = std::collections::BTreeSet::from([OPERATORS_NAMESPACE.to_string()]);
+    for kind in [Kind::Istio, Kind::IstioCni, Kind::ZTunnel] {
+        for object in snapshot.all(kind) {
+            if let Some(namespace) = object.data.pointer("/spec/namespace").and_then(serde_json::Value::as_str) {
+                namespaces.insert(namespace.to_string());
+            }
+        }
+    }
+    namespaces
+}
