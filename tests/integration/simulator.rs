@@ -450,6 +450,25 @@ async fn the_injector_is_a_real_webhook_with_istiods_failure_policy() {
     })
     .await;
 
+    // istiod's other selectors: the legacy namespace label, and pod labels in a plain namespace.
+    let legacy = cluster.plane().namespace(&client, "legacy").await.unwrap();
+    let label = json!({"metadata": {"labels": {"istio-injection": "enabled"}}});
+    Api::<Namespace>::all(client.clone()).patch(&legacy, &PatchParams::default(), &Patch::Merge(&label)).await.unwrap();
+    let legacy_pods: Api<Pod> = Api::namespaced(client.clone(), &legacy);
+    let by_namespace = eventually("injection in an istio-injection=enabled namespace", SETTLE, || async {
+        legacy_pods.create(&PostParams { dry_run: true, ..Default::default() }, &pod("legacy", Opt::In)).await.ok()
+    })
+    .await;
+    assert_eq!(containers(&by_namespace), ["app", "istio-proxy"]);
+    for (name, pod_label) in
+        [("by-revision", json!({"istio.io/rev": "default"})), ("by-inject", json!({"sidecar.istio.io/inject": "true"}))]
+    {
+        let mut labelled = pod(name, Opt::In);
+        labelled.metadata.labels = serde_json::from_value(pod_label).unwrap();
+        let created = elsewhere.create(&PostParams::default(), &labelled).await.unwrap();
+        assert_eq!(containers(&created), ["app", "istio-proxy"], "{name}");
+    }
+
     cluster.simulator().stop();
     let err = injected
         .create(&PostParams::default(), &pod("while-down", Opt::In))
