@@ -18,6 +18,20 @@
 //! singletons (the `Istio` named `default`, nodes, `ClusterVersion`) are why each scenario needs
 //! its own control plane rather than a namespace of the shared one.
 //!
+//! ```no_run
+//! # async fn example() -> Result<(), oc_ambient_simulator::Error> {
+//! // A fresh control plane, the simulator, and the guide's starting point, ready in seconds.
+//! let cluster = oc_ambient_simulator::SimulatedCluster::start("bookinfo-sidecar").await?;
+//! let kubeconfig = cluster.plane().kubeconfig(); // for plugin binaries under test
+//! let client = cluster.client().await?; // for assertions
+//! # let _ = (kubeconfig, client);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Outside tests, `oc-ambient-cluster --scenario NAME` (`make cluster SCENARIO=NAME`) does the
+//! same in its own process. `scenario::names()` lists the scenarios.
+//!
 //! Everything is deterministic: node names, the order of pod addresses and load-balancer
 //! addresses follow the order of the API server's events, and nothing is random.
 
