@@ -4,7 +4,7 @@
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::Error;
 
@@ -53,13 +53,37 @@ pub async fn create_or_apply(client: &Client, object: &DynamicObject) -> Result<
 
 /// Merges `status` into the status subresource of an object.
 pub async fn patch_status(api: &Api<DynamicObject>, name: &str, status: Value) -> Result<(), Error> {
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": status }))).await?;
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
     Ok(())
 }
 
 /// Builds a typed or untyped object from JSON, reporting what it was meant to be.
 pub fn from_json<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T, Error> {
     serde_json::from_value(value).map_err(|err| Error::Invalid(format!("{what}: {err}")))
+}
+
+/// A status condition. When `previous` (a conditions array) holds one of the same type and
+/// status, its `lastTransitionTime` is kept, as controllers do.
+pub fn condition(
+    previous: &Value,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Value {
+    let status = if ok { "True" } else { "False" };
+    let since = previous
+        .as_array()
+        .and_then(|conditions| conditions.iter().find(|c| c["type"] == type_ && c["status"] == status))
+        .and_then(|c| c["lastTransitionTime"].as_str().map(String::from))
+        .unwrap_or_else(crate::kubelet::now);
+    let mut condition =
+        json!({"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": since});
+    if let Some(generation) = generation {
+        condition["observedGeneration"] = json!(generation);
+    }
+    condition
 }
 
 /// True when the API server answered 404.

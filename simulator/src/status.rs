@@ -26,8 +26,7 @@ use serde_json::{Value, json};
 use crate::Error;
 use crate::gateway::{GATEWAY_GROUP, WAYPOINT_CLASS, gateway_api_installed};
 use crate::injector::is_ambient_profile;
-use crate::kubelet::now;
-use crate::resources::{api, is_not_found, patch_status};
+use crate::resources::{api, condition, is_not_found, patch_status};
 use crate::sail::Component;
 
 pub const USE_WAYPOINT_LABEL: &str = "istio.io/use-waypoint";
@@ -180,14 +179,7 @@ fn merged_conditions(
     let current: Vec<Value> = existing.as_array().cloned().unwrap_or_default();
     let mut next: Vec<Value> = current.iter().filter(|c| !remove.iter().any(|t| c["type"] == *t)).cloned().collect();
     if let Some((type_, ok, reason, message)) = verdict {
-        let status = if *ok { "True" } else { "False" };
-        let previous = current.iter().find(|c| c["type"] == *type_);
-        if previous.is_some_and(|c| c["status"] == status && c["reason"] == *reason && c["message"] == message.as_str())
-        {
-            next.extend(previous.cloned());
-        } else {
-            next.push(json!({"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": now(), "observedGeneration": generation}));
-        }
+        next.push(condition(existing, type_, *ok, reason, message, generation));
     }
     let key = |conditions: &Vec<Value>| {
         let mut keys: Vec<String> =
