@@ -405,6 +405,22 @@ async fn the_simulator_follows_a_migration_walked_by_hand() {
     })
     .await;
 
+    // A version change reaches the revision and istiod's rollout, and the status follows.
+    let upgrade = json!({"spec": {"version": "v1.27.9"}});
+    istios.patch("default", &PatchParams::default(), &Patch::Merge(&upgrade)).await.unwrap();
+    let istiod: Api<Deployment> = Api::namespaced(client.clone(), "istio-system");
+    eventually("istiod rolled out at v1.27.9 and Istio Healthy at the new generation", SETTLE, || async {
+        let istio = istios.get("default").await.ok()?;
+        let revision = api(&client, &sail("IstioRevision"), None).get("default").await.ok()?;
+        let image = istiod.get("istiod").await.ok()?.spec?.template.spec?.containers[0].image.clone()?;
+        (revision.data["spec"]["version"] == "v1.27.9"
+            && image.ends_with(":1.27.9")
+            && istio.data["status"]["state"] == "Healthy"
+            && istio.data["status"]["observedGeneration"] == json!(istio.metadata.generation))
+        .then_some(())
+    })
+    .await;
+
     // A component made unhealthy through the fault switch, then healed.
     let ztunnels = api(&client, &sail("ZTunnel"), None);
     let ztunnel_state = || async { ztunnels.get("default").await.ok().map(|z| z.data["status"]["state"].clone()) };
