@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use kube::Client;
 use kube::api::DynamicObject;
 use kube::core::ApiResource;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::{reflector, watcher};
 use oc_ambient_testenv::{ControlPlane, Options as PlaneOptions};
 use tokio::task::JoinHandle;
 
@@ -125,14 +125,8 @@ impl Simulator {
         let istio_resource = ApiResource::from_gvk(&sail::Component::Istio.gvk());
         let writer = reflector::store::Writer::<DynamicObject>::new(istio_resource);
         let istios = writer.as_reader();
-        let follow_istios =
-            watcher(resources::api(&client, &sail::Component::Istio.gvk(), None), watcher::Config::default())
-                .default_backoff()
-                .reflect(writer)
-                .applied_objects();
-        let mut tasks = vec![tokio::spawn(async move {
-            futures::StreamExt::for_each(follow_istios, |_| futures::future::ready(())).await;
-        })];
+        let mut tasks =
+            vec![tokio::spawn(resources::follow(resources::api(&client, &sail::Component::Istio.gvk(), None), writer))];
         let (webhook, server) = injector::serve(injector::Injector::new(istios), &serving.cert, &serving.key).await?;
         tasks.push(server);
         let endpoint = sail::WebhookEndpoint {

@@ -1,8 +1,11 @@
 //! Untyped access to any kind the simulator writes (mesh CRs, Gateway API, OpenShift, OLM), so the
 //! scenarios can load upstream YAML as-is and the controllers can patch kinds k8s-openapi lacks.
 
+use futures::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -89,4 +92,14 @@ pub fn condition(
 /// True when the API server answered 404.
 pub fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Follows a kind into the store behind `writer` (for lookups from reconcilers and the webhook)
+/// until the returned future is dropped.
+pub fn follow<K>(api: Api<K>, writer: Writer<K>) -> impl Future<Output = ()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    watcher(api, watcher::Config::default()).default_backoff().reflect(writer).for_each(|_| futures::future::ready(()))
 }

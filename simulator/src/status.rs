@@ -19,14 +19,14 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::Error;
 use crate::gateway::{GATEWAY_GROUP, WAYPOINT_CLASS, gateway_api_installed};
 use crate::injector::is_ambient_profile;
-use crate::resources::{api, condition, is_not_found, patch_status};
+use crate::resources::{api, condition, follow, is_not_found, patch_status};
 use crate::sail::Component;
 
 pub const USE_WAYPOINT_LABEL: &str = "istio.io/use-waypoint";
@@ -262,15 +262,6 @@ async fn reconcile_service(service: Arc<Service>, context: Arc<Context>) -> Resu
 fn error_policy<K>(_object: Arc<K>, error: &Error, _context: Arc<Context>) -> Action {
     tracing::warn!("istiod status: {error}");
     Action::requeue(Duration::from_secs(1))
-}
-
-/// Follows a kind into a store the reconcilers read.
-fn follow<K>(api: Api<K>, writer: reflector::store::Writer<K>) -> impl Future<Output = ()>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    watcher(api, watcher::Config::default()).default_backoff().reflect(writer).for_each(|_| futures::future::ready(()))
 }
 
 /// Runs istiod's status writers until the task is dropped; without the Gateway API there are no
