@@ -17,13 +17,13 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::ApiResource;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::Error;
 use crate::injector::{PROXY_CONTAINER, is_ambient_profile};
-use crate::resources::{api, is_not_found};
+use crate::resources::{api, follow, is_not_found};
 use crate::sail::Component;
 
 pub const REDIRECTION_ANNOTATION: &str = "ambient.istio.io/redirection";
@@ -93,18 +93,12 @@ fn error_policy(_pod: Arc<Pod>, error: &Error, _context: Arc<Context>) -> Action
 /// Runs the node agents until the task is dropped.
 pub async fn run(client: Client) -> Result<(), Error> {
     let (namespaces, namespace_writer) = reflector::store::<Namespace>();
-    let follow_namespaces = watcher(Api::<Namespace>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(namespace_writer)
-        .for_each(|_| futures::future::ready(()));
+    let follow_namespaces = follow(Api::<Namespace>::all(client.clone()), namespace_writer);
     let cni_resource = ApiResource::from_gvk(&Component::IstioCni.gvk());
     let cni_api = api(&client, &Component::IstioCni.gvk(), None);
     let cni_writer = reflector::store::Writer::<DynamicObject>::new(cni_resource.clone());
     let cni_reader = cni_writer.as_reader();
-    let follow_cnis = watcher(cni_api.clone(), watcher::Config::default())
-        .default_backoff()
-        .reflect(cni_writer)
-        .for_each(|_| futures::future::ready(()));
+    let follow_cnis = follow(cni_api.clone(), cni_writer);
     let controller = Controller::new(Api::<Pod>::all(client.clone()), watcher::Config::default());
     let pods = controller.store();
     let pods_in_namespace = pods.clone();

@@ -23,8 +23,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::Error;
-use crate::kubelet::now;
-use crate::resources::{api, apply, from_json, patch_status};
+use crate::resources::{api, apply, condition, from_json, patch_status};
 
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 pub const INGRESS_CLASS: &str = "istio";
@@ -46,11 +45,6 @@ pub fn generated_name(gateway: &str, class: &str) -> String {
 struct Context {
     client: Client,
     next_address: AtomicU32,
-}
-
-fn condition(type_: &str, ok: bool, reason: &str, message: &str, generation: Option<i64>) -> Value {
-    json!({"type": type_, "status": if ok { "True" } else { "False" }, "reason": reason, "message": message,
-           "lastTransitionTime": now(), "observedGeneration": generation})
 }
 
 /// The objects istiod generates for a Gateway.
@@ -168,8 +162,8 @@ async fn attach_routes(
             .into_iter()
             .map(|parent| {
                 json!({"parentRef": parent, "controllerName": controller, "conditions": [
-                    condition("Accepted", true, "Accepted", "Route was valid", generation),
-                    condition("ResolvedRefs", true, "ResolvedRefs", "All references resolved", generation)]})
+                    condition(&Value::Null, "Accepted", true, "Accepted", "Route was valid", generation),
+                    condition(&Value::Null, "ResolvedRefs", true, "ResolvedRefs", "All references resolved", generation)]})
             })
             .collect();
         if route.data["status"]["parents"].as_array().map(|existing| existing.len()) != Some(statuses.len()) {
@@ -210,15 +204,15 @@ async fn reconcile(gateway: Arc<DynamicObject>, context: Arc<Context>) -> Result
         .map(|listener| {
             let kinds = if listener["protocol"] == "HBONE" { json!([]) } else { json!([{"group": GATEWAY_GROUP, "kind": "HTTPRoute"}, {"group": GATEWAY_GROUP, "kind": "GRPCRoute"}]) };
             json!({"name": listener["name"], "supportedKinds": kinds, "attachedRoutes": if waypoint { 0 } else { attached }, "conditions": [
-                condition("Accepted", true, "Accepted", "No errors found", generation),
-                condition("Conflicted", false, "NoConflicts", "No errors found", generation),
-                condition("Programmed", programmed, reason, "", generation),
-                condition("ResolvedRefs", true, "ResolvedRefs", "No errors found", generation)]})
+                condition(&Value::Null, "Accepted", true, "Accepted", "No errors found", generation),
+                condition(&Value::Null, "Conflicted", false, "NoConflicts", "No errors found", generation),
+                condition(&Value::Null, "Programmed", programmed, reason, "", generation),
+                condition(&Value::Null, "ResolvedRefs", true, "ResolvedRefs", "No errors found", generation)]})
         })
         .collect();
     let status = json!({
         "addresses": address.map(|ip| vec![json!({"type": "IPAddress", "value": ip})]).unwrap_or_default(),
-        "conditions": [condition("Accepted", true, "Accepted", "Resource accepted", generation), condition("Programmed", programmed, reason, &message, generation)],
+        "conditions": [condition(&Value::Null, "Accepted", true, "Accepted", "Resource accepted", generation), condition(&Value::Null, "Programmed", programmed, reason, &message, generation)],
         "listeners": listeners,
     });
     let old = &gateway.data["status"];
@@ -265,7 +259,7 @@ async fn install_classes(client: &Client) -> Result<(), Error> {
             }),
         )?;
         let created = apply(client, &class).await?;
-        patch_status(&classes, name, json!({"conditions": [condition("Accepted", true, "Accepted", "Handled by Istio controller", created.metadata.generation)]})).await?;
+        patch_status(&classes, name, json!({"conditions": [condition(&Value::Null, "Accepted", true, "Accepted", "Handled by Istio controller", created.metadata.generation)]})).await?;
     }
     Ok(())
 }

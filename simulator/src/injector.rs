@@ -33,6 +33,8 @@ pub const PROXY_CONTAINER: &str = "istio-proxy";
 /// The init container istiod injects when istio-cni sets up the redirection (OpenShift always
 /// runs istio-cni): it only validates that the redirection works.
 pub const VALIDATION_CONTAINER: &str = "istio-validation";
+/// How long a request waits for the first list of `Istio` resources.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The proxy image of OSSM 3 (the tag is the Istio version).
 pub const PROXY_IMAGE: &str = "registry.redhat.io/openshift-service-mesh/istio-proxyv2-rhel9";
 
@@ -340,6 +342,14 @@ async fn handle(injector: Injector, request: Request<Incoming>) -> Result<Respon
         None => return Ok(reply(StatusCode::NOT_FOUND, Bytes::new())),
     };
     let body = request.into_body().collect().await?.to_bytes();
+    // Right after the simulator starts, answer only once the revisions are known: admitting a pod
+    // uninjected because the store was still empty would be wrong, and istiod would not either.
+    if tokio::time::timeout(STORE_WAIT, injector.istios.wait_until_ready()).await.is_err() {
+        return Ok(reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from_static(b"control plane revisions not loaded yet"),
+        ));
+    }
     let review = match serde_json::from_slice::<AdmissionReview<DynamicObject>>(&body) {
         Ok(review) => injector.review(&revision, review),
         Err(err) => return Ok(reply(StatusCode::BAD_REQUEST, Bytes::from(err.to_string()))),

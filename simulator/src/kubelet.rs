@@ -291,7 +291,7 @@ async fn execute(client: Client, namespace: String, name: String, action: Action
 pub async fn run(client: Client, nodes: usize) -> Result<(), Error> {
     let pods: Api<Pod> = Api::all(client.clone());
     let mut scheduler = Scheduler::new(nodes);
-    let mut events = std::pin::pin!(watcher(pods, watcher::Config::default()).map_err(Error::from));
+    let mut events = std::pin::pin!(kube::runtime::watcher(pods, watcher::Config::default()).map_err(Error::from));
     let mut in_flight = FuturesUnordered::new();
     loop {
         tokio::select! {
@@ -304,24 +304,20 @@ pub async fn run(client: Client, nodes: usize) -> Result<(), Error> {
                 };
                 if let Some(action) = scheduler.decide(&pod) {
                     while in_flight.len() >= CONCURRENT_WRITES {
-                        report(in_flight.next().await);
+                        log_failure(in_flight.next().await);
                     }
                     in_flight.push(execute(client.clone(), pod.namespace().unwrap_or_default(), pod.name_any(), action));
                 }
             }
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => report(Some(done)),
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => log_failure(Some(done)),
         }
     }
 }
 
-fn report(result: Option<Result<(), Error>>) {
+fn log_failure(result: Option<Result<(), Error>>) {
     if let Some(Err(err)) = result {
         tracing::warn!("kubelet: {err}");
     }
-}
-
-fn watcher(api: Api<Pod>, config: watcher::Config) -> impl futures::Stream<Item = Result<Event<Pod>, watcher::Error>> {
-    kube::runtime::watcher(api, config)
 }
 
 #[cfg(test)]

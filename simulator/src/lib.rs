@@ -18,6 +18,20 @@
 //! singletons (the `Istio` named `default`, nodes, `ClusterVersion`) are why each scenario needs
 //! its own control plane rather than a namespace of the shared one.
 //!
+//! ```no_run
+//! # async fn example() -> Result<(), oc_ambient_simulator::Error> {
+//! // A fresh control plane, the simulator, and the guide's starting point, ready in seconds.
+//! let cluster = oc_ambient_simulator::SimulatedCluster::start("bookinfo-sidecar").await?;
+//! let kubeconfig = cluster.plane().kubeconfig(); // for plugin binaries under test
+//! let client = cluster.client().await?; // for assertions
+//! # let _ = (kubeconfig, client);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Outside tests, `oc-ambient-cluster --scenario NAME` (`make cluster SCENARIO=NAME`) does the
+//! same in its own process. `scenario::names()` lists the scenarios.
+//!
 //! Everything is deterministic: node names, the order of pod addresses and load-balancer
 //! addresses follow the order of the API server's events, and nothing is random.
 
@@ -37,7 +51,7 @@ use std::time::{Duration, Instant};
 use kube::Client;
 use kube::api::DynamicObject;
 use kube::core::ApiResource;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::{reflector, watcher};
 use oc_ambient_testenv::{ControlPlane, Options as PlaneOptions};
 use tokio::task::JoinHandle;
 
@@ -111,14 +125,8 @@ impl Simulator {
         let istio_resource = ApiResource::from_gvk(&sail::Component::Istio.gvk());
         let writer = reflector::store::Writer::<DynamicObject>::new(istio_resource);
         let istios = writer.as_reader();
-        let follow_istios =
-            watcher(resources::api(&client, &sail::Component::Istio.gvk(), None), watcher::Config::default())
-                .default_backoff()
-                .reflect(writer)
-                .applied_objects();
-        let mut tasks = vec![tokio::spawn(async move {
-            futures::StreamExt::for_each(follow_istios, |_| futures::future::ready(())).await;
-        })];
+        let mut tasks =
+            vec![tokio::spawn(resources::follow(resources::api(&client, &sail::Component::Istio.gvk(), None), writer))];
         let (webhook, server) = injector::serve(injector::Injector::new(istios), &serving.cert, &serving.key).await?;
         tasks.push(server);
         let endpoint = sail::WebhookEndpoint {

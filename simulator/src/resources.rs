@@ -1,10 +1,13 @@
 //! Untyped access to any kind the simulator writes (mesh CRs, Gateway API, OpenShift, OLM), so the
 //! scenarios can load upstream YAML as-is and the controllers can patch kinds k8s-openapi lacks.
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::Error;
 
@@ -39,9 +42,21 @@ pub async fn apply(client: &Client, object: &DynamicObject) -> Result<DynamicObj
     Ok(api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?)
 }
 
+/// Creates `object`, or applies it when it exists already: a plain create is much cheaper for the
+/// API server than server-side apply, which matters for the thousands of objects of a large mesh.
+pub async fn create_or_apply(client: &Client, object: &DynamicObject) -> Result<DynamicObject, Error> {
+    let gvk = gvk_of(object)?;
+    match api(client, &gvk, object.metadata.namespace.as_deref()).create(&PostParams::default(), object).await {
+        Err(kube::Error::Api(status)) if status.code == 409 && status.reason == "AlreadyExists" => {
+            apply(client, object).await
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Merges `status` into the status subresource of an object.
 pub async fn patch_status(api: &Api<DynamicObject>, name: &str, status: Value) -> Result<(), Error> {
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": status }))).await?;
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
     Ok(())
 }
 
@@ -50,7 +65,41 @@ pub fn from_json<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Re
     serde_json::from_value(value).map_err(|err| Error::Invalid(format!("{what}: {err}")))
 }
 
+/// A status condition. When `previous` (a conditions array) holds one of the same type and
+/// status, its `lastTransitionTime` is kept, as controllers do.
+pub fn condition(
+    previous: &Value,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Value {
+    let status = if ok { "True" } else { "False" };
+    let since = previous
+        .as_array()
+        .and_then(|conditions| conditions.iter().find(|c| c["type"] == type_ && c["status"] == status))
+        .and_then(|c| c["lastTransitionTime"].as_str().map(String::from))
+        .unwrap_or_else(crate::kubelet::now);
+    let mut condition =
+        json!({"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": since});
+    if let Some(generation) = generation {
+        condition["observedGeneration"] = json!(generation);
+    }
+    condition
+}
+
 /// True when the API server answered 404.
 pub fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Follows a kind into the store behind `writer` (for lookups from reconcilers and the webhook)
+/// until the returned future is dropped.
+pub fn follow<K>(api: Api<K>, writer: Writer<K>) -> impl Future<Output = ()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    watcher(api, watcher::Config::default()).default_backoff().reflect(writer).for_each(|_| futures::future::ready(()))
 }

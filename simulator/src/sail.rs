@@ -25,8 +25,8 @@ use serde_json::{Value, json};
 
 use crate::Error;
 use crate::injector::{INJECT_PATH, is_ambient_profile};
-use crate::kubelet::{FAULT_ANNOTATION, now};
-use crate::resources::{api, apply, from_json, patch_status};
+use crate::kubelet::FAULT_ANNOTATION;
+use crate::resources::{api, apply, condition, from_json, patch_status};
 
 /// The API group of the Sail operator.
 pub const SAIL_GROUP: &str = "sailoperator.io";
@@ -347,18 +347,6 @@ async fn revisions_in_use(client: &Client, revision: &str) -> Result<i64, Error>
     Ok(i64::from(!by_revision.items.is_empty() || by_default))
 }
 
-/// A condition, keeping the old transition time when the status did not change.
-fn condition(existing: &Value, type_: &str, ok: bool, reason: &str, message: &str) -> Value {
-    let status = if ok { "True" } else { "False" };
-    let previous =
-        existing["conditions"].as_array().and_then(|conditions| conditions.iter().find(|c| c["type"] == type_));
-    let since = previous
-        .filter(|c| c["status"] == status)
-        .and_then(|c| c["lastTransitionTime"].as_str().map(String::from))
-        .unwrap_or_else(now);
-    json!({"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": since})
-}
-
 /// True when two statuses differ in more than timestamps.
 fn changed(old: &Value, new: &Value) -> bool {
     let strip = |value: &Value| {
@@ -389,8 +377,8 @@ async fn reconcile(owner: Arc<DynamicObject>, context: Arc<Context>) -> Result<A
         let message = format!("failed to reconcile: namespace {namespace:?} doesn't exist");
         let status = json!({
             "observedGeneration": generation, "state": "ReconcileError",
-            "conditions": [condition(&existing, "Reconciled", false, "ReconcileError", &message),
-                           condition(&existing, "Ready", false, component.not_ready_reason(), "not reconciled")],
+            "conditions": [condition(&existing["conditions"], "Reconciled", false, "ReconcileError", &message, None),
+                           condition(&existing["conditions"], "Ready", false, component.not_ready_reason(), "not reconciled", None)],
         });
         (status, true)
     } else {
@@ -398,11 +386,12 @@ async fn reconcile(owner: Arc<DynamicObject>, context: Arc<Context>) -> Result<A
             Component::Istio => istiod_objects(&owner, &namespace, &context.webhook)?,
             _ => daemonset_objects(&owner, component, &namespace)?,
         };
-        let mut revision_generation = None;
+        // The IstioRevision as applied: its generation and current status.
+        let mut applied_revision = None;
         for object in &objects {
             let applied = apply(client, object).await?;
             if applied.types.as_ref().is_some_and(|types| types.kind == "IstioRevision") {
-                revision_generation = applied.metadata.generation;
+                applied_revision = Some(applied);
             }
         }
         let ready = workload_ready(client, component, &owner, &namespace).await?;
@@ -417,7 +406,7 @@ async fn reconcile(owner: Arc<DynamicObject>, context: Arc<Context>) -> Result<A
         };
         let mut status = json!({
             "observedGeneration": generation, "state": state,
-            "conditions": [condition(&existing, "Reconciled", true, "Reconciled", ""), condition(&existing, "Ready", ready, reason, &message)],
+            "conditions": [condition(&existing["conditions"], "Reconciled", true, "Reconciled", "", None), condition(&existing["conditions"], "Ready", ready, reason, &message, None)],
         });
         if component == Component::Istio {
             let revision = owner.name_any();
@@ -425,12 +414,15 @@ async fn reconcile(owner: Arc<DynamicObject>, context: Arc<Context>) -> Result<A
             status["revisions"] = json!({"total": 1, "ready": i64::from(ready), "inUse": in_use});
             status["activeRevisionName"] = json!(revision);
             let revisions = api(client, &GroupVersionKind::gvk(SAIL_GROUP, "v1", "IstioRevision"), None);
+            let previous = applied_revision.as_ref().map(|applied| applied.data["status"].clone()).unwrap_or_default();
             let revision_status = json!({
-                "observedGeneration": revision_generation, "state": state,
-                "conditions": [condition(&Value::Null, "Reconciled", true, "Reconciled", ""), condition(&Value::Null, "Ready", ready, reason, &message),
-                               condition(&Value::Null, "InUse", in_use > 0, if in_use > 0 { "ReferencedByWorkloads" } else { "NotReferenced" }, "")],
+                "observedGeneration": applied_revision.and_then(|applied| applied.metadata.generation), "state": state,
+                "conditions": [condition(&previous["conditions"], "Reconciled", true, "Reconciled", "", None), condition(&previous["conditions"], "Ready", ready, reason, &message, None),
+                               condition(&previous["conditions"], "InUse", in_use > 0, if in_use > 0 { "ReferencedByWorkloads" } else { "NotReferenced" }, "", None)],
             });
-            patch_status(&revisions, &revision, revision_status).await?;
+            if changed(&previous, &revision_status) {
+                patch_status(&revisions, &revision, revision_status).await?;
+            }
         }
         (status, !ready)
     };

@@ -21,7 +21,7 @@ use crate::Error;
 use crate::gateway::{INGRESS_CLASS, generated_name};
 use crate::injector::PROXY_CONTAINER;
 use crate::platform::{self, Platform};
-use crate::resources::{api, apply, from_json, gvk_of};
+use crate::resources::{api, apply, create_or_apply, from_json, gvk_of};
 use crate::sail::Component;
 
 /// The namespace of the bookinfo application.
@@ -256,14 +256,14 @@ fn parse_manifests(path: &Path, namespace: &str) -> Result<Vec<DynamicObject>, E
     Ok(objects)
 }
 
-/// Applies objects concurrently, retrying while the cluster catches up (a namespace's default
+/// Creates (or applies) objects concurrently, retrying while the cluster catches up (a namespace's default
 /// service account or a just-created namespace not there yet).
 async fn apply_all(client: &Client, objects: Vec<DynamicObject>) -> Result<(), Error> {
     let results: Vec<Result<(), Error>> = futures::stream::iter(objects)
         .map(|object| async move {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
-                match apply(client, &object).await {
+                match create_or_apply(client, &object).await {
                     Ok(_) => return Ok(()),
                     Err(Error::Kube(kube::Error::Api(status)))
                         if matches!(status.code, 403 | 404 | 409 | 500) && Instant::now() < deadline =>
@@ -517,19 +517,23 @@ async fn load_large(client: &Client, size: Size) -> Result<(), Error> {
     let namespaces: Vec<DynamicObject> = (0..size.namespaces)
         .map(|index| namespace(&large_namespace(index), json!({"istio.io/rev": "default", LARGE_LABEL: "large"})))
         .collect::<Result<_, _>>()?;
+    let started = Instant::now();
     apply_all(client, namespaces).await?;
     wait_for_injection(client, &large_namespace(0)).await?;
+    tracing::info!("large: {} namespaces in {:.1?}", size.namespaces, started.elapsed());
     let mut objects = Vec::new();
     for index in 0..size.namespaces {
         objects.extend(large_namespace_objects(index, size)?);
     }
+    let count = objects.len();
     apply_all(client, objects).await?;
+    tracing::info!("large: {count} objects applied after {:.1?}", started.elapsed());
     let expected = size.namespaces * size.services * size.pods;
     let pods: Api<Pod> = Api::all(client.clone());
     let selector = ListParams::default().labels(&format!("{LARGE_LABEL}=large"));
     wait_for(&format!("{expected} pods of the large scenario Running"), SETTLE_TIMEOUT * 5, || async {
-        let running = pods.list_metadata(&selector).await?.items.len();
-        if running < expected {
+        // Counting names first keeps the many polls of a large mesh cheap.
+        if pods.list_metadata(&selector).await?.items.len() < expected {
             return Ok(false);
         }
         let listed = pods.list(&selector).await?;
@@ -540,7 +544,9 @@ async fn load_large(client: &Client, size: Size) -> Result<(), Error> {
             .count()
             == expected)
     })
-    .await
+    .await?;
+    tracing::info!("large: {expected} pods Running after {:.1?}", started.elapsed());
+    Ok(())
 }
 
 #[cfg(test)]

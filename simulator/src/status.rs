@@ -19,15 +19,14 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::Error;
 use crate::gateway::{GATEWAY_GROUP, WAYPOINT_CLASS, gateway_api_installed};
 use crate::injector::is_ambient_profile;
-use crate::kubelet::now;
-use crate::resources::{api, is_not_found, patch_status};
+use crate::resources::{api, condition, follow, is_not_found, patch_status};
 use crate::sail::Component;
 
 pub const USE_WAYPOINT_LABEL: &str = "istio.io/use-waypoint";
@@ -180,14 +179,7 @@ fn merged_conditions(
     let current: Vec<Value> = existing.as_array().cloned().unwrap_or_default();
     let mut next: Vec<Value> = current.iter().filter(|c| !remove.iter().any(|t| c["type"] == *t)).cloned().collect();
     if let Some((type_, ok, reason, message)) = verdict {
-        let status = if *ok { "True" } else { "False" };
-        let previous = current.iter().find(|c| c["type"] == *type_);
-        if previous.is_some_and(|c| c["status"] == status && c["reason"] == *reason && c["message"] == message.as_str())
-        {
-            next.extend(previous.cloned());
-        } else {
-            next.push(json!({"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": now(), "observedGeneration": generation}));
-        }
+        next.push(condition(existing, type_, *ok, reason, message, generation));
     }
     let key = |conditions: &Vec<Value>| {
         let mut keys: Vec<String> =
@@ -270,15 +262,6 @@ async fn reconcile_service(service: Arc<Service>, context: Arc<Context>) -> Resu
 fn error_policy<K>(_object: Arc<K>, error: &Error, _context: Arc<Context>) -> Action {
     tracing::warn!("istiod status: {error}");
     Action::requeue(Duration::from_secs(1))
-}
-
-/// Follows a kind into a store the reconcilers read.
-fn follow<K>(api: Api<K>, writer: reflector::store::Writer<K>) -> impl Future<Output = ()>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    watcher(api, watcher::Config::default()).default_backoff().reflect(writer).for_each(|_| futures::future::ready(()))
 }
 
 /// Runs istiod's status writers until the task is dropped; without the Gateway API there are no

@@ -405,6 +405,22 @@ async fn the_simulator_follows_a_migration_walked_by_hand() {
     })
     .await;
 
+    // A version change reaches the revision and istiod's rollout, and the status follows.
+    let upgrade = json!({"spec": {"version": "v1.27.9"}});
+    istios.patch("default", &PatchParams::default(), &Patch::Merge(&upgrade)).await.unwrap();
+    let istiod: Api<Deployment> = Api::namespaced(client.clone(), "istio-system");
+    eventually("istiod rolled out at v1.27.9 and Istio Healthy at the new generation", SETTLE, || async {
+        let istio = istios.get("default").await.ok()?;
+        let revision = api(&client, &sail("IstioRevision"), None).get("default").await.ok()?;
+        let image = istiod.get("istiod").await.ok()?.spec?.template.spec?.containers[0].image.clone()?;
+        (revision.data["spec"]["version"] == "v1.27.9"
+            && image.ends_with(":1.27.9")
+            && istio.data["status"]["state"] == "Healthy"
+            && istio.data["status"]["observedGeneration"] == json!(istio.metadata.generation))
+        .then_some(())
+    })
+    .await;
+
     // A component made unhealthy through the fault switch, then healed.
     let ztunnels = api(&client, &sail("ZTunnel"), None);
     let ztunnel_state = || async { ztunnels.get("default").await.ok().map(|z| z.data["status"]["state"].clone()) };
@@ -449,6 +465,25 @@ async fn the_injector_is_a_real_webhook_with_istiods_failure_policy() {
         injected.get("direct").await.ok().filter(running_and_ready)
     })
     .await;
+
+    // istiod's other selectors: the legacy namespace label, and pod labels in a plain namespace.
+    let legacy = cluster.plane().namespace(&client, "legacy").await.unwrap();
+    let label = json!({"metadata": {"labels": {"istio-injection": "enabled"}}});
+    Api::<Namespace>::all(client.clone()).patch(&legacy, &PatchParams::default(), &Patch::Merge(&label)).await.unwrap();
+    let legacy_pods: Api<Pod> = Api::namespaced(client.clone(), &legacy);
+    let by_namespace = eventually("injection in an istio-injection=enabled namespace", SETTLE, || async {
+        legacy_pods.create(&PostParams { dry_run: true, ..Default::default() }, &pod("legacy", Opt::In)).await.ok()
+    })
+    .await;
+    assert_eq!(containers(&by_namespace), ["app", "istio-proxy"]);
+    for (name, pod_label) in
+        [("by-revision", json!({"istio.io/rev": "default"})), ("by-inject", json!({"sidecar.istio.io/inject": "true"}))]
+    {
+        let mut labelled = pod(name, Opt::In);
+        labelled.metadata.labels = serde_json::from_value(pod_label).unwrap();
+        let created = elsewhere.create(&PostParams::default(), &labelled).await.unwrap();
+        assert_eq!(containers(&created), ["app", "istio-proxy"], "{name}");
+    }
 
     cluster.simulator().stop();
     let err = injected
