@@ -174,3 +174,42 @@ fn nothing_outlives_a_test_process_that_exits_panics_or_is_killed() {
     next.wait().unwrap();
     assert!(!dir.exists(), "stale {} removed by the next start", dir.display());
 }
+
+/// `make cluster SCENARIO=bookinfo-sidecar`: the kubeconfig path, then `ready`; the cluster is
+/// usable by the plugins; SIGTERM stops it.
+#[test]
+fn make_cluster_prints_ready_serves_the_plugins_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let binary = assert_cmd::cargo::cargo_bin("oc-ambient-cluster");
+    let mut child = std::process::Command::new(binary)
+        .args(["--scenario", "bookinfo-sidecar"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let kubeconfig = std::path::PathBuf::from(lines.next().unwrap().unwrap());
+    assert_eq!(kubeconfig, oc_ambient_testenv::workspace_root().join(".testenv/kubeconfig"));
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+
+    let check = crate::support::plugin("oc-ambient-check")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["-n", "bookinfo", "-o", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(report["namespaces"][0]["phase"], "sidecar", "{report:#}");
+
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a clean stop: {status}");
+    let after = crate::support::plugin("oc-ambient-check")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--request-timeout", "2s"])
+        .output()
+        .unwrap();
+    assert_eq!(after.status.code(), Some(2), "the API server is gone after SIGTERM");
+}
