@@ -10,7 +10,7 @@ else
 CARGO_PROFILE_FLAG :=
 endif
 
-.PHONY: build install test lint cluster example
+.PHONY: build install test lint cluster bench
 
 build:
 	$(CARGO) build --workspace $(CARGO_PROFILE_FLAG)
@@ -32,3 +32,9 @@ lint:
 ## cluster: a real control plane in the foreground (SCENARIO=<name> adds the mesh simulator)
 cluster:
 	$(CARGO) run -q -p oc-ambient-simulator --bin oc-ambient-cluster -- $(if $(SCENARIO),--scenario $(SCENARIO))
+
+## bench: oc-ambient-check on the `large` scenario vs the guide's Step 1 script (BENCHMARKS.md)
+BENCH_SIZES ?= 100x3x1 1000x3x1
+bench:
+	$(CARGO) build --release --bins
+	$(CARGO) bench -p oc-ambient-tests --bench check -- $(BENCH_SIZES)
