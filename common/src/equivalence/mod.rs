@@ -72,3 +72,6 @@ pub use evaluate::{Address, HttpRequest, Outcome, Request, Target};
 pub use state::MigrationState;
 pub use topology::Topology;
 pub use verify::{Class, Difference, Verification, verify};
+
+#[cfg(test)]
+mod tests;

@@ -25,7 +25,7 @@ use crate::mesh::gateway_api::GatewaySpec;
 use crate::mesh::labels::{
     DATAPLANE_AMBIENT, DATAPLANE_MODE, ISTIO_INJECTION, ISTIO_REV, PROXY_CONTAINER, USE_WAYPOINT, WAYPOINT_CLASS,
 };
-use crate::mesh::spec;
+use crate::mesh::{ObjectRef, spec};
 use crate::snapshot::Snapshot;
 
 /// The waypoint name `use-waypoint` gets when the namespace has no waypoint Gateway (the label
@@ -122,6 +122,35 @@ impl MigrationState {
             labels.remove(ISTIO_INJECTION);
         }
     }
+}
+
+/// `snapshot` with `added` objects (replacing any of the same kind, namespace and name),
+/// without the `removed` ones, and with `labels` merged into the named objects: a configuration
+/// change such as a conversion (its items, what they replace, its label changes).
+pub fn with_changes(
+    snapshot: &Snapshot,
+    added: &[DynamicObject],
+    removed: &[ObjectRef],
+    labels: &[(ObjectRef, BTreeMap<String, String>)],
+) -> Snapshot {
+    let added_refs: BTreeSet<ObjectRef> = added.iter().map(ObjectRef::of).collect();
+    let mut objects: Vec<DynamicObject> = ALL
+        .iter()
+        .flat_map(|info| snapshot.all(info.kind))
+        .filter(|object| {
+            let reference = ObjectRef::of(object);
+            !added_refs.contains(&reference) && !removed.contains(&reference)
+        })
+        .cloned()
+        .chain(added.iter().cloned())
+        .collect();
+    for object in &mut objects {
+        let reference = ObjectRef::of(object);
+        for (_, new_labels) in labels.iter().filter(|(target, _)| *target == reference) {
+            object.metadata.labels.get_or_insert_with(BTreeMap::new).extend(new_labels.clone());
+        }
+    }
+    Snapshot::from_objects(objects)
 }
 
 fn waypoint_name(snapshot: &Snapshot, namespace: &str) -> String {
