@@ -133,7 +133,7 @@ impl Topology {
         let (routing, peer_principal) = match target.address {
             Address::Pod => {
                 let key = format!("{}/{}", target.namespace, target.name);
-                let Some(workload) = self.workloads.iter().find(|workload| workload.key() == key) else {
+                let Some(workload) = self.application_workload(&key) else {
                     return Outcome::refused(format!("no workload {key}"));
                 };
                 steps.push("pod address: no Service, no route, no waypoint".into());
@@ -226,8 +226,10 @@ impl Topology {
                 && namespace == waypoint.namespace;
             service_target || gateway_target
         };
-        self.policies
-            .iter()
+        let waypoint_namespace =
+            (waypoint.namespace != service.namespace).then(|| self.policies_in(&waypoint.namespace));
+        self.policies_in(&service.namespace)
+            .chain(waypoint_namespace.into_iter().flatten())
             .filter(|policy| policy.rejected.is_none())
             .filter(|policy| {
                 policy.policy.spec.all_target_refs().iter().any(|target| targets(target, &policy.policy.namespace))
@@ -235,20 +237,19 @@ impl Topology {
             .collect()
     }
 
-    /// Selector and namespace-wide policies that apply to a workload's own proxy.
+    /// Selector and namespace-wide policies that apply to a workload's own proxy: its namespace's,
+    /// and the root namespace's.
     pub fn workload_policies(&self, workload: &Workload) -> Vec<&Policy> {
-        self.policies
-            .iter()
+        let root = (workload.namespace != ROOT_NAMESPACE).then(|| self.policies_in(ROOT_NAMESPACE));
+        self.policies_in(&workload.namespace)
+            .chain(root.into_iter().flatten())
             .filter(|policy| policy.rejected.is_none() && !policy.policy.spec.uses_target_refs())
             .filter(|policy| {
-                let namespace_applies =
-                    policy.policy.namespace == workload.namespace || policy.policy.namespace == ROOT_NAMESPACE;
-                namespace_applies
-                    && policy
-                        .policy
-                        .spec
-                        .selector_labels()
-                        .is_none_or(|selector| crate::mesh::selector_matches(selector, &workload.labels))
+                policy
+                    .policy
+                    .spec
+                    .selector_labels()
+                    .is_none_or(|selector| crate::mesh::selector_matches(selector, &workload.labels))
             })
             .collect()
     }

@@ -5,7 +5,7 @@
 //! once, so that evaluating a request is a series of lookups. Objects that do not decode are left
 //! out and named in [`Topology::notes`]; bad input never stops an evaluation.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kube::api::DynamicObject;
 use serde_json::Value;
@@ -164,16 +164,21 @@ pub struct Policy {
 pub struct Topology {
     pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
     /// Application workloads: sources of requests and pod-address destinations.
-    pub workloads: Vec<Workload>,
-    pub ingress_gateways: Vec<Workload>,
+    pub(super) workloads: Vec<Workload>,
+    pub(super) ingress_gateways: Vec<Workload>,
     pub services: BTreeMap<(String, String), Service>,
     pub waypoints: BTreeMap<(String, String), Waypoint>,
-    pub policies: Vec<Policy>,
+    pub(super) policies: Vec<Policy>,
     pub virtual_services: Vec<Named<VirtualServiceSpec>>,
     pub destination_rules: Vec<Named<DestinationRuleSpec>>,
     pub http_routes: Vec<Named<HttpRouteSpec>>,
     /// Objects left out, and why.
     pub notes: Vec<String>,
+    /// Lookups built once (workloads and policies do not change after construction): workload
+    /// and gateway keys, workloads and policies by namespace.
+    by_key: HashMap<String, usize>,
+    workloads_in: HashMap<String, Vec<usize>>,
+    policies_in: HashMap<String, Vec<usize>>,
 }
 
 impl Topology {
@@ -199,7 +204,37 @@ impl Topology {
         topology
             .http_routes
             .sort_by(|a, b| (&a.created, &a.namespace, &a.name).cmp(&(&b.created, &b.namespace, &b.name)));
+        topology.index();
         topology
+    }
+
+    fn index(&mut self) {
+        for (position, workload) in self.workloads.iter().chain(&self.ingress_gateways).enumerate() {
+            self.by_key.insert(workload.key(), position);
+        }
+        for (position, workload) in self.workloads.iter().enumerate() {
+            self.workloads_in.entry(workload.namespace.clone()).or_default().push(position);
+        }
+        for (position, policy) in self.policies.iter().enumerate() {
+            self.policies_in.entry(policy.policy.namespace.clone()).or_default().push(position);
+        }
+    }
+
+    pub fn workloads(&self) -> &[Workload] {
+        &self.workloads
+    }
+
+    pub fn ingress_gateways(&self) -> &[Workload] {
+        &self.ingress_gateways
+    }
+
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    /// Policies of one namespace.
+    pub fn policies_in(&self, namespace: &str) -> impl Iterator<Item = &Policy> {
+        self.policies_in.get(namespace).into_iter().flatten().map(|position| &self.policies[*position])
     }
 
     fn decode<T: serde::de::DeserializeOwned + Default>(&mut self, snapshot: &Snapshot, kind: Kind) -> Vec<Named<T>> {
@@ -332,7 +367,13 @@ impl Topology {
     }
 
     pub fn workload(&self, key: &str) -> Option<&Workload> {
-        self.workloads.iter().chain(&self.ingress_gateways).find(|workload| workload.key() == key)
+        let position = *self.by_key.get(key)?;
+        self.workloads.get(position).or_else(|| self.ingress_gateways.get(position - self.workloads.len()))
+    }
+
+    /// An application workload (not a gateway) by key: what a pod address names.
+    pub fn application_workload(&self, key: &str) -> Option<&Workload> {
+        self.by_key.get(key).and_then(|position| self.workloads.get(*position))
     }
 
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
@@ -341,7 +382,8 @@ impl Topology {
 
     /// The workloads behind a Service.
     pub fn endpoints<'a>(&'a self, service: &'a Service) -> impl Iterator<Item = &'a Workload> + 'a {
-        self.workloads.iter().filter(move |workload| service.selects(workload))
+        let positions = self.workloads_in.get(&service.namespace).map(Vec::as_slice).unwrap_or_default();
+        positions.iter().map(|position| &self.workloads[*position]).filter(move |workload| service.selects(workload))
     }
 
     /// The waypoint a Service uses, if any: `istio.io/use-waypoint` on the Service, else on its

@@ -133,7 +133,7 @@ pub fn verify(before: &Snapshot, after: &Snapshot, namespaces: Option<&BTreeSet<
     let mut notes: Vec<String> = before.notes.iter().map(|note| format!("before: {note}")).collect();
     notes.extend(after.notes.iter().map(|note| format!("after: {note}")));
     for (side, topology) in [("before", &before), ("after", &after)] {
-        for policy in &topology.policies {
+        for policy in topology.policies() {
             if let Some(reason) = &policy.rejected {
                 notes.push(format!(
                     "{side}: AuthorizationPolicy {} enforces nothing: admission rejects it ({reason})",
@@ -243,11 +243,10 @@ fn http_variants(before: &Topology, after: &Topology, namespace: &str) -> Vec<Op
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for topology in [before, after] {
         route_vocabulary(topology, namespace, &mut methods, &mut paths, &mut headers);
-        let policies: Vec<_> = topology
-            .policies
-            .iter()
-            .filter(|policy| policy.policy.namespace == namespace || policy.policy.namespace == ROOT_NAMESPACE)
-            .collect();
+        let mut policies: Vec<_> = topology.policies_in(namespace).collect();
+        if namespace != ROOT_NAMESPACE {
+            policies.extend(topology.policies_in(ROOT_NAMESPACE));
+        }
         policy_vocabulary(&policies, &mut methods, &mut paths, &mut headers);
     }
     let spare = SPARE_METHODS.iter().find(|method| !methods.iter().any(|known| known == *method));
