@@ -65,6 +65,7 @@ pub mod authorize;
 pub mod evaluate;
 pub mod route;
 pub mod state;
+pub mod synthetic;
 pub mod topology;
 pub mod verify;
 
