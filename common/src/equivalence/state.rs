@@ -59,6 +59,21 @@ impl MigrationState {
         serde_json::from_value(value).map_err(|err| invalid(err.to_string()))
     }
 
+    /// The end of the migration for `namespaces`: enrolled, without sidecars, and using their
+    /// waypoint where `snapshot` has a waypoint Gateway in the namespace.
+    pub fn fully_migrated(snapshot: &Snapshot, namespaces: &BTreeSet<String>) -> Self {
+        let has_waypoint = |namespace: &String| {
+            snapshot
+                .in_namespace(Kind::Gateway, namespace)
+                .any(|gateway| spec::<GatewaySpec>(gateway).is_ok_and(|spec| spec.gateway_class_name == WAYPOINT_CLASS))
+        };
+        MigrationState {
+            enrolled: namespaces.clone(),
+            waypoints: namespaces.iter().filter(|namespace| has_waypoint(namespace)).cloned().collect(),
+            sidecars: BTreeSet::new(),
+        }
+    }
+
     /// Every namespace the state describes.
     pub fn namespaces(&self) -> BTreeSet<String> {
         self.enrolled.iter().chain(&self.waypoints).chain(&self.sidecars).cloned().collect()
@@ -240,6 +255,9 @@ spec: {gatewayClassName: istio-waypoint}
         let namespace = end.get(Kind::Namespace, None, "shop").unwrap();
         assert_eq!(crate::mesh::labels(namespace).get(USE_WAYPOINT).map(String::as_str), Some("shop-waypoint"));
         assert!(!crate::mesh::labels(namespace).contains_key(ISTIO_REV));
+
+        let fully = MigrationState::fully_migrated(&input, &["shop".to_string()].into());
+        assert_eq!(fully, done, "shop has a waypoint Gateway, so it is used");
 
         let nothing = MigrationState { enrolled: ["other".into()].into(), ..MigrationState::default() };
         let untouched = nothing.apply(&input);

@@ -190,6 +190,18 @@ impl Topology {
         }
         topology.read_gateways(snapshot);
         topology.read_workloads(snapshot);
+        let unlabelled: BTreeSet<&str> = topology
+            .workloads
+            .iter()
+            .map(|workload| workload.namespace.as_str())
+            .filter(|namespace| !topology.namespace_labels.contains_key(*namespace))
+            .collect();
+        for namespace in unlabelled {
+            topology.notes.push(format!(
+                "namespace {namespace} is not in the input: its labels are unknown, so pod templates there are taken as \
+                 injected by nothing and enrolled nowhere (add the Namespace object, or describe it with --state)"
+            ));
+        }
         for object in snapshot.all(Kind::Service) {
             let service = read_service(object);
             topology.services.insert((service.namespace.clone(), service.name.clone()), service);
@@ -499,4 +511,105 @@ fn without_hashes(mut labels: BTreeMap<String, String>) -> BTreeMap<String, Stri
     labels.remove("controller-revision-hash");
     labels.remove("statefulset.kubernetes.io/pod-name");
     labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLUSTER: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled, istio.io/use-waypoint: wp}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: api-7d9f-abcde
+  namespace: shop
+  labels: {app: api, pod-template-hash: 7d9f}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: api-7d9f, uid: x}]
+spec: {serviceAccountName: api, containers: [{name: api}, {name: istio-proxy}]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: api-7d9f-fghij
+  namespace: shop
+  labels: {app: api, pod-template-hash: 7d9f}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: api-7d9f, uid: x}]
+spec: {serviceAccountName: api, containers: [{name: api}, {name: istio-proxy}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  template: {metadata: {labels: {app: api}}, spec: {containers: [{name: api}]}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: batch, namespace: shop}
+spec:
+  selector: {matchLabels: {app: batch}}
+  template: {metadata: {labels: {app: batch}, annotations: {sidecar.istio.io/inject: 'false'}}, spec: {containers: [{name: b}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: wp-1, namespace: shop, labels: {gateway.networking.k8s.io/gateway-name: wp}}
+spec: {containers: [{name: istio-proxy}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: wp, namespace: shop}
+spec: {gatewayClassName: istio-waypoint}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec: {selector: {app: api}, ports: [{name: http, port: 80, targetPort: 8080}, {name: tcp-db, port: 5432}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api-direct, namespace: shop, labels: {istio.io/use-waypoint: none}}
+spec: {selector: {app: api}, ports: [{port: 80}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: elsewhere, namespace: unknown}
+spec:
+  selector: {matchLabels: {app: e}}
+  template: {metadata: {labels: {app: e}}, spec: {containers: [{name: e}]}}
+";
+
+    #[test]
+    fn workloads_modes_services_and_waypoints_come_from_the_objects() {
+        let objects = crate::snapshot::parse_documents(std::path::Path::new("t.yaml"), CLUSTER).unwrap();
+        let topology = Topology::from_snapshot(&Snapshot::from_objects(objects));
+        let workloads: Vec<(String, Mode)> = topology.workloads().iter().map(|w| (w.key(), w.mode)).collect();
+        assert_eq!(
+            workloads,
+            vec![
+                ("shop/api".into(), Mode::Sidecar),
+                ("shop/batch".into(), Mode::OutsideMesh),
+                ("unknown/elsewhere".into(), Mode::OutsideMesh)
+            ],
+            "replicas are one workload, the Deployment with pods is not repeated, the waypoint pod is no workload"
+        );
+        assert_eq!(
+            topology.workload("shop/api").and_then(Workload::principal).as_deref(),
+            Some("cluster.local/ns/shop/sa/api")
+        );
+        let api = topology.service("shop", "api").unwrap();
+        assert_eq!(api.port(80).map(|port| (port.target_port, port.is_http())), Some((8080, true)));
+        assert_eq!(api.port(5432).map(ServicePort::is_http), Some(false));
+        assert_eq!(topology.waypoint_of(api).map(Waypoint::principal).as_deref(), Some("cluster.local/ns/shop/sa/wp"));
+        assert!(topology.waypoint_of(topology.service("shop", "api-direct").unwrap()).is_none(), "opted out");
+        assert_eq!(topology.endpoints(api).count(), 1);
+        assert!(
+            topology.notes.iter().any(|note| note.contains("namespace unknown is not in the input")),
+            "{:?}",
+            topology.notes
+        );
+    }
 }
