@@ -93,15 +93,16 @@ fn add_service(mesh: &mut SyntheticMesh, ns: &str, service: usize, pods: usize) 
             "metadata": {"name": format!("{app}-{pod}"), "namespace": ns, "labels": {"app": app, "version": "v1"}},
             "spec": {"serviceAccountName": app, "containers": [{"name": "app"}, {"name": "istio-proxy"}]}})));
     }
-    if service % 2 == 0 {
+    if service.is_multiple_of(2) {
         mesh.sidecar_era.push(object(json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
             "metadata": {"name": app, "namespace": ns}, "spec": {"host": app, "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}})));
         mesh.removed.push(ObjectRef::new("DestinationRule", Some(ns), &app));
     }
     let mut targets = vec![app.clone()];
-    if service % 3 == 0 {
+    if service.is_multiple_of(3) {
         // A subset route only resolves with the DestinationRule of every second service.
-        let destination = if service % 2 == 0 { json!({"host": app, "subset": "v1"}) } else { json!({"host": app}) };
+        let destination =
+            if service.is_multiple_of(2) { json!({"host": app, "subset": "v1"}) } else { json!({"host": app}) };
         mesh.sidecar_era.push(object(json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
             "metadata": {"name": app, "namespace": ns},
             "spec": {"hosts": [app], "http": [{"match": [{"headers": {"x-canary": {"exact": "true"}}}], "route": [{"destination": destination}]},
@@ -117,7 +118,7 @@ fn add_service(mesh: &mut SyntheticMesh, ns: &str, service: usize, pods: usize) 
         targets.push(version);
     }
     let mut rule = json!({"from": [{"source": {"namespaces": [ns]}}]});
-    if service % 4 == 0 {
+    if service.is_multiple_of(4) {
         rule["to"] = json!([{"operation": {"methods": ["GET"]}}]);
     }
     mesh.sidecar_era.push(object(json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
