@@ -14,7 +14,7 @@ use serde_json::json;
 use super::evaluate::{Address, HttpRequest, Request, Target};
 use super::state::{MigrationState, with_changes};
 use super::topology::Topology;
-use super::verify::{Class, Verification, verify};
+use super::verify::{Change, Class, Verification, verify, verify_change};
 use crate::mesh::ObjectRef;
 use crate::snapshot::{Snapshot, parse_documents};
 
@@ -99,18 +99,8 @@ fn sidecar_era() -> Vec<DynamicObject> {
     objects
 }
 
-/// A configuration change: objects added (or replacing their namesakes), objects removed, labels.
-#[derive(Clone, Default)]
-struct Change {
-    added: Vec<DynamicObject>,
-    removed: Vec<ObjectRef>,
-    labels: Vec<(ObjectRef, BTreeMap<String, String>)>,
-}
-
-impl Change {
-    fn on(&self, input: &Snapshot) -> Snapshot {
-        with_changes(input, &self.added, &self.removed, &self.labels)
-    }
+fn on(change: &Change, input: &Snapshot) -> Snapshot {
+    with_changes(input, &change.added, &change.removed, &change.labels)
 }
 
 /// How the hand-written conversion protects pods against callers that skip the waypoint.
@@ -267,13 +257,13 @@ struct Stages {
 }
 
 fn stages(input: &Snapshot, during: &Change, end: &Change) -> Stages {
-    let converted = during.on(input);
+    let converted = on(during, input);
     Stages {
         start: state(false, false, true).apply(input),
         step5: state(false, false, true).apply(&converted),
         step6: state(true, false, true).apply(&converted),
         step7: state(true, true, true).apply(&converted),
-        end: state(true, true, false).apply(&end.on(input)),
+        end: state(true, true, false).apply(&on(end, input)),
     }
 }
 
@@ -341,7 +331,7 @@ fn the_guides_literal_order_cleans_up_while_sidecars_still_route() {
     step8.removed = replaced();
     step8.added.retain(|object| !step8.removed.contains(&ObjectRef::of(object)));
     let verification =
-        verify(&state(false, false, true).apply(&input), &state(true, true, true).apply(&step8.on(&input)), None);
+        verify(&state(false, false, true).apply(&input), &state(true, true, true).apply(&on(&step8, &input)), None);
     assert!(
         find(&verification, Class::Rerouted, "bookinfo/productpage-v1 -> svc bookinfo/reviews:9080 GET /").is_some()
     );
@@ -470,7 +460,7 @@ fn the_guides_step_5_3_protection_lets_skippers_through() {
     let before = state(false, false, true).apply(&input);
     let with = |protection| {
         let end = final_change(hand_conversion(protection), replaced());
-        verify(&before, &state(true, true, false).apply(&end.on(&input)), None)
+        verify(&before, &state(true, true, false).apply(&on(&end, &input)), None)
     };
     let sidecar_client = "legacy/sleep -> svc bookinfo/reviews:9080 GET /";
     let pod_address = "bookinfo/ratings-v1 -> pod bookinfo/reviews-v1:9080 GET /";
@@ -517,7 +507,7 @@ fn an_l4_allow_without_the_waypoint_principal_denies_after() {
             json!({"selector": {"matchLabels": {"app": "ratings"}}, "action": "ALLOW",
                    "rules": [{"from": [{"source": {"principals": principals}}]}]}),
         ));
-        verify(&before, &state(true, true, false).apply(&end.on(&input)), None)
+        verify(&before, &state(true, true, false).apply(&on(&end, &input)), None)
     };
     let request = "bookinfo/reviews-v1 -> svc bookinfo/ratings:9080 GET /";
     let missing = kept(false);
@@ -537,7 +527,7 @@ fn a_version_service_widens_a_policy_attached_to_the_main_service_only() {
     end.added.retain(|object| !object.metadata.name.as_deref().is_some_and(|name| name.ends_with("-waypoint")));
     end.added.extend(waypoint_policies(true));
     let verification =
-        verify(&state(false, false, true).apply(&input), &state(true, true, false).apply(&end.on(&input)), None);
+        verify(&state(false, false, true).apply(&input), &state(true, true, false).apply(&on(&end, &input)), None);
     let request = "bookinfo/ratings-v1 -> svc bookinfo/reviews-v2:9080 GET /";
     assert!(
         find(&verification, Class::Loosened, request).is_some_and(|d| !d.expected),
@@ -583,7 +573,7 @@ spec:
     let mut end = final_change(hand_conversion(Protection::Final), replaced());
     end.added.extend(literal_route);
     let verification =
-        verify(&state(false, false, true).apply(&input), &state(true, true, false).apply(&end.on(&input)), None);
+        verify(&state(false, false, true).apply(&input), &state(true, true, false).apply(&on(&end, &input)), None);
     let request = "bookinfo/productpage-v1 -> svc bookinfo/reviews:9080 GET /reviews end-user=jason";
     let difference = find(&verification, Class::Rerouted, request).expect("jason now lands on v3");
     assert_eq!(
@@ -598,7 +588,7 @@ fn target_refs_policies_without_a_waypoint_enforce_nothing() {
     let input = Snapshot::from_objects(sidecar_era());
     let change = Change { added: waypoint_policies(false), removed: replaced(), labels: Vec::new() };
     let verification =
-        verify(&state(false, false, true).apply(&input), &state(true, true, false).apply(&change.on(&input)), None);
+        verify(&state(false, false, true).apply(&input), &state(true, true, false).apply(&on(&change, &input)), None);
     let difference = find(&verification, Class::Loosened, "bookinfo/ratings-v1 -> svc bookinfo/reviews:9080 GET /")
         .expect("nobody enforces reviews-waypoint");
     assert!(
@@ -614,7 +604,7 @@ fn a_waypoint_activated_on_a_namespace_that_is_not_enrolled_is_caught() {
     // pods are outside the mesh, so clients skip the waypoint and nothing enforces anything.
     let stages = bookinfo_stages();
     let input = Snapshot::from_objects(sidecar_era());
-    let converted = hand_conversion(Protection::DuringMigration).on(&input);
+    let converted = on(&hand_conversion(Protection::DuringMigration), &input);
     let wrong_order = state(false, true, false).apply(&converted);
     let verification = verify(&stages.start, &wrong_order, None);
     let difference = find(&verification, Class::Loosened, "bookinfo/ratings-v1 -> svc bookinfo/reviews:9080 GET /")
@@ -643,4 +633,20 @@ fn the_report_is_stable_json_and_a_readable_table() {
     let table = verification.render_table(&crate::printer::Printer::plain());
     assert!(table.contains("tightened (expected)") && table.contains("0 unexpected"), "{table}");
     assert_eq!(verification.exit(), crate::error::Exit::Success);
+}
+
+#[test]
+fn a_change_is_verified_at_the_end_of_the_migration_unless_a_state_says_otherwise() {
+    let input = Snapshot::from_objects(sidecar_era());
+    let end = final_change(hand_conversion(Protection::Final), replaced());
+    let at_the_end = verify_change(&input, &end, &[NS.to_string()], None);
+    assert_eq!(at_the_end.exit(), crate::error::Exit::Success, "{:#?}", unexpected(&at_the_end));
+    assert!(at_the_end.differences.iter().all(|d| d.expected) && !at_the_end.differences.is_empty());
+
+    // The end-state protection while sidecars still enforce it refuses the sidecar clients.
+    let with_sidecars = verify_change(&input, &end, &[NS.to_string()], Some(&state(true, true, true)));
+    assert_eq!(with_sidecars.exit(), crate::error::Exit::NotReady);
+    assert!(
+        find(&with_sidecars, Class::Tightened, "bookinfo/productpage-v1 -> svc bookinfo/reviews:9080 GET /").is_some()
+    );
 }

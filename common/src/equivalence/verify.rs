@@ -6,12 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::error::Exit;
+use crate::mesh::ObjectRef;
 use crate::printer::{Printer, Tone};
 use crate::snapshot::Snapshot;
 
 use super::authorize::policy_vocabulary;
 use super::evaluate::{Address, HttpRequest, OUTSIDE_CLIENT, Outcome, Request, Target};
 use super::route::route_vocabulary;
+use super::state::{MigrationState, with_changes};
 use super::topology::{ROOT_NAMESPACE, Topology};
 
 /// At most this many values per dimension (methods, paths, header values per header name) enter
@@ -152,6 +154,41 @@ pub fn verify(before: &Snapshot, after: &Snapshot, namespaces: Option<&BTreeSet<
         }
     }
     verification
+}
+
+/// A configuration change to verify: objects added (or replacing their namesakes), objects
+/// removed, labels merged into existing objects (a conversion's items, replaced objects and label
+/// changes).
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    pub added: Vec<kube::api::DynamicObject>,
+    pub removed: Vec<ObjectRef>,
+    pub labels: Vec<(ObjectRef, BTreeMap<String, String>)>,
+}
+
+/// Compares `input` as it runs today with `input` plus `change` in `state` (by default the end
+/// of the migration of `namespaces`, or of every namespace of the input when empty); requests go
+/// to destinations in `namespaces` (all when empty).
+pub fn verify_change(
+    input: &Snapshot,
+    change: &Change,
+    namespaces: &[String],
+    state: Option<&MigrationState>,
+) -> Verification {
+    let changed = with_changes(input, &change.added, &change.removed, &change.labels);
+    let scope: BTreeSet<String> = if namespaces.is_empty() {
+        crate::kinds::ALL
+            .iter()
+            .filter(|info| info.namespaced)
+            .flat_map(|info| changed.all(info.kind))
+            .filter_map(|object| object.metadata.namespace.clone())
+            .collect()
+    } else {
+        namespaces.iter().cloned().collect()
+    };
+    let end = MigrationState::fully_migrated(&changed, &scope);
+    let after = state.unwrap_or(&end).apply(&changed);
+    verify(input, &after, (!namespaces.is_empty()).then_some(&scope))
 }
 
 /// The class of a difference, if any. Expected is only pod-address traffic that a bypass
