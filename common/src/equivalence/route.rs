@@ -278,3 +278,121 @@ pub fn route_vocabulary(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Snapshot, parse_documents};
+
+    const MESH: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: ns, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: ns}
+spec: {selector: {app: web}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v2, namespace: ns}
+spec: {selector: {app: web, version: v2}, ports: [{name: http, port: 80}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-v1, namespace: ns}
+spec: {selector: {matchLabels: {app: web, version: v1}}, template: {metadata: {labels: {app: web, version: v1}}, spec: {containers: [{name: w}]}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-v2, namespace: ns}
+spec: {selector: {matchLabels: {app: web, version: v2}}, template: {metadata: {labels: {app: web, version: v2}}, spec: {containers: [{name: w}]}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: ns}
+spec: {host: web, subsets: [{name: v1, labels: {version: v1}}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: ns}
+spec:
+  hosts: [web.ns.svc.cluster.local]
+  http:
+  - match: [{uri: {regex: '/api/v[0-9]+'}, method: {exact: POST}}]
+    route: [{destination: {host: web-v2}}]
+  - match: [{uri: {prefix: /missing}}]
+    route: [{destination: {host: web, subset: v9}}]
+  - match: [{uri: {exact: /moved}}]
+    redirect: {uri: /new}
+  - match: [{uri: {prefix: /}}]
+    route: [{destination: {host: web, subset: v1}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b-route, namespace: ns, creationTimestamp: '2025-01-02T00:00:00Z'}
+spec:
+  parentRefs: [{kind: Service, group: '', name: web}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /shop}}], backendRefs: [{name: web-v2, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a-route, namespace: ns, creationTimestamp: '2025-01-03T00:00:00Z'}
+spec:
+  parentRefs: [{kind: Service, group: '', name: web}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /shop}}]
+    backendRefs: [{name: web, port: 80}]
+  - matches: [{path: {type: Exact, value: /only}}]
+    backendRefs: []
+";
+
+    fn topology() -> Topology {
+        Topology::from_snapshot(&Snapshot::from_objects(parse_documents(std::path::Path::new("t"), MESH).unwrap()))
+    }
+
+    fn get(method: &str, path: &str) -> HttpRequest {
+        HttpRequest { method: method.into(), path: path.into(), headers: BTreeMap::new() }
+    }
+
+    fn served(routing: &Routing) -> Vec<String> {
+        match routing {
+            Routing::Backends { workloads, .. } => {
+                workloads.iter().map(|(workload, _)| workload.name.clone()).collect()
+            }
+            Routing::Answered { how } => vec![format!("answered: {how}")],
+            Routing::Unrouted { why } => vec![format!("unrouted: {why}")],
+        }
+    }
+
+    #[test]
+    fn virtual_services_route_by_first_matching_rule() {
+        let topology = topology();
+        let client = topology.workload("ns/web-v1").unwrap().clone();
+        let web = topology.service("ns", "web").unwrap();
+        let route =
+            |method, path| served(&topology.route_by_virtual_services(&client, web, 80, Some(&get(method, path))));
+        assert_eq!(route("POST", "/api/v12"), vec!["web-v2"], "full regex match and method");
+        assert_eq!(route("POST", "/api/v12/x"), vec!["web-v1"], "a regex matches the whole path");
+        assert!(route("GET", "/missing")[0].contains("subset v9 of ns/web is not defined (503)"));
+        assert!(route("GET", "/moved")[0].starts_with("answered"));
+        assert_eq!(
+            served(&topology.route_by_virtual_services(&client, web, 80, None)),
+            vec!["web-v1", "web-v2"],
+            "TCP"
+        );
+    }
+
+    #[test]
+    fn waypoint_routes_ties_go_to_the_oldest_route_and_empty_backends_fail() {
+        let topology = topology();
+        let web = topology.service("ns", "web").unwrap();
+        let route = |path| served(&topology.route_at_waypoint(web, 80, Some(&get("GET", path))));
+        assert_eq!(route("/shop/cart"), vec!["web-v2"], "b-route is older than a-route");
+        assert!(route("/only")[0].contains("no backend endpoints (500)"));
+        assert!(route("/elsewhere")[0].contains("no HTTPRoute rule for ns/web matches (404)"));
+        let direct = topology.service("ns", "web-v2").unwrap();
+        assert_eq!(served(&topology.route_at_waypoint(direct, 80, Some(&get("GET", "/")))), vec!["web-v2"]);
+    }
+}
