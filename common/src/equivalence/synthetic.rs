@@ -135,6 +135,31 @@ fn add_service(mesh: &mut SyntheticMesh, ns: &str, service: usize, pods: usize) 
     mesh.removed.push(ObjectRef::new("AuthorizationPolicy", Some(ns), &app));
 }
 
+/// The `bookinfo-sidecar` scenario's access rules: each app, the service account that may call
+/// it, and with which methods (the ingress gateway `bookinfo-gateway` of class `istio` runs as
+/// `bookinfo-gateway-istio`).
+pub const BOOKINFO_CALLERS: &[(&str, &str, &[&str])] = &[
+    ("productpage", "bookinfo-gateway-istio", &["GET", "POST"]),
+    ("reviews", "bookinfo-productpage", &["GET"]),
+    ("details", "bookinfo-productpage", &["GET"]),
+    ("ratings", "bookinfo-reviews", &["GET"]),
+];
+
+/// The scenario's sidecar-era selector AuthorizationPolicies, `<app>-viewer` in `namespace`.
+pub fn bookinfo_selector_policies(namespace: &str) -> Vec<DynamicObject> {
+    BOOKINFO_CALLERS
+        .iter()
+        .map(|(app, caller, methods)| {
+            object(json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": format!("{app}-viewer"), "namespace": namespace},
+            "spec": {"selector": {"matchLabels": {"app": app}}, "action": "ALLOW", "rules": [{
+                "from": [{"source": {"principals": [format!("cluster.local/ns/{namespace}/sa/{caller}")]}}],
+                "to": [{"operation": {"methods": methods}}],
+            }]}}))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

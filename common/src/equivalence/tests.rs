@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::evaluate::{Address, HttpRequest, Request, Target};
 use super::state::{MigrationState, with_changes};
+use super::synthetic::{BOOKINFO_CALLERS, bookinfo_selector_policies};
 use super::topology::Topology;
 use super::verify::{Change, Class, Verification, verify, verify_change};
 use crate::mesh::ObjectRef;
@@ -21,10 +22,6 @@ use crate::snapshot::{Snapshot, parse_documents};
 const NS: &str = "bookinfo";
 const GATEWAY_SA: &str = "cluster.local/ns/bookinfo/sa/bookinfo-gateway-istio";
 const WAYPOINT_SA: &str = "cluster.local/ns/bookinfo/sa/waypoint";
-
-fn principal(app: &str) -> String {
-    format!("cluster.local/ns/{NS}/sa/bookinfo-{app}")
-}
 
 fn fixture(relative: &str) -> Vec<DynamicObject> {
     let path = oc_ambient_testenv::fixtures_dir().join("samples/istio/samples/bookinfo").join(relative);
@@ -55,32 +52,8 @@ fn policy_ref(name: &str) -> ObjectRef {
     ObjectRef::new("AuthorizationPolicy", Some(NS), name)
 }
 
-/// Who calls each app in the scenario, and with which methods.
-const CALLERS: &[(&str, &str, &[&str])] = &[
-    ("productpage", GATEWAY_SA, &["GET", "POST"]),
-    ("reviews", "productpage", &["GET"]),
-    ("details", "productpage", &["GET"]),
-    ("ratings", "reviews", &["GET"]),
-];
-
-fn caller_principal(caller: &str) -> String {
-    if caller.starts_with("cluster.local/") { caller.to_string() } else { principal(caller) }
-}
-
-/// The scenario's sidecar-era selector policies: `<app>-viewer`.
-fn selector_policies() -> Vec<DynamicObject> {
-    CALLERS
-        .iter()
-        .map(|(app, caller, methods)| {
-            policy(
-                &format!("{app}-viewer"),
-                json!({"selector": {"matchLabels": {"app": app}}, "action": "ALLOW", "rules": [{
-                    "from": [{"source": {"principals": [caller_principal(caller)]}}],
-                    "to": [{"operation": {"methods": methods}}],
-                }]}),
-            )
-        })
-        .collect()
+fn caller_principal(service_account: &str) -> String {
+    format!("cluster.local/ns/{NS}/sa/{service_account}")
 }
 
 fn sidecar_era() -> Vec<DynamicObject> {
@@ -95,7 +68,7 @@ fn sidecar_era() -> Vec<DynamicObject> {
     ] {
         objects.extend(fixture(file));
     }
-    objects.extend(selector_policies());
+    objects.extend(bookinfo_selector_policies(NS));
     objects
 }
 
@@ -125,7 +98,7 @@ fn target_refs(services: &[String]) -> serde_json::Value {
 }
 
 fn protections(protection: Protection) -> Vec<DynamicObject> {
-    CALLERS
+    BOOKINFO_CALLERS
         .iter()
         .map(|(app, caller, _)| {
             let name = format!("{app}-ztunnel-protection");
@@ -154,7 +127,7 @@ fn protections(protection: Protection) -> Vec<DynamicObject> {
 /// The waypoint-enforced copies of the scenario's policies, attached to the app's Service and,
 /// unless `main_service_only` (the guide's Step 5.2 literally), to its version Services as well.
 fn waypoint_policies(main_service_only: bool) -> Vec<DynamicObject> {
-    CALLERS
+    BOOKINFO_CALLERS
         .iter()
         .map(|(app, caller, methods)| {
             let mut services = vec![app.to_string()];
@@ -487,7 +460,7 @@ fn an_l4_allow_without_the_waypoint_principal_denies_after() {
     let l4_only = policy(
         "ratings-viewer",
         json!({"selector": {"matchLabels": {"app": "ratings"}}, "action": "ALLOW",
-               "rules": [{"from": [{"source": {"principals": [principal("reviews")]}}]}]}),
+               "rules": [{"from": [{"source": {"principals": [caller_principal("bookinfo-reviews")]}}]}]}),
     );
     let mut objects = sidecar_era();
     objects.retain(|object| ObjectRef::of(object) != policy_ref("ratings-viewer"));
@@ -498,7 +471,7 @@ fn an_l4_allow_without_the_waypoint_principal_denies_after() {
         let mut replaced = replaced();
         replaced.retain(|reference| *reference != policy_ref("ratings-viewer"));
         let mut end = final_change(hand_conversion(Protection::Final), replaced);
-        let mut principals = vec![principal("reviews")];
+        let mut principals = vec![caller_principal("bookinfo-reviews")];
         if with_waypoint {
             principals.push(WAYPOINT_SA.into());
         }
