@@ -107,8 +107,12 @@ impl Outcome {
 }
 
 impl Topology {
-    /// The client outside the mesh, or a workload or ingress gateway by key.
+    /// The client outside the mesh, a workload or ingress gateway by key, or a client known only
+    /// by the principal a policy names (see [`Topology::principal_client`]).
     pub fn source(&self, key: &str) -> Option<Workload> {
+        if let Some(client) = self.principal_client(key) {
+            return Some(client);
+        }
         if key == OUTSIDE_CLIENT {
             return Some(Workload {
                 namespace: String::new(),

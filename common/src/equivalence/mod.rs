@@ -22,8 +22,10 @@
 //! exists and serves Service traffic. [`state::MigrationState`] rewrites exactly those labels and
 //! containers, so the guide's steps can be replayed on one configuration.
 //!
-//! **A request** goes from a source (a workload, an ingress gateway, or one client outside the
-//! mesh) to a Service port or straight to a pod address, as HTTP (method, path, headers) or TCP.
+//! **A request** goes from a source (a workload, an ingress gateway, one client outside the mesh,
+//! or a caller known only by a principal a policy names: ambient where its namespace is enrolled,
+//! else a sidecar client) to a Service port or straight to a pod address, as HTTP (method, path,
+//! headers) or TCP.
 //!
 //! **Path and routing.** A request to a Service passes the Service's waypoint when the client is
 //! ambient, or is an ingress gateway and the Service is labelled `istio.io/ingress-use-waypoint`.
@@ -54,8 +56,8 @@
 //!
 //! # The verifier
 //!
-//! [`verify::verify`] builds representative requests (every source to every Service port and pod
-//! address in scope, crossed with the methods, paths and header values of the routes and policies
+//! [`verify::verify`] builds representative requests (every source, including every principal the
+//! policies name without a workload, to every Service port and pod address in scope, crossed with the methods, paths and header values of the routes and policies
 //! of the destination's namespace, plus a method and a path none of them names; bounded by
 //! [`verify::MAX_VALUES_PER_DIMENSION`]) and classifies each difference as `loosened` (a security
 //! regression), `tightened` (an outage) or `rerouted`. Only pod-address traffic that a bypass

@@ -623,3 +623,30 @@ fn a_change_is_verified_at_the_end_of_the_migration_unless_a_state_says_otherwis
         find(&with_sidecars, Class::Tightened, "bookinfo/productpage-v1 -> svc bookinfo/reviews:9080 GET /").is_some()
     );
 }
+
+#[test]
+fn a_caller_known_only_by_a_policy_principal_is_exercised() {
+    // reviews also admits a caller from a namespace the input does not hold; it keeps its sidecar,
+    // so it skips the waypoint and meets the bypass protection, which does not exempt it.
+    let partner = "cluster.local/ns/partner/sa/client";
+    let mut objects = sidecar_era();
+    objects.retain(|object| ObjectRef::of(object) != policy_ref("reviews-viewer"));
+    objects.push(policy(
+        "reviews-viewer",
+        json!({"selector": {"matchLabels": {"app": "reviews"}}, "action": "ALLOW", "rules": [{
+            "from": [{"source": {"principals": [caller_principal("bookinfo-productpage"), partner]}}],
+            "to": [{"operation": {"methods": ["GET"]}}],
+        }]}),
+    ));
+    let input = Snapshot::from_objects(objects);
+    let end = final_change(hand_conversion(Protection::Final), replaced());
+    let verification =
+        verify(&state(false, false, true).apply(&input), &state(true, true, false).apply(&on(&end, &input)), None);
+    let request = format!("{partner} -> svc bookinfo/reviews:9080 GET /");
+    let difference = find(&verification, Class::Tightened, &request).expect("the partner is refused after");
+    assert!(
+        difference.before.allowed && difference.explanation.contains("sidecar client"),
+        "{}",
+        difference.explanation
+    );
+}

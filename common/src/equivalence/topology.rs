@@ -378,6 +378,29 @@ impl Topology {
         }
     }
 
+    /// A client known only by a principal (`cluster.local/ns/NS/sa/SA`) that a policy names and no
+    /// workload of the input has: a caller from outside the input. It has an identity, so it is in
+    /// the mesh: ambient where its namespace is enrolled, else a sidecar client.
+    pub fn principal_client(&self, principal: &str) -> Option<Workload> {
+        let rest = principal.strip_prefix(TRUST_DOMAIN)?.strip_prefix("/ns/")?;
+        let (namespace, account) = rest.split_once("/sa/")?;
+        if namespace.is_empty() || account.is_empty() || account.contains('/') || principal.contains('*') {
+            return None;
+        }
+        let mode = match self.mode_of(namespace, &BTreeMap::new(), &Value::Null, false) {
+            Mode::Ambient => Mode::Ambient,
+            _ => Mode::Sidecar,
+        };
+        let name = format!("sa/{account}");
+        Some(Workload {
+            namespace: namespace.into(),
+            name,
+            service_account: account.into(),
+            labels: BTreeMap::new(),
+            mode,
+        })
+    }
+
     pub fn workload(&self, key: &str) -> Option<&Workload> {
         let position = *self.by_key.get(key)?;
         self.workloads.get(position).or_else(|| self.ingress_gateways.get(position - self.workloads.len()))

@@ -225,6 +225,7 @@ pub fn representative_requests<'a>(
         sources.extend(topology.workloads.iter().chain(&topology.ingress_gateways).map(|workload| workload.key()));
     }
     sources.insert(OUTSIDE_CLIENT.to_string());
+    sources.extend(named_principals_without_workload(before, after));
     // (target, is_http)
     let mut targets: BTreeMap<Target, bool> = BTreeMap::new();
     for topology in [before, after] {
@@ -269,6 +270,30 @@ pub fn representative_requests<'a>(
             })
         })
     })
+}
+
+/// Principals the policies name that no workload or gateway of either configuration has (callers
+/// from outside the input); each becomes a source, so rules about them are exercised.
+fn named_principals_without_workload(before: &Topology, after: &Topology) -> BTreeSet<String> {
+    let mut known = BTreeSet::new();
+    let mut named = BTreeSet::new();
+    for topology in [before, after] {
+        let clients = topology.workloads().iter().chain(topology.ingress_gateways());
+        known.extend(clients.filter_map(|workload| workload.principal()));
+        known.extend(topology.waypoints.values().map(|waypoint| waypoint.principal()));
+        for rule in topology.policies().iter().flat_map(|policy| policy.policy.spec.rules()) {
+            for source in rule.from.iter().map(|from| &from.source) {
+                named.extend(source.principals.iter().chain(&source.not_principals).cloned());
+            }
+            for condition in rule.when.iter().filter(|condition| condition.key == "source.principal") {
+                named.extend(condition.values.iter().chain(&condition.not_values).cloned());
+            }
+        }
+    }
+    named
+        .into_iter()
+        .filter(|principal| !known.contains(principal) && before.principal_client(principal).is_some())
+        .collect()
 }
 
 /// The HTTP requests tried against a namespace's destinations: methods x paths x (no header, or
