@@ -616,6 +616,17 @@ fn a_change_is_verified_at_the_end_of_the_migration_unless_a_state_says_otherwis
     assert_eq!(at_the_end.exit(), crate::error::Exit::Success, "{:#?}", unexpected(&at_the_end));
     assert!(at_the_end.differences.iter().all(|d| d.expected) && !at_the_end.differences.is_empty());
 
+    // A dump without the Namespace object is taken as the sidecar era, and says so.
+    let mut objects = sidecar_era();
+    objects.retain(|object| ObjectRef::of(object) != ObjectRef::new("Namespace", None, NS));
+    let undescribed = verify_change(&Snapshot::from_objects(objects), &end, &[NS.to_string()], None);
+    assert_eq!(undescribed.differences.len(), at_the_end.differences.len());
+    assert!(
+        undescribed.notes.iter().any(|note| note.contains("taken as injecting sidecars")),
+        "{:?}",
+        undescribed.notes
+    );
+
     // The end-state protection while sidecars still enforce it refuses the sidecar clients.
     let with_sidecars = verify_change(&input, &end, &[NS.to_string()], Some(&state(true, true, true)));
     assert_eq!(with_sidecars.exit(), crate::error::Exit::NotReady);

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::error::Exit;
+use crate::kinds::Kind;
 use crate::mesh::ObjectRef;
 use crate::printer::{Printer, Tone};
 use crate::snapshot::Snapshot;
@@ -186,9 +187,22 @@ pub fn verify_change(
     } else {
         namespaces.iter().cloned().collect()
     };
+    // A dump of a namespace's objects rarely holds the Namespace itself; without its labels the
+    // workloads would look outside the mesh. What convert reads is sidecar-era configuration, so
+    // such a namespace is taken as injecting sidecars, and the report says so.
+    let undescribed: BTreeSet<String> =
+        scope.iter().filter(|namespace| input.get(Kind::Namespace, None, namespace).is_none()).cloned().collect();
+    let sidecar_era = MigrationState { sidecars: undescribed.clone(), ..MigrationState::default() };
+    let before = sidecar_era.apply(input);
     let end = MigrationState::fully_migrated(&changed, &scope);
-    let after = state.unwrap_or(&end).apply(&changed);
-    verify(input, &after, (!namespaces.is_empty()).then_some(&scope))
+    let after = state.unwrap_or(&end).apply(&sidecar_era.apply(&changed));
+    let mut verification = verify(&before, &after, (!namespaces.is_empty()).then_some(&scope));
+    for namespace in undescribed {
+        verification.notes.push(format!(
+            "namespace {namespace} is not in the input: taken as injecting sidecars before the migration"
+        ));
+    }
+    verification
 }
 
 /// The class of a difference, if any. Expected is only pod-address traffic that a bypass
