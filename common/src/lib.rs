@@ -8,6 +8,7 @@
 pub mod app;
 pub mod cli;
 pub mod client;
+pub mod convert;
 pub mod equivalence;
 pub mod error;
 pub mod kinds;

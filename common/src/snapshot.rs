@@ -153,6 +153,19 @@ impl Snapshot {
         self.len() == 0
     }
 
+    /// Puts namespaced objects that name no namespace into `namespace`, as `kubectl apply -n NS`
+    /// does with manifests such as the upstream samples. Cluster-scoped kinds are left alone.
+    pub fn default_namespace(&mut self, namespace: &str) {
+        for (kind, objects) in &mut self.objects {
+            if !kind.info().namespaced {
+                continue;
+            }
+            for object in objects.iter_mut().filter(|object| object.metadata.namespace.is_none()) {
+                object.metadata.namespace = Some(namespace.to_string());
+            }
+        }
+    }
+
     /// Reads offline input: files and directories (recursively: *.yaml, *.yml, *.json), `-` for
     /// stdin. Multi-document streams and `kind: List` are flattened. Every kind present is marked
     /// listed; kinds absent stay [`Coverage::NotInInput`].
@@ -300,6 +313,19 @@ spec: {action: ALLOW}
         assert_eq!(snapshot.coverage(Kind::VirtualService), &Coverage::NotInInput);
         assert_eq!(snapshot.notes.len(), 1, "the ConfigMap is noted as ignored: {:?}", snapshot.notes);
         assert!(snapshot.get(Kind::AuthorizationPolicy, Some("bookinfo"), "allow-get").is_some());
+    }
+
+    #[test]
+    fn objects_without_a_namespace_get_the_default_one() {
+        let objects = parse_documents(
+            Path::new("x.yaml"),
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: n}",
+        )
+        .unwrap();
+        let mut snapshot = Snapshot::from_objects(objects);
+        snapshot.default_namespace("bookinfo");
+        assert!(snapshot.get(Kind::Service, Some("bookinfo"), "a").is_some());
+        assert!(snapshot.get(Kind::Namespace, None, "n").is_some(), "cluster-scoped objects stay unnamespaced");
     }
 
     #[test]

@@ -6,4 +6,5 @@
 mod support;
 
 mod controlplane;
+mod convert;
 mod plugins;

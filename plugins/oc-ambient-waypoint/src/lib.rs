@@ -1,10 +1,27 @@
-//! `oc ambient-waypoint`: Deploy waypoints, convert VirtualServices, DestinationRules and AuthorizationPolicies, activate waypoints and clean up.
+//! `oc ambient-waypoint`: deploy waypoints, convert VirtualServices, DestinationRules and
+//! AuthorizationPolicies, activate waypoints and clean up.
 //!
-//! Conversion (`convert`) arrives with the translation engine; applying it arrives with the change engine.
+//! `convert` is offline and pure: it reads YAML/JSON dumps, runs the translation engine
+//! ([`oc_ambient_common::convert`]) and prints the generated objects and the report. The live
+//! actions (deploy, activate, clean up) arrive with the change engine; without a subcommand the
+//! plugin connects and says so.
+//!
+//! `-n` is the suite's global namespace flag. For `convert` it may be repeated (`-n a -n b`): the
+//! plugin turns the global flag into an appending one when it builds its command line (see
+//! [`command`]), so other plugins keep kubectl's single `-n`, and `convert` gets the interface the
+//! issue asks for. Objects without a namespace in the input (the upstream samples) are put in the
+//! first `-n` namespace, as `kubectl apply -n NS -f` would.
 
-use clap::Parser;
-use oc_ambient_common::cli::GlobalArgs;
+use std::path::PathBuf;
+
+use clap::{ArgAction, ArgMatches, Args, Parser, Subcommand};
+use oc_ambient_common::cli::{GlobalArgs, OutputFormat};
+use oc_ambient_common::convert::{ConvertOptions, convert};
 use oc_ambient_common::error::{Exit, Failure};
+use oc_ambient_common::printer::Printer;
+use oc_ambient_common::snapshot::Snapshot;
+
+const BINARY: &str = "oc-ambient-waypoint";
 
 /// Deploy waypoints, convert VirtualServices, DestinationRules and AuthorizationPolicies, activate waypoints and clean up.
 #[derive(Debug, Parser)]
@@ -12,8 +29,144 @@ use oc_ambient_common::error::{Exit, Failure};
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Every `-n` given (the global flag keeps only the first).
+    #[arg(skip)]
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert sidecar-era configuration (VirtualServices, DestinationRules, selector policies) to
+    /// ambient resources, offline. Prints the objects on stdout (`-o yaml`, the default, for
+    /// `oc apply -f -`; `-o json` for the full report) and the report on stderr. Exit 0: converted
+    /// faithfully; 1: something could not be converted (the rest is printed); 2: error.
+    Convert(ConvertArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConvertArgs {
+    /// Read every *.yaml, *.yml and *.json file under DIR (recursively).
+    #[arg(long, value_name = "DIR", conflicts_with = "filename", required_unless_present = "filename")]
+    pub from_dir: Option<PathBuf>,
+    /// Read FILE (a file, a directory, or `-` for stdin); repeat for more.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filename: Vec<PathBuf>,
+    /// Name of the waypoint to use and, where missing, to generate (default: the input's, else `waypoint`).
+    #[arg(long, value_name = "NAME")]
+    pub waypoint: Option<String>,
+    /// The mesh trust domain (default: the Istio resource's meshConfig.trustDomain, else cluster.local).
+    #[arg(long, value_name = "TD")]
+    pub trust_domain: Option<String>,
+}
+
+/// The command line, with the global `-n` made repeatable (see the module docs).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command().mut_arg("namespace", |arg| {
+        arg.action(ArgAction::Append).help("Namespace to act on; repeat for convert to convert several")
+    })
+}
+
+/// Parses the command line like [`oc_ambient_common::app::parse`], keeping every `-n`.
+pub fn parse() -> Cli {
+    let name = oc_ambient_common::cli::current_invocation(BINARY);
+    let mut command = command().bin_name(name.clone()).name(name);
+    let matches = command.get_matches_mut();
+    from_matches(&matches).unwrap_or_else(|err| err.format(&mut command).exit())
+}
+
+/// Builds the [`Cli`] from parsed matches (separate from [`parse`] for tests).
+pub fn from_matches(matches: &ArgMatches) -> Result<Cli, clap::Error> {
+    let mut cli = <Cli as clap::FromArgMatches>::from_arg_matches(matches)?;
+    let scoped = matches.subcommand().map(|(_, sub)| sub).unwrap_or(matches);
+    cli.namespaces = scoped.get_many::<String>("namespace").map(|all| all.cloned().collect()).unwrap_or_default();
+    Ok(cli)
 }
 
 pub async fn run(cli: Cli) -> Result<Exit, Failure> {
-    oc_ambient_common::app::connect_then_refuse(&cli.global, "oc-ambient-waypoint", "waypoint deployment").await
+    match &cli.command {
+        Some(Command::Convert(args)) => run_convert(&cli.global, &cli.namespaces, args),
+        None => connect_then_refuse(&cli.global).await,
+    }
+}
+
+async fn connect_then_refuse(global: &GlobalArgs) -> Result<Exit, Failure> {
+    oc_ambient_common::app::connect_then_refuse(global, BINARY, "waypoint deployment").await
+}
+
+fn run_convert(global: &GlobalArgs, namespaces: &[String], args: &ConvertArgs) -> Result<Exit, Failure> {
+    let printer = Printer::new(global);
+    let paths: Vec<PathBuf> = args.from_dir.iter().chain(args.filename.iter()).cloned().collect();
+    let mut snapshot = Snapshot::from_paths(&paths)?;
+    if let Some(first) = namespaces.first() {
+        snapshot.default_namespace(first);
+    } else {
+        let unplaced = oc_ambient_common::kinds::ALL
+            .iter()
+            .filter(|info| info.namespaced)
+            .flat_map(|info| snapshot.all(info.kind))
+            .filter(|object| object.metadata.namespace.is_none())
+            .count();
+        if unplaced > 0 {
+            printer.note(&format!(
+                "note: {unplaced} object(s) of the input name no namespace and are not converted; pass -n NS to place them"
+            ));
+        }
+    }
+    for note in &snapshot.notes {
+        printer.detail(note);
+    }
+    let options = ConvertOptions {
+        namespaces: namespaces.to_vec(),
+        waypoint: args.waypoint.clone(),
+        trust_domain: args.trust_domain.clone(),
+    };
+    let conversion = convert(&snapshot, &options);
+    match global.output {
+        OutputFormat::Json => {
+            let text = serde_json::to_string_pretty(&conversion.to_json())?;
+            printer.result(&text);
+        }
+        // `table` is the suite-wide default; for convert the useful default is the apply stream.
+        OutputFormat::Yaml | OutputFormat::Table => {
+            let stream = conversion.to_yaml_stream()?;
+            if !stream.is_empty() {
+                printer.result(&stream);
+            }
+            printer.note(&conversion.report_text());
+        }
+    }
+    Ok(if conversion.is_faithful() { Exit::Success } else { Exit::NotReady })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str]) -> Result<Cli, clap::Error> {
+        let matches = command().try_get_matches_from(args)?;
+        from_matches(&matches)
+    }
+
+    #[test]
+    fn convert_accepts_repeated_namespaces_and_files() {
+        let cli = parse_args(&["w", "convert", "-f", "a.yaml", "-f", "b.yaml", "-n", "a", "-n", "b", "-o", "json"])
+            .expect("valid command line");
+        assert_eq!(cli.namespaces, vec!["a", "b"]);
+        assert_eq!(cli.global.namespace.as_deref(), Some("a"));
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        let Some(Command::Convert(args)) = cli.command else { panic!("convert expected") };
+        assert_eq!(args.filename.len(), 2);
+
+        let cli = parse_args(&["w", "-n", "x", "convert", "--from-dir", "d"]).expect("valid command line");
+        assert_eq!(cli.namespaces, vec!["x"], "a -n before the subcommand counts too");
+    }
+
+    #[test]
+    fn convert_needs_exactly_one_input_kind() {
+        assert!(parse_args(&["w", "convert"]).is_err());
+        assert!(parse_args(&["w", "convert", "--from-dir", "d", "-f", "x"]).is_err());
+        assert!(parse_args(&["w"]).is_ok(), "without a subcommand the plugin keeps its connect-and-refuse behaviour");
+    }
 }
