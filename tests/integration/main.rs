@@ -7,4 +7,5 @@ mod support;
 
 mod controlplane;
 mod convert;
+mod equivalence;
 mod plugins;

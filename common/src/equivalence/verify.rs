@@ -167,6 +167,21 @@ pub struct Change {
     pub labels: Vec<(ObjectRef, BTreeMap<String, String>)>,
 }
 
+impl From<&crate::convert::Conversion> for Change {
+    /// A conversion as a change: its items, the objects they replace, its label changes.
+    fn from(conversion: &crate::convert::Conversion) -> Self {
+        Change {
+            added: conversion.items.clone(),
+            removed: conversion.replaces.clone(),
+            labels: conversion
+                .label_changes
+                .iter()
+                .map(|change| (change.object.clone(), change.labels.clone()))
+                .collect(),
+        }
+    }
+}
+
 /// Compares `input` as it runs today with `input` plus `change` in `state` (by default the end
 /// of the migration of `namespaces`, or of every namespace of the input when empty); requests go
 /// to destinations in `namespaces` (all when empty).
