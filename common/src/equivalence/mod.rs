@@ -63,6 +63,21 @@
 //! regression), `tightened` (an outage) or `rerouted`. Only pod-address traffic that a bypass
 //! protection (a DENY policy exempting a waypoint principal) now refuses is `expected`.
 
+//!
+//! [`verify::verify_change`] is what `oc-ambient-waypoint convert --verify` runs: the input as it
+//! runs today against the input plus the conversion, fully migrated (or in a `--state`).
+//!
+//! # What the model says about sequencing
+//!
+//! Replaying the guide on bookinfo (see the tests) shows three facts the mutating commands must
+//! respect. Clean-up (Step 8) while sidecars remain reroutes and loosens: sidecar clients skip the
+//! waypoint, so they lose the VirtualService and the selector policies; it belongs with the sidecar
+//! removal (Step 9). `istio.io/ingress-use-waypoint` while the destination keeps its sidecar makes
+//! the sidecar see the waypoint's identity, which sidecar-era policies do not admit. A bypass
+//! protection that exempts sidecar-era callers is right while they have sidecars, and once they are
+//! ambient lets them reach pods directly with requests the waypoint would refuse: it has to be
+//! narrowed to the waypoint (and ingress gateways that skip it) when the sidecars go.
+
 pub mod authorize;
 pub mod evaluate;
 pub mod route;
