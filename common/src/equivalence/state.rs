@@ -26,6 +26,8 @@ use crate::mesh::labels::{
     DATAPLANE_AMBIENT, DATAPLANE_MODE, ISTIO_INJECTION, ISTIO_REV, PROXY_CONTAINER, USE_WAYPOINT, WAYPOINT_CLASS,
 };
 use crate::mesh::{ObjectRef, spec};
+
+use super::topology::{CONTAINER_FIELDS, is_proxy_container};
 use crate::snapshot::Snapshot;
 
 /// The waypoint name `use-waypoint` gets when the namespace has no waypoint Gateway (the label
@@ -182,10 +184,9 @@ fn set_proxy_container(pod: &mut DynamicObject, present: bool) {
     let Some(spec) = pod.data.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    let is_proxy = |container: &Value| container.get("name").and_then(Value::as_str) == Some(PROXY_CONTAINER);
-    for field in ["containers", "initContainers"] {
+    for field in CONTAINER_FIELDS {
         if let Some(containers) = spec.get_mut(field).and_then(Value::as_array_mut) {
-            containers.retain(|container| !is_proxy(container));
+            containers.retain(|container| !is_proxy_container(container));
         }
     }
     if present {

@@ -506,11 +506,19 @@ fn service_account(pod_spec: &Value) -> String {
         .to_string()
 }
 
-pub(crate) fn has_proxy_container(pod_spec: &Value) -> bool {
-    ["containers", "initContainers"].iter().any(|field| {
-        pod_spec.get(field).and_then(Value::as_array).is_some_and(|containers| {
-            containers.iter().any(|container| container.get("name").and_then(Value::as_str) == Some(PROXY_CONTAINER))
-        })
+/// The container lists of a pod spec that can hold the proxy (a native sidecar is an init container).
+pub(super) const CONTAINER_FIELDS: [&str; 2] = ["containers", "initContainers"];
+
+pub(super) fn is_proxy_container(container: &Value) -> bool {
+    container.get("name").and_then(Value::as_str) == Some(PROXY_CONTAINER)
+}
+
+fn has_proxy_container(pod_spec: &Value) -> bool {
+    CONTAINER_FIELDS.iter().any(|field| {
+        pod_spec
+            .get(field)
+            .and_then(Value::as_array)
+            .is_some_and(|containers| containers.iter().any(is_proxy_container))
     })
 }
 
