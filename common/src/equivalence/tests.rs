@@ -625,6 +625,10 @@ fn the_report_is_stable_json_and_a_readable_table() {
     assert_eq!(first["request"]["destination"]["address"], "pod");
     let table = verification.render_table(&crate::printer::Printer::plain());
     assert!(table.contains("tightened (expected)") && table.contains("0 unexpected"), "{table}");
+    assert!(
+        table.contains("the bypass protection now sends it through") && table.contains("ztunnel denies"),
+        "{table}"
+    );
     assert_eq!(verification.exit(), crate::error::Exit::Success);
 }
 

@@ -92,13 +92,17 @@ impl Verification {
                 difference.class.word().into()
             };
             out.push_str(&format!(
-                "{:<22} {}\n  before: {}\n  after:  {}\n  {}\n",
+                "{:<22} {}\n  before: {}\n          {}\n  after:  {}\n          {}\n",
                 printer.paint(&label, tone),
                 difference.request,
                 outcome_text(&difference.before),
+                printer.paint(&difference.before.explanation, Tone::Dim),
                 outcome_text(&difference.after),
-                printer.paint(&difference.explanation, Tone::Dim),
+                printer.paint(&difference.after.explanation, Tone::Dim),
             ));
+            if difference.expected {
+                out.push_str(&format!("  {EXPECTED_REASON}\n"));
+            }
         }
         let unexpected = self.unexpected().count();
         let summary = format!(
@@ -220,6 +224,10 @@ pub fn verify_change(
     verification
 }
 
+/// Why the one intended kind of difference is intended.
+const EXPECTED_REASON: &str =
+    "expected: pod-address traffic skipped the waypoint; the bypass protection now sends it through it";
+
 /// The class of a difference, if any. Expected is only pod-address traffic that a bypass
 /// protection now denies: it has to go through the waypoint, which is the point of the protection.
 pub fn classify(request: Request, before: Outcome, after: Outcome) -> Option<Difference> {
@@ -232,7 +240,7 @@ pub fn classify(request: Request, before: Outcome, after: Outcome) -> Option<Dif
     let expected =
         class == Class::Tightened && request.destination.address == Address::Pod && after.denied_by_bypass_protection;
     let explanation = if expected {
-        format!("expected: pod-address traffic must now pass the waypoint. After: {}", after.explanation)
+        format!("{EXPECTED_REASON}. after: {}", after.explanation)
     } else {
         format!("before: {}. after: {}", before.explanation, after.explanation)
     };
