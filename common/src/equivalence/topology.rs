@@ -643,4 +643,56 @@ spec:
             topology.notes
         );
     }
+
+    #[test]
+    fn malformed_objects_are_noted_and_never_stop_an_evaluation() {
+        let objects = crate::snapshot::parse_documents(
+            std::path::Path::new("bad.yaml"),
+            "
+apiVersion: v1
+kind: Service
+metadata: {name: odd, namespace: ns}
+spec: {selector: 7, ports: [{port: http}, {port: -1}, {name: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: ns, labels: {app: odd}}
+spec: {containers: istio-proxy, serviceAccountName: [a]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: broken, namespace: ns}
+spec: {action: SOMETIMES, rules: 3}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: broken, namespace: ns}
+spec: {hosts: [odd], http: [{match: [{uri: {glob: '*'}}]}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: broken, namespace: ns}
+spec: {parentRefs: [{kind: Service}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d, namespace: ns}
+spec: {template: 5}
+",
+        )
+        .unwrap();
+        let snapshot = Snapshot::from_objects(objects);
+        let topology = Topology::from_snapshot(&snapshot);
+        assert_eq!(
+            topology.notes.iter().filter(|note| note.contains("left out of the evaluation")).count(),
+            3,
+            "{:#?}",
+            topology.notes
+        );
+        assert!(
+            topology.service("ns", "odd").is_some_and(|service| service.ports.is_empty() && service.selector.is_none())
+        );
+        let verification = crate::equivalence::verify(&snapshot, &snapshot, None);
+        assert!(verification.differences.is_empty());
+    }
 }
