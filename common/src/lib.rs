@@ -10,6 +10,7 @@ pub mod check;
 pub mod cli;
 pub mod client;
 pub mod convert;
+pub mod equivalence;
 pub mod error;
 pub mod kinds;
 pub mod live;

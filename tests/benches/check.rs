@@ -94,15 +94,22 @@ fn main() {
         eprintln!("loaded large:{size} in {:.1}s", cluster.load_time().as_secs_f64());
 
         let (mut check, _, stderr) = measure(
-            Command::new(release_binary("oc-ambient-check")).arg("--kubeconfig").arg(&kubeconfig).args(["-v", "-o", "json"]),
+            Command::new(release_binary("oc-ambient-check"))
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["-v", "-o", "json"]),
         );
         let objects = stderr
             .lines()
-            .find_map(|line| line.strip_prefix("read ").and_then(|rest| rest.split_whitespace().next()).map(str::to_string))
+            .find_map(|line| {
+                line.strip_prefix("read ").and_then(|rest| rest.split_whitespace().next()).map(str::to_string)
+            })
             .unwrap_or_else(|| "?".into());
         check.requests = stderr
             .lines()
-            .find_map(|line| line.split(" in ").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|n| n.parse().ok()))
+            .find_map(|line| {
+                line.split(" in ").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|n| n.parse().ok())
+            })
             .unwrap_or(0);
 
         let scratch = tempfile::tempdir().unwrap();
@@ -119,7 +126,9 @@ fn main() {
             .filter(|line| line.contains("round_trippers") && line.contains("https://"))
             .count();
 
-        for (tool, m) in [("oc-ambient-check (full assessment)", &check), ("guide Step 1 script (oc = kubectl)", &script)] {
+        for (tool, m) in
+            [("oc-ambient-check (full assessment)", &check), ("guide Step 1 script (oc = kubectl)", &script)]
+        {
             println!(
                 "| {size} | {objects} | {tool} | {:.2}s | {} | {:.1} MiB | {} |",
                 m.wall.as_secs_f64(),

@@ -10,5 +10,6 @@ mod check_offline;
 mod check_scenarios;
 mod controlplane;
 mod convert;
+mod equivalence;
 mod plugins;
 mod simulator;

@@ -9,6 +9,7 @@
 //! reads externally tagged enums such as `{exact: jason}` only from YAML tags.
 
 pub mod authz;
+pub mod gateway_api;
 pub mod labels;
 pub mod networking;
 

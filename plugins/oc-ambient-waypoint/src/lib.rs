@@ -21,6 +21,8 @@ use oc_ambient_common::error::{Exit, Failure};
 use oc_ambient_common::printer::Printer;
 use oc_ambient_common::snapshot::Snapshot;
 
+mod verify;
+
 const BINARY: &str = "oc-ambient-waypoint";
 
 /// Deploy waypoints, convert VirtualServices, DestinationRules and AuthorizationPolicies, activate waypoints and clean up.
@@ -59,6 +61,15 @@ pub struct ConvertArgs {
     /// The mesh trust domain (default: the Istio resource's meshConfig.trustDomain, else cluster.local).
     #[arg(long, value_name = "TD")]
     pub trust_domain: Option<String>,
+    /// Instead of the objects, compare who may call what, and who serves it, in the input as it
+    /// runs today and in the input plus the converted objects, fully migrated. Prints every
+    /// difference (`-o json`: the AmbientEquivalence document). Exit 0: none unexpected; 1: some.
+    #[arg(long)]
+    pub verify: bool,
+    /// With --verify: the migration state to evaluate instead of the end (YAML lists of namespaces:
+    /// enrolled, waypoints, sidecars).
+    #[arg(long, value_name = "FILE", requires = "verify")]
+    pub state: Option<PathBuf>,
 }
 
 /// The command line, with the global `-n` made repeatable (see the module docs).
@@ -123,6 +134,16 @@ fn run_convert(global: &GlobalArgs, namespaces: &[String], args: &ConvertArgs) -
         trust_domain: args.trust_domain.clone(),
     };
     let conversion = convert(&snapshot, &options);
+    if args.verify {
+        return verify::verify_conversion(
+            &printer,
+            global.output,
+            &snapshot,
+            &conversion,
+            namespaces,
+            args.state.as_deref(),
+        );
+    }
     match global.output {
         OutputFormat::Json => {
             let text = serde_json::to_string_pretty(&conversion.to_json())?;

@@ -1,0 +1,95 @@
+//! Policy and routing equivalence: does a migration change who may call what, and who serves it?
+//!
+//! The guide promises that every security and traffic policy is kept throughout the migration and
+//! then asks people to read YAML. This module checks the promise instead: an evaluator that
+//! answers, for a set of objects and one request, whether the request is allowed and which
+//! workloads serve it; and a verifier that runs the same representative requests through two
+//! configurations (the sidecar-era input and any later state) and lists every difference.
+//!
+//! # The model
+//!
+//! The facts come from `AMBIENT-NOTES.md`; where the model simplifies, it says so here.
+//!
+//! **Who is who.** Modes are derived per workload, never per namespace, so that any mixed,
+//! intermediate state can be evaluated: a pod whose spec has an `istio-proxy` container runs a
+//! sidecar (a pod template without one gets it when its namespace injects, `istio-injection` or
+//! `istio.io/rev`, unless `sidecar.istio.io/inject: "false"`), even in an ambient namespace: the
+//! sidecar owns its traffic. Without sidecar, `istio.io/dataplane-mode=ambient` (pod, else
+//! namespace; `none` opts out) makes it ambient; anything else is outside the mesh (no identity).
+//! Gateway API Gateways of class `istio` are ingress gateways (service account `<name>-istio`);
+//! of class `istio-waypoint`, waypoints (service account `<name>`). A Service uses a waypoint when
+//! `istio.io/use-waypoint` on the Service, else on its namespace, names a waypoint Gateway that
+//! exists and serves Service traffic. [`state::MigrationState`] rewrites exactly those labels and
+//! containers, so the guide's steps can be replayed on one configuration.
+//!
+//! **A request** goes from a source (a workload, an ingress gateway, one client outside the mesh,
+//! or a caller known only by a principal a policy names: ambient where its namespace is enrolled,
+//! else a sidecar client) to a Service port or straight to a pod address, as HTTP (method, path,
+//! headers) or TCP.
+//!
+//! **Path and routing.** A request to a Service passes the Service's waypoint when the client is
+//! ambient, or is an ingress gateway and the Service is labelled `istio.io/ingress-use-waypoint`.
+//! Sidecar clients, other ingress traffic, clients outside the mesh and every pod-address request
+//! skip it. The waypoint routes by the HTTPRoutes whose parent is the Service (Gateway API
+//! precedence: exact path, longest prefix, method, most headers, then oldest route and rule
+//! order). Without a waypoint, a sidecar client routes by the VirtualService for the host (first
+//! matching rule; subsets through DestinationRules); everyone else reaches the Service's
+//! endpoints. An ingress gateway's own routes (which pick the Service) do not change in a
+//! migration and are not modelled: a gateway request is the one it sends to the Service.
+//!
+//! **Enforcement.** At the waypoint, the policies attached with `targetRefs` to the Service or to
+//! the waypoint Gateway, L4 and L7, with the client's identity. At the destination pod, the
+//! selector and namespace-wide policies (own namespace, and the root namespace `istio-system`):
+//! by its sidecar (L4 and L7) or, for an ambient pod, by ztunnel (L4 only), with the identity of
+//! the peer, which is the **waypoint's** when the request passed one (waypoints do not spoof
+//! identity). At each point Istio's order applies: CUSTOM (the external authorizer is not
+//! modelled and is assumed to allow), DENY, then ALLOW (with any ALLOW policy present one must
+//! match); AUDIT never decides. Where HTTP is unreadable (ztunnel; TCP anywhere) an ALLOW rule
+//! naming HTTP attributes matches nothing, a DENY rule is applied without them, except that
+//! ztunnel in 1.27 ignores a DENY rule made only of HTTP attributes. `targetRefs` policies are
+//! enforced by nobody but a waypoint. A policy admission would reject (an invalid condition key
+//! such as the guide's `source.workload_name`) enforces nothing.
+//!
+//! **Outcome.** Allowed when every enforcement point on the path allows it at every workload that
+//! may serve it; the backend is that set of workloads. Unknown attributes are not guessed: IP
+//! blocks match nothing, requests carry no JWT and no query string.
+//!
+//! # The verifier
+//!
+//! [`verify::verify`] builds representative requests (every source, including every principal the
+//! policies name without a workload, to every Service port and pod address in scope, crossed with the methods, paths and header values of the routes and policies
+//! of the destination's namespace, plus a method and a path none of them names; bounded by
+//! [`verify::MAX_VALUES_PER_DIMENSION`]) and classifies each difference as `loosened` (a security
+//! regression), `tightened` (an outage) or `rerouted`. Only pod-address traffic that a bypass
+//! protection (a DENY policy exempting a waypoint principal) now refuses is `expected`.
+
+//!
+//! [`verify::verify_change`] is what `oc-ambient-waypoint convert --verify` runs: the input as it
+//! runs today against the input plus the conversion, fully migrated (or in a `--state`).
+//!
+//! # What the model says about sequencing
+//!
+//! Replaying the guide on bookinfo (see the tests) shows three facts the mutating commands must
+//! respect. Clean-up (Step 8) while sidecars remain reroutes and loosens: sidecar clients skip the
+//! waypoint, so they lose the VirtualService and the selector policies; it belongs with the sidecar
+//! removal (Step 9). `istio.io/ingress-use-waypoint` while the destination keeps its sidecar makes
+//! the sidecar see the waypoint's identity, which sidecar-era policies do not admit. A bypass
+//! protection that exempts sidecar-era callers is right while they have sidecars, and once they are
+//! ambient lets them reach pods directly with requests the waypoint would refuse: it has to be
+//! narrowed to the waypoint (and ingress gateways that skip it) when the sidecars go.
+
+pub mod authorize;
+pub mod evaluate;
+pub mod route;
+pub mod state;
+pub mod synthetic;
+pub mod topology;
+pub mod verify;
+
+pub use evaluate::{Address, HttpRequest, Outcome, Request, Target};
+pub use state::MigrationState;
+pub use topology::Topology;
+pub use verify::{Class, Difference, Verification, verify};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,398 @@
+//! Which workloads serve a request addressed to a Service: by the client sidecar's
+//! VirtualServices (first matching rule), by the waypoint's HTTPRoutes (Gateway API precedence),
+//! or, for every other client, by the Service's selector alone.
+
+use std::collections::BTreeMap;
+
+use crate::mesh::gateway_api::{HttpRouteMatch, HttpRouteRule, NamedMatch, path_prefix_matches};
+use crate::mesh::networking::{HttpMatchRequest, StringMatch, service_of_host};
+use crate::mesh::selector_matches;
+
+use super::evaluate::HttpRequest;
+use super::topology::{Service, Topology, Workload};
+
+/// Where the routing layer sends a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routing<'a> {
+    /// To these workloads, at these pod ports; `how` says which rule decided.
+    Backends { workloads: Vec<(&'a Workload, u32)>, how: String },
+    /// Answered by the proxy itself (a redirect or a direct response): no backend is reached.
+    Answered { how: String },
+    /// No backend: no rule matched (404), an unknown host or subset (503), no endpoints.
+    Unrouted { why: String },
+}
+
+impl Topology {
+    /// The Service's own endpoints: what ztunnel, kube-proxy and ingress gateways send to.
+    pub fn route_by_selector<'a>(&'a self, service: &'a Service, port: u32, how: String) -> Routing<'a> {
+        let target_port = service.port(port).map_or(port, |service_port| service_port.target_port);
+        let workloads: Vec<(&Workload, u32)> =
+            self.endpoints(service).map(|workload| (workload, target_port)).collect();
+        if workloads.is_empty() {
+            return Routing::Unrouted { why: format!("Service {} has no endpoints", service.key()) };
+        }
+        Routing::Backends { workloads, how }
+    }
+
+    /// A sidecar client: the VirtualService for the host visible to the client, first matching
+    /// HTTP rule, subsets resolved through DestinationRules. TCP requests are not routed by the
+    /// model (`tcp` routes are rare in VirtualServices that are migrated; they go to the Service).
+    pub fn route_by_virtual_services<'a>(
+        &'a self,
+        client: &Workload,
+        service: &'a Service,
+        port: u32,
+        http: Option<&HttpRequest>,
+    ) -> Routing<'a> {
+        let visible = |export_to: &[String], namespace: &str| {
+            export_to.is_empty()
+                || export_to
+                    .iter()
+                    .any(|to| to == "*" || to == &client.namespace || (to == "." && namespace == client.namespace))
+        };
+        let mut candidates: Vec<_> = self
+            .virtual_services
+            .iter()
+            .filter(|vs| !vs.spec.is_gateway_only() && visible(&vs.spec.export_to, &vs.namespace))
+            .filter(|vs| {
+                vs.spec.hosts.iter().any(|host| {
+                    service_of_host(host, &vs.namespace) == Some((service.name.as_str(), service.namespace.as_str()))
+                })
+            })
+            .collect();
+        // Istio prefers the client's own namespace, then the oldest object.
+        candidates.sort_by_key(|vs| (vs.namespace != client.namespace, vs.created.clone(), vs.key()));
+        let (Some(virtual_service), Some(http)) = (candidates.first(), http) else {
+            return self.route_by_selector(service, port, "no VirtualService: the Service's endpoints".into());
+        };
+        if virtual_service.spec.http.is_empty() {
+            return self.route_by_selector(
+                service,
+                port,
+                format!("VirtualService {} has no HTTP rule", virtual_service.key()),
+            );
+        }
+        let Some((index, rule)) = virtual_service.spec.http.iter().enumerate().find(|(_, rule)| {
+            rule.matches.is_empty() || rule.matches.iter().any(|m| virtual_service_match(m, client, port, http))
+        }) else {
+            return Routing::Unrouted {
+                why: format!("no rule of VirtualService {} matches (404)", virtual_service.key()),
+            };
+        };
+        let how = format!("VirtualService {} rule {}", virtual_service.key(), index + 1);
+        if rule.route.is_empty() {
+            return Routing::Answered { how: format!("{how} answers itself (redirect or direct response)") };
+        }
+        let mut workloads = Vec::new();
+        for destination in rule.route.iter().filter(|destination| destination.weight != Some(0)) {
+            let Some(target) = service_of_host(&destination.destination.host, &virtual_service.namespace)
+                .and_then(|(name, namespace)| self.service(namespace, name))
+            else {
+                return Routing::Unrouted {
+                    why: format!("{how}: host {} is not a Service (503)", destination.destination.host),
+                };
+            };
+            let target_port = destination.destination.port.as_ref().map_or(port, |selector| selector.number);
+            let pod_port = target.port(target_port).map_or(target_port, |service_port| service_port.target_port);
+            let subset_labels = match &destination.destination.subset {
+                None => BTreeMap::new(),
+                Some(subset) => match self.subset_labels(client, target, subset) {
+                    Some(labels) => labels,
+                    None => {
+                        return Routing::Unrouted {
+                            why: format!("{how}: subset {subset} of {} is not defined (503)", target.key()),
+                        };
+                    }
+                },
+            };
+            workloads.extend(
+                self.endpoints(target).filter(|w| selector_matches(&subset_labels, &w.labels)).map(|w| (w, pod_port)),
+            );
+        }
+        if workloads.is_empty() {
+            return Routing::Unrouted { why: format!("{how}: no endpoints (503)") };
+        }
+        Routing::Backends { workloads, how }
+    }
+
+    fn subset_labels(&self, client: &Workload, service: &Service, subset: &str) -> Option<BTreeMap<String, String>> {
+        let mut rules: Vec<_> = self
+            .destination_rules
+            .iter()
+            .filter(|dr| {
+                service_of_host(&dr.spec.host, &dr.namespace)
+                    == Some((service.name.as_str(), service.namespace.as_str()))
+            })
+            .collect();
+        rules.sort_by_key(|dr| (dr.namespace != client.namespace, dr.created.clone(), dr.key()));
+        rules.iter().find_map(|dr| dr.spec.subsets.iter().find(|s| s.name == subset).map(|s| s.labels.clone()))
+    }
+
+    /// A waypoint: the HTTPRoutes whose parent is the Service, across all their rules the most
+    /// precise matching match wins (Gateway API), ties going to the oldest route, then the
+    /// alphabetically first, then the earlier rule. With no route, the Service's endpoints.
+    pub fn route_at_waypoint<'a>(&'a self, service: &'a Service, port: u32, http: Option<&HttpRequest>) -> Routing<'a> {
+        let attached: Vec<_> = self
+            .http_routes
+            .iter()
+            .filter(|route| {
+                route.spec.parent_refs.iter().any(|parent| {
+                    parent.is_service()
+                        && parent.name == service.name
+                        && parent.namespace.as_deref().unwrap_or(&route.namespace) == service.namespace
+                        && parent.port.is_none_or(|parent_port| parent_port == port)
+                })
+            })
+            .collect();
+        let (false, Some(http)) = (attached.is_empty(), http) else {
+            return self.route_by_selector(service, port, "no HTTPRoute: the Service's endpoints".into());
+        };
+        // Routes are sorted oldest first, then by namespace and name: the first best match wins.
+        let mut best: Option<(crate::mesh::gateway_api::Precedence, String, &HttpRouteRule, &str)> = None;
+        for route in &attached {
+            for (index, rule) in route.spec.rules.iter().enumerate() {
+                for route_match in rule.effective_matches().iter().filter(|m| http_route_match(m, http)) {
+                    let precedence = route_match.precedence();
+                    if best.as_ref().is_none_or(|(current, ..)| precedence > *current) {
+                        best = Some((
+                            precedence,
+                            format!("HTTPRoute {} rule {}", route.key(), index + 1),
+                            rule,
+                            &route.namespace,
+                        ));
+                    }
+                }
+            }
+        }
+        let Some((_, how, rule, route_namespace)) = best else {
+            return Routing::Unrouted { why: format!("no HTTPRoute rule for {} matches (404)", service.key()) };
+        };
+        let redirects =
+            rule.filters.iter().any(|filter| filter.get("type").and_then(|t| t.as_str()) == Some("RequestRedirect"));
+        if redirects {
+            return Routing::Answered { how: format!("{how} answers itself (redirect)") };
+        }
+        let mut workloads = Vec::new();
+        for backend in rule.backend_refs.iter().filter(|backend| backend.receives_traffic()) {
+            let namespace = backend.namespace.as_deref().unwrap_or(route_namespace);
+            let target = backend.is_service().then(|| self.service(namespace, &backend.name)).flatten();
+            let Some(target) = target else {
+                return Routing::Unrouted {
+                    why: format!("{how}: backend {namespace}/{} is not a Service (500)", backend.name),
+                };
+            };
+            let target_port = backend.port.unwrap_or(port);
+            let pod_port = target.port(target_port).map_or(target_port, |service_port| service_port.target_port);
+            workloads.extend(self.endpoints(target).map(|workload| (workload, pod_port)));
+        }
+        if workloads.is_empty() {
+            return Routing::Unrouted { why: format!("{how}: no backend endpoints (500)") };
+        }
+        Routing::Backends { workloads, how }
+    }
+}
+
+fn string_match(matcher: &StringMatch, value: &str, ignore_case: bool) -> bool {
+    let fold = |text: &str| if ignore_case { text.to_ascii_lowercase() } else { text.to_string() };
+    match matcher {
+        StringMatch::Exact(expected) => fold(expected) == fold(value),
+        StringMatch::Prefix(prefix) => fold(value).starts_with(&fold(prefix)),
+        StringMatch::Regex(pattern) => full_regex_match(pattern, value),
+    }
+}
+
+/// Envoy's regex matches (RE2) match the whole value; an invalid pattern matches nothing.
+fn full_regex_match(pattern: &str, value: &str) -> bool {
+    regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|regex| regex.is_match(value))
+}
+
+/// Requests carry no query string, so query parameter matches never match.
+fn virtual_service_match(m: &HttpMatchRequest, client: &Workload, port: u32, http: &HttpRequest) -> bool {
+    let ignore_case = m.ignore_uri_case == Some(true);
+    m.uri.as_ref().is_none_or(|uri| string_match(uri, &http.path, ignore_case))
+        && m.method.as_ref().is_none_or(|method| string_match(method, &http.method, false))
+        && m.headers.iter().all(|(name, matcher)| {
+            http.headers.get(&name.to_ascii_lowercase()).is_some_and(|value| string_match(matcher, value, false))
+        })
+        && m.query_params.is_empty()
+        && selector_matches(&m.source_labels, &client.labels)
+        && (m.gateways.is_empty() || m.gateways.iter().any(|gateway| gateway == "mesh"))
+        && m.port.is_none_or(|match_port| match_port == port)
+}
+
+fn named_match(m: &NamedMatch, value: Option<&String>) -> bool {
+    value.is_some_and(|value| match m.match_type.as_str() {
+        "RegularExpression" => full_regex_match(&m.value, value),
+        _ => &m.value == value,
+    })
+}
+
+fn http_route_match(m: &HttpRouteMatch, http: &HttpRequest) -> bool {
+    let path = m.path_or_default();
+    let path_ok = match path.match_type.as_str() {
+        "Exact" => path.value == http.path,
+        "RegularExpression" => full_regex_match(&path.value, &http.path),
+        _ => path_prefix_matches(&path.value, &http.path),
+    };
+    path_ok
+        && m.method.as_ref().is_none_or(|method| method == &http.method)
+        && m.headers.iter().all(|header| named_match(header, http.headers.get(&header.name.to_ascii_lowercase())))
+        && m.query_params.is_empty()
+}
+
+/// Values in the routes' match conditions for the requests to a namespace's Services.
+pub fn route_vocabulary(
+    topology: &Topology,
+    namespace: &str,
+    methods: &mut Vec<String>,
+    paths: &mut Vec<String>,
+    headers: &mut BTreeMap<String, Vec<String>>,
+) {
+    let mut note = |method: Option<String>, path: Option<String>, header: Option<(String, String)>| {
+        methods.extend(method);
+        paths.extend(path);
+        if let Some((name, value)) = header {
+            headers.entry(name.to_ascii_lowercase()).or_default().push(value);
+        }
+    };
+    let literal = |matcher: &StringMatch| match matcher {
+        StringMatch::Exact(text) | StringMatch::Prefix(text) => Some(text.clone()),
+        StringMatch::Regex(_) => None,
+    };
+    for vs in topology.virtual_services.iter().filter(|vs| vs.namespace == namespace) {
+        for m in vs.spec.http.iter().flat_map(|rule| rule.matches.iter()) {
+            note(m.method.as_ref().and_then(literal), m.uri.as_ref().and_then(literal), None);
+            for (name, matcher) in &m.headers {
+                note(None, None, literal(matcher).map(|value| (name.clone(), value)));
+            }
+        }
+    }
+    for route in topology.http_routes.iter().filter(|route| route.namespace == namespace) {
+        for m in route.spec.rules.iter().flat_map(|rule| rule.matches.iter()) {
+            let path =
+                m.path.as_ref().filter(|path| path.match_type != "RegularExpression").map(|path| path.value.clone());
+            note(m.method.clone(), path, None);
+            for header in m.headers.iter().filter(|header| header.match_type != "RegularExpression") {
+                note(None, None, Some((header.name.clone(), header.value.clone())));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Snapshot, parse_documents};
+
+    const MESH: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: ns, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: ns}
+spec: {selector: {app: web}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v2, namespace: ns}
+spec: {selector: {app: web, version: v2}, ports: [{name: http, port: 80}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-v1, namespace: ns}
+spec: {selector: {matchLabels: {app: web, version: v1}}, template: {metadata: {labels: {app: web, version: v1}}, spec: {containers: [{name: w}]}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-v2, namespace: ns}
+spec: {selector: {matchLabels: {app: web, version: v2}}, template: {metadata: {labels: {app: web, version: v2}}, spec: {containers: [{name: w}]}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: ns}
+spec: {host: web, subsets: [{name: v1, labels: {version: v1}}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: ns}
+spec:
+  hosts: [web.ns.svc.cluster.local]
+  http:
+  - match: [{uri: {regex: '/api/v[0-9]+'}, method: {exact: POST}}]
+    route: [{destination: {host: web-v2}}]
+  - match: [{uri: {prefix: /missing}}]
+    route: [{destination: {host: web, subset: v9}}]
+  - match: [{uri: {exact: /moved}}]
+    redirect: {uri: /new}
+  - match: [{uri: {prefix: /}}]
+    route: [{destination: {host: web, subset: v1}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b-route, namespace: ns, creationTimestamp: '2025-01-02T00:00:00Z'}
+spec:
+  parentRefs: [{kind: Service, group: '', name: web}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /shop}}], backendRefs: [{name: web-v2, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a-route, namespace: ns, creationTimestamp: '2025-01-03T00:00:00Z'}
+spec:
+  parentRefs: [{kind: Service, group: '', name: web}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /shop}}]
+    backendRefs: [{name: web, port: 80}]
+  - matches: [{path: {type: Exact, value: /only}}]
+    backendRefs: []
+";
+
+    fn topology() -> Topology {
+        Topology::from_snapshot(&Snapshot::from_objects(parse_documents(std::path::Path::new("t"), MESH).unwrap()))
+    }
+
+    fn get(method: &str, path: &str) -> HttpRequest {
+        HttpRequest { method: method.into(), path: path.into(), headers: BTreeMap::new() }
+    }
+
+    fn served(routing: &Routing) -> Vec<String> {
+        match routing {
+            Routing::Backends { workloads, .. } => {
+                workloads.iter().map(|(workload, _)| workload.name.clone()).collect()
+            }
+            Routing::Answered { how } => vec![format!("answered: {how}")],
+            Routing::Unrouted { why } => vec![format!("unrouted: {why}")],
+        }
+    }
+
+    #[test]
+    fn virtual_services_route_by_first_matching_rule() {
+        let topology = topology();
+        let client = topology.workload("ns/web-v1").unwrap().clone();
+        let web = topology.service("ns", "web").unwrap();
+        let route =
+            |method, path| served(&topology.route_by_virtual_services(&client, web, 80, Some(&get(method, path))));
+        assert_eq!(route("POST", "/api/v12"), vec!["web-v2"], "full regex match and method");
+        assert_eq!(route("POST", "/api/v12/x"), vec!["web-v1"], "a regex matches the whole path");
+        assert!(route("GET", "/missing")[0].contains("subset v9 of ns/web is not defined (503)"));
+        assert!(route("GET", "/moved")[0].starts_with("answered"));
+        assert_eq!(
+            served(&topology.route_by_virtual_services(&client, web, 80, None)),
+            vec!["web-v1", "web-v2"],
+            "TCP"
+        );
+    }
+
+    #[test]
+    fn waypoint_routes_ties_go_to_the_oldest_route_and_empty_backends_fail() {
+        let topology = topology();
+        let web = topology.service("ns", "web").unwrap();
+        let route = |path| served(&topology.route_at_waypoint(web, 80, Some(&get("GET", path))));
+        assert_eq!(route("/shop/cart"), vec!["web-v2"], "b-route is older than a-route");
+        assert!(route("/only")[0].contains("no backend endpoints (500)"));
+        assert!(route("/elsewhere")[0].contains("no HTTPRoute rule for ns/web matches (404)"));
+        let direct = topology.service("ns", "web-v2").unwrap();
+        assert_eq!(served(&topology.route_at_waypoint(direct, 80, Some(&get("GET", "/")))), vec!["web-v2"]);
+    }
+}
