@@ -88,3 +88,43 @@ fn unknown_kinds_are_ignored_and_noted_with_verbose() {
     assert!(matches!(output.status.code(), Some(0 | 1)), "evaluated, not an error");
     assert!(String::from_utf8_lossy(&output.stderr).contains("ignored Widget (example.com/v1) shop/w"));
 }
+
+#[test]
+fn a_baseline_shows_what_a_change_did_to_outcomes() {
+    let example = example();
+    let same = plugin("oc-ambient-check")
+        .arg("-f")
+        .arg(&example)
+        .arg("--baseline")
+        .arg(&example)
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&same.stdout).unwrap();
+    let equivalence: Vec<&serde_json::Value> =
+        report["findings"].as_array().unwrap().iter().filter(|f| f["id"] == "policy-equivalence").collect();
+    assert_eq!(equivalence.len(), 1);
+    assert_eq!(equivalence[0]["severity"], "pass");
+    assert_eq!(same.status.code(), Some(0));
+
+    // Someone deleted the policy that restricts who may call cart: now anyone may.
+    let text = std::fs::read_to_string(&example).unwrap();
+    let without_policy: Vec<&str> =
+        text.split("\n---\n").filter(|doc| !doc.contains("name: cart-from-storefront")).collect();
+    let loosened = plugin("oc-ambient-check")
+        .args(["-f", "-", "-o", "json", "--baseline"])
+        .arg(&example)
+        .write_stdin(without_policy.join("\n---\n"))
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&loosened.stdout).unwrap();
+    let failures: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "policy-equivalence" && f["severity"] == "fail")
+        .filter_map(|f| f["message"].as_str())
+        .collect();
+    assert!(failures.iter().any(|m| m.starts_with("loosened")), "{failures:#?}");
+    assert_eq!(loosened.status.code(), Some(1));
+}

@@ -52,6 +52,7 @@ pub mod ids {
     pub const SEQUENCE_SIDECARS_REMOVED_BEFORE_WAYPOINT: &str = "sequence-sidecars-removed-before-waypoint";
     pub const SEQUENCE_WAYPOINT_BEFORE_AMBIENT: &str = "sequence-waypoint-before-ambient";
     pub const INPUT_COVERAGE: &str = "input-coverage";
+    pub const POLICY_EQUIVALENCE: &str = "policy-equivalence";
     // Step checkpoints (--step N).
     pub const ISTIO_AMBIENT_PROFILE: &str = "istio-ambient-profile";
     pub const ISTIO_CNI_AMBIENT: &str = "istio-cni-ambient";
@@ -160,6 +161,65 @@ pub struct Options {
     pub scope: Scope,
     /// `--step N`: run the checkpoint of that step of the guide (1 to 9) instead of the assessment.
     pub step: Option<u8>,
+    /// `--baseline`: the sidecar-era configuration this mesh was migrated from; when known, every
+    /// request the current state allows or routes differently is a `policy-equivalence` failure.
+    pub baseline: Option<Snapshot>,
+}
+
+/// How many differences are listed one by one before the rest are summed up.
+const MAX_LISTED_DIFFERENCES: usize = 20;
+
+/// Compares the current state with the sidecar-era baseline on every representative request
+/// (issue: "policy-equivalence"), within the namespaces in scope.
+fn equivalence_findings(baseline: &Snapshot, current: &Snapshot, namespaces: &[String]) -> Vec<Finding> {
+    let scope: std::collections::BTreeSet<String> = namespaces.iter().cloned().collect();
+    let verification = crate::equivalence::verify(baseline, current, Some(&scope));
+    let unexpected: Vec<&crate::equivalence::Difference> = verification.unexpected().collect();
+    let expected = verification.differences.len() - unexpected.len();
+    let mut findings: Vec<Finding> = unexpected
+        .iter()
+        .take(MAX_LISTED_DIFFERENCES)
+        .map(|difference| {
+            let target = &difference.request.destination;
+            let object = (target.address == crate::equivalence::Address::Service)
+                .then(|| ObjectRef::new("Service", Some(&target.namespace), &target.name));
+            Finding::new(
+                ids::POLICY_EQUIVALENCE,
+                Severity::Fail,
+                object,
+                format!("{} {}: {}", difference.class.word(), difference.request, difference.explanation),
+            )
+            .fix("compare with `oc ambient-waypoint convert --verify` on the baseline; fix the policy or route before going on")
+        })
+        .collect();
+    if unexpected.len() > MAX_LISTED_DIFFERENCES {
+        findings.push(Finding::new(
+            ids::POLICY_EQUIVALENCE,
+            Severity::Fail,
+            None,
+            format!(
+                "{} more requests differ from the baseline (see `-o json` of convert --verify)",
+                unexpected.len() - MAX_LISTED_DIFFERENCES
+            ),
+        ));
+    }
+    if unexpected.is_empty() {
+        findings.push(Finding::new(
+            ids::POLICY_EQUIVALENCE,
+            Severity::Pass,
+            None,
+            format!(
+                "{} requests evaluated: every outcome matches the baseline{}",
+                verification.evaluated,
+                if expected > 0 {
+                    format!(" but {expected} intended ones (pod-address traffic now sent through the waypoint)")
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+    }
+    findings
 }
 
 /// Checks need these kinds; missing coverage is reported once per kind, not per check.
@@ -216,6 +276,9 @@ pub fn evaluate(snapshot: &Snapshot, options: &Options) -> Report {
             findings.extend(config::work_to_do(&context, &namespaces));
             findings.extend(config::policy_traps(snapshot, &context, &namespaces));
         }
+    }
+    if let Some(baseline) = &options.baseline {
+        findings.extend(equivalence_findings(baseline, snapshot, &namespaces));
     }
     let namespace_reports: Vec<NamespaceReport> =
         namespaces.iter().map(|name| phase::namespace_report(snapshot, &context, name)).collect();

@@ -476,3 +476,23 @@ fn the_json_document_has_the_contracted_shape() {
         assert!(finding.get(key).is_some(), "finding.{key}");
     }
 }
+
+#[test]
+fn a_baseline_turns_changed_outcomes_into_policy_equivalence_failures() {
+    let baseline = Mesh::sidecar().snapshot();
+    let same =
+        evaluate(&Mesh::sidecar().snapshot(), &Options { baseline: Some(baseline.clone()), ..Options::default() });
+    assert_eq!(severities(&same, ids::POLICY_EQUIVALENCE), vec![Severity::Pass]);
+
+    // The pods left their sidecars while the L7 ALLOW stayed selector-based: ztunnel makes it
+    // deny-all, so requests the baseline allowed are now denied.
+    let broken = Mesh::sidecar()
+        .replace(namespace(json!({"istio.io/dataplane-mode": "ambient"})))
+        .replace(pod("api-1", "api", false, false))
+        .replace(pod("web-1", "web", false, false));
+    let report = evaluate(&broken.snapshot(), &Options { baseline: Some(baseline), ..Options::default() });
+    let failures: Vec<&Finding> = report.findings.iter().filter(|f| f.id == ids::POLICY_EQUIVALENCE).collect();
+    assert!(!failures.is_empty() && failures.iter().all(|f| f.severity == Severity::Fail), "{failures:#?}");
+    assert!(failures.iter().any(|f| f.message.starts_with("tightened")), "{failures:#?}");
+    assert!(!report.ready);
+}

@@ -33,6 +33,11 @@ pub struct Cli {
     /// Check the objects in FILE instead of a cluster ('-' reads stdin); repeatable.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// The sidecar-era configuration the mesh was migrated from (a dump or backup: file or
+    /// directory, repeatable): every request now allowed or routed differently fails
+    /// policy-equivalence.
+    #[arg(long, value_name = "PATH")]
+    pub baseline: Vec<PathBuf>,
 }
 
 pub async fn run(cli: Cli) -> Result<Exit, Failure> {
@@ -73,7 +78,8 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
     for note in &snapshot.notes {
         printer.detail(note);
     }
-    let report = check::evaluate(&snapshot, &Options { scope, step: cli.step });
+    let baseline = if cli.baseline.is_empty() { None } else { Some(Snapshot::from_paths(&cli.baseline)?) };
+    let report = check::evaluate(&snapshot, &Options { scope, step: cli.step, baseline });
     let rendered = match cli.global.output {
         OutputFormat::Table => check::render::table(&report, &printer, cli.step.is_some()),
         OutputFormat::Json => serde_json::to_string_pretty(&report)?,
