@@ -244,6 +244,24 @@ async fn each_step_checkpoint_follows_the_migration_walked_by_hand() {
     restart_deployments(&client, "step-9").await;
     step_passes(&cluster, 9).await;
 
+    // The protection generated at Step 5 exempts callers that had sidecars then; without them
+    // they would skip the waypoint by addressing pods directly. The check says so, and narrowing
+    // the protection to the waypoint and the ingress gateway fixes it.
+    let (report, code) = run_check(&["-n", "bookinfo"], Some(cluster.plane().kubeconfig()));
+    assert_eq!(code, Some(1));
+    assert!(findings(&report, "bypass-protection-too-wide").iter().all(|s| *s == "fail"));
+    assert!(!findings(&report, "bypass-protection-too-wide").is_empty(), "{report:#}");
+    for policy in ap.list(&ListParams::default().labels("app.kubernetes.io/managed-by=oc-ambient")).await.unwrap() {
+        let mut rules = policy.data["spec"]["rules"].clone();
+        let Some(first) = rules.pointer_mut("/0/from/0/source/notPrincipals").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        first.retain(|principal| {
+            principal.as_str().is_some_and(|p| p.ends_with("/sa/waypoint") || p.ends_with("/sa/bookinfo-gateway-istio"))
+        });
+        let patch = json!({"spec": {"rules": rules}});
+        ap.patch(&policy.metadata.name.unwrap(), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    }
     let (report, code) = run_check(&["-n", "bookinfo"], Some(cluster.plane().kubeconfig()));
     assert_eq!(report["namespaces"][0]["phase"], "ambient", "{report:#}");
     assert_eq!(code, Some(0), "{report:#}");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::facts::{PodFacts, str_at, waypoints};
-use super::phase::{MeshContext, Protection, protection_of, waypoint_principals};
+use super::phase::{MeshContext, Protection, protection_of, stale_exemptions, waypoint_principals};
 use super::{Finding, Severity, ids};
 use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec, is_valid_condition_key};
@@ -418,6 +418,25 @@ fn target_ref_traps(
                     format!("pods behind Service {} ({}) accept traffic that skips the waypoint (pod addresses, sidecar clients, ingress gateways): waypoint-only policies are bypassed", target.name, missing.join(", ")),
                 )
                 .fix("add a selector-based DENY on those pods with from.source.notPrincipals = the waypoint's principal and legitimate skippers (oc ambient-waypoint convert generates it)"),
+            );
+        }
+        let mut too_wide: Vec<String> = Vec::new();
+        for pod in &backing {
+            for principal in stale_exemptions(context, pod, &principals) {
+                if !too_wide.contains(&principal) {
+                    too_wide.push(principal);
+                }
+            }
+        }
+        if !too_wide.is_empty() {
+            findings.push(
+                Finding::new(
+                    ids::BYPASS_PROTECTION_TOO_WIDE,
+                    if active { Severity::Fail } else { Severity::Warn },
+                    reference.clone(),
+                    format!("the bypass protection on pods behind Service {} still exempts {}, whose pods no longer have sidecars: they can address the pods directly and skip the waypoint's policies", target.name, too_wide.join(", ")),
+                )
+                .fix("regenerate the protection for the current state (oc ambient-waypoint convert) so it exempts only the waypoint and callers that really skip it"),
             );
         }
         let denies_waypoint = with(Protection::DeniesWaypoint);

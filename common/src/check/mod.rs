@@ -47,6 +47,7 @@ pub mod ids {
     pub const TARGETREFS_WITHOUT_WAYPOINT: &str = "targetrefs-without-waypoint";
     pub const BYPASS_PROTECTION_MISSING: &str = "bypass-protection-missing";
     pub const BYPASS_PROTECTION_DENIES_WAYPOINT: &str = "bypass-protection-denies-waypoint";
+    pub const BYPASS_PROTECTION_TOO_WIDE: &str = "bypass-protection-too-wide";
     pub const INVALID_CONDITION_KEY: &str = "invalid-condition-key";
     pub const SEQUENCE_AMBIENT_BEFORE_HBONE: &str = "sequence-ambient-before-hbone";
     pub const SEQUENCE_SIDECARS_REMOVED_BEFORE_WAYPOINT: &str = "sequence-sidecars-removed-before-waypoint";

@@ -426,6 +426,37 @@ pub fn protection_of(context: &MeshContext, pod: &PodFacts, waypoint_principals:
     best
 }
 
+/// Principals a pod's bypass protection exempts although no workload needs to skip the waypoint
+/// with them any more: every pod running as that principal has left sidecar mode (gateways
+/// excluded: an ingress gateway skips the waypoint legitimately). Such callers can address the pod
+/// directly and skip the waypoint's policies, which the protection exists to prevent.
+pub fn stale_exemptions(context: &MeshContext, pod: &PodFacts, waypoint_principals: &[String]) -> Vec<String> {
+    let mut stale = Vec::new();
+    for (_, policy) in context.policies_in(pod.namespace) {
+        let selects =
+            policy.selector_labels().is_none_or(|selector| crate::mesh::selector_matches(selector, pod.labels));
+        if policy.action != crate::mesh::authz::Action::Deny || policy.uses_target_refs() || !selects {
+            continue;
+        }
+        let exempt =
+            policy.rules().iter().flat_map(|rule| rule.from.iter()).flat_map(|from| from.source.not_principals.iter());
+        for principal in exempt.filter(|principal| !waypoint_principals.contains(principal)) {
+            let callers: Vec<&PodFacts> = context
+                .pods
+                .values()
+                .flatten()
+                .filter(|caller| &context.principal(caller.namespace, caller.service_account) == principal)
+                .collect();
+            let left_sidecar_mode =
+                !callers.is_empty() && callers.iter().all(|caller| !caller.sidecar && caller.gateway.is_none());
+            if left_sidecar_mode && !stale.contains(principal) {
+                stale.push(principal.clone());
+            }
+        }
+    }
+    stale
+}
+
 /// Pods behind waypoint-enforced Services that lack (correct) bypass protection, by Service.
 pub fn unprotected(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -> Vec<(String, String, Protection)> {
     let principals = waypoint_principals(snapshot, context, namespace);

@@ -496,3 +496,23 @@ fn a_baseline_turns_changed_outcomes_into_policy_equivalence_failures() {
     assert!(failures.iter().any(|f| f.message.starts_with("tightened")), "{failures:#?}");
     assert!(!report.ready);
 }
+
+#[test]
+fn protection_that_still_exempts_callers_without_sidecars_is_too_wide() {
+    let mut exempting_web = protection();
+    exempting_web["spec"]["rules"][0]["from"][0]["source"]["notPrincipals"] =
+        json!(["cluster.local/ns/shop/sa/waypoint", "cluster.local/ns/shop/sa/shop-web"]);
+    let during = Mesh::sidecar()
+        .with(target_ref_policy())
+        .with(waypoint())
+        .replace(namespace(json!({"istio.io/rev": "default", "istio.io/dataplane-mode": "ambient", "istio.io/use-waypoint": "waypoint"})))
+        .replace(pod("api-1", "api", true, true))
+        .replace(pod("web-1", "web", true, true))
+        .with(exempting_web.clone());
+    assert!(
+        severities(&during.report(), ids::BYPASS_PROTECTION_TOO_WIDE).is_empty(),
+        "web still has a sidecar: it skips the waypoint legitimately"
+    );
+    let after = during.replace(pod("web-1", "web", false, false)).replace(pod("api-1", "api", false, false));
+    assert_eq!(severities(&after.report(), ids::BYPASS_PROTECTION_TOO_WIDE), vec![Severity::Fail]);
+}
