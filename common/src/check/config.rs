@@ -369,15 +369,7 @@ fn target_ref_traps(
         let service_waypoint = service.and_then(|s| labels(s).get(labels::USE_WAYPOINT).cloned());
         let serving = service_waypoint.or(namespace_waypoint.clone()).filter(|name| name != "none");
         let active = serving.as_ref().is_some_and(|name| waypoint_names.contains(name));
-        let service_labels: BTreeMap<String, String> = service
-            .and_then(|s| s.data.pointer("/spec/selector").cloned())
-            .and_then(|selector| serde_json::from_value(selector).ok())
-            .unwrap_or_default();
-        let backing: Vec<&PodFacts> = if service_labels.is_empty() {
-            Vec::new()
-        } else {
-            context.app_pods(namespace).filter(|pod| selector_matches(&service_labels, pod.labels)).collect()
-        };
+        let backing = context.pods_behind(snapshot, namespace, &target.name);
         let sidecars_enforce = !backing.is_empty() && backing.iter().all(|pod| pod.sidecar);
         if !active {
             findings.push(if sidecars_enforce {

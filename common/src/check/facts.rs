@@ -7,6 +7,7 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 
 use crate::kinds::Kind;
+use crate::mesh::gateway_api::{HttpRouteSpec, ParentRef};
 use crate::mesh::labels::*;
 use crate::mesh::{annotations, labels};
 use crate::snapshot::Snapshot;
@@ -153,6 +154,13 @@ pub fn version_text(version: (u64, u64, u64)) -> String {
 /// A string at a JSON pointer.
 pub fn str_at<'a>(object: &'a DynamicObject, pointer: &str) -> Option<&'a str> {
     object.data.pointer(pointer).and_then(Value::as_str)
+}
+
+/// Names of the Services an HTTPRoute attaches to (GAMMA Service parentRefs).
+pub fn service_parents(route: &DynamicObject) -> Vec<String> {
+    crate::mesh::spec::<HttpRouteSpec>(route)
+        .map(|spec| spec.parent_refs.into_iter().filter(ParentRef::is_service).map(|parent| parent.name).collect())
+        .unwrap_or_default()
 }
 
 /// Waypoint Gateways (class `istio-waypoint`) of a namespace.

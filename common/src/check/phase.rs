@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::api::DynamicObject;
 use serde::Serialize;
 
-use super::facts::{NamespaceLabels, PodFacts, is_programmed, str_at, waypoints};
+use super::facts::{NamespaceLabels, PodFacts, is_programmed, service_parents, str_at, waypoints};
 use super::{Finding, NamespaceReport, PodCounts, Scope, Severity, ids};
 use crate::kinds::Kind;
 use crate::mesh::authz::AuthorizationPolicySpec;
@@ -168,6 +168,20 @@ impl<'a> MeshContext<'a> {
         })
     }
 
+    /// The application pods a Service of `namespace` selects (none for a missing Service or one
+    /// without a selector).
+    pub fn pods_behind(&self, snapshot: &Snapshot, namespace: &str, service: &str) -> Vec<&PodFacts<'a>> {
+        let selector: BTreeMap<String, String> = snapshot
+            .get(Kind::Service, Some(namespace), service)
+            .and_then(|object| object.data.pointer("/spec/selector").cloned())
+            .and_then(|selector| serde_json::from_value(selector).ok())
+            .unwrap_or_default();
+        if selector.is_empty() {
+            return Vec::new();
+        }
+        self.app_pods(namespace).filter(|pod| crate::mesh::selector_matches(&selector, pod.labels)).collect()
+    }
+
     /// The SPIFFE principal of a service account.
     pub fn principal(&self, namespace: &str, service_account: &str) -> String {
         format!("{}/ns/{namespace}/sa/{service_account}", self.trust_domain)
@@ -233,14 +247,7 @@ pub fn waypoint_reasons(snapshot: &Snapshot, context: &MeshContext, namespace: &
         reasons.push(format!("{} routes HTTP traffic", ObjectRef::of(object)));
     }
     for route in snapshot.in_namespace(Kind::HttpRoute, namespace) {
-        let service_parent = route
-            .data
-            .pointer("/spec/parentRefs")
-            .and_then(|refs| refs.as_array())
-            .into_iter()
-            .flatten()
-            .any(|parent| parent.get("kind").and_then(|kind| kind.as_str()) == Some("Service"));
-        if service_parent && !is_managed(route) {
+        if !service_parents(route).is_empty() && !is_managed(route) {
             reasons.push(format!("{} routes mesh traffic (Service parentRef)", ObjectRef::of(route)));
         }
     }
@@ -328,14 +335,8 @@ fn policies_migrated(snapshot: &Snapshot, context: &MeshContext, namespace: &str
             || policy.l7_attributes().is_empty()
             || covered(object.metadata.name.as_deref().unwrap_or_default())
     });
-    let routed_services: BTreeSet<String> = snapshot
-        .in_namespace(Kind::HttpRoute, namespace)
-        .flat_map(|route| {
-            route.data.pointer("/spec/parentRefs").and_then(|refs| refs.as_array()).cloned().unwrap_or_default()
-        })
-        .filter(|parent| parent.get("kind").and_then(|kind| kind.as_str()) == Some("Service"))
-        .filter_map(|parent| parent.get("name").and_then(|name| name.as_str()).map(str::to_string))
-        .collect();
+    let routed_services: BTreeSet<String> =
+        snapshot.in_namespace(Kind::HttpRoute, namespace).flat_map(service_parents).collect();
     let routes_ok = context.virtual_services_for(namespace).all(|(object, spec)| {
         let own = object.metadata.namespace.as_deref().unwrap_or_default();
         spec.hosts
@@ -374,16 +375,7 @@ pub fn waypoint_guarded_pods<'c>(
     services
         .into_iter()
         .map(|service| {
-            let selector: BTreeMap<String, String> = snapshot
-                .get(Kind::Service, Some(namespace), &service)
-                .and_then(|object| object.data.pointer("/spec/selector").cloned())
-                .and_then(|selector| serde_json::from_value(selector).ok())
-                .unwrap_or_default();
-            let pods = if selector.is_empty() {
-                Vec::new()
-            } else {
-                context.app_pods(namespace).filter(|pod| crate::mesh::selector_matches(&selector, pod.labels)).collect()
-            };
+            let pods = context.pods_behind(snapshot, namespace, &service);
             (service, pods)
         })
         .collect()

@@ -5,7 +5,7 @@ use kube::api::DynamicObject;
 
 use super::cluster::{prerequisites, trusted_ztunnel_namespace, ztunnel_ready};
 use super::config::blockers;
-use super::facts::{is_programmed, str_at, waypoints};
+use super::facts::{is_programmed, service_parents, str_at, waypoints};
 use super::phase::{MeshContext, milestones, unprotected, waypoint_reasons};
 use super::{Finding, Severity, ids};
 use crate::kinds::Kind;
@@ -252,13 +252,10 @@ fn step5(snapshot: &Snapshot, context: &MeshContext, namespace: &str, needed: bo
                 }
             }
         }
-        let routed = snapshot.in_namespace(Kind::HttpRoute, namespace).any(|route| {
-            route.data.pointer("/spec/parentRefs").and_then(|p| p.as_array()).into_iter().flatten().any(|parent| {
-                parent.get("kind").and_then(|k| k.as_str()) == Some("Service")
-                    && spec.hosts.iter().any(|host| {
-                        service_of_host(host, own).map(|(s, _)| s) == parent.get("name").and_then(|n| n.as_str())
-                    })
-            })
+        let routed = snapshot.in_namespace(Kind::HttpRoute, namespace).flat_map(service_parents).any(|parent| {
+            spec.hosts
+                .iter()
+                .any(|host| service_of_host(host, own).map(|(service, _)| service) == Some(parent.as_str()))
         });
         if !routed {
             unrouted.push(ObjectRef::of(object).to_string());
