@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::Error;
 use crate::injector::{PROXY_CONTAINER, is_ambient_profile};
-use crate::resources::{api, follow, is_not_found};
+use crate::resources::{api, follow_with_triggers, is_not_found};
 use crate::sail::Component;
 
 pub const REDIRECTION_ANNOTATION: &str = "ambient.istio.io/redirection";
@@ -92,18 +92,19 @@ fn error_policy(_pod: Arc<Pod>, error: &Error, _context: Arc<Context>) -> Action
 
 /// Runs the node agents until the task is dropped.
 pub async fn run(client: Client) -> Result<(), Error> {
-    let (namespaces, namespace_writer) = reflector::store::<Namespace>();
-    let follow_namespaces = follow(Api::<Namespace>::all(client.clone()), namespace_writer);
+    let namespace_writer = reflector::store::Writer::<Namespace>::default();
+    let namespaces = namespace_writer.as_reader();
+    let ([namespace_changes], follow_namespaces) =
+        follow_with_triggers(Api::<Namespace>::all(client.clone()), namespace_writer);
     let cni_resource = ApiResource::from_gvk(&Component::IstioCni.gvk());
-    let cni_api = api(&client, &Component::IstioCni.gvk(), None);
     let cni_writer = reflector::store::Writer::<DynamicObject>::new(cni_resource.clone());
-    let cni_reader = cni_writer.as_reader();
-    let follow_cnis = follow(cni_api.clone(), cni_writer);
+    let cnis = cni_writer.as_reader();
+    let ([cni_changes], follow_cnis) = follow_with_triggers(api(&client, &Component::IstioCni.gvk(), None), cni_writer);
     let controller = Controller::new(Api::<Pod>::all(client.clone()), watcher::Config::default());
     let pods = controller.store();
     let pods_in_namespace = pods.clone();
     let controller = controller
-        .watches(Api::<Namespace>::all(client.clone()), watcher::Config::default(), move |namespace| {
+        .watches_stream(namespace_changes, move |namespace| {
             let name = namespace.name_any();
             pods_in_namespace
                 .state()
@@ -112,13 +113,15 @@ pub async fn run(client: Client) -> Result<(), Error> {
                 .map(|pod| ObjectRef::from_obj(pod.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .watches_with(cni_api, cni_resource, watcher::Config::default(), move |_| {
-            pods.state().iter().map(|pod| ObjectRef::from_obj(pod.as_ref())).collect::<Vec<_>>()
-        });
-    let context = Arc::new(Context { client, namespaces: namespaces.clone(), cnis: cni_reader.clone() });
+        .watches_stream_with(
+            cni_changes,
+            move |_| pods.state().iter().map(|pod| ObjectRef::from_obj(pod.as_ref())).collect::<Vec<_>>(),
+            cni_resource,
+        );
+    let context = Arc::new(Context { client, namespaces: namespaces.clone(), cnis: cnis.clone() });
     let agents = async move {
         let _ = namespaces.wait_until_ready().await;
-        let _ = cni_reader.wait_until_ready().await;
+        let _ = cnis.wait_until_ready().await;
         controller.run(reconcile, error_policy, context).for_each(|_| futures::future::ready(())).await;
     };
     tokio::join!(follow_namespaces, follow_cnis, agents);

@@ -1,7 +1,8 @@
 //! Untyped access to any kind the simulator writes (mesh CRs, Gateway API, OpenShift, OLM), so the
 //! scenarios can load upstream YAML as-is and the controllers can patch kinds k8s-openapi lacks.
 
-use futures::StreamExt;
+use futures::channel::mpsc;
+use futures::{Stream, StreamExt};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::reflector::store::Writer;
@@ -101,5 +102,52 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    watcher(api, watcher::Config::default()).default_backoff().reflect(writer).for_each(|_| futures::future::ready(()))
+    let ([], follow) = follow_with_triggers(api, writer);
+    follow
+}
+
+/// [`follow`], plus `N` trigger streams for `Controller::watches_stream`. Each yields a changed
+/// object only after the store holds the change (or has dropped a deleted object). A reconciler
+/// that reads the store must be triggered this way: with a second, separate watch as its
+/// trigger, it can run before the store has seen the change, decide on stale state, and not run
+/// again until something else changes.
+pub fn follow_with_triggers<K, const N: usize>(
+    api: Api<K>,
+    writer: Writer<K>,
+) -> ([impl Stream<Item = Result<K, watcher::Error>> + Send + 'static; N], impl Future<Output = ()>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let mut senders = Vec::with_capacity(N);
+    let triggers = std::array::from_fn(|_| {
+        let (sender, receiver) = mpsc::unbounded::<K>();
+        senders.push(sender);
+        receiver.map(Ok)
+    });
+    // The objects of a (re)list reach the store together at `InitDone`: trigger them then.
+    let mut listed = Vec::new();
+    let follow = watcher(api, watcher::Config::default()).default_backoff().reflect(writer).for_each(move |event| {
+        let changed = match event {
+            Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => vec![object],
+            Ok(watcher::Event::InitApply(object)) => {
+                listed.push(object);
+                Vec::new()
+            }
+            Ok(watcher::Event::InitDone) => std::mem::take(&mut listed),
+            Ok(watcher::Event::Init) => {
+                listed.clear();
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        };
+        for object in changed {
+            for sender in &senders {
+                // A closed channel means its controller has stopped: nothing left to trigger.
+                let _ = sender.unbounded_send(object.clone());
+            }
+        }
+        futures::future::ready(())
+    });
+    (triggers, follow)
 }

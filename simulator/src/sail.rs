@@ -457,11 +457,24 @@ pub async fn run(client: Client, component: Component, webhook: WebhookEndpoint)
     };
     let controller = Controller::new_with(owners, watcher::Config::default(), ApiResource::from_gvk(&component.gvk()));
     let controller = match component {
-        Component::Istio => controller.watches(
-            Api::<Deployment>::all(client.clone()),
-            watcher::Config::default().labels("app=istiod"),
-            move |deployment| owner_of(&deployment.metadata),
-        ),
+        Component::Istio => {
+            let revision = ApiResource::from_gvk(&component.gvk());
+            controller
+                .watches(
+                    Api::<Deployment>::all(client.clone()),
+                    watcher::Config::default().labels("app=istiod"),
+                    move |deployment| owner_of(&deployment.metadata),
+                )
+                // A namespace labelled for a revision changes that revision's in-use count at once,
+                // as the real operator's namespace watch does; "default" also counts
+                // `istio-injection=enabled`. A removed label is caught by the periodic requeue.
+                .watches(Api::<Namespace>::all(client.clone()), watcher::Config::default(), move |namespace| {
+                    let labelled = namespace.labels().get("istio.io/rev").map(String::as_str);
+                    let mut names = vec!["default"];
+                    names.extend(labelled.filter(|name| *name != "default"));
+                    names.into_iter().map(|name| ObjectRef::new_with(name, revision.clone())).collect::<Vec<_>>()
+                })
+        }
         _ => controller.watches(
             Api::<DaemonSet>::all(client.clone()),
             watcher::Config::default().labels("app.kubernetes.io/managed-by=sail-operator"),

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use crate::Error;
 use crate::gateway::{GATEWAY_GROUP, WAYPOINT_CLASS, gateway_api_installed};
 use crate::injector::is_ambient_profile;
-use crate::resources::{api, condition, follow, is_not_found, patch_status};
+use crate::resources::{api, condition, follow_with_triggers, is_not_found, patch_status};
 use crate::sail::Component;
 
 pub const USE_WAYPOINT_LABEL: &str = "istio.io/use-waypoint";
@@ -129,6 +129,7 @@ fn waypoint_label(
     Some((waypoint_namespace, name.clone()))
 }
 
+#[derive(Clone)]
 struct Stores {
     istios: Store<DynamicObject>,
     gateways: Store<DynamicObject>,
@@ -276,25 +277,31 @@ pub async fn run(client: Client) -> Result<(), Error> {
     let istio_writer = reflector::store::Writer::new(istio_resource.clone());
     let gateway_writer = reflector::store::Writer::new(gateway_resource.clone());
     let namespace_writer = reflector::store::Writer::<Namespace>::default();
-    let policies =
-        Controller::new_with(api(&client, &policy_gvk(), None), watcher::Config::default(), policy_resource.clone());
-    let services = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
+    let service_writer = reflector::store::Writer::<Service>::default();
     let stores = Stores {
         istios: istio_writer.as_reader(),
         gateways: gateway_writer.as_reader(),
         namespaces: namespace_writer.as_reader(),
-        services: services.store(),
+        services: service_writer.as_reader(),
     };
-    let follow_istios = follow(api(&client, &Component::Istio.gvk(), None), istio_writer);
-    let follow_gateways = follow(api(&client, &gateway_gvk(), None), gateway_writer);
-    let follow_namespaces = follow(Api::<Namespace>::all(client.clone()), namespace_writer);
+    let ([istio_changes, istio_changes_for_services], follow_istios) =
+        follow_with_triggers(api(&client, &Component::Istio.gvk(), None), istio_writer);
+    let ([gateway_changes, gateway_changes_for_services], follow_gateways) =
+        follow_with_triggers(api(&client, &gateway_gvk(), None), gateway_writer);
+    let ([namespace_changes, namespace_changes_for_services], follow_namespaces) =
+        follow_with_triggers(Api::<Namespace>::all(client.clone()), namespace_writer);
+    let ([service_changes], follow_services) =
+        follow_with_triggers(Api::<Service>::all(client.clone()), service_writer);
+    let policies =
+        Controller::new_with(api(&client, &policy_gvk(), None), watcher::Config::default(), policy_resource.clone());
+    let services = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
 
     // A control plane change can change any verdict; while ambient, a waypoint change can too,
     // and a Service or namespace change those of its namespace. Unchanged statuses are not
     // written, and outside ambient nothing but the control plane triggers work (the large
     // scenario's thousands of objects stay cheap).
     let policy_store = policies.store();
-    let service_store = services.store();
+    let service_store = stores.services.clone();
     let istio_store = stores.istios.clone();
     let ambient = move || ambient_control_plane(&istio_store);
     let policies_in = move |namespace: Option<String>| {
@@ -315,25 +322,25 @@ pub async fn run(client: Client) -> Result<(), Error> {
             .collect();
         refs
     };
-    let config = watcher::Config::default;
     let policies = {
         let (all, by_gateway, by_service, by_namespace) =
             (policies_in.clone(), policies_in.clone(), policies_in.clone(), policies_in);
         let (gateway_ambient, service_ambient, namespace_ambient) = (ambient.clone(), ambient.clone(), ambient.clone());
         policies
-            .watches_with(api(&client, &Component::Istio.gvk(), None), istio_resource.clone(), config(), move |_| {
-                all(None)
-            })
-            .watches_with(api(&client, &gateway_gvk(), None), gateway_resource.clone(), config(), move |_| {
-                if gateway_ambient() { by_gateway(None) } else { Vec::new() }
-            })
-            .watches(Api::<Service>::all(client.clone()), config(), move |service| {
+            .watches_stream_with(istio_changes, move |_| all(None), istio_resource.clone())
+            .watches_stream_with(
+                gateway_changes,
+                move |_| if gateway_ambient() { by_gateway(None) } else { Vec::new() },
+                gateway_resource.clone(),
+            )
+            .watches_stream(service_changes, move |service| {
                 if service_ambient() { by_service(service.namespace()) } else { Vec::new() }
             })
-            .watches(Api::<Namespace>::all(client.clone()), config(), move |namespace| {
+            .watches_stream(namespace_changes, move |namespace| {
                 if namespace_ambient() { by_namespace(Some(namespace.name_any())) } else { Vec::new() }
             })
     };
+    let ready = stores.clone();
     let context = Arc::new(Context { client: client.clone(), stores });
     let policies =
         policies.run(reconcile_policy, error_policy, context.clone()).for_each(|_| futures::future::ready(()));
@@ -341,16 +348,28 @@ pub async fn run(client: Client) -> Result<(), Error> {
         let (all, by_gateway, by_namespace) = (services_in.clone(), services_in.clone(), services_in);
         let (gateway_ambient, namespace_ambient) = (ambient.clone(), ambient);
         services
-            .watches_with(api(&client, &Component::Istio.gvk(), None), istio_resource, config(), move |_| all(None))
-            .watches_with(api(&client, &gateway_gvk(), None), gateway_resource, config(), move |_| {
-                if gateway_ambient() { by_gateway(None) } else { Vec::new() }
-            })
-            .watches(Api::<Namespace>::all(client.clone()), config(), move |namespace| {
+            .watches_stream_with(istio_changes_for_services, move |_| all(None), istio_resource)
+            .watches_stream_with(
+                gateway_changes_for_services,
+                move |_| if gateway_ambient() { by_gateway(None) } else { Vec::new() },
+                gateway_resource,
+            )
+            .watches_stream(namespace_changes_for_services, move |namespace| {
                 if namespace_ambient() { by_namespace(Some(namespace.name_any())) } else { Vec::new() }
             })
     };
     let services = services.run(reconcile_service, error_policy, context).for_each(|_| futures::future::ready(()));
-    tokio::join!(follow_istios, follow_gateways, follow_namespaces, policies, services);
+    let controllers = async move {
+        // Verdicts are read from the stores: none before they hold the cluster's state.
+        let _ = tokio::join!(
+            ready.istios.wait_until_ready(),
+            ready.gateways.wait_until_ready(),
+            ready.namespaces.wait_until_ready(),
+            ready.services.wait_until_ready()
+        );
+        tokio::join!(policies, services);
+    };
+    tokio::join!(follow_istios, follow_gateways, follow_namespaces, follow_services, controllers);
     Ok(())
 }
 
