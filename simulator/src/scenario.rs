@@ -18,6 +18,7 @@ use oc_ambient_testenv::CrdSet;
 use serde_json::{Value, json};
 
 use crate::Error;
+use crate::cni::REDIRECTION_ANNOTATION;
 use crate::gateway::{INGRESS_CLASS, generated_name};
 use crate::injector::PROXY_CONTAINER;
 use crate::platform::{self, Platform};
@@ -473,7 +474,15 @@ async fn migrate_in_the_wrong_order(client: &Client) -> Result<(), Error> {
     for name in ["ratings-v1", "reviews-v1", "reviews-v2", "reviews-v3"] {
         deployments.patch(name, &PatchParams::default(), &Patch::Merge(&restarted)).await?;
     }
-    wait_for_rollouts(client, BOOKINFO).await
+    wait_for_rollouts(client, BOOKINFO).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), BOOKINFO);
+    wait_for("istio-cni redirecting the pods that lost their sidecars", SETTLE_TIMEOUT, || async {
+        Ok(pods.list(&ListParams::default()).await?.items.iter().all(|pod| {
+            let sidecar = pod.spec.iter().flat_map(|spec| &spec.containers).any(|c| c.name == PROXY_CONTAINER);
+            sidecar || pod.annotations().get(REDIRECTION_ANNOTATION).is_some_and(|value| value == "enabled")
+        }))
+    })
+    .await
 }
 
 fn large_namespace(index: usize) -> String {
