@@ -12,6 +12,8 @@ pub mod objects;
 pub mod pki;
 pub mod process;
 
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, RandomState};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -50,6 +52,13 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("fixtures: {0}")]
     Fixtures(String),
+}
+
+impl Error {
+    /// Whether a component failed because another process had taken its port.
+    fn is_port_taken(&self) -> bool {
+        matches!(self, Error::Exited { log, .. } | Error::NotReady { log, .. } if log.contains("address already in use"))
+    }
 }
 
 /// What to install into a new control plane.
@@ -91,13 +100,30 @@ fn remove_stale_dirs() {
     }
 }
 
+/// Ports below Linux's default ephemeral range (32768-60999). A port picked by binding to port 0
+/// comes from that range, and once released it can be taken by any outgoing connection before
+/// the component binds it.
+const LISTEN_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A loopback port for a component to listen on: random in [`LISTEN_PORTS`], free when picked,
+/// and never handed out twice by this process. Another process can still take it before the
+/// component binds it; [`ControlPlane::start`] then starts again on other ports.
 fn free_port() -> Result<u16, Error> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Io { what: "bind a loopback port".into(), source })?;
-    listener
-        .local_addr()
-        .map(|addr| addr.port())
-        .map_err(|source| Error::Io { what: "read the bound port".into(), source })
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let random = RandomState::new();
+    let span = u64::from(LISTEN_PORTS.end - LISTEN_PORTS.start);
+    for attempt in 0u64..1000 {
+        let offset = u16::try_from(random.hash_one(attempt) % span).unwrap_or_default();
+        let port = LISTEN_PORTS.start + offset;
+        let fresh = HANDED_OUT.lock().map_err(|_| Error::Binary("port registry poisoned".into()))?.insert(port);
+        if fresh && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(Error::Io {
+        what: format!("find a free loopback port in {LISTEN_PORTS:?}"),
+        source: std::io::ErrorKind::AddrInUse.into(),
+    })
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), Error> {
@@ -125,8 +151,9 @@ pub fn workspace_root() -> PathBuf {
 }
 
 impl ControlPlane {
-    /// Starts a new control plane in a fresh temporary directory.
-    pub async fn start(options: Options) -> Result<Self, Error> {
+    /// Starts a control plane in a fresh temporary directory; dropping a half-started one stops
+    /// what it started.
+    async fn start_once(options: &Options) -> Result<Self, Error> {
         let binary = tokio::task::spawn_blocking(binary::ensure_binary)
             .await
             .map_err(|err| Error::Binary(err.to_string()))??;
@@ -145,8 +172,24 @@ impl ControlPlane {
             pki: Pki::generate()?,
             children: Mutex::new(Vec::new()),
         };
-        plane.boot(&binary, &options).await?;
+        plane.boot(&binary, options).await?;
         Ok(plane)
+    }
+
+    /// Starts a new control plane; when a component finds its port taken by another process
+    /// (possible between picking a free port and binding it), starts again on other ports.
+    pub async fn start(options: Options) -> Result<Self, Error> {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(&options).await {
+                Err(err) if attempt < ATTEMPTS && err.is_port_taken() => {
+                    eprintln!("control plane start {attempt} of {ATTEMPTS}: a port was taken, retrying: {err}");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
     }
 
     async fn boot(&mut self, binary: &Path, options: &Options) -> Result<(), Error> {
@@ -517,5 +560,25 @@ fn register_exit_cleanup() {
     // SAFETY: atexit(3) with a plain extern "C" function; registered once (under the OnceLock).
     unsafe {
         libc::atexit(stop_shared);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_outside_the_ephemeral_range_and_never_handed_out_twice() {
+        let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
+        assert!(ports.iter().all(|port| LISTEN_PORTS.contains(port)), "{ports:?}");
+        assert_eq!(ports.iter().collect::<BTreeSet<_>>().len(), ports.len(), "a port handed out twice");
+    }
+
+    #[test]
+    fn only_a_taken_port_counts_as_a_port_collision() {
+        let exited =
+            |log: &str| Error::Exited { component: "etcd".into(), status: "exit status: 1".into(), log: log.into() };
+        assert!(exited("listen tcp 127.0.0.1:35759: bind: address already in use").is_port_taken());
+        assert!(!exited("no space left on device").is_port_taken());
     }
 }
