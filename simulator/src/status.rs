@@ -290,11 +290,12 @@ pub async fn run(client: Client) -> Result<(), Error> {
         follow_with_triggers(api(&client, &gateway_gvk(), None), gateway_writer);
     let ([namespace_changes, namespace_changes_for_services], follow_namespaces) =
         follow_with_triggers(Api::<Namespace>::all(client.clone()), namespace_writer);
-    let ([service_changes], follow_services) =
+    let ([service_changes, service_changes_for_services], follow_services) =
         follow_with_triggers(Api::<Service>::all(client.clone()), service_writer);
     let policies =
         Controller::new_with(api(&client, &policy_gvk(), None), watcher::Config::default(), policy_resource.clone());
-    let services = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
+    // The Service controller runs on the same watch as the store the policy verdicts read.
+    let services = Controller::for_stream(service_changes_for_services, stores.services.clone());
 
     // A control plane change can change any verdict; while ambient, a waypoint change can too,
     // and a Service or namespace change those of its namespace. Unchanged statuses are not
