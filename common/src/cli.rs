@@ -40,7 +40,7 @@ pub struct GlobalArgs {
     pub quiet: bool,
 
     /// How long to wait for a single request to the API server (e.g. 30s, 1m, 500ms).
-    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = oc_ambient_core::duration::parse_duration)]
     pub request_timeout: Duration,
 }
 
@@ -64,37 +64,6 @@ pub enum ColorChoice {
     Auto,
     Always,
     Never,
-}
-
-/// Parses kubectl-style durations: `30s`, `1m`, `1m30s`, `500ms`, `2h`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
-        let (number, tail) = rest.split_at(digits);
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let value: f64 =
-            number.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 30s, 1m, 500ms"))?;
-        let seconds = match unit {
-            "ms" => value / 1000.0,
-            "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            _ => return Err(format!("invalid duration {text:?}: unit must be ms, s, m or h")),
-        };
-        total += Duration::from_secs_f64(seconds);
-        rest = tail;
-    }
-    Ok(total)
 }
 
 /// How the user invoked the plugin, for `--help` and messages: `oc ambient-check` when run by `oc`
@@ -121,17 +90,6 @@ pub fn current_invocation(binary: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_follow_kubectl() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("5d").is_err());
-    }
 
     #[test]
     fn invocation_shows_what_the_user_typed() {

@@ -1,19 +1,19 @@
-//! Shared library of the oc-ambient plugins.
+//! Shared library of the oc-ambient plugins: the pure core (re-exported) plus everything that
+//! touches the world: flags, the client and live loader, offline input, the printer and rendering,
+//! errors and exit codes.
 //!
 //! Every plugin follows one shape: load a [`snapshot::Snapshot`] of the cluster (live, or offline
-//! from YAML dumps), compute findings or a plan from it with pure functions, then render or apply.
-//! Keeping I/O at the edges is what lets almost all logic be tested without a cluster, and lets the
-//! same checks run on a customer's `oc get -o yaml` dump as on a live cluster.
+//! from YAML dumps), compute findings or a plan from it with the core's pure functions, then
+//! render or apply. Keeping I/O at the edges is what lets almost all logic be tested without a
+//! cluster, and lets the same checks run on a customer's `oc get -o yaml` dump as on a live cluster.
+
+pub use oc_ambient_core::{check, convert, duration, equivalence, kinds, mesh, snapshot};
 
 pub mod app;
-pub mod check;
 pub mod cli;
 pub mod client;
-pub mod convert;
-pub mod equivalence;
 pub mod error;
-pub mod kinds;
+pub mod input;
 pub mod live;
-pub mod mesh;
 pub mod printer;
-pub mod snapshot;
+pub mod render;

@@ -7,8 +7,6 @@
 //! group version. Never one request per object: on a cluster with thousands of pods the cost is
 //! the number of kinds times the number of pages.
 
-use std::collections::BTreeMap;
-
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::TypeMeta;
@@ -42,8 +40,7 @@ impl Default for LoadOptions {
     }
 }
 
-/// Served versions of each (group, kind), from discovery.
-pub type Served = BTreeMap<(String, String), Vec<String>>;
+pub use oc_ambient_core::snapshot::Served;
 
 #[derive(Deserialize)]
 struct DiscoveryList {

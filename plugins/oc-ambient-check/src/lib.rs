@@ -10,7 +10,6 @@ use oc_ambient_common::cli::{AllNamespaces, GlobalArgs, OutputFormat};
 use oc_ambient_common::error::{Exit, Failure};
 use oc_ambient_common::live::{self, ListScope, LoadOptions};
 use oc_ambient_common::printer::Printer;
-use oc_ambient_common::snapshot::Snapshot;
 
 /// Check a mesh before and after each step of the sidecar-to-ambient migration. Never changes
 /// anything.
@@ -67,7 +66,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         ));
         snapshot
     } else {
-        let snapshot = Snapshot::from_paths(&offline)?;
+        let snapshot = oc_ambient_common::input::read_snapshot(&offline)?;
         printer.detail(&format!(
             "read {} objects from files in {:.2}s",
             snapshot.len(),
@@ -78,10 +77,11 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
     for note in &snapshot.notes {
         printer.detail(note);
     }
-    let baseline = if cli.baseline.is_empty() { None } else { Some(Snapshot::from_paths(&cli.baseline)?) };
+    let baseline =
+        if cli.baseline.is_empty() { None } else { Some(oc_ambient_common::input::read_snapshot(&cli.baseline)?) };
     let report = check::evaluate(&snapshot, &Options { scope, step: cli.step, baseline });
     let rendered = match cli.global.output {
-        OutputFormat::Table => check::render::table(&report, &printer, cli.step.is_some()),
+        OutputFormat::Table => oc_ambient_common::render::check_table(&report, &printer, cli.step.is_some()),
         OutputFormat::Json => serde_json::to_string_pretty(&report)?,
         OutputFormat::Yaml => serde_yaml_ng::to_string(&report)?,
     };

@@ -19,7 +19,6 @@ use oc_ambient_common::cli::{GlobalArgs, OutputFormat};
 use oc_ambient_common::convert::{ConvertOptions, convert};
 use oc_ambient_common::error::{Exit, Failure};
 use oc_ambient_common::printer::Printer;
-use oc_ambient_common::snapshot::Snapshot;
 
 mod verify;
 
@@ -109,7 +108,7 @@ async fn connect_then_refuse(global: &GlobalArgs) -> Result<Exit, Failure> {
 fn run_convert(global: &GlobalArgs, namespaces: &[String], args: &ConvertArgs) -> Result<Exit, Failure> {
     let printer = Printer::new(global);
     let paths: Vec<PathBuf> = args.from_dir.iter().chain(args.filename.iter()).cloned().collect();
-    let mut snapshot = Snapshot::from_paths(&paths)?;
+    let mut snapshot = oc_ambient_common::input::read_snapshot(&paths)?;
     if let Some(first) = namespaces.first() {
         snapshot.default_namespace(first);
     } else {

@@ -31,7 +31,9 @@ pub fn verify_conversion(
     }
     match output {
         OutputFormat::Json => printer.result(&serde_json::to_string_pretty(&verification)?),
-        OutputFormat::Table | OutputFormat::Yaml => printer.result(&verification.render_table(printer)),
+        OutputFormat::Table | OutputFormat::Yaml => {
+            printer.result(&oc_ambient_common::render::verification_table(&verification, printer))
+        }
     }
-    Ok(verification.exit())
+    Ok(if verification.is_equivalent() { Exit::Success } else { Exit::NotReady })
 }

@@ -1,0 +1,286 @@
+//! The translation engine: sidecar-era configuration in, ambient resources and a report out.
+//!
+//! Step 5 of the migration guide converts configuration by hand. This module does it as pure
+//! functions of a [`Snapshot`] (no I/O), so the same code runs offline on a dump
+//! (`oc-ambient-waypoint convert`) and, later, against a live cluster. Correctness is the point,
+//! and three rules follow from it:
+//!
+//! * **Never drop a rule silently.** Everything the engine cannot express goes into
+//!   [`Conversion::unsupported`] with the field path, and the source object then stays out of
+//!   [`Conversion::replaces`], so clean-up never deletes configuration that was not carried over.
+//! * **Never widen what a policy allows.** Policies are copied rule for rule; where ambient
+//!   enforcement itself changes who can reach what (scope widening through Services, callers that
+//!   skip the waypoint), the engine says so in a warning or refuses.
+//! * **Never emit what the API server rejects.** Values are checked against the Gateway API and
+//!   Istio schemas (names, paths, header names, durations, limits) before they are emitted; the
+//!   integration tests dry-run every emitted object on a real API server.
+//!
+//! The rules live in one module each: [`services`] (DestinationRule subsets become per-version
+//! Services), [`routes`] (mesh VirtualServices become HTTPRoutes), [`policies`] (selector policies
+//! move to the waypoint, and L4 policies admit the waypoint identity) and [`bypass`] (ztunnel
+//! protection against callers that skip the waypoint). [`scope`] decides which namespaces use a
+//! waypoint, which identity it has, and which workloads the input shows.
+
+mod bypass;
+pub mod objects;
+mod policies;
+mod routes;
+mod scope;
+mod services;
+
+use std::collections::BTreeMap;
+
+use kube_core::DynamicObject;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::mesh::ObjectRef;
+use crate::snapshot::Snapshot;
+
+/// What to convert and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConvertOptions {
+    /// Namespaces to convert. Empty: every namespace of the input, each using a waypoint when the
+    /// input shows it needs one. Named namespaces always use a waypoint.
+    pub namespaces: Vec<String>,
+    /// Name of the waypoint Gateway (and its service account). Default: the waypoint the input
+    /// names for the namespace (`istio.io/use-waypoint`, or its only `istio-waypoint` Gateway),
+    /// else `waypoint`.
+    pub waypoint: Option<String>,
+    /// The mesh trust domain. Default: `values.meshConfig.trustDomain` of the Istio resource in the
+    /// input, else `cluster.local` (with a warning when the input holds no Istio resource).
+    pub trust_domain: Option<String>,
+}
+
+/// A field of an input object the conversion could not carry over.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Unsupported {
+    pub object: ObjectRef,
+    /// Path of the field in the source object, e.g. `spec.http[0].retries`.
+    pub field: String,
+    pub reason: String,
+}
+
+/// Something the user must know although the conversion is faithful.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Warning {
+    pub object: ObjectRef,
+    pub message: String,
+}
+
+/// A label to add to an existing object.
+///
+/// Not an entry of `items`: a partial object is not safe with `oc apply -f -` (client-side apply
+/// would record the partial object as the last applied configuration, and creating it when the
+/// object is missing fails or creates a stub). It is offered instead as a server-side-apply patch
+/// body (`oc apply --server-side --field-manager=oc-ambient -f`), which owns only the label, and as
+/// the equivalent `oc label` command in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LabelChange {
+    pub object: ObjectRef,
+    pub labels: BTreeMap<String, String>,
+    pub reason: String,
+    /// The body for `oc apply --server-side`: apiVersion, kind, name, namespace and the labels.
+    pub patch: Value,
+}
+
+impl LabelChange {
+    /// The `oc label` command equivalent to the patch.
+    pub fn command(&self) -> String {
+        let labels: Vec<String> = self.labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
+        let namespace = self.object.namespace.as_deref().map(|ns| format!(" -n {ns}")).unwrap_or_default();
+        format!("oc label {}{namespace} {} {}", self.object.kind.to_lowercase(), self.object.name, labels.join(" "))
+    }
+}
+
+/// The result of a conversion: what to apply, what could not be converted, what it replaces.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Conversion {
+    /// Generated objects, each labelled `app.kubernetes.io/managed-by: oc-ambient` and annotated
+    /// with `oc-ambient.io/source`, in apply order (waypoints, Services, routes, policies).
+    pub items: Vec<DynamicObject>,
+    pub unsupported: Vec<Unsupported>,
+    pub warnings: Vec<Warning>,
+    /// Sidecar-era objects the items supersede completely (for clean-up after the migration).
+    pub replaces: Vec<ObjectRef>,
+    /// Label changes on existing objects (see [`LabelChange`]).
+    pub label_changes: Vec<LabelChange>,
+}
+
+impl Conversion {
+    /// True when everything was converted faithfully (exit code 0).
+    pub fn is_faithful(&self) -> bool {
+        self.unsupported.is_empty()
+    }
+
+    /// The `-o json` document.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "kind": "AmbientConversion",
+            "items": self.items,
+            "unsupported": self.unsupported,
+            "warnings": self.warnings,
+            "replaces": self.replaces,
+            "labelChanges": self.label_changes,
+        })
+    }
+
+    /// The items as one multi-document YAML stream, for `oc apply -f -`.
+    pub fn to_yaml_stream(&self) -> Result<String, serde_yaml_ng::Error> {
+        let mut documents = Vec::with_capacity(self.items.len());
+        for item in &self.items {
+            documents.push(serde_yaml_ng::to_string(item)?);
+        }
+        Ok(documents.join("---\n"))
+    }
+
+    /// The report for people (stderr with `-o yaml`): unsupported fields, warnings, label changes
+    /// and replaced objects, one line each.
+    pub fn report_text(&self) -> String {
+        let mut lines = Vec::new();
+        for entry in &self.unsupported {
+            lines.push(format!("unsupported: {} {}: {}", entry.object, entry.field, entry.reason));
+        }
+        for warning in &self.warnings {
+            lines.push(format!("warning: {}: {}", warning.object, warning.message));
+        }
+        for change in &self.label_changes {
+            lines.push(format!("label change: {} ({})", change.command(), change.reason));
+        }
+        for replaced in &self.replaces {
+            lines.push(format!("replaces: {replaced}"));
+        }
+        lines.push(format!(
+            "{} object(s) generated, {} unsupported field(s), {} warning(s); {}",
+            self.items.len(),
+            self.unsupported.len(),
+            self.warnings.len(),
+            if self.is_faithful() { "converted faithfully" } else { "NOT converted faithfully" }
+        ));
+        lines.join("\n")
+    }
+}
+
+/// Collects the report while the rules run.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    unsupported: Vec<Unsupported>,
+    warnings: Vec<Warning>,
+}
+
+impl Report {
+    pub(crate) fn unsupported(&mut self, object: &ObjectRef, field: impl Into<String>, reason: impl Into<String>) {
+        let entry = Unsupported { object: object.clone(), field: field.into(), reason: reason.into() };
+        if !self.unsupported.contains(&entry) {
+            self.unsupported.push(entry);
+        }
+    }
+
+    pub(crate) fn warn(&mut self, object: &ObjectRef, message: impl Into<String>) {
+        let entry = Warning { object: object.clone(), message: message.into() };
+        if !self.warnings.contains(&entry) {
+            self.warnings.push(entry);
+        }
+    }
+
+    /// Number of unsupported entries so far; rules compare before and after to learn whether an
+    /// object converted completely.
+    pub(crate) fn unsupported_count(&self) -> usize {
+        self.unsupported.len()
+    }
+
+    /// True when some unsupported entry names `object`.
+    pub(crate) fn refused(&self, object: &ObjectRef) -> bool {
+        self.unsupported.iter().any(|entry| &entry.object == object)
+    }
+}
+
+/// Converts the sidecar-era configuration of `snapshot` (see the module docs).
+pub fn convert(snapshot: &Snapshot, options: &ConvertOptions) -> Conversion {
+    let mut report = Report::default();
+    let mesh = scope::Mesh::new(snapshot, options, &mut report);
+    let mut out = objects::Items::new(snapshot);
+
+    for namespace in mesh.waypoint_namespaces() {
+        if let Some(gateway) = mesh.waypoint_gateway_to_emit(namespace, &mut report) {
+            out.add(gateway, &mut report);
+        }
+    }
+    let routed = routes::convert_virtual_services(&mesh, &mut out, &mut report);
+    let version_services = services::convert_subsets(&mesh, &routed, &mut out, &mut report);
+    let enforced = policies::convert_policies(&mesh, &version_services.services, &mut out, &mut report);
+    let label_changes = bypass::protect(&mesh, &enforced, &version_services.services, &mut out, &mut report);
+
+    let mut replaces: Vec<ObjectRef> = Vec::new();
+    replaces.extend(routed.replaced.into_iter().filter(|vs| !report.refused(vs)));
+    replaces.extend(version_services.replaced.into_iter().filter(|dr| !report.refused(dr)));
+    replaces.extend(enforced.replaced.iter().filter(|policy| !report.refused(policy)).cloned());
+    replaces.sort();
+    replaces.dedup();
+
+    let Report { mut unsupported, mut warnings } = report;
+    unsupported.sort();
+    warnings.sort();
+    Conversion { items: out.into_items(), unsupported, warnings, replaces, label_changes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scope::tests::snapshot_of;
+    use super::*;
+
+    #[test]
+    fn malformed_objects_are_reported_never_a_panic() {
+        let input = "
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: shop}
+spec: {selector: 7, ports: oops}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: broken, namespace: shop}
+spec: {hosts: reviews, http: 3}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: odd, namespace: shop}
+spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews, subset: v1}}], timeout: forever}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec: {host: reviews, subsets: nope}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: broken, namespace: shop}
+spec: {selector: {matchLabels: {app: reviews}}, rules: yes}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-namespace}
+spec: {rules: [{to: [{operation: {methods: [GET]}}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews, namespace: shop}
+spec: {template: [1, 2]}
+";
+        let conversion =
+            convert(&snapshot_of(input), &ConvertOptions { namespaces: vec!["shop".into()], ..Default::default() });
+        assert!(!conversion.is_faithful());
+        let refused: Vec<String> = conversion.unsupported.iter().map(|u| format!("{} {}", u.object, u.field)).collect();
+        for expected in [
+            "VirtualService shop/broken spec",
+            "AuthorizationPolicy shop/broken spec",
+            "AuthorizationPolicy no-namespace metadata.namespace",
+        ] {
+            assert!(refused.iter().any(|r| r == expected), "{expected} missing from {refused:#?}");
+        }
+        let rendered = conversion.to_yaml_stream().expect("the items render");
+        assert!(!conversion.report_text().is_empty());
+        assert_eq!(conversion.to_json()["kind"], "AmbientConversion");
+        assert!(!rendered.contains("no-namespace"));
+    }
+}

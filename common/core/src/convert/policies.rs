@@ -1,0 +1,674 @@
+//! Rules 3 and 4: selector policies move to the waypoint; ztunnel policies admit the waypoint.
+//!
+//! **Rule 3.** In ambient, a waypoint enforces only policies attached with `targetRefs`. A
+//! selector policy (AuthorizationPolicy, RequestAuthentication, Telemetry, WasmPlugin) in a
+//! namespace that uses a waypoint is copied as `<name>-waypoint`, with `targetRefs` to the
+//! Services that select the pods of its selector (generated version Services included: clients
+//! may call those directly) and everything else unchanged (action, provider, rules, conditions).
+//! A namespace-wide policy targets the waypoint Gateway. The scope of a Service is its pods, not
+//! the selector's: a Service that also selects other pods widens the policy (a warning), and pods
+//! no Service selects would lose the policy (reported: they need a workload waypoint).
+//!
+//! **Rule 4.** With a waypoint in the path, ztunnel at the destination sees the waypoint's
+//! identity, not the client's. A selector (or namespace-wide) AuthorizationPolicy that ztunnel
+//! enforces (no L7 attribute) and that restricts sources would then block the waypoint: an ALLOW
+//! that names sources gets a source with the waypoint principal added to each rule that restricts
+//! sources, a DENY with `notPrincipals` gets the waypoint principal in them. The client identity
+//! is still checked by the waypoint copy of Rule 3, so nothing is widened. These are emitted as
+//! updated copies of the original policies (same name; the source annotation names the policy
+//! itself).
+//!
+//! Selector policies that only a proxy enforces (AuthorizationPolicies with L7 attributes, also
+//! namespace-wide ones, and selector RequestAuthentication, Telemetry and WasmPlugin) are listed
+//! in `replaces` when converted completely: left in place once the pods leave sidecar mode, an L7 ALLOW becomes deny-all at
+//! ztunnel.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube_core::DynamicObject;
+use serde_json::{Map, Value, json};
+
+use super::Report;
+use super::objects::{Items, generated, invalid_name, is_generated};
+use super::scope::{Mesh, Workload, is_gateway, selects, service_selector};
+use crate::kinds::Kind;
+use crate::mesh::authz::{Action, AuthorizationPolicySpec};
+use crate::mesh::{ObjectRef, selector_matches};
+
+/// Services that get waypoint-enforced AuthorizationPolicies, with those policies' sources.
+#[derive(Debug, Default)]
+pub struct Enforced {
+    /// (namespace, Service name) to the AuthorizationPolicies the waypoint enforces for it.
+    pub services: BTreeMap<(String, String), Vec<ObjectRef>>,
+    /// Selector policies the waypoint copies supersede.
+    pub replaced: Vec<ObjectRef>,
+}
+
+/// Kinds whose selector versions move to the waypoint.
+const POLICY_KINDS: [Kind; 4] =
+    [Kind::AuthorizationPolicy, Kind::RequestAuthentication, Kind::Telemetry, Kind::WasmPlugin];
+
+/// Where a policy applies once it moves to the waypoint.
+enum Targets<'a> {
+    /// The waypoint Gateway (namespace-wide policy): every Service of the namespace.
+    Waypoint(&'a str),
+    /// These Services, by name.
+    Services(Vec<String>),
+}
+
+pub(crate) fn convert_policies(
+    mesh: &Mesh,
+    version_services: &[DynamicObject],
+    out: &mut Items,
+    report: &mut Report,
+) -> Enforced {
+    let mut enforced = Enforced::default();
+    for kind in POLICY_KINDS {
+        for policy in mesh.snapshot.all(kind) {
+            let reference = ObjectRef::of(policy);
+            let Some(namespace) = policy.metadata.namespace.as_deref() else {
+                report.unsupported(&reference, "metadata.namespace", "the object has no namespace; pass -n NS");
+                continue;
+            };
+            let Some(waypoint) = mesh.waypoint(namespace) else { continue };
+            if !mesh.in_scope(namespace) || is_generated(policy) {
+                continue;
+            }
+            let spec = policy.data.get("spec").cloned().unwrap_or_else(|| json!({}));
+            let services = services_in(mesh, namespace, version_services);
+            if spec.get("targetRefs").is_some() || spec.get("targetRef").is_some() {
+                if kind == Kind::AuthorizationPolicy {
+                    note_existing_targets(&spec, namespace, &reference, &mut enforced);
+                }
+                continue;
+            }
+            let authz = if kind == Kind::AuthorizationPolicy {
+                match crate::mesh::spec::<AuthorizationPolicySpec>(policy) {
+                    Ok(authz) => Some(authz),
+                    Err(err) => {
+                        report.unsupported(&reference, "spec", err);
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let selector = selector_labels(&spec);
+            if selector.as_ref().is_some_and(|selector| gateway_policy(mesh, namespace, selector)) {
+                continue; // a gateway proxy enforces it, as before
+            }
+            let proxy_only = authz.as_ref().is_none_or(|authz| !authz.l7_attributes().is_empty());
+            let before = report.unsupported_count();
+            if selector.is_none() && proxy_only {
+                report_uncovered_workloads(mesh, &reference, &services, report);
+            }
+            let targets = match &selector {
+                None => Targets::Waypoint(waypoint),
+                Some(selector) => Targets::Services(target_services(mesh, &reference, selector, &services, report)),
+            };
+            let target_refs: Vec<Value> = match &targets {
+                Targets::Waypoint(name) => {
+                    vec![json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": name})]
+                }
+                Targets::Services(names) => {
+                    names.iter().map(|name| json!({"group": "", "kind": "Service", "name": name})).collect()
+                }
+            };
+            if !target_refs.is_empty() {
+                emit_waypoint_copy(out, report, kind, &reference, namespace, &spec, target_refs);
+            }
+            if let Some(authz) = &authz {
+                let protected: Vec<String> = match &targets {
+                    Targets::Waypoint(_) => services.iter().filter_map(|s| s.metadata.name.clone()).collect(),
+                    Targets::Services(names) => names.clone(),
+                };
+                for service in &protected {
+                    let key = (namespace.to_string(), service.clone());
+                    enforced.services.entry(key).or_default().push(reference.clone());
+                }
+                if !protected.is_empty() {
+                    admit_waypoint(mesh, policy, authz, namespace, out, report);
+                }
+            }
+            // A namespace-wide L7 AuthorizationPolicy is as much a ztunnel trap as a selector one; other
+            // namespace-wide kinds may still configure ztunnel and stay.
+            let moved = selector.is_some() || kind == Kind::AuthorizationPolicy;
+            if proxy_only && moved && report.unsupported_count() == before {
+                if authz.as_ref().is_some_and(|authz| authz.action == Action::Deny && authz.has_l7_only_rule()) {
+                    report.warn(
+                        &reference,
+                        "ztunnel silently does not enforce L7-only DENY rules although the policy's status claims \
+                         otherwise (istio/istio#61126): apply the waypoint copy before the pods leave sidecar mode",
+                    );
+                }
+                if authz.as_ref().is_some_and(|authz| authz.action == Action::Allow) {
+                    report.warn(
+                        &reference,
+                        "ztunnel treats this L7 ALLOW policy as deny-all once the pods leave sidecar mode: \
+                         remove it (see replaces) as soon as they do",
+                    );
+                }
+                enforced.replaced.push(reference);
+            }
+        }
+    }
+    enforced
+}
+
+/// Services of the namespace a policy can target: the input's (with a selector) and the
+/// generated version Services.
+fn services_in<'a>(mesh: &Mesh<'a>, namespace: &str, version_services: &'a [DynamicObject]) -> Vec<&'a DynamicObject> {
+    let mut services: Vec<&DynamicObject> = mesh
+        .snapshot
+        .all(Kind::Service)
+        .iter()
+        .filter(|service| service.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|service| !service_selector(service).is_empty())
+        .collect();
+    for version in version_services {
+        let same = |service: &&DynamicObject| service.metadata.name == version.metadata.name;
+        if version.metadata.namespace.as_deref() == Some(namespace) && !services.iter().any(same) {
+            services.push(version);
+        }
+    }
+    services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    services
+}
+
+/// `spec.selector.matchLabels`; None for a namespace-wide policy (no or an empty selector).
+fn selector_labels(spec: &Value) -> Option<BTreeMap<String, String>> {
+    let labels: BTreeMap<String, String> = spec
+        .pointer("/selector/matchLabels")
+        .and_then(Value::as_object)?
+        .iter()
+        .filter_map(|(key, value)| value.as_str().map(|value| (key.clone(), value.to_string())))
+        .collect();
+    (!labels.is_empty()).then_some(labels)
+}
+
+/// True when the selector picks gateway pods only (by its labels, or by the pods it selects).
+/// Gateways are proxies: they keep enforcing selector policies themselves, so these stay.
+fn gateway_policy(mesh: &Mesh, namespace: &str, selector: &BTreeMap<String, String>) -> bool {
+    let mut selected = mesh.workloads_in(namespace).filter(|w| selector_matches(selector, &w.labels)).peekable();
+    is_gateway(selector) || (selected.peek().is_some() && selected.all(|w| is_gateway(&w.labels)))
+}
+
+/// A namespace-wide policy only a proxy enforces reaches, at the waypoint, only pods behind a
+/// Service: the others lose it.
+fn report_uncovered_workloads(mesh: &Mesh, policy: &ObjectRef, services: &[&DynamicObject], report: &mut Report) {
+    let namespace = policy.namespace.as_deref().unwrap_or_default();
+    for workload in mesh.workloads_in(namespace).filter(|w| !is_gateway(&w.labels)) {
+        if !services.iter().any(|service| selects(service, workload)) {
+            report.unsupported(
+                policy,
+                "spec",
+                format!(
+                    "{} is selected by no Service: the waypoint cannot enforce this namespace-wide policy for it \
+                     (it needs a workload waypoint, istio.io/waypoint-for: workload)",
+                    workload.reference()
+                ),
+            );
+        }
+    }
+}
+
+/// The Services that select the pods of `selector`, reporting pods without a Service and warning
+/// about Services that also select other pods.
+fn target_services(
+    mesh: &Mesh,
+    policy: &ObjectRef,
+    selector: &BTreeMap<String, String>,
+    services: &[&DynamicObject],
+    report: &mut Report,
+) -> Vec<String> {
+    let namespace = policy.namespace.as_deref().unwrap_or_default();
+    let workloads: Vec<&Workload> = mesh.workloads_in(namespace).collect();
+    let selected: Vec<&&Workload> = workloads.iter().filter(|w| selector_matches(selector, &w.labels)).collect();
+    if selected.is_empty() {
+        report.unsupported(
+            policy,
+            "spec.selector",
+            "selects no workload of the input, so the Services to target are unknown (include the Deployments or Pods)",
+        );
+        return Vec::new();
+    }
+    let mut targets = BTreeSet::new();
+    for workload in &selected {
+        let mut covered = false;
+        for service in services.iter().filter(|service| selects(service, workload)) {
+            covered = true;
+            targets.insert(service.metadata.name.clone().unwrap_or_default());
+        }
+        if !covered {
+            report.unsupported(
+                policy,
+                "spec.selector",
+                format!(
+                    "{} is selected by no Service: a waypoint cannot enforce this policy for it (it needs a \
+                     workload waypoint, istio.io/waypoint-for: workload)",
+                    workload.reference()
+                ),
+            );
+        }
+    }
+    for service in services.iter().filter(|s| targets.contains(s.metadata.name.as_deref().unwrap_or_default())) {
+        for other in workloads.iter().filter(|w| selects(service, w) && !selector_matches(selector, &w.labels)) {
+            report.warn(
+                policy,
+                format!(
+                    "Service {} also selects {}, which the policy's selector did not: at the waypoint the policy \
+                     applies to all traffic to the Service, a wider scope",
+                    service.metadata.name.as_deref().unwrap_or_default(),
+                    other.reference()
+                ),
+            );
+        }
+    }
+    targets.into_iter().collect()
+}
+
+fn emit_waypoint_copy(
+    out: &mut Items,
+    report: &mut Report,
+    kind: Kind,
+    source: &ObjectRef,
+    namespace: &str,
+    spec: &Value,
+    target_refs: Vec<Value>,
+) {
+    let name = format!("{}-waypoint", source.name);
+    if let Some(reason) = invalid_name(&name, false).or_else(|| out.name_taken(kind, namespace, &name)) {
+        report.unsupported(source, "metadata.name", reason);
+        return;
+    }
+    let mut copy = spec.as_object().cloned().unwrap_or_default();
+    copy.remove("selector");
+    copy.insert("targetRefs".into(), Value::Array(target_refs));
+    let mut body = Map::new();
+    body.insert("spec".into(), Value::Object(copy));
+    out.add(generated(kind, namespace, &name, std::slice::from_ref(source), body), report);
+}
+
+/// An input policy that already uses targetRefs: the Services it targets are waypoint-enforced.
+fn note_existing_targets(spec: &Value, namespace: &str, policy: &ObjectRef, enforced: &mut Enforced) {
+    let refs = spec.get("targetRefs").and_then(Value::as_array).cloned().unwrap_or_default();
+    for target in refs.iter().chain(spec.get("targetRef")) {
+        if target.get("kind").and_then(Value::as_str) == Some("Service")
+            && let Some(name) = target.get("name").and_then(Value::as_str)
+        {
+            let key = (namespace.to_string(), name.to_string());
+            enforced.services.entry(key).or_default().push(policy.clone());
+        }
+    }
+}
+
+/// Rule 4 (module docs): the ztunnel-enforced policy must let the waypoint through.
+fn admit_waypoint(
+    mesh: &Mesh,
+    policy: &DynamicObject,
+    authz: &AuthorizationPolicySpec,
+    namespace: &str,
+    out: &mut Items,
+    report: &mut Report,
+) {
+    if !authz.l7_attributes().is_empty() || !matches!(authz.action, Action::Allow | Action::Deny) {
+        return;
+    }
+    let reference = ObjectRef::of(policy);
+    let restricts_sources = authz.rules().iter().any(|rule| {
+        rule.from.iter().any(|from| {
+            let source = &from.source;
+            match authz.action {
+                Action::Allow => {
+                    !(source.principals.is_empty()
+                        && source.namespaces.is_empty()
+                        && source.service_accounts.is_empty())
+                }
+                _ => !source.not_principals.is_empty() || !source.not_namespaces.is_empty(),
+            }
+        })
+    });
+    if !restricts_sources {
+        return;
+    }
+    let Some(waypoint) = mesh.waypoint_principal(namespace) else {
+        report.unsupported(
+            &reference,
+            "spec.rules",
+            "ztunnel will see the waypoint's identity, but the waypoint principal is unknown (trust domain); \
+             pass --trust-domain",
+        );
+        return;
+    };
+    let mut spec = policy.data.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let mut changed = false;
+    let rules = spec.get_mut("rules").and_then(Value::as_array_mut);
+    for (index, rule) in rules.into_iter().flatten().enumerate() {
+        let Some(sources) = rule.get_mut("from").and_then(Value::as_array_mut) else { continue };
+        match authz.action {
+            Action::Allow => {
+                let admitted = sources.iter().any(|from| {
+                    let source = from.get("source");
+                    let principals = source.and_then(|s| s.get("principals")).and_then(Value::as_array);
+                    let only_principals = source.and_then(Value::as_object).is_some_and(|s| s.len() == 1);
+                    only_principals && principals.is_some_and(|p| p.iter().any(|p| p == &json!(waypoint)))
+                });
+                if !admitted {
+                    sources.push(json!({"source": {"principals": [waypoint]}}));
+                    changed = true;
+                }
+            }
+            _ => {
+                for (position, from) in sources.iter_mut().enumerate() {
+                    if from.pointer("/source/notNamespaces").is_some() {
+                        report.unsupported(
+                            &reference,
+                            format!("spec.rules[{index}].from[{position}].source.notNamespaces"),
+                            "ztunnel will see the waypoint's identity: this DENY would block it, and exempting the \
+                             waypoint's namespace would exempt more than the waypoint",
+                        );
+                    }
+                    if let Some(not_principals) =
+                        from.pointer_mut("/source/notPrincipals").and_then(Value::as_array_mut)
+                        && !not_principals.contains(&json!(waypoint))
+                    {
+                        not_principals.push(json!(waypoint));
+                        changed = true;
+                    }
+                }
+            }
+        }
+        let source_conditions = rule.get("when").and_then(Value::as_array).is_some_and(|conditions| {
+            conditions.iter().any(|c| {
+                c.get("key").and_then(Value::as_str).is_some_and(|key| key.starts_with("source.") || key == "remote.ip")
+            })
+        });
+        if source_conditions {
+            report.warn(
+                &reference,
+                format!(
+                    "spec.rules[{index}].when tests the source, which ztunnel sees as the waypoint: check the rule"
+                ),
+            );
+        }
+    }
+    if authz.rules().iter().any(|rule| rule.from.iter().any(|f| !f.source.ip_blocks.is_empty())) {
+        report.warn(&reference, "ipBlocks: ztunnel sees the waypoint's address for traffic through the waypoint");
+    }
+    if !changed {
+        return;
+    }
+    let mut body = Map::new();
+    body.insert("spec".into(), spec);
+    let name = reference.name.clone();
+    out.add(generated(Kind::AuthorizationPolicy, namespace, &name, std::slice::from_ref(&reference), body), report);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scope::tests::snapshot_of;
+    use super::super::{Conversion, ConvertOptions, convert};
+    use super::*;
+
+    const APP: &str = "
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v1, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: reviews, version: v1}}
+    spec: {serviceAccountName: reviews}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v2, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: reviews, version: v2}}
+    spec: {serviceAccountName: reviews}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: batch, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: batch}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: shop}
+spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
+";
+
+    fn run(policies: &str) -> Conversion {
+        convert(&snapshot_of(&format!("{APP}---\n{policies}")), &ConvertOptions::default())
+    }
+
+    /// Converts with `shop` named explicitly, for inputs that alone would not need a waypoint.
+    fn run_in_shop(policies: &str) -> Conversion {
+        let options = ConvertOptions { namespaces: vec!["shop".into()], ..ConvertOptions::default() };
+        convert(&snapshot_of(&format!("{APP}---\n{policies}")), &options)
+    }
+
+    fn item<'a>(conversion: &'a Conversion, kind: &str, name: &str) -> Option<&'a DynamicObject> {
+        conversion.items.iter().find(|item| {
+            item.types.as_ref().is_some_and(|t| t.kind == kind) && item.metadata.name.as_deref() == Some(name)
+        })
+    }
+
+    #[test]
+    fn an_l7_selector_policy_moves_to_the_waypoint_and_is_replaced() {
+        let conversion = run("apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/productpage]}}]
+    to: [{operation: {methods: [GET]}}]
+    when: [{key: 'request.headers[x-user]', values: [a]}]");
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        let copy = item(&conversion, "AuthorizationPolicy", "reviews-waypoint").expect("waypoint copy");
+        assert_eq!(
+            copy.data["spec"],
+            json!({
+                "targetRefs": [{"group": "", "kind": "Service", "name": "reviews"}],
+                "action": "ALLOW",
+                "rules": [{
+                    "from": [{"source": {"principals": ["cluster.local/ns/shop/sa/productpage"]}}],
+                    "to": [{"operation": {"methods": ["GET"]}}],
+                    "when": [{"key": "request.headers[x-user]", "values": ["a"]}]
+                }]
+            })
+        );
+        assert!(item(&conversion, "AuthorizationPolicy", "reviews").is_none(), "an L7 policy needs no rule 4 copy");
+        assert_eq!(conversion.replaces, vec![ObjectRef::new("AuthorizationPolicy", Some("shop"), "reviews")]);
+        assert!(item(&conversion, "Gateway", "waypoint").is_some(), "the namespace needs a waypoint");
+    }
+
+    #[test]
+    fn scope_widening_is_warned_about() {
+        let conversion = run("apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: v1-only, namespace: shop}
+spec:
+  selector: {matchLabels: {version: v1}}
+  action: DENY
+  rules: [{to: [{operation: {paths: [/admin]}}]}]");
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        assert!(conversion.warnings.iter().any(|w| w.message.contains("istio/istio#61126")));
+        assert!(
+            conversion.warnings.iter().any(|w| w.message.contains("also selects Deployment shop/reviews-v2")),
+            "{:?}",
+            conversion.warnings
+        );
+        assert!(item(&conversion, "AuthorizationPolicy", "v1-only-waypoint").is_some());
+    }
+
+    #[test]
+    fn pods_without_a_service_are_reported() {
+        let conversion = run("apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: batch, namespace: shop}
+spec:
+  selector: {matchLabels: {app: batch}}
+  rules: [{to: [{operation: {methods: [GET]}}]}]");
+        assert_eq!(conversion.unsupported.len(), 1);
+        assert!(conversion.unsupported[0].reason.contains("Deployment shop/batch is selected by no Service"));
+        assert!(item(&conversion, "AuthorizationPolicy", "batch-waypoint").is_none());
+        assert!(conversion.replaces.is_empty(), "the policy was not carried over, so it is not replaced");
+    }
+
+    #[test]
+    fn l4_allow_policies_admit_the_waypoint_principal() {
+        let conversion = run("apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-l4, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/productpage]}}]
+  - to: [{operation: {ports: ['9080']}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-routes, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules: [{to: [{operation: {paths: [/x]}}]}]");
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        let updated = item(&conversion, "AuthorizationPolicy", "reviews-l4").expect("updated copy");
+        assert_eq!(
+            updated.data["spec"]["rules"][0]["from"],
+            json!([
+                {"source": {"principals": ["cluster.local/ns/shop/sa/productpage"]}},
+                {"source": {"principals": ["cluster.local/ns/shop/sa/waypoint"]}}
+            ])
+        );
+        assert_eq!(updated.data["spec"]["rules"][1], json!({"to": [{"operation": {"ports": ["9080"]}}]}));
+        assert_eq!(updated.data["spec"]["selector"], json!({"matchLabels": {"app": "reviews"}}));
+        assert!(!is_generated(updated), "an updated copy is still the user's policy");
+        assert!(item(&conversion, "AuthorizationPolicy", "reviews-l4-waypoint").is_some());
+        assert!(
+            !conversion.replaces.contains(&ObjectRef::new("AuthorizationPolicy", Some("shop"), "reviews-l4")),
+            "ztunnel keeps enforcing the L4 policy"
+        );
+    }
+
+    #[test]
+    fn a_policy_that_already_admits_the_waypoint_is_left_alone() {
+        let conversion = run_in_shop(
+            "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-l4, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/productpage]}}, {source: {principals: [cluster.local/ns/shop/sa/waypoint]}}]",
+        );
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        assert!(item(&conversion, "AuthorizationPolicy", "reviews-l4").is_none(), "no update needed");
+        assert!(item(&conversion, "AuthorizationPolicy", "reviews-l4-waypoint").is_some());
+    }
+
+    #[test]
+    fn a_deny_with_not_principals_exempts_the_waypoint_and_a_missing_principal_is_reported() {
+        let policy = "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-friends, namespace: shop}
+spec:
+  action: DENY
+  rules: [{from: [{source: {notPrincipals: [cluster.local/ns/shop/sa/friend]}}]}]";
+        assert!(run(policy).items.is_empty(), "an L4 policy alone does not call for a waypoint");
+        let conversion = run_in_shop(policy);
+        let updated = item(&conversion, "AuthorizationPolicy", "only-friends").expect("updated copy");
+        assert_eq!(
+            updated.data["spec"]["rules"][0]["from"][0]["source"]["notPrincipals"],
+            json!(["cluster.local/ns/shop/sa/friend", "cluster.local/ns/shop/sa/waypoint"])
+        );
+        let copy = item(&conversion, "AuthorizationPolicy", "only-friends-waypoint").expect("namespace-wide copy");
+        assert_eq!(
+            copy.data["spec"]["targetRefs"],
+            json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "waypoint"}])
+        );
+
+        let conflicting = "---
+apiVersion: sailoperator.io/v1
+kind: Istio
+metadata: {name: a}
+spec: {values: {meshConfig: {trustDomain: a.example}}}
+---
+apiVersion: sailoperator.io/v1
+kind: Istio
+metadata: {name: b}
+spec: {values: {meshConfig: {trustDomain: b.example}}}";
+        let conversion = run_in_shop(&format!("{policy}\n{conflicting}"));
+        assert!(
+            conversion
+                .unsupported
+                .iter()
+                .any(|u| u.object.name == "only-friends" && u.reason.contains("waypoint principal is unknown")),
+            "{:?}",
+            conversion.unsupported
+        );
+        assert!(item(&conversion, "AuthorizationPolicy", "only-friends").is_none());
+    }
+
+    #[test]
+    fn other_selector_policies_move_too() {
+        let conversion = run("apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  jwtRules: [{issuer: https://issuer.example}]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: logs, namespace: shop}
+spec:
+  accessLogging: [{providers: [{name: envoy}]}]");
+        let uncovered: Vec<(&str, &str)> =
+            conversion.unsupported.iter().map(|u| (u.object.name.as_str(), u.reason.as_str())).collect();
+        assert_eq!(uncovered.len(), 1, "{uncovered:?}");
+        assert_eq!(uncovered[0].0, "logs");
+        assert!(uncovered[0].1.starts_with("Deployment shop/batch is selected by no Service"), "{uncovered:?}");
+        let jwt = item(&conversion, "RequestAuthentication", "jwt-waypoint").expect("copy");
+        assert_eq!(jwt.data["spec"]["targetRefs"], json!([{"group": "", "kind": "Service", "name": "reviews"}]));
+        assert_eq!(jwt.data["spec"]["jwtRules"], json!([{"issuer": "https://issuer.example"}]));
+        let logs = item(&conversion, "Telemetry", "logs-waypoint").expect("copy");
+        assert_eq!(logs.data["spec"]["targetRefs"][0]["kind"], json!("Gateway"));
+        assert_eq!(conversion.replaces, vec![ObjectRef::new("RequestAuthentication", Some("shop"), "jwt")]);
+    }
+
+    #[test]
+    fn gateway_policies_stay_with_the_gateway() {
+        let input = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: edge-istio, namespace: shop}
+spec: {template: {metadata: {labels: {gateway.networking.k8s.io/gateway-name: edge}}}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: edge, namespace: shop}
+spec:
+  selector: {matchLabels: {gateway.networking.k8s.io/gateway-name: edge}}
+  rules: [{to: [{operation: {paths: [/public/*]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: classic, namespace: shop}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  rules: [{to: [{operation: {methods: [GET]}}]}]";
+        let conversion = run(input);
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        assert!(conversion.items.is_empty(), "gateway policies alone need no waypoint: {:?}", conversion.items);
+        let conversion = run_in_shop(input);
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        assert!(item(&conversion, "AuthorizationPolicy", "edge-waypoint").is_none());
+        assert!(item(&conversion, "AuthorizationPolicy", "classic-waypoint").is_none());
+        assert!(conversion.replaces.is_empty());
+    }
+}

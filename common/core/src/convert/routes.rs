@@ -1,0 +1,1314 @@
+//! Rule 2: mesh VirtualServices become HTTPRoutes.
+//!
+//! A VirtualService bound to the mesh becomes one HTTPRoute with a Service `parentRef` (GAMMA) per
+//! host that is a Service of the input; one bound only to Gateway API gateways gets Gateway
+//! `parentRefs` and `hostnames` instead. Each `http` rule becomes one HTTPRoute rule: matches
+//! (path exact/prefix/regex, headers, query parameters, method), weighted `backendRefs` (a
+//! `subset` becomes the per-version Service of [`super::services`]), and filters for rewrite,
+//! redirect, header changes and a full mirror; `timeout` becomes `timeouts.request`.
+//!
+//! A mesh VirtualService applies to every client of its hosts (unless `exportTo` says otherwise).
+//! The Gateway API equivalent is a *producer* route, one in the namespace of the Service it
+//! attaches to, so the HTTPRoute goes to the hosts' namespace, wherever the VirtualService lives
+//! (a route elsewhere would be a consumer route, applying only to clients of its own namespace).
+//!
+//! What cannot be carried over is reported with its field path. Two kinds are told apart:
+//! *lossy* problems (retries, fault injection, CORS, a partial mirror) leave the rest of the route
+//! correct, so the route is still emitted without them; *fatal* problems (a match or destination
+//! that cannot be expressed, delegation, direct responses, rule order) would send requests
+//! elsewhere, so no route is emitted for that VirtualService at all.
+//!
+//! **Rule order.** Istio tries `http` rules first-match in order. Gateway API ranks matches by
+//! specificity instead; Istio 1.27 implements that ranking by sorting matches on: path type (exact,
+//! then prefix, then regex), path length, presence of a method, number of header matches, number
+//! of query parameter matches, and then rule order. A match without a path is defaulted to prefix
+//! `/` by the API server. When a later rule's match ranks above an earlier rule's match and some
+//! request can satisfy both, the HTTPRoute would send that request to the later rule: the
+//! conversion is refused for that VirtualService, naming both matches. (Overlap is decided
+//! conservatively: only provably disjoint matches, such as different exact paths, methods or
+//! header values, are accepted.)
+//!
+//! **Prefixes.** Istio's `prefix` compares characters (`/static` also matches `/staticfoo`);
+//! Gateway API `PathPrefix` compares whole path segments. The engine emits `PathPrefix` (anything
+//! else breaks prefix rewrites and the ranking above) and warns, naming the prefixes, so users
+//! whose clients depend on partial segments know to act.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use kube_core::DynamicObject;
+use regex::Regex;
+use serde_json::{Map, Value, json};
+
+use super::Report;
+use super::objects::{Items, generated, invalid_name, is_generated};
+use super::scope::{Mesh, service_ports};
+use crate::kinds::Kind;
+use crate::mesh::networking::{
+    Destination, HeaderOperations, HttpMatchRequest, HttpRoute, StringMatch, VirtualServiceSpec, service_of_host,
+};
+use crate::mesh::{ObjectRef, spec};
+
+/// A DestinationRule subset an emitted route sends traffic to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SubsetUse {
+    /// Namespace and name of the host Service.
+    pub namespace: String,
+    pub service: String,
+    pub subset: String,
+    /// The VirtualService that routes to it, and the field naming the subset.
+    pub route: ObjectRef,
+    pub field: String,
+}
+
+/// What the route conversion produced besides items.
+#[derive(Debug, Default)]
+pub struct Routed {
+    pub subsets: Vec<SubsetUse>,
+    /// VirtualServices converted completely.
+    pub replaced: Vec<ObjectRef>,
+}
+
+/// Gateway API limits (HTTPRoute v1, v1.3.0).
+const MAX_RULES: usize = 16;
+const MAX_MATCHES_PER_RULE: usize = 64;
+const MAX_MATCHES: usize = 128;
+const MAX_BACKENDS: usize = 16;
+const MAX_HEADER_MATCHES: usize = 16;
+const MAX_HEADER_CHANGES: usize = 16;
+const MAX_PATH: usize = 1024;
+const MAX_HEADER_VALUE: usize = 4096;
+const MAX_WEIGHT: i64 = 1_000_000;
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+static HEADER_NAME: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}$").ok());
+static PATH_CHARS: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$").ok());
+static HOSTNAME: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").ok());
+
+fn matches_pattern(pattern: &LazyLock<Option<Regex>>, text: &str) -> bool {
+    pattern.as_ref().is_some_and(|regex| regex.is_match(text))
+}
+
+pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mut Report) -> Routed {
+    let mut routed = Routed::default();
+    let mut claimed = routes_of_the_input(mesh);
+    for vs in mesh.snapshot.all(Kind::VirtualService) {
+        let reference = ObjectRef::of(vs);
+        let Some(namespace) = vs.metadata.namespace.as_deref() else {
+            report.unsupported(&reference, "metadata.namespace", "the object has no namespace; pass -n NS");
+            continue;
+        };
+        if !routes_in_scope(mesh, vs, namespace) || is_generated(vs) {
+            continue;
+        }
+        let before = report.unsupported_count();
+        let mut converter = RouteConverter {
+            mesh,
+            vs: &reference,
+            namespace,
+            route_namespace: namespace.to_string(),
+            report,
+            fatal: false,
+            subsets: vec![],
+        };
+        let route = converter.convert(vs, out);
+        let mut subsets = std::mem::take(&mut converter.subsets);
+        if let Some(route) = route
+            && claim_parents(&route, &reference, &mut claimed, report)
+        {
+            routed.subsets.append(&mut subsets);
+            out.add(route, report);
+        }
+        if report.unsupported_count() == before {
+            routed.replaced.push(reference);
+        }
+    }
+    routed
+}
+
+/// True when the VirtualService lives in a namespace being converted or routes for a host there
+/// (its route will live there, see the module docs).
+fn routes_in_scope(mesh: &Mesh, vs: &DynamicObject, namespace: &str) -> bool {
+    mesh.in_scope(namespace)
+        || spec::<VirtualServiceSpec>(vs).is_ok_and(|spec| {
+            spec.hosts.iter().any(|host| service_of_host(host, namespace).is_some_and(|(_, ns)| mesh.in_scope(ns)))
+        })
+}
+
+/// A parent (Service or Gateway) as (kind, namespace, name).
+type Parent = (String, String, String);
+
+fn parents_of(route: &DynamicObject) -> Vec<Parent> {
+    let namespace = route.metadata.namespace.clone().unwrap_or_default();
+    let parents = route.data.pointer("/spec/parentRefs").and_then(Value::as_array).cloned().unwrap_or_default();
+    parents
+        .iter()
+        .map(|parent| {
+            let field = |key: &str| parent.get(key).and_then(Value::as_str).map(str::to_string);
+            let kind = field("kind").unwrap_or_else(|| "Gateway".into());
+            (kind, field("namespace").unwrap_or_else(|| namespace.clone()), field("name").unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Parents the input's own HTTPRoutes already attach to.
+fn routes_of_the_input(mesh: &Mesh) -> BTreeMap<Parent, ObjectRef> {
+    let mut claimed = BTreeMap::new();
+    for route in mesh.snapshot.all(Kind::HttpRoute).iter().filter(|route| !is_generated(route)) {
+        for parent in parents_of(route) {
+            claimed.entry(parent).or_insert_with(|| ObjectRef::of(route));
+        }
+    }
+    claimed
+}
+
+/// Gateway API merges every route attached to a parent and ranks their matches together, while
+/// Istio uses one VirtualService per host: a second route on a parent would change routing, so it
+/// is refused (false) naming the route already there.
+fn claim_parents(
+    route: &DynamicObject,
+    vs: &ObjectRef,
+    claimed: &mut BTreeMap<Parent, ObjectRef>,
+    report: &mut Report,
+) -> bool {
+    let parents = parents_of(route);
+    let taken: Vec<String> = parents
+        .iter()
+        .filter_map(|parent| {
+            claimed.get(parent).map(|owner| format!("{} {}/{} ({owner})", parent.0, parent.1, parent.2))
+        })
+        .collect();
+    if !taken.is_empty() {
+        report.unsupported(
+            vs,
+            "spec.hosts",
+            format!(
+                "another route already attaches to {}: Gateway API would merge the routes, Istio used one \
+                 VirtualService per host; merge them first",
+                taken.join(", ")
+            ),
+        );
+        return false;
+    }
+    for parent in parents {
+        claimed.insert(parent, vs.clone());
+    }
+    true
+}
+
+/// One match as the ranking sees it.
+#[derive(Debug, Clone, Default)]
+struct MatchKey {
+    path: Option<StringMatch>,
+    method: Option<String>,
+    headers: BTreeMap<String, StringMatch>,
+    queries: BTreeMap<String, StringMatch>,
+}
+
+impl MatchKey {
+    /// Istio's ordering of Gateway API matches (module docs); larger ranks first.
+    fn rank(&self) -> (u8, usize, bool, usize, usize) {
+        let (kind, length) = match &self.path {
+            Some(StringMatch::Exact(path)) => (3, path.len()),
+            Some(StringMatch::Prefix(path)) => (2, path.len()),
+            Some(StringMatch::Regex(path)) => (1, path.len()),
+            None => (2, 1), // defaulted to PathPrefix "/"
+        };
+        (kind, length, self.method.is_some(), self.headers.len(), self.queries.len())
+    }
+
+    /// False only when no request can satisfy both matches.
+    fn may_overlap(&self, other: &MatchKey) -> bool {
+        let paths = match (&self.path, &other.path) {
+            (Some(StringMatch::Exact(a)), Some(StringMatch::Exact(b))) => a == b,
+            (Some(StringMatch::Exact(path)), Some(StringMatch::Prefix(prefix)))
+            | (Some(StringMatch::Prefix(prefix)), Some(StringMatch::Exact(path))) => {
+                path.starts_with(prefix.as_str()) || path == prefix.trim_end_matches('/')
+            }
+            (Some(StringMatch::Prefix(a)), Some(StringMatch::Prefix(b))) => {
+                a.starts_with(b.as_str()) || b.starts_with(a.as_str())
+            }
+            _ => true,
+        };
+        let methods = match (&self.method, &other.method) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        paths
+            && methods
+            && values_may_overlap(&self.headers, &other.headers)
+            && values_may_overlap(&self.queries, &other.queries)
+    }
+}
+
+fn values_may_overlap(a: &BTreeMap<String, StringMatch>, b: &BTreeMap<String, StringMatch>) -> bool {
+    a.iter().all(|(name, value)| match (value, b.get(name)) {
+        (StringMatch::Exact(x), Some(StringMatch::Exact(y))) => x == y,
+        _ => true,
+    })
+}
+
+struct RouteConverter<'a, 'm> {
+    mesh: &'a Mesh<'m>,
+    vs: &'a ObjectRef,
+    /// The VirtualService's namespace, against which short hosts resolve.
+    namespace: &'a str,
+    /// Where the HTTPRoute goes: the namespace of the Services it attaches to (see `parents`).
+    route_namespace: String,
+    report: &'a mut Report,
+    /// Set by a problem that makes the whole route wrong: nothing is emitted.
+    fatal: bool,
+    subsets: Vec<SubsetUse>,
+}
+
+impl RouteConverter<'_, '_> {
+    /// A problem after which the route would send requests elsewhere: nothing is emitted.
+    fn refuse(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.report.unsupported(self.vs, field, reason);
+        self.fatal = true;
+    }
+
+    /// A feature the route loses; the rest stays correct and is emitted.
+    fn lose(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.report.unsupported(self.vs, field, reason);
+    }
+
+    fn convert(&mut self, vs: &DynamicObject, out: &Items) -> Option<DynamicObject> {
+        let spec: VirtualServiceSpec = match spec(vs) {
+            Ok(spec) => spec,
+            Err(err) => {
+                self.refuse("spec", err);
+                return None;
+            }
+        };
+        if !spec.tcp.is_empty() {
+            self.lose("spec.tcp", "TCP routes are not converted (TCPRoute is not in the Gateway API standard channel)");
+        }
+        if !spec.tls.is_empty() {
+            self.lose("spec.tls", "TLS routes are not converted (TLSRoute is not in the Gateway API standard channel)");
+        }
+        if !spec.export_to.is_empty() && spec.export_to.iter().any(|to| to != "*") {
+            self.lose(
+                "spec.exportTo",
+                "an HTTPRoute has no exportTo: on the Service it applies to every client, a wider scope",
+            );
+        }
+        for key in spec.extra.keys() {
+            self.lose(format!("spec.{key}"), "field not understood by the converter");
+        }
+        if spec.http.is_empty() {
+            self.refuse("spec.http", "no HTTP routes to convert");
+            return None;
+        }
+        let name = vs.metadata.name.clone().unwrap_or_default();
+        if let Some(reason) = invalid_name(&name, false) {
+            self.refuse("metadata.name", reason);
+        }
+        let reported = self.report.unsupported_count();
+        let (parents, hostnames) = self.parents(&spec);
+        if parents.is_empty() && self.report.unsupported_count() == reported {
+            self.refuse("spec.hosts", "no host is a Service (or Gateway API gateway) this conversion can attach to");
+        } else if parents.is_empty() {
+            self.fatal = true; // the reasons are reported per host and gateway
+        }
+        if let Some(reason) = out.name_taken(Kind::HttpRoute, &self.route_namespace, &name) {
+            self.refuse("metadata.name", reason);
+        }
+        if spec.http.len() > MAX_RULES {
+            self.refuse("spec.http", format!("{} rules; an HTTPRoute holds at most {MAX_RULES}", spec.http.len()));
+        }
+        let mut rules = Vec::new();
+        let mut keys = Vec::new();
+        let mut prefixes = Vec::new();
+        for (index, route) in spec.http.iter().enumerate() {
+            let (rule, rule_keys) = self.rule(&format!("spec.http[{index}]"), route);
+            rules.push(Value::Object(rule));
+            prefixes.extend(rule_keys.iter().filter_map(|key| match &key.path {
+                Some(StringMatch::Prefix(prefix)) if prefix != "/" => Some(prefix.clone()),
+                _ => None,
+            }));
+            keys.push(rule_keys);
+        }
+        let total: usize = keys.iter().map(Vec::len).sum();
+        if total > MAX_MATCHES {
+            self.refuse("spec.http", format!("{total} matches; an HTTPRoute holds at most {MAX_MATCHES}"));
+        }
+        self.check_order(&keys);
+        if self.fatal {
+            return None;
+        }
+        if !prefixes.is_empty() {
+            prefixes.sort();
+            prefixes.dedup();
+            self.report.warn(
+                self.vs,
+                format!(
+                    "prefix matches {} become PathPrefix, which matches whole path segments: Istio also matched \
+                     partial segments (/static matched /staticfoo); such requests now take another rule",
+                    prefixes.join(", ")
+                ),
+            );
+        }
+        let mut route_spec = Map::new();
+        route_spec.insert("parentRefs".into(), Value::Array(parents));
+        if !hostnames.is_empty() {
+            route_spec.insert("hostnames".into(), json!(hostnames));
+        }
+        route_spec.insert("rules".into(), Value::Array(rules));
+        let mut body = Map::new();
+        body.insert("spec".into(), Value::Object(route_spec));
+        Some(generated(Kind::HttpRoute, &self.route_namespace, &name, std::slice::from_ref(self.vs), body))
+    }
+
+    /// Parent references and hostnames (the latter for gateway-bound routes only).
+    fn parents(&mut self, spec: &VirtualServiceSpec) -> (Vec<Value>, Vec<String>) {
+        let mut mesh_bound = spec.gateways.is_empty();
+        let mut gateways = Vec::new();
+        for (index, gateway) in spec.gateways.iter().enumerate() {
+            if gateway == "mesh" {
+                mesh_bound = true;
+                continue;
+            }
+            let (namespace, name) = gateway.split_once('/').unwrap_or((self.namespace, gateway));
+            let is_gateway_api = self.mesh.snapshot.get(Kind::Gateway, Some(namespace), name).is_some();
+            if is_gateway_api {
+                let mut parent = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": name});
+                if namespace != self.namespace {
+                    parent["namespace"] = json!(namespace);
+                }
+                gateways.push(parent);
+            } else {
+                self.lose(
+                    format!("spec.gateways[{index}]"),
+                    format!(
+                        "bound to {gateway}, which is no Gateway API gateway of the input: routes of Istio ingress \
+                         Gateways are not converted here (convert the gateway first, e.g. with ingress2gateway)"
+                    ),
+                );
+            }
+        }
+        if mesh_bound && !gateways.is_empty() {
+            self.lose(
+                "spec.gateways",
+                "bound to the mesh and to gateways at once: only the mesh part is converted; give the gateways \
+                 their own HTTPRoute",
+            );
+            gateways.clear();
+        }
+        if !mesh_bound {
+            let wildcard = spec.hosts.iter().any(|host| host == "*");
+            let hostnames: Vec<String> = if wildcard { vec![] } else { spec.hosts.clone() };
+            for (index, host) in hostnames.iter().enumerate() {
+                if !matches_pattern(&HOSTNAME, host) || host.len() > 253 {
+                    self.refuse(format!("spec.hosts[{index}]"), format!("{host:?} is not a valid HTTPRoute hostname"));
+                }
+            }
+            return (gateways, hostnames);
+        }
+        let mut parents = Vec::new();
+        for (index, host) in spec.hosts.iter().enumerate() {
+            let field = format!("spec.hosts[{index}]");
+            let Some((name, namespace)) = service_of_host(host, self.namespace) else {
+                self.lose(
+                    field,
+                    format!("{host} is not a cluster Service: mesh routes to external hosts are not converted"),
+                );
+                continue;
+            };
+            if self.mesh.service(namespace, name).is_none() {
+                self.lose(field, format!("{host} is not a Service of the input"));
+                continue;
+            }
+            if self.mesh.waypoint(namespace).is_none() {
+                self.lose(
+                    field,
+                    format!("Service {namespace}/{name} does not use a waypoint in this conversion: a route on it would not take effect"),
+                );
+                continue;
+            }
+            let parent = (namespace, json!({"group": "", "kind": "Service", "name": name}));
+            if !parents.contains(&parent) {
+                parents.push(parent);
+            }
+        }
+        let mut namespaces: Vec<&str> = parents.iter().map(|(namespace, _)| *namespace).collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        match namespaces.as_slice() {
+            [] => (vec![], vec![]),
+            [namespace] => {
+                self.route_namespace = namespace.to_string();
+                (parents.into_iter().map(|(_, parent)| parent).collect(), vec![])
+            }
+            several => {
+                self.refuse(
+                    "spec.hosts",
+                    format!(
+                        "hosts in several namespaces ({}): a route applies to every client of a Service only in the \
+                         Service's namespace; split the VirtualService by namespace",
+                        several.join(", ")
+                    ),
+                );
+                (vec![], vec![])
+            }
+        }
+    }
+
+    fn rule(&mut self, field: &str, route: &HttpRoute) -> (Map<String, Value>, Vec<MatchKey>) {
+        let mut rule = Map::new();
+        let mut keys = Vec::new();
+        let mut matches = Vec::new();
+        for (index, request) in route.matches.iter().enumerate() {
+            let (value, key) = self.route_match(&format!("{field}.match[{index}]"), request);
+            matches.push(value);
+            keys.push(key);
+        }
+        if matches.len() > MAX_MATCHES_PER_RULE {
+            self.refuse(format!("{field}.match"), format!("more than {MAX_MATCHES_PER_RULE} matches in one rule"));
+        }
+        if keys.is_empty() {
+            keys.push(MatchKey::default());
+        } else {
+            rule.insert("matches".into(), Value::Array(matches));
+        }
+
+        let mut filters = Vec::new();
+        for (present, name, reason) in [
+            (route.fault.is_some(), "fault", "fault injection has no Gateway API equivalent"),
+            (route.retries.is_some(), "retries", "retries have no Gateway API standard equivalent"),
+            (route.cors_policy.is_some(), "corsPolicy", "CORS has no Gateway API standard equivalent"),
+            (route.mirrors.is_some(), "mirrors", "several mirrors are not converted"),
+        ] {
+            if present {
+                self.lose(format!("{field}.{name}"), reason);
+            }
+        }
+        for (present, name, reason) in [
+            (route.delegate.is_some(), "delegate", "delegation has no Gateway API equivalent"),
+            (route.direct_response.is_some(), "directResponse", "direct responses have no Gateway API equivalent"),
+        ] {
+            if present {
+                self.refuse(format!("{field}.{name}"), reason);
+            }
+        }
+        for key in route.extra.keys() {
+            self.lose(format!("{field}.{key}"), "field not understood by the converter");
+        }
+        match (&route.redirect, route.route.is_empty()) {
+            (Some(_), false) => self.refuse(field, "both redirect and route"),
+            (Some(redirect), true) => filters.extend(self.redirect(&format!("{field}.redirect"), redirect)),
+            (None, false) => {
+                let backends = self.backends(field, route);
+                rule.insert("backendRefs".into(), Value::Array(backends));
+            }
+            (None, true) if route.delegate.is_none() && route.direct_response.is_none() => {
+                self.refuse(field, "no route, redirect or direct response")
+            }
+            (None, true) => {}
+        }
+        if let Some(rewrite) = &route.rewrite {
+            filters.extend(self.rewrite(&format!("{field}.rewrite"), rewrite, &keys, route.matches.len()));
+        }
+        if let Some(headers) = &route.headers {
+            let changes = [
+                ("request", "RequestHeaderModifier", "requestHeaderModifier", &headers.request),
+                ("response", "ResponseHeaderModifier", "responseHeaderModifier", &headers.response),
+            ];
+            for (side, kind, key, operations) in changes {
+                if let Some(modifier) =
+                    operations.as_ref().and_then(|ops| self.header_modifier(&format!("{field}.headers.{side}"), ops))
+                {
+                    filters.push(json!({"type": kind, key: modifier}));
+                }
+            }
+        }
+        if let Some(mirror) = self.mirror(field, route) {
+            filters.push(mirror);
+        }
+        if !filters.is_empty() {
+            rule.insert("filters".into(), Value::Array(filters));
+        }
+        if let Some(timeout) = &route.timeout {
+            match gateway_duration(timeout) {
+                Ok(duration) => {
+                    rule.insert("timeouts".into(), json!({"request": duration}));
+                }
+                Err(reason) => self.lose(format!("{field}.timeout"), reason),
+            }
+        }
+        (rule, keys)
+    }
+
+    fn route_match(&mut self, field: &str, request: &HttpMatchRequest) -> (Value, MatchKey) {
+        let mut value = Map::new();
+        let mut key = MatchKey::default();
+        if let Some(uri) = &request.uri {
+            let (kind, path) = match uri {
+                StringMatch::Exact(path) => ("Exact", path),
+                StringMatch::Prefix(path) => ("PathPrefix", path),
+                StringMatch::Regex(path) => ("RegularExpression", path),
+            };
+            let problem = match uri {
+                StringMatch::Regex(regex) => invalid_regex(regex),
+                _ => invalid_path(path),
+            };
+            match problem {
+                Some(reason) => self.refuse(format!("{field}.uri"), reason),
+                None => {
+                    value.insert("path".into(), json!({"type": kind, "value": path}));
+                    key.path = Some(uri.clone());
+                }
+            }
+        }
+        if !request.headers.is_empty() {
+            if request.headers.len() > MAX_HEADER_MATCHES {
+                self.refuse(format!("{field}.headers"), format!("more than {MAX_HEADER_MATCHES} header matches"));
+            }
+            let headers = self.value_matches(&format!("{field}.headers"), &request.headers, true);
+            value.insert("headers".into(), Value::Array(headers));
+            key.headers = request.headers.clone();
+        }
+        if !request.query_params.is_empty() {
+            if request.query_params.len() > MAX_HEADER_MATCHES {
+                self.refuse(format!("{field}.queryParams"), format!("more than {MAX_HEADER_MATCHES} query matches"));
+            }
+            let queries = self.value_matches(&format!("{field}.queryParams"), &request.query_params, false);
+            value.insert("queryParams".into(), Value::Array(queries));
+            key.queries = request.query_params.clone();
+        }
+        match &request.method {
+            Some(StringMatch::Exact(method)) if METHODS.contains(&method.as_str()) => {
+                value.insert("method".into(), json!(method));
+                key.method = Some(method.clone());
+            }
+            Some(_) => self.refuse(format!("{field}.method"), "only exact standard HTTP methods can be matched"),
+            None => {}
+        }
+        let unexpressible = [
+            (!request.source_labels.is_empty(), "sourceLabels", "routes cannot match on the client's labels"),
+            (!request.gateways.is_empty(), "gateways", "routes cannot match on the gateway per match"),
+            (request.port.is_some(), "port", "per-match ports are not converted"),
+            (request.ignore_uri_case == Some(true), "ignoreUriCase", "case-insensitive paths cannot be matched"),
+        ];
+        for (present, name, reason) in unexpressible {
+            if present {
+                self.refuse(format!("{field}.{name}"), reason);
+            }
+        }
+        for extra in request.extra.keys() {
+            self.refuse(format!("{field}.{extra}"), "match field not understood by the converter");
+        }
+        (Value::Object(value), key)
+    }
+
+    /// Header or query parameter matches. Istio compares regexes against the whole value, as
+    /// Istio's Gateway API implementation does, so a prefix becomes an anchored regex.
+    fn value_matches(&mut self, field: &str, matches: &BTreeMap<String, StringMatch>, headers: bool) -> Vec<Value> {
+        let mut converted = Vec::new();
+        for (name, string_match) in matches {
+            let entry_field = format!("{field}[{name}]");
+            if !matches_pattern(&HEADER_NAME, name) {
+                self.refuse(&entry_field, format!("{name:?} is not a valid name to match on"));
+                continue;
+            }
+            let (kind, value) = match string_match {
+                StringMatch::Exact(value) => (None, value.clone()),
+                StringMatch::Regex(regex) => (Some("RegularExpression"), regex.clone()),
+                StringMatch::Prefix(prefix) if headers => {
+                    (Some("RegularExpression"), format!("{}.*", regex::escape(prefix)))
+                }
+                StringMatch::Prefix(_) => {
+                    self.refuse(&entry_field, "Istio does not support prefix query matches");
+                    continue;
+                }
+            };
+            if value.is_empty() || value.len() > MAX_HEADER_VALUE {
+                self.refuse(&entry_field, format!("the value must have 1 to {MAX_HEADER_VALUE} characters"));
+                continue;
+            }
+            if let Some(reason) = kind.and_then(|_| invalid_regex(&value)) {
+                self.refuse(&entry_field, reason);
+                continue;
+            }
+            let mut entry = json!({"name": name, "value": value});
+            if let Some(kind) = kind {
+                entry["type"] = json!(kind);
+            }
+            converted.push(entry);
+        }
+        converted
+    }
+
+    fn backends(&mut self, field: &str, route: &HttpRoute) -> Vec<Value> {
+        let several = route.route.len() > 1;
+        if route.route.len() > MAX_BACKENDS {
+            self.refuse(format!("{field}.route"), format!("more than {MAX_BACKENDS} destinations"));
+        }
+        let mut backends = Vec::new();
+        for (index, destination) in route.route.iter().enumerate() {
+            let destination_field = format!("{field}.route[{index}]");
+            if destination.headers.is_some() {
+                self.lose(format!("{destination_field}.headers"), "per-destination header changes are not converted");
+            }
+            for key in destination.extra.keys() {
+                self.lose(format!("{destination_field}.{key}"), "field not understood by the converter");
+            }
+            let Some(mut backend) = self.backend(&format!("{destination_field}.destination"), &destination.destination)
+            else {
+                continue;
+            };
+            match destination.weight {
+                Some(weight) if (0..=MAX_WEIGHT).contains(&weight) => backend["weight"] = json!(weight),
+                Some(weight) => self.refuse(format!("{destination_field}.weight"), format!("invalid weight {weight}")),
+                None if several => self.refuse(
+                    format!("{destination_field}.weight"),
+                    "several destinations and this one has no weight: the split is ambiguous",
+                ),
+                None => {}
+            }
+            backends.push(backend);
+        }
+        backends
+    }
+
+    /// A `backendRef` (or mirror target) for a destination: the host's Service, or its version
+    /// Service for a subset, with an explicit port.
+    fn backend(&mut self, field: &str, destination: &Destination) -> Option<Value> {
+        let host = &destination.host;
+        let Some((name, namespace)) = service_of_host(host, self.namespace) else {
+            self.refuse(format!("{field}.host"), format!("{host} is not a cluster Service"));
+            return None;
+        };
+        let Some(service) = self.mesh.service(namespace, name) else {
+            self.refuse(format!("{field}.host"), format!("{host} is not a Service of the input"));
+            return None;
+        };
+        if namespace != self.route_namespace {
+            self.refuse(
+                format!("{field}.host"),
+                "a backend in another namespace needs a ReferenceGrant, which widens who may route there; not generated",
+            );
+            return None;
+        }
+        let ports: Vec<i64> = service_ports(service).iter().filter_map(|port| port.get("port")?.as_i64()).collect();
+        let port = match (destination.port.as_ref().map(|port| i64::from(port.number)), ports.as_slice()) {
+            (Some(port), _) if ports.contains(&port) => port,
+            (Some(port), _) => {
+                self.refuse(format!("{field}.port"), format!("Service {namespace}/{name} has no port {port}"));
+                return None;
+            }
+            (None, [only]) => *only,
+            (None, _) => {
+                self.refuse(
+                    format!("{field}.port"),
+                    format!("Service {namespace}/{name} has {} ports and the destination names none", ports.len()),
+                );
+                return None;
+            }
+        };
+        let backend_name = match &destination.subset {
+            None => name.to_string(),
+            Some(subset) => {
+                let version = format!("{name}-{subset}");
+                if let Some(reason) = invalid_name(&version, true) {
+                    self.refuse(format!("{field}.subset"), reason);
+                    return None;
+                }
+                self.subsets.push(SubsetUse {
+                    namespace: namespace.to_string(),
+                    service: name.to_string(),
+                    subset: subset.clone(),
+                    route: self.vs.clone(),
+                    field: format!("{field}.subset"),
+                });
+                version
+            }
+        };
+        Some(json!({"name": backend_name, "port": port}))
+    }
+
+    fn redirect(&mut self, field: &str, redirect: &Value) -> Option<Value> {
+        let Some(fields) = redirect.as_object() else {
+            self.refuse(field, "not an object");
+            return None;
+        };
+        // Istio redirects with 301 unless told otherwise; Gateway API defaults to 302.
+        let mut converted = json!({"statusCode": 301});
+        for (key, value) in fields {
+            match (key.as_str(), value) {
+                ("uri", Value::String(uri)) => match invalid_path(uri) {
+                    None => converted["path"] = json!({"type": "ReplaceFullPath", "replaceFullPath": uri}),
+                    Some(reason) => self.refuse(format!("{field}.uri"), reason),
+                },
+                ("authority", Value::String(host)) if matches_pattern(&HOSTNAME, host) && !host.starts_with('*') => {
+                    converted["hostname"] = json!(host)
+                }
+                ("redirectCode", Value::Number(code)) if matches!(code.as_u64(), Some(301 | 302)) => {
+                    converted["statusCode"] = json!(code)
+                }
+                ("scheme", Value::String(scheme)) if matches!(scheme.as_str(), "http" | "https") => {
+                    converted["scheme"] = json!(scheme)
+                }
+                ("port", Value::Number(port)) if port.as_u64().is_some_and(|p| (1..=65535).contains(&p)) => {
+                    converted["port"] = json!(port)
+                }
+                _ => self.refuse(format!("{field}.{key}"), "this redirect setting has no Gateway API equivalent"),
+            }
+        }
+        Some(json!({"type": "RequestRedirect", "requestRedirect": converted}))
+    }
+
+    /// `rewrite.uri` replaces the matched prefix in Istio (the whole path for exact matches):
+    /// `ReplacePrefixMatch` for a rule with one prefix match, `ReplaceFullPath` when every match
+    /// is exact. Anything else rewrites differently and is refused.
+    fn rewrite(&mut self, field: &str, rewrite: &Value, keys: &[MatchKey], match_count: usize) -> Option<Value> {
+        let Some(fields) = rewrite.as_object() else {
+            self.refuse(field, "not an object");
+            return None;
+        };
+        let mut converted = Map::new();
+        for (key, value) in fields {
+            match (key.as_str(), value) {
+                ("uri", Value::String(uri)) => {
+                    let all_exact = keys.iter().all(|key| matches!(key.path, Some(StringMatch::Exact(_))));
+                    let one_prefix = match_count == 1
+                        && keys.first().is_some_and(|key| matches!(key.path, Some(StringMatch::Prefix(_))));
+                    if uri.len() > MAX_PATH {
+                        self.refuse(format!("{field}.uri"), "too long");
+                    } else if all_exact && match_count > 0 {
+                        converted.insert("path".into(), json!({"type": "ReplaceFullPath", "replaceFullPath": uri}));
+                    } else if one_prefix {
+                        converted
+                            .insert("path".into(), json!({"type": "ReplacePrefixMatch", "replacePrefixMatch": uri}));
+                    } else {
+                        self.refuse(
+                            format!("{field}.uri"),
+                            "a URI rewrite converts only for one prefix match or exact matches only",
+                        );
+                    }
+                }
+                ("authority", Value::String(host)) if matches_pattern(&HOSTNAME, host) && !host.starts_with('*') => {
+                    converted.insert("hostname".into(), json!(host));
+                }
+                _ => self.refuse(format!("{field}.{key}"), "this rewrite has no Gateway API equivalent"),
+            }
+        }
+        (!converted.is_empty()).then(|| json!({"type": "URLRewrite", "urlRewrite": converted}))
+    }
+
+    fn header_modifier(&mut self, field: &str, operations: &HeaderOperations) -> Option<Value> {
+        let mut modifier = Map::new();
+        for (name, values) in [("set", &operations.set), ("add", &operations.add)] {
+            if values.is_empty() {
+                continue;
+            }
+            let entries: Vec<Value> = values
+                .iter()
+                .filter(|(header, _)| self.header_name_ok(&format!("{field}.{name}[{header}]"), header))
+                .map(|(header, value)| json!({"name": header, "value": value}))
+                .collect();
+            if entries.len() > MAX_HEADER_CHANGES {
+                self.lose(format!("{field}.{name}"), format!("more than {MAX_HEADER_CHANGES} headers"));
+                continue;
+            }
+            modifier.insert(name.into(), Value::Array(entries));
+        }
+        if !operations.remove.is_empty() {
+            // A set in Gateway API: duplicates would be rejected; header names compare case-insensitively.
+            let mut removed: Vec<&String> = Vec::new();
+            for header in &operations.remove {
+                let duplicate = removed.iter().any(|known| known.eq_ignore_ascii_case(header));
+                if !duplicate && self.header_name_ok(&format!("{field}.remove[{header}]"), header) {
+                    removed.push(header);
+                }
+            }
+            if removed.len() > MAX_HEADER_CHANGES {
+                self.lose(format!("{field}.remove"), format!("more than {MAX_HEADER_CHANGES} headers"));
+            } else if !removed.is_empty() {
+                modifier.insert("remove".into(), json!(removed));
+            }
+        }
+        (!modifier.is_empty()).then_some(Value::Object(modifier))
+    }
+
+    fn header_name_ok(&mut self, field: &str, name: &str) -> bool {
+        let ok = matches_pattern(&HEADER_NAME, name);
+        if !ok {
+            self.lose(field, format!("{name:?} is not a header name Gateway API accepts"));
+        }
+        ok
+    }
+
+    /// `mirror` at 100% (the default) becomes a RequestMirror filter; a partial mirror is lost.
+    fn mirror(&mut self, field: &str, route: &HttpRoute) -> Option<Value> {
+        let mirror = route.mirror.as_ref()?;
+        let percentage = route
+            .mirror_percentage
+            .as_ref()
+            .and_then(|p| p.get("value"))
+            .and_then(Value::as_f64)
+            .or_else(|| route.mirror_percent.as_ref().and_then(Value::as_f64));
+        if percentage.is_some_and(|value| value < 100.0) {
+            self.lose(format!("{field}.mirrorPercentage"), "a partial mirror is not converted");
+            return None;
+        }
+        let destination: Destination = match serde_json::from_value(mirror.clone()) {
+            Ok(destination) => destination,
+            Err(err) => {
+                self.lose(format!("{field}.mirror"), format!("invalid mirror: {err}"));
+                return None;
+            }
+        };
+        let backend = self.backend(&format!("{field}.mirror"), &destination)?;
+        Some(json!({"type": "RequestMirror", "requestMirror": {"backendRef": backend}}))
+    }
+
+    /// Refuses the route when Gateway API ranking would pick another rule than Istio's order.
+    fn check_order(&mut self, rules: &[Vec<MatchKey>]) {
+        for (earlier, earlier_keys) in rules.iter().enumerate() {
+            for (later, later_keys) in rules.iter().enumerate().skip(earlier + 1) {
+                let conflict = later_keys.iter().enumerate().find_map(|(l, later_key)| {
+                    earlier_keys.iter().enumerate().find_map(|(e, earlier_key)| {
+                        (later_key.rank() > earlier_key.rank() && later_key.may_overlap(earlier_key)).then_some((e, l))
+                    })
+                });
+                if let Some((e, l)) = conflict {
+                    self.refuse(
+                        format!("spec.http[{later}].match[{l}]"),
+                        format!(
+                            "rule order: Gateway API ranks this match above spec.http[{earlier}].match[{e}] (more \
+                             specific), so requests matching both would take rule {later} instead of rule {earlier}; \
+                             reorder the VirtualService or make the matches disjoint"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Why `path` cannot be an Exact or PathPrefix value (the HTTPRoute CRD's rules), if it cannot.
+fn invalid_path(path: &str) -> Option<String> {
+    let forbidden = ["//", "/./", "/../", "%2f", "%2F", "#"];
+    if !path.starts_with('/') {
+        Some(format!("path {path:?} must start with '/'"))
+    } else if path.len() > MAX_PATH {
+        Some(format!("path longer than {MAX_PATH} characters"))
+    } else if let Some(bad) = forbidden.iter().find(|bad| path.contains(*bad)) {
+        Some(format!("path {path:?} must not contain {bad:?}"))
+    } else if path.ends_with("/..") || path.ends_with("/.") {
+        Some(format!("path {path:?} must not end with '/.' or '/..'"))
+    } else if !matches_pattern(&PATH_CHARS, path) {
+        Some(format!("path {path:?} has characters an HTTPRoute path does not accept"))
+    } else {
+        None
+    }
+}
+
+fn invalid_regex(regex: &str) -> Option<String> {
+    if regex.is_empty() || regex.len() > MAX_PATH {
+        return Some(format!("regex must have 1 to {MAX_PATH} characters"));
+    }
+    Regex::new(regex).err().map(|err| format!("invalid regex {regex:?}: {err}"))
+}
+
+/// An Istio duration (`10s`, `1.5s`, `500ms`, `1m`) as a Gateway API duration (GEP-2257: up to
+/// four `<1-5 digits><h|m|s|ms>` parts).
+pub(crate) fn gateway_duration(text: &str) -> Result<String, String> {
+    let duration: Duration = crate::duration::parse_duration(text).map_err(|err| format!("timeout: {err}"))?;
+    if !duration.subsec_nanos().is_multiple_of(1_000_000) {
+        return Err(format!("timeout {text} is finer than a millisecond, which Gateway API cannot express"));
+    }
+    let mut millis = duration.as_millis();
+    if millis == 0 {
+        return Ok("0s".into());
+    }
+    let mut parts = Vec::new();
+    for (unit, size) in [("h", 3_600_000u128), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        let count = millis / size;
+        millis %= size;
+        if count > 0 {
+            if count > 99_999 {
+                return Err(format!("timeout {text} is too long for Gateway API"));
+            }
+            parts.push(format!("{count}{unit}"));
+        }
+    }
+    Ok(parts.concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scope::tests::snapshot_of;
+    use super::super::{ConvertOptions, convert};
+    use super::*;
+
+    const SERVICES: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: shop}
+spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings, namespace: shop}
+spec: {selector: {app: ratings}, ports: [{name: http, port: 9080}, {name: grpc, port: 9090}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+";
+
+    fn convert_vs(vs_spec: &str) -> super::super::Conversion {
+        let input = format!(
+            "{SERVICES}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: reviews, namespace: shop}}\nspec:\n{vs_spec}"
+        );
+        convert(&snapshot_of(&input), &ConvertOptions::default())
+    }
+
+    fn route(conversion: &super::super::Conversion) -> Option<Value> {
+        conversion
+            .items
+            .iter()
+            .find(|item| item.types.as_ref().is_some_and(|t| t.kind == "HTTPRoute"))
+            .map(|item| item.data["spec"].clone())
+    }
+
+    fn fields(conversion: &super::super::Conversion) -> Vec<&str> {
+        conversion.unsupported.iter().map(|entry| entry.field.as_str()).collect()
+    }
+
+    #[test]
+    fn the_guides_reviews_route_converts_and_replaces_the_virtual_service() {
+        let conversion = convert_vs(
+            "  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]",
+        );
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        assert_eq!(
+            route(&conversion),
+            Some(json!({
+                "parentRefs": [{"group": "", "kind": "Service", "name": "reviews"}],
+                "rules": [
+                    {"matches": [{"headers": [{"name": "end-user", "value": "jason"}]}],
+                     "backendRefs": [{"name": "reviews-v2", "port": 9080}]},
+                    {"backendRefs": [{"name": "reviews-v1", "port": 9080}]}
+                ]
+            }))
+        );
+        assert!(conversion.replaces.contains(&ObjectRef::new("VirtualService", Some("shop"), "reviews")));
+    }
+
+    #[test]
+    fn matches_and_actions_convert() {
+        let conversion = convert_vs(
+            "  hosts: [reviews]
+  http:
+  - match:
+    - uri: {exact: /login}
+      method: {exact: POST}
+      queryParams: {debug: {exact: '1'}}
+      headers: {x-v: {prefix: a.b}}
+    rewrite: {uri: /signin, authority: auth.shop}
+    headers: {request: {set: {x-a: '1'}, remove: [x-b, X-B]}, response: {add: {x-c: '2'}}}
+    timeout: 1.5s
+    mirror: {host: reviews, subset: v2}
+    route: [{destination: {host: reviews, subset: v1}, weight: 90}, {destination: {host: reviews, port: {number: 9080}}, weight: 10}]
+  - match: [{uri: {regex: '/api/v[0-9]+/.*'}}]
+    redirect: {uri: /v2, redirectCode: 302}",
+        );
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        let spec = route(&conversion).expect("route emitted");
+        let first = &spec["rules"][0];
+        assert_eq!(
+            first["matches"][0],
+            json!({"path": {"type": "Exact", "value": "/login"}, "method": "POST",
+                   "queryParams": [{"name": "debug", "value": "1"}],
+                   "headers": [{"name": "x-v", "type": "RegularExpression", "value": "a\\.b.*"}]})
+        );
+        assert_eq!(
+            first["backendRefs"],
+            json!([{"name": "reviews-v1", "port": 9080, "weight": 90}, {"name": "reviews", "port": 9080, "weight": 10}])
+        );
+        assert_eq!(first["timeouts"], json!({"request": "1s500ms"}));
+        let filters = first["filters"].as_array().expect("filters");
+        assert!(filters.contains(&json!({"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath", "replaceFullPath": "/signin"}, "hostname": "auth.shop"}})));
+        assert!(filters.contains(&json!({"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-a", "value": "1"}], "remove": ["x-b"]}})));
+        assert!(filters.contains(&json!({"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [{"name": "x-c", "value": "2"}]}})));
+        assert!(filters.contains(
+            &json!({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "reviews-v2", "port": 9080}}})
+        ));
+        assert_eq!(
+            spec["rules"][1]["filters"],
+            json!([{"type": "RequestRedirect", "requestRedirect": {"statusCode": 302, "path": {"type": "ReplaceFullPath", "replaceFullPath": "/v2"}}}])
+        );
+    }
+
+    #[test]
+    fn fault_retries_and_cors_are_reported_and_the_rest_is_emitted() {
+        let conversion = convert_vs(
+            "  hosts: [reviews]
+  http:
+  - fault: {abort: {percentage: {value: 10}, httpStatus: 500}}
+    retries: {attempts: 3}
+    corsPolicy: {allowOrigins: [{exact: a}]}
+    mirror: {host: reviews}
+    mirrorPercentage: {value: 50}
+    route: [{destination: {host: reviews}}]",
+        );
+        assert_eq!(
+            fields(&conversion),
+            vec![
+                "spec.http[0].corsPolicy",
+                "spec.http[0].fault",
+                "spec.http[0].mirrorPercentage",
+                "spec.http[0].retries"
+            ]
+        );
+        assert!(route(&conversion).is_some(), "the rest of the route is still emitted");
+        assert!(conversion.replaces.is_empty(), "a partly converted VirtualService is not replaced");
+    }
+
+    #[test]
+    fn rule_order_conflicts_are_refused() {
+        // Istio sends GET /api/x with header x=1 to rule 0; Gateway API ranks rule 1's exact path higher.
+        let conversion = convert_vs(
+            "  hosts: [reviews]
+  http:
+  - match: [{headers: {x: {exact: '1'}}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {exact: /api/x}}]
+    route: [{destination: {host: reviews, subset: v2}}]",
+        );
+        assert_eq!(fields(&conversion), vec!["spec.http[1].match[0]"]);
+        assert!(conversion.unsupported[0].reason.contains("rule order"));
+        assert!(route(&conversion).is_none(), "a misordered route is never emitted");
+
+        // A catch-all before a specific rule: Istio never reaches the specific rule.
+        let conversion = convert_vs(
+            "  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: reviews, subset: v2}}]",
+        );
+        assert_eq!(fields(&conversion), vec!["spec.http[1].match[0]"]);
+    }
+
+    #[test]
+    fn disjoint_or_consistently_ordered_rules_are_accepted() {
+        let conversion = convert_vs(
+            "  hosts: [reviews]
+  http:
+  - match: [{method: {exact: GET}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {exact: /x}, method: {exact: POST}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /api/v1}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews}}]",
+        );
+        // Rule 1 (exact /x, POST) outranks rule 0 (GET) but no request is both GET and POST.
+        // Rule 2 (prefix /api/v1, length 7) outranks rule 0 (prefix /, length 1) and overlaps it: refused.
+        assert_eq!(fields(&conversion), vec!["spec.http[2].match[0]"]);
+
+        let conversion = convert_vs(
+            "  hosts: [reviews]
+  http:
+  - match: [{uri: {exact: /a}}, {uri: {prefix: /static}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {exact: /b}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews}}]",
+        );
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        assert!(conversion.warnings.iter().any(|w| w.message.contains("/static")), "prefix semantics are warned about");
+    }
+
+    #[test]
+    fn unexpressible_routes_are_refused_whole() {
+        for (spec, field) in [
+            (
+                "  - match: [{sourceLabels: {app: a}}]\n    route: [{destination: {host: reviews}}]",
+                "spec.http[0].match[0].sourceLabels",
+            ),
+            ("  - delegate: {name: other}", "spec.http[0].delegate"),
+            ("  - directResponse: {status: 503}", "spec.http[0].directResponse"),
+            ("  - route: [{destination: {host: ratings}}]", "spec.http[0].route[0].destination.port"),
+            (
+                "  - route: [{destination: {host: reviews}, weight: 50}, {destination: {host: reviews, subset: v1}}]",
+                "spec.http[0].route[1].weight",
+            ),
+            (
+                "  - route: [{destination: {host: reviews.other.svc.cluster.local}}]",
+                "spec.http[0].route[0].destination.host",
+            ),
+            (
+                "  - match: [{uri: {exact: 'no-slash'}}]\n    route: [{destination: {host: reviews}}]",
+                "spec.http[0].match[0].uri",
+            ),
+            (
+                "  - match: [{method: {regex: 'G.*'}}]\n    route: [{destination: {host: reviews}}]",
+                "spec.http[0].match[0].method",
+            ),
+        ] {
+            let conversion = convert_vs(&format!("  hosts: [reviews]\n  http:\n{spec}"));
+            assert!(fields(&conversion).contains(&field), "{field}: {:?}", conversion.unsupported);
+            assert!(route(&conversion).is_none(), "{field}: nothing emitted");
+        }
+    }
+
+    #[test]
+    fn hosts_that_are_not_services_and_istio_gateways_are_reported() {
+        let conversion = convert_vs(
+            "  hosts: [reviews, www.example.com]
+  gateways: [mesh, bookinfo-gateway]
+  http:
+  - route: [{destination: {host: reviews}}]
+  tcp:
+  - route: [{destination: {host: reviews}}]",
+        );
+        assert_eq!(fields(&conversion), vec!["spec.gateways[1]", "spec.hosts[1]", "spec.tcp"]);
+        let spec = route(&conversion).expect("the mesh part is emitted");
+        assert_eq!(spec["parentRefs"], json!([{"group": "", "kind": "Service", "name": "reviews"}]));
+    }
+
+    #[test]
+    fn a_route_bound_to_a_gateway_api_gateway_attaches_to_it() {
+        let input = format!(
+            "{SERVICES}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: shop}}
+spec: {{gatewayClassName: istio, listeners: [{{name: http, port: 80, protocol: HTTP}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: front, namespace: shop}}
+spec:
+  hosts: [shop.example.com]
+  gateways: [shop/edge]
+  http: [{{match: [{{uri: {{prefix: /reviews/}}}}], route: [{{destination: {{host: reviews}}}}]}}]
+"
+        );
+        let options = ConvertOptions { namespaces: vec!["shop".into()], ..ConvertOptions::default() };
+        let conversion = convert(&snapshot_of(&input), &options);
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        assert_eq!(
+            route(&conversion),
+            Some(json!({
+                "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "edge"}],
+                "hostnames": ["shop.example.com"],
+                "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/reviews/"}}],
+                           "backendRefs": [{"name": "reviews", "port": 9080}]}]
+            }))
+        );
+    }
+
+    #[test]
+    fn a_route_goes_to_the_namespace_of_its_service() {
+        let input = format!(
+            "{SERVICES}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews-from-front, namespace: front}}
+spec:
+  hosts: [reviews.shop.svc.cluster.local]
+  http: [{{route: [{{destination: {{host: reviews.shop.svc.cluster.local, subset: v1}}}}]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: two-namespaces, namespace: front}}
+spec:
+  hosts: [reviews.shop, ratings.other]
+  http: [{{route: [{{destination: {{host: reviews.shop}}}}]}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: ratings, namespace: other}}
+spec: {{selector: {{app: ratings}}, ports: [{{port: 80}}]}}
+"
+        );
+        let options =
+            ConvertOptions { namespaces: vec!["shop".into(), "other".into(), "front".into()], ..Default::default() };
+        let conversion = convert(&snapshot_of(&input), &options);
+        let emitted = conversion
+            .items
+            .iter()
+            .find(|item| item.types.as_ref().is_some_and(|t| t.kind == "HTTPRoute"))
+            .expect("route emitted");
+        assert_eq!(emitted.metadata.namespace.as_deref(), Some("shop"), "a producer route, like the VirtualService");
+        assert_eq!(emitted.data["spec"]["parentRefs"], json!([{"group": "", "kind": "Service", "name": "reviews"}]));
+        assert_eq!(emitted.data["spec"]["rules"][0]["backendRefs"], json!([{"name": "reviews-v1", "port": 9080}]));
+        assert_eq!(fields(&conversion)[0], "spec.hosts");
+        assert!(conversion.unsupported[0].reason.contains("several namespaces (other, shop)"));
+        assert!(conversion.unsupported.iter().all(|u| u.object.name == "two-namespaces"));
+        assert!(conversion.replaces.contains(&ObjectRef::new("VirtualService", Some("front"), "reviews-from-front")));
+    }
+
+    #[test]
+    fn two_routes_for_one_service_are_refused() {
+        let input = format!(
+            "{SERVICES}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: a, namespace: shop}}
+spec: {{hosts: [reviews], http: [{{route: [{{destination: {{host: reviews}}}}]}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: b, namespace: shop}}
+spec: {{hosts: [reviews.shop.svc.cluster.local], http: [{{route: [{{destination: {{host: reviews}}}}]}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: mine, namespace: shop}}
+spec: {{parentRefs: [{{group: '', kind: Service, name: ratings}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: c, namespace: shop}}
+spec: {{hosts: [ratings], http: [{{route: [{{destination: {{host: ratings, port: {{number: 9080}}}}}}]}}]}}
+"
+        );
+        let conversion = convert(&snapshot_of(&input), &ConvertOptions::default());
+        let refused: Vec<&str> = conversion.unsupported.iter().map(|u| u.object.name.as_str()).collect();
+        assert_eq!(refused, vec!["b", "c"], "{:?}", conversion.unsupported);
+        assert!(conversion.unsupported[1].reason.contains("HTTPRoute shop/mine"));
+        let routes: Vec<&str> = conversion
+            .items
+            .iter()
+            .filter(|item| item.types.as_ref().is_some_and(|t| t.kind == "HTTPRoute"))
+            .filter_map(|item| item.metadata.name.as_deref())
+            .collect();
+        assert_eq!(routes, vec!["a"]);
+    }
+
+    #[test]
+    fn durations_follow_gep_2257() {
+        assert_eq!(gateway_duration("10s"), Ok("10s".into()));
+        assert_eq!(gateway_duration("0.5s"), Ok("500ms".into()));
+        assert_eq!(gateway_duration("90s"), Ok("1m30s".into()));
+        assert_eq!(gateway_duration("0s"), Ok("0s".into()));
+        assert!(gateway_duration("1.0001s").is_err());
+        assert!(gateway_duration("soon").is_err());
+    }
+
+    #[test]
+    fn paths_follow_the_crd_rules() {
+        assert_eq!(invalid_path("/api/v1"), None);
+        for bad in ["api", "/a//b", "/a/../b", "/a%2Fb", "/a#b", "/a/.", "/a b"] {
+            assert!(invalid_path(bad).is_some(), "{bad}");
+        }
+    }
+}

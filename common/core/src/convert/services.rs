@@ -1,0 +1,292 @@
+//! Rule 1: DestinationRule subsets become per-version Services.
+//!
+//! Gateway API routes to Services, not to subsets, so each subset a converted route uses becomes a
+//! Service `<host>-<subset>` in the host's namespace (the guide's Step 5.1.1): the host Service's
+//! selector plus the subset's labels, and the host's ports. The DestinationRule is looked up as
+//! Istio does, in the route's namespace first, then in the host's.
+//!
+//! Traffic policies do not follow: a subset's policy (load balancer, connection pool, outlier
+//! detection, TLS) has no per-Service equivalent here, and the DestinationRule's top-level policy
+//! applies to its host, not to the new Services the routes now target. Both are reported, except
+//! `tls.mode: ISTIO_MUTUAL` alone, which ambient's HBONE mTLS makes redundant (a warning).
+
+use std::collections::BTreeMap;
+
+use kube_core::DynamicObject;
+use serde_json::{Map, Value, json};
+
+use super::Report;
+use super::objects::{Items, generated, is_generated};
+use super::routes::{Routed, SubsetUse};
+use super::scope::{Mesh, service_ports, service_selector};
+use crate::kinds::Kind;
+use crate::mesh::networking::{DestinationRuleSpec, VirtualServiceSpec, service_of_host};
+use crate::mesh::{ObjectRef, spec};
+
+#[derive(Debug, Default)]
+pub struct VersionServices {
+    /// The Services generated (or found in the input) for subsets.
+    pub services: Vec<DynamicObject>,
+    /// DestinationRules whose used subsets all became Services.
+    pub replaced: Vec<ObjectRef>,
+}
+
+/// Ports fields a version Service copies from its host Service.
+const PORT_FIELDS: &[&str] = &["name", "port", "targetPort", "protocol", "appProtocol"];
+
+pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, report: &mut Report) -> VersionServices {
+    let mut result = VersionServices::default();
+    let mut uses: BTreeMap<(&str, &str, &str), Vec<&SubsetUse>> = BTreeMap::new();
+    for subset_use in &routed.subsets {
+        let key = (subset_use.namespace.as_str(), subset_use.service.as_str(), subset_use.subset.as_str());
+        uses.entry(key).or_default().push(subset_use);
+    }
+    let mut used_rules: Vec<ObjectRef> = Vec::new();
+    for ((namespace, service_name, subset), users) in uses {
+        let Some(service) = mesh.service(namespace, service_name) else { continue };
+        let Some(first) = users.first().copied() else { continue };
+        let Some(rule) = destination_rule(mesh, &first.route, namespace, service_name) else {
+            for user in &users {
+                report.unsupported(
+                    &user.route,
+                    &user.field,
+                    format!("no DestinationRule for {namespace}/{service_name} defines subset {subset}"),
+                );
+            }
+            continue;
+        };
+        let rule_ref = ObjectRef::of(rule);
+        if !used_rules.contains(&rule_ref) {
+            used_rules.push(rule_ref.clone());
+        }
+        let rule_spec: DestinationRuleSpec = match spec(rule) {
+            Ok(rule_spec) => rule_spec,
+            Err(err) => {
+                report.unsupported(&rule_ref, "spec", err);
+                continue;
+            }
+        };
+        report_host_policy(&rule_ref, &rule_spec, report);
+        let Some((index, found)) = rule_spec.subsets.iter().enumerate().find(|(_, s)| s.name == subset) else {
+            for user in &users {
+                report.unsupported(&user.route, &user.field, format!("{rule_ref} has no subset {subset}"));
+            }
+            continue;
+        };
+        if let Some(policy) = &found.traffic_policy {
+            report_policy(&rule_ref, &format!("spec.subsets[{index}].trafficPolicy"), policy, "this subset", report);
+        }
+        let mut selector = service_selector(service);
+        if selector.is_empty() {
+            report.unsupported(
+                &ObjectRef::of(service),
+                "spec.selector",
+                "a Service without selector cannot be split into version Services",
+            );
+            continue;
+        }
+        let mut contradiction = false;
+        for (key, value) in &found.labels {
+            if selector.insert(key.clone(), value.clone()).is_some_and(|old| &old != value) {
+                contradiction = true;
+            }
+        }
+        if contradiction {
+            report.unsupported(
+                &rule_ref,
+                format!("spec.subsets[{index}].labels"),
+                "the subset labels contradict the Service selector: the version Service would select nothing",
+            );
+            continue;
+        }
+        let name = format!("{service_name}-{subset}");
+        let ports: Vec<Value> = service_ports(service)
+            .into_iter()
+            .map(|port| {
+                Value::Object(port.into_iter().filter(|(key, _)| PORT_FIELDS.contains(&key.as_str())).collect())
+            })
+            .collect();
+        let service_spec = json!({"selector": selector, "ports": ports});
+        if let Some(existing) = mesh.service(namespace, &name).filter(|existing| !is_generated(existing)) {
+            if existing.data.pointer("/spec/selector") == Some(&service_spec["selector"]) {
+                result.services.push(existing.clone());
+            } else {
+                report.unsupported(
+                    &first.route,
+                    &first.field,
+                    format!("Service {namespace}/{name} already exists with another selector"),
+                );
+            }
+            continue;
+        }
+        let mut sources = vec![rule_ref.clone()];
+        sources.extend(users.iter().map(|user| user.route.clone()));
+        sources.dedup();
+        let mut body = Map::new();
+        body.insert("spec".into(), service_spec);
+        let version = generated(Kind::Service, namespace, &name, &sources, body);
+        result.services.push(version.clone());
+        out.add(version, report);
+    }
+    result.replaced = used_rules.into_iter().filter(|rule| all_users_replaced(mesh, rule, &routed.replaced)).collect();
+    result
+}
+
+/// The DestinationRule for a host as Istio finds it: in the route's namespace, then the host's.
+fn destination_rule<'a>(
+    mesh: &Mesh<'a>,
+    route: &ObjectRef,
+    namespace: &str,
+    service: &str,
+) -> Option<&'a DynamicObject> {
+    let route_namespace = route.namespace.as_deref().unwrap_or(namespace);
+    [route_namespace, namespace].into_iter().find_map(|candidate| {
+        let snapshot = mesh.snapshot;
+        let in_candidate = |rule: &&DynamicObject| rule.metadata.namespace.as_deref() == Some(candidate);
+        snapshot.all(Kind::DestinationRule).iter().filter(in_candidate).find(|rule| {
+            rule.data
+                .pointer("/spec/host")
+                .and_then(Value::as_str)
+                .and_then(|host| service_of_host(host, candidate))
+                .is_some_and(|target| target == (service, namespace))
+        })
+    })
+}
+
+/// The DestinationRule's own policy and fields apply to its host, not to the version Services.
+fn report_host_policy(rule: &ObjectRef, rule_spec: &DestinationRuleSpec, report: &mut Report) {
+    if let Some(policy) = &rule_spec.traffic_policy {
+        report_policy(rule, "spec.trafficPolicy", policy, "the host, not to the version Services", report);
+    }
+    for key in rule_spec.extra.keys() {
+        report.unsupported(rule, format!("spec.{key}"), "not carried over to the version Services");
+    }
+}
+
+fn report_policy(rule: &ObjectRef, field: &str, policy: &Value, applies_to: &str, report: &mut Report) {
+    let mutual_tls_only = policy.as_object().is_some_and(|fields| fields.len() == 1)
+        && policy.pointer("/tls/mode").and_then(Value::as_str) == Some("ISTIO_MUTUAL")
+        && policy.get("tls").and_then(Value::as_object).is_some_and(|tls| tls.len() == 1);
+    if mutual_tls_only {
+        report.warn(rule, format!("{field}: ISTIO_MUTUAL is what ambient's HBONE does anyway; not carried over"));
+    } else {
+        report.unsupported(
+            rule,
+            field,
+            format!(
+                "traffic policies (load balancer, connection pool, outlier detection, TLS) apply to {applies_to}; \
+                 they have no per-Service equivalent here"
+            ),
+        );
+    }
+}
+
+/// True when every VirtualService that routes to a subset of the rule's host was replaced.
+fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, replaced: &[ObjectRef]) -> bool {
+    let Some(object) = mesh.snapshot.get(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name) else {
+        return false;
+    };
+    let rule_namespace = rule.namespace.as_deref().unwrap_or_default();
+    let Some(host) =
+        object.data.pointer("/spec/host").and_then(Value::as_str).and_then(|h| service_of_host(h, rule_namespace))
+    else {
+        return false;
+    };
+    mesh.snapshot.all(Kind::VirtualService).iter().all(|vs| {
+        let vs_namespace = vs.metadata.namespace.as_deref().unwrap_or_default();
+        let routes_to_host = spec::<VirtualServiceSpec>(vs).is_ok_and(|vs_spec| {
+            vs_spec.subset_destinations().iter().any(|(h, _)| service_of_host(h, vs_namespace) == Some(host))
+        });
+        !routes_to_host || replaced.contains(&ObjectRef::of(vs))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scope::tests::snapshot_of;
+    use super::super::{Conversion, ConvertOptions, convert};
+    use super::*;
+
+    const INPUT: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: shop}
+spec: {selector: {app: reviews}, ports: [{name: http, port: 9080, targetPort: 9080, nodePort: 30000}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v1}, weight: 80}, {destination: {host: reviews, subset: v3}, weight: 20}]
+";
+
+    fn run(rule: &str) -> Conversion {
+        convert(&snapshot_of(&format!("{INPUT}---\n{rule}")), &ConvertOptions::default())
+    }
+
+    fn services(conversion: &Conversion) -> Vec<(String, Value)> {
+        conversion
+            .items
+            .iter()
+            .filter(|item| item.types.as_ref().is_some_and(|t| t.kind == "Service"))
+            .map(|item| (item.metadata.name.clone().unwrap_or_default(), item.data["spec"].clone()))
+            .collect()
+    }
+
+    #[test]
+    fn used_subsets_become_version_services_and_the_rule_is_replaced() {
+        let conversion = run("apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews.shop.svc.cluster.local
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}, {name: v3, labels: {version: v3}}]");
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        assert_eq!(
+            services(&conversion),
+            vec![
+                (
+                    "reviews-v1".to_string(),
+                    json!({"selector": {"app": "reviews", "version": "v1"}, "ports": [{"name": "http", "port": 9080, "targetPort": 9080}]})
+                ),
+                (
+                    "reviews-v3".to_string(),
+                    json!({"selector": {"app": "reviews", "version": "v3"}, "ports": [{"name": "http", "port": 9080, "targetPort": 9080}]})
+                ),
+            ],
+            "only used subsets, ports without nodePort"
+        );
+        assert!(conversion.replaces.contains(&ObjectRef::new("DestinationRule", Some("shop"), "reviews")));
+        assert!(conversion.warnings.iter().any(|w| w.message.contains("ISTIO_MUTUAL")));
+    }
+
+    #[test]
+    fn subset_traffic_policies_and_missing_subsets_are_reported() {
+        let conversion = run("apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}");
+        let fields: Vec<&str> = conversion.unsupported.iter().map(|u| u.field.as_str()).collect();
+        assert_eq!(fields, vec!["spec.subsets[0].trafficPolicy", "spec.http[0].route[1].destination.subset"]);
+        assert!(conversion.replaces.is_empty());
+        assert_eq!(services(&conversion).len(), 1, "v1 is still generated");
+    }
+
+    #[test]
+    fn contradicting_labels_are_refused() {
+        let conversion = run("apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {app: other}}, {name: v3, labels: {version: v3}}]");
+        assert_eq!(conversion.unsupported[0].field, "spec.subsets[0].labels");
+        assert_eq!(services(&conversion).len(), 1);
+    }
+}

@@ -1,0 +1,698 @@
+//! The evaluator's view of a snapshot: who runs where, in which data-plane mode, behind which
+//! Services and waypoints, under which policies and routes.
+//!
+//! Everything is derived from the objects alone (see the module docs of [`super`] for the rules),
+//! once, so that evaluating a request is a series of lookups. Objects that do not decode are left
+//! out and named in [`Topology::notes`]; bad input never stops an evaluation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use kube_core::DynamicObject;
+use serde_json::Value;
+
+use crate::kinds::Kind;
+use crate::mesh::authz::{AuthorizationPolicySpec, is_valid_condition_key};
+use crate::mesh::gateway_api::{GatewaySpec, HttpRouteSpec};
+use crate::mesh::labels::{
+    DATAPLANE_AMBIENT, DATAPLANE_MODE, DATAPLANE_NONE, GATEWAY_NAME, INGRESS_USE_WAYPOINT, ISTIO_INJECTION, ISTIO_REV,
+    PROXY_CONTAINER, SIDECAR_INJECT, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE, WAYPOINT_CLASS, WAYPOINT_FOR,
+};
+use crate::mesh::networking::{DestinationRuleSpec, VirtualServiceSpec};
+use crate::mesh::{labels, selector_matches, spec};
+use crate::snapshot::Snapshot;
+
+/// The trust domain of workload identities (OSSM default).
+pub const TRUST_DOMAIN: &str = "cluster.local";
+/// Policies without selector or targetRefs in this namespace apply to every workload of the mesh.
+pub const ROOT_NAMESPACE: &str = "istio-system";
+/// Gateway class of Istio's Gateway API ingress gateways.
+pub const INGRESS_CLASS: &str = "istio";
+
+/// How a workload's traffic is handled, derived per workload (not per namespace), so that every
+/// intermediate state of a migration can be described.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// An `istio-proxy` container owns the pod's traffic, even in an ambient namespace.
+    Sidecar,
+    /// Enrolled in ambient and without sidecar: ztunnel owns the pod's traffic.
+    Ambient,
+    /// A Gateway API ingress gateway (class `istio`): its own Envoy, not captured by ztunnel.
+    IngressGateway,
+    /// No proxy at all: plaintext, no identity.
+    OutsideMesh,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub namespace: String,
+    pub name: String,
+    pub service_account: String,
+    pub labels: BTreeMap<String, String>,
+    pub mode: Mode,
+}
+
+impl Workload {
+    /// `namespace/name`, how requests and reports name the workload.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The SPIFFE-style principal policies see; None outside the mesh (no mTLS, no identity).
+    pub fn principal(&self) -> Option<String> {
+        (self.mode != Mode::OutsideMesh).then(|| principal_of(&self.namespace, &self.service_account))
+    }
+}
+
+pub fn principal_of(namespace: &str, service_account: &str) -> String {
+    format!("{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    pub name: String,
+    pub port: u32,
+    /// The pod port (a named target port resolves to the Service port, which the sample
+    /// manifests and the generated version Services use).
+    pub target_port: u32,
+    pub app_protocol: Option<String>,
+}
+
+impl ServicePort {
+    /// Istio's protocol selection: declared by name prefix or appProtocol; an undeclared port is
+    /// sniffed, and HTTP clients are detected as HTTP, so only declared non-HTTP ports are TCP.
+    pub fn is_http(&self) -> bool {
+        let declared = self.app_protocol.as_deref().unwrap_or(&self.name).to_ascii_lowercase();
+        !["tcp", "tls", "mongo", "mysql", "redis", "https"].iter().any(|prefix| declared.starts_with(prefix))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// None for a Service without selector (its endpoints are managed elsewhere).
+    pub selector: Option<BTreeMap<String, String>>,
+    pub ports: Vec<ServicePort>,
+}
+
+impl Service {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    pub fn port(&self, port: u32) -> Option<&ServicePort> {
+        self.ports.iter().find(|candidate| candidate.port == port)
+    }
+
+    pub fn selects(&self, workload: &Workload) -> bool {
+        workload.namespace == self.namespace
+            && self
+                .selector
+                .as_ref()
+                .is_some_and(|selector| !selector.is_empty() && selector_matches(selector, &workload.labels))
+    }
+}
+
+/// A waypoint Gateway (class `istio-waypoint`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waypoint {
+    pub namespace: String,
+    pub name: String,
+    /// `istio.io/waypoint-for`: `service` (the default), `workload`, `all` or `none`.
+    pub traffic: String,
+}
+
+impl Waypoint {
+    /// Waypoints run as a service account named after the Gateway.
+    pub fn principal(&self) -> String {
+        principal_of(&self.namespace, &self.name)
+    }
+
+    pub fn serves_services(&self) -> bool {
+        matches!(self.traffic.as_str(), "service" | "all")
+    }
+}
+
+/// A decoded object with the name reports use.
+#[derive(Debug, Clone)]
+pub struct Named<T> {
+    pub namespace: String,
+    pub name: String,
+    /// RFC 3339 text sorts chronologically; Gateway API breaks precedence ties by age.
+    pub created: String,
+    pub spec: T,
+}
+
+impl<T> Named<T> {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// An AuthorizationPolicy, and whether the API server would have accepted it.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub policy: Named<AuthorizationPolicySpec>,
+    /// Why admission rejects the policy (an invalid condition key, say); a rejected policy does
+    /// not exist on the cluster and enforces nothing.
+    pub rejected: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// Application workloads: sources of requests and pod-address destinations.
+    pub(super) workloads: Vec<Workload>,
+    pub(super) ingress_gateways: Vec<Workload>,
+    pub services: BTreeMap<(String, String), Service>,
+    pub waypoints: BTreeMap<(String, String), Waypoint>,
+    pub(super) policies: Vec<Policy>,
+    pub virtual_services: Vec<Named<VirtualServiceSpec>>,
+    pub destination_rules: Vec<Named<DestinationRuleSpec>>,
+    pub http_routes: Vec<Named<HttpRouteSpec>>,
+    /// Objects left out, and why.
+    pub notes: Vec<String>,
+    /// Lookups built once (workloads and policies do not change after construction): workload
+    /// and gateway keys, workloads and policies by namespace.
+    by_key: HashMap<String, usize>,
+    workloads_in: HashMap<String, Vec<usize>>,
+    policies_in: HashMap<String, Vec<usize>>,
+}
+
+impl Topology {
+    pub fn from_snapshot(snapshot: &Snapshot) -> Self {
+        let mut topology = Topology::default();
+        for namespace in snapshot.all(Kind::Namespace) {
+            let name = namespace.metadata.name.clone().unwrap_or_default();
+            topology.namespace_labels.insert(name, labels(namespace).clone());
+        }
+        topology.read_gateways(snapshot);
+        topology.read_workloads(snapshot);
+        let unlabelled: BTreeSet<&str> = topology
+            .workloads
+            .iter()
+            .map(|workload| workload.namespace.as_str())
+            .filter(|namespace| !topology.namespace_labels.contains_key(*namespace))
+            .collect();
+        for namespace in unlabelled {
+            topology.notes.push(format!(
+                "namespace {namespace} is not in the input: its labels are unknown, so pod templates there are taken as \
+                 injected by nothing and enrolled nowhere (add the Namespace object, or describe it with --state)"
+            ));
+        }
+        for object in snapshot.all(Kind::Service) {
+            let service = read_service(object);
+            topology.services.insert((service.namespace.clone(), service.name.clone()), service);
+        }
+        for named in topology.decode::<AuthorizationPolicySpec>(snapshot, Kind::AuthorizationPolicy) {
+            let rejected = rejection(&named.spec);
+            topology.policies.push(Policy { policy: named, rejected });
+        }
+        topology.virtual_services = topology.decode(snapshot, Kind::VirtualService);
+        topology.destination_rules = topology.decode(snapshot, Kind::DestinationRule);
+        topology.http_routes = topology.decode(snapshot, Kind::HttpRoute);
+        topology
+            .http_routes
+            .sort_by(|a, b| (&a.created, &a.namespace, &a.name).cmp(&(&b.created, &b.namespace, &b.name)));
+        topology.index();
+        topology
+    }
+
+    fn index(&mut self) {
+        for (position, workload) in self.workloads.iter().chain(&self.ingress_gateways).enumerate() {
+            self.by_key.insert(workload.key(), position);
+        }
+        for (position, workload) in self.workloads.iter().enumerate() {
+            self.workloads_in.entry(workload.namespace.clone()).or_default().push(position);
+        }
+        for (position, policy) in self.policies.iter().enumerate() {
+            self.policies_in.entry(policy.policy.namespace.clone()).or_default().push(position);
+        }
+    }
+
+    pub fn workloads(&self) -> &[Workload] {
+        &self.workloads
+    }
+
+    pub fn ingress_gateways(&self) -> &[Workload] {
+        &self.ingress_gateways
+    }
+
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    /// Policies of one namespace.
+    pub fn policies_in(&self, namespace: &str) -> impl Iterator<Item = &Policy> {
+        self.policies_in.get(namespace).into_iter().flatten().map(|position| &self.policies[*position])
+    }
+
+    fn decode<T: serde::de::DeserializeOwned + Default>(&mut self, snapshot: &Snapshot, kind: Kind) -> Vec<Named<T>> {
+        let mut decoded = Vec::new();
+        for object in snapshot.all(kind) {
+            match spec::<T>(object) {
+                Ok(spec) => decoded.push(Named {
+                    namespace: object.metadata.namespace.clone().unwrap_or_default(),
+                    name: object.metadata.name.clone().unwrap_or_default(),
+                    created: object
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|time| time.0.to_string())
+                        .unwrap_or_default(),
+                    spec,
+                }),
+                Err(err) => self.notes.push(format!("left out of the evaluation: {err}")),
+            }
+        }
+        decoded
+    }
+
+    fn read_gateways(&mut self, snapshot: &Snapshot) {
+        for named in self.decode::<GatewaySpec>(snapshot, Kind::Gateway) {
+            let object = snapshot.get(Kind::Gateway, Some(&named.namespace), &named.name);
+            let gateway_labels = object.map(labels).cloned().unwrap_or_default();
+            match named.spec.gateway_class_name.as_str() {
+                WAYPOINT_CLASS => {
+                    let traffic = gateway_labels.get(WAYPOINT_FOR).cloned().unwrap_or_else(|| "service".into());
+                    let waypoint = Waypoint { namespace: named.namespace.clone(), name: named.name.clone(), traffic };
+                    self.waypoints.insert((named.namespace, named.name), waypoint);
+                }
+                INGRESS_CLASS => self.ingress_gateways.push(Workload {
+                    service_account: format!("{}-{INGRESS_CLASS}", named.name),
+                    labels: BTreeMap::from([(GATEWAY_NAME.to_string(), named.name.clone())]),
+                    namespace: named.namespace,
+                    name: named.name,
+                    mode: Mode::IngressGateway,
+                }),
+                _ => {}
+            }
+        }
+    }
+
+    /// Pods, and the pod templates of controllers none of whose pods are in the snapshot (an
+    /// offline manifest has Deployments but no Pods). Gateway pods are the gateways above.
+    fn read_workloads(&mut self, snapshot: &Snapshot) {
+        let mut seen = BTreeSet::new();
+        let pods = snapshot.all(Kind::Pod);
+        for pod in pods {
+            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+            let pod_labels = labels(pod).clone();
+            if pod_labels.contains_key(GATEWAY_NAME) {
+                continue;
+            }
+            let pod_spec = pod.data.get("spec").cloned().unwrap_or(Value::Null);
+            let workload = Workload {
+                name: workload_name_of_pod(pod),
+                service_account: service_account(&pod_spec),
+                mode: self.mode_of(&namespace, &pod_labels, &pod_spec, true),
+                labels: without_hashes(pod_labels),
+                namespace,
+            };
+            if seen.insert((workload.key(), workload.service_account.clone(), workload.labels.clone(), workload.mode)) {
+                self.workloads.push(workload);
+            }
+        }
+        for kind in [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet] {
+            for controller in snapshot.all(kind) {
+                let namespace = controller.metadata.namespace.clone().unwrap_or_default();
+                let template = controller.data.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+                let template_labels: BTreeMap<String, String> =
+                    serde_json::from_value(template.pointer("/metadata/labels").cloned().unwrap_or(Value::Null))
+                        .unwrap_or_default();
+                let selector: BTreeMap<String, String> = serde_json::from_value(
+                    controller.data.pointer("/spec/selector/matchLabels").cloned().unwrap_or(Value::Null),
+                )
+                .unwrap_or_default();
+                let has_pods = !selector.is_empty()
+                    && pods.iter().any(|pod| {
+                        pod.metadata.namespace.as_deref() == Some(namespace.as_str())
+                            && selector_matches(&selector, labels(pod))
+                    });
+                if has_pods || template_labels.contains_key(GATEWAY_NAME) {
+                    continue;
+                }
+                let pod_spec = template.get("spec").cloned().unwrap_or(Value::Null);
+                let mut pod_labels = template_labels;
+                let annotations: BTreeMap<String, String> =
+                    serde_json::from_value(template.pointer("/metadata/annotations").cloned().unwrap_or(Value::Null))
+                        .unwrap_or_default();
+                if let Some(inject) = annotations.get(SIDECAR_INJECT) {
+                    pod_labels.entry(SIDECAR_INJECT.to_string()).or_insert_with(|| inject.clone());
+                }
+                self.workloads.push(Workload {
+                    name: controller.metadata.name.clone().unwrap_or_default(),
+                    service_account: service_account(&pod_spec),
+                    mode: self.mode_of(&namespace, &pod_labels, &pod_spec, false),
+                    labels: pod_labels,
+                    namespace,
+                });
+            }
+        }
+        self.workloads.sort_by_key(Workload::key);
+    }
+
+    /// A pod has a sidecar when its spec has an `istio-proxy` container. A pod template that has
+    /// none gets one at admission when its namespace injects and the pod does not opt out.
+    fn mode_of(&self, namespace: &str, pod_labels: &BTreeMap<String, String>, pod_spec: &Value, is_pod: bool) -> Mode {
+        let empty = BTreeMap::new();
+        let namespace_labels = self.namespace_labels.get(namespace).unwrap_or(&empty);
+        let injected_by_namespace = namespace_labels.get(ISTIO_INJECTION).map(String::as_str) == Some("enabled")
+            || (namespace_labels.contains_key(ISTIO_REV)
+                && namespace_labels.get(ISTIO_INJECTION).map(String::as_str) != Some("disabled"));
+        let sidecar = has_proxy_container(pod_spec)
+            || (!is_pod
+                && injected_by_namespace
+                && pod_labels.get(SIDECAR_INJECT).map(String::as_str) != Some("false"));
+        let enrolled = match pod_labels.get(DATAPLANE_MODE).map(String::as_str) {
+            Some(DATAPLANE_AMBIENT) => true,
+            Some(DATAPLANE_NONE) => false,
+            _ => namespace_labels.get(DATAPLANE_MODE).map(String::as_str) == Some(DATAPLANE_AMBIENT),
+        };
+        match (sidecar, enrolled) {
+            (true, _) => Mode::Sidecar,
+            (false, true) => Mode::Ambient,
+            (false, false) => Mode::OutsideMesh,
+        }
+    }
+
+    /// A client known only by a principal (`cluster.local/ns/NS/sa/SA`) that a policy names and no
+    /// workload of the input has: a caller from outside the input. It has an identity, so it is in
+    /// the mesh: ambient where its namespace is enrolled, else a sidecar client.
+    pub fn principal_client(&self, principal: &str) -> Option<Workload> {
+        let rest = principal.strip_prefix(TRUST_DOMAIN)?.strip_prefix("/ns/")?;
+        let (namespace, account) = rest.split_once("/sa/")?;
+        if namespace.is_empty() || account.is_empty() || account.contains('/') || principal.contains('*') {
+            return None;
+        }
+        let mode = match self.mode_of(namespace, &BTreeMap::new(), &Value::Null, false) {
+            Mode::Ambient => Mode::Ambient,
+            _ => Mode::Sidecar,
+        };
+        let name = format!("sa/{account}");
+        Some(Workload {
+            namespace: namespace.into(),
+            name,
+            service_account: account.into(),
+            labels: BTreeMap::new(),
+            mode,
+        })
+    }
+
+    pub fn workload(&self, key: &str) -> Option<&Workload> {
+        let position = *self.by_key.get(key)?;
+        self.workloads.get(position).or_else(|| self.ingress_gateways.get(position - self.workloads.len()))
+    }
+
+    /// An application workload (not a gateway) by key: what a pod address names.
+    pub fn application_workload(&self, key: &str) -> Option<&Workload> {
+        self.by_key.get(key).and_then(|position| self.workloads.get(*position))
+    }
+
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        self.services.get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// The workloads behind a Service.
+    pub fn endpoints<'a>(&'a self, service: &'a Service) -> impl Iterator<Item = &'a Workload> + 'a {
+        let positions = self.workloads_in.get(&service.namespace).map(Vec::as_slice).unwrap_or_default();
+        positions.iter().map(|position| &self.workloads[*position]).filter(move |workload| service.selects(workload))
+    }
+
+    /// The waypoint a Service uses, if any: `istio.io/use-waypoint` on the Service, else on its
+    /// namespace (`none` opts out), naming a waypoint Gateway that exists and serves Service
+    /// traffic. A label naming no waypoint activates nothing.
+    pub fn waypoint_of(&self, service: &Service) -> Option<&Waypoint> {
+        let namespace_labels = self.namespace_labels.get(&service.namespace);
+        let (name, waypoint_namespace) = match service.labels.get(USE_WAYPOINT) {
+            Some(name) => (name, service.labels.get(USE_WAYPOINT_NAMESPACE)),
+            None => {
+                let labels = namespace_labels?;
+                (labels.get(USE_WAYPOINT)?, labels.get(USE_WAYPOINT_NAMESPACE))
+            }
+        };
+        if name == DATAPLANE_NONE {
+            return None;
+        }
+        let waypoint_namespace = waypoint_namespace.cloned().unwrap_or_else(|| service.namespace.clone());
+        self.waypoints.get(&(waypoint_namespace, name.clone())).filter(|waypoint| waypoint.serves_services())
+    }
+
+    pub fn ingress_uses_waypoint(service: &Service) -> bool {
+        service.labels.get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true")
+    }
+
+    pub fn is_waypoint_principal(&self, principal: &str) -> bool {
+        self.waypoints.values().any(|waypoint| waypoint.principal() == principal)
+    }
+}
+
+/// Admission rejects an AuthorizationPolicy with an unknown condition key (the guide's Step 5.3
+/// `source.workload_name`), so such a policy never reaches a proxy.
+fn rejection(spec: &AuthorizationPolicySpec) -> Option<String> {
+    let invalid: Vec<&str> = spec
+        .rules()
+        .iter()
+        .flat_map(|rule| rule.when.iter())
+        .map(|condition| condition.key.as_str())
+        .filter(|key| !is_valid_condition_key(key))
+        .collect();
+    (!invalid.is_empty()).then(|| format!("invalid condition key {}", invalid.join(", ")))
+}
+
+fn read_service(object: &DynamicObject) -> Service {
+    let spec = object.data.get("spec").cloned().unwrap_or(Value::Null);
+    let selector = spec.get("selector").and_then(|selector| serde_json::from_value(selector.clone()).ok());
+    let ports = spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .map(|ports| {
+            ports
+                .iter()
+                .filter_map(|port| {
+                    let number = port.get("port").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok())?;
+                    let target_port = port
+                        .get("targetPort")
+                        .and_then(Value::as_u64)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .unwrap_or(number);
+                    Some(ServicePort {
+                        name: port.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        port: number,
+                        target_port,
+                        app_protocol: port.get("appProtocol").and_then(Value::as_str).map(str::to_string),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Service {
+        namespace: object.metadata.namespace.clone().unwrap_or_default(),
+        name: object.metadata.name.clone().unwrap_or_default(),
+        labels: labels(object).clone(),
+        selector,
+        ports,
+    }
+}
+
+fn service_account(pod_spec: &Value) -> String {
+    pod_spec
+        .get("serviceAccountName")
+        .or_else(|| pod_spec.get("serviceAccount"))
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string()
+}
+
+/// The container lists of a pod spec that can hold the proxy (a native sidecar is an init container).
+pub(super) const CONTAINER_FIELDS: [&str; 2] = ["containers", "initContainers"];
+
+pub(super) fn is_proxy_container(container: &Value) -> bool {
+    container.get("name").and_then(Value::as_str) == Some(PROXY_CONTAINER)
+}
+
+fn has_proxy_container(pod_spec: &Value) -> bool {
+    CONTAINER_FIELDS.iter().any(|field| {
+        pod_spec
+            .get(field)
+            .and_then(Value::as_array)
+            .is_some_and(|containers| containers.iter().any(is_proxy_container))
+    })
+}
+
+/// The name of the controller owning a pod (`reviews-v1` for pod `reviews-v1-9db68f4d-v4cnb`),
+/// so replicas of one Deployment count as one workload; the pod name otherwise.
+fn workload_name_of_pod(pod: &DynamicObject) -> String {
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let Some(owner) = pod.metadata.owner_references.as_ref().and_then(|owners| owners.first()) else {
+        return pod_name;
+    };
+    let hash = labels(pod).get("pod-template-hash");
+    match (owner.kind.as_str(), hash) {
+        ("ReplicaSet", Some(hash)) => owner.name.strip_suffix(&format!("-{hash}")).unwrap_or(&owner.name).to_string(),
+        _ => owner.name.clone(),
+    }
+}
+
+/// Labels that differ between replicas of one workload and never appear in selectors.
+fn without_hashes(mut labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    labels.remove("pod-template-hash");
+    labels.remove("controller-revision-hash");
+    labels.remove("statefulset.kubernetes.io/pod-name");
+    labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLUSTER: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled, istio.io/use-waypoint: wp}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: api-7d9f-abcde
+  namespace: shop
+  labels: {app: api, pod-template-hash: 7d9f}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: api-7d9f, uid: x}]
+spec: {serviceAccountName: api, containers: [{name: api}, {name: istio-proxy}]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: api-7d9f-fghij
+  namespace: shop
+  labels: {app: api, pod-template-hash: 7d9f}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: api-7d9f, uid: x}]
+spec: {serviceAccountName: api, containers: [{name: api}, {name: istio-proxy}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  template: {metadata: {labels: {app: api}}, spec: {containers: [{name: api}]}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: batch, namespace: shop}
+spec:
+  selector: {matchLabels: {app: batch}}
+  template: {metadata: {labels: {app: batch}, annotations: {sidecar.istio.io/inject: 'false'}}, spec: {containers: [{name: b}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: wp-1, namespace: shop, labels: {gateway.networking.k8s.io/gateway-name: wp}}
+spec: {containers: [{name: istio-proxy}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: wp, namespace: shop}
+spec: {gatewayClassName: istio-waypoint}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec: {selector: {app: api}, ports: [{name: http, port: 80, targetPort: 8080}, {name: tcp-db, port: 5432}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api-direct, namespace: shop, labels: {istio.io/use-waypoint: none}}
+spec: {selector: {app: api}, ports: [{port: 80}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: elsewhere, namespace: unknown}
+spec:
+  selector: {matchLabels: {app: e}}
+  template: {metadata: {labels: {app: e}}, spec: {containers: [{name: e}]}}
+";
+
+    #[test]
+    fn workloads_modes_services_and_waypoints_come_from_the_objects() {
+        let objects = crate::snapshot::parse_documents(std::path::Path::new("t.yaml"), CLUSTER).unwrap();
+        let topology = Topology::from_snapshot(&Snapshot::from_objects(objects));
+        let workloads: Vec<(String, Mode)> = topology.workloads().iter().map(|w| (w.key(), w.mode)).collect();
+        assert_eq!(
+            workloads,
+            vec![
+                ("shop/api".into(), Mode::Sidecar),
+                ("shop/batch".into(), Mode::OutsideMesh),
+                ("unknown/elsewhere".into(), Mode::OutsideMesh)
+            ],
+            "replicas are one workload, the Deployment with pods is not repeated, the waypoint pod is no workload"
+        );
+        assert_eq!(
+            topology.workload("shop/api").and_then(Workload::principal).as_deref(),
+            Some("cluster.local/ns/shop/sa/api")
+        );
+        let api = topology.service("shop", "api").unwrap();
+        assert_eq!(api.port(80).map(|port| (port.target_port, port.is_http())), Some((8080, true)));
+        assert_eq!(api.port(5432).map(ServicePort::is_http), Some(false));
+        assert_eq!(topology.waypoint_of(api).map(Waypoint::principal).as_deref(), Some("cluster.local/ns/shop/sa/wp"));
+        assert!(topology.waypoint_of(topology.service("shop", "api-direct").unwrap()).is_none(), "opted out");
+        assert_eq!(topology.endpoints(api).count(), 1);
+        assert!(
+            topology.notes.iter().any(|note| note.contains("namespace unknown is not in the input")),
+            "{:?}",
+            topology.notes
+        );
+    }
+
+    #[test]
+    fn malformed_objects_are_noted_and_never_stop_an_evaluation() {
+        let objects = crate::snapshot::parse_documents(
+            std::path::Path::new("bad.yaml"),
+            "
+apiVersion: v1
+kind: Service
+metadata: {name: odd, namespace: ns}
+spec: {selector: 7, ports: [{port: http}, {port: -1}, {name: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: ns, labels: {app: odd}}
+spec: {containers: istio-proxy, serviceAccountName: [a]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: broken, namespace: ns}
+spec: {action: SOMETIMES, rules: 3}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: broken, namespace: ns}
+spec: {hosts: [odd], http: [{match: [{uri: {glob: '*'}}]}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: broken, namespace: ns}
+spec: {parentRefs: [{kind: Service}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d, namespace: ns}
+spec: {template: 5}
+",
+        )
+        .unwrap();
+        let snapshot = Snapshot::from_objects(objects);
+        let topology = Topology::from_snapshot(&snapshot);
+        assert_eq!(
+            topology.notes.iter().filter(|note| note.contains("left out of the evaluation")).count(),
+            3,
+            "{:#?}",
+            topology.notes
+        );
+        assert!(
+            topology.service("ns", "odd").is_some_and(|service| service.ports.is_empty() && service.selector.is_none())
+        );
+        let verification = crate::equivalence::verify(&snapshot, &snapshot, None);
+        assert!(verification.differences.is_empty());
+    }
+}

@@ -1,0 +1,336 @@
+//! The verifier: the same representative requests through two configurations, and every
+//! difference, classified.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::kinds::Kind;
+use crate::mesh::ObjectRef;
+use crate::snapshot::Snapshot;
+
+use super::authorize::policy_vocabulary;
+use super::evaluate::{Address, HttpRequest, OUTSIDE_CLIENT, Outcome, Request, Target};
+use super::route::route_vocabulary;
+use super::state::{MigrationState, with_changes};
+use super::topology::{ROOT_NAMESPACE, Topology};
+
+/// At most this many values per dimension (methods, paths, header values per header name) enter
+/// the cross product of one destination namespace, so the request count stays bounded.
+pub const MAX_VALUES_PER_DIMENSION: usize = 8;
+/// Methods tried, in order, for the one method no condition mentions.
+const SPARE_METHODS: &[&str] = &["DELETE", "PUT", "PATCH", "OPTIONS", "HEAD", "POST", "GET"];
+/// A path no route or policy of the suite's inputs names.
+pub const UNMATCHED_PATH: &str = "/oc-ambient/unmatched";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// Denied before, allowed after: a security regression.
+    Loosened,
+    /// Allowed before, denied after: an outage.
+    Tightened,
+    /// Allowed both times, served by other workloads.
+    Rerouted,
+}
+
+impl Class {
+    pub fn word(self) -> &'static str {
+        match self {
+            Class::Loosened => "loosened",
+            Class::Tightened => "tightened",
+            Class::Rerouted => "rerouted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Difference {
+    pub request: Request,
+    pub before: Outcome,
+    pub after: Outcome,
+    pub class: Class,
+    /// A difference the migration intends (see [`classify`]).
+    pub expected: bool,
+    pub explanation: String,
+}
+
+/// The verifier's report; its JSON form is the `AmbientEquivalence` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub kind: &'static str,
+    pub evaluated: usize,
+    pub differences: Vec<Difference>,
+    /// Objects the evaluation could not use, and other caveats.
+    pub notes: Vec<String>,
+}
+
+impl Verification {
+    pub fn unexpected(&self) -> impl Iterator<Item = &Difference> {
+        self.differences.iter().filter(|difference| !difference.expected)
+    }
+
+    /// True when every difference is intended: the migration keeps every outcome.
+    pub fn is_equivalent(&self) -> bool {
+        self.unexpected().next().is_none()
+    }
+}
+
+/// Compares `before` (usually the sidecar-era configuration) with `after` on every representative
+/// request to destinations in `namespaces` (all namespaces when None).
+pub fn verify(before: &Snapshot, after: &Snapshot, namespaces: Option<&BTreeSet<String>>) -> Verification {
+    let after = Topology::from_snapshot(after);
+    let mut before = Topology::from_snapshot(before);
+    // A Service that exists only after (a version Service the conversion added) is only a new
+    // name for pods in the sidecar era, where policy is enforced at the pod: giving it to the
+    // "before" side makes requests to it comparable instead of trivially different.
+    for (key, service) in &after.services {
+        before.services.entry(key.clone()).or_insert_with(|| service.clone());
+    }
+    let mut notes: Vec<String> = before.notes.iter().map(|note| format!("before: {note}")).collect();
+    notes.extend(after.notes.iter().map(|note| format!("after: {note}")));
+    for (side, topology) in [("before", &before), ("after", &after)] {
+        for policy in topology.policies() {
+            if let Some(reason) = &policy.rejected {
+                notes.push(format!(
+                    "{side}: AuthorizationPolicy {} enforces nothing: admission rejects it ({reason})",
+                    policy.policy.key()
+                ));
+            }
+        }
+    }
+    let mut verification = Verification { kind: "AmbientEquivalence", evaluated: 0, differences: Vec::new(), notes };
+    for request in representative_requests(&before, &after, namespaces) {
+        verification.evaluated += 1;
+        let before_outcome = before.evaluate(&request);
+        let after_outcome = after.evaluate(&request);
+        if let Some(difference) = classify(request, before_outcome, after_outcome) {
+            verification.differences.push(difference);
+        }
+    }
+    verification
+}
+
+/// A configuration change to verify: objects added (or replacing their namesakes), objects
+/// removed, labels merged into existing objects (a conversion's items, replaced objects and label
+/// changes).
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    pub added: Vec<kube_core::DynamicObject>,
+    pub removed: Vec<ObjectRef>,
+    pub labels: Vec<(ObjectRef, BTreeMap<String, String>)>,
+}
+
+impl From<&crate::convert::Conversion> for Change {
+    /// A conversion as a change: its items, the objects they replace, its label changes.
+    fn from(conversion: &crate::convert::Conversion) -> Self {
+        Change {
+            added: conversion.items.clone(),
+            removed: conversion.replaces.clone(),
+            labels: conversion
+                .label_changes
+                .iter()
+                .map(|change| (change.object.clone(), change.labels.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Compares `input` as it runs today with `input` plus `change` in `state` (by default the end
+/// of the migration of `namespaces`, or of every namespace of the input when empty); requests go
+/// to destinations in `namespaces` (all when empty).
+pub fn verify_change(
+    input: &Snapshot,
+    change: &Change,
+    namespaces: &[String],
+    state: Option<&MigrationState>,
+) -> Verification {
+    let changed = with_changes(input, &change.added, &change.removed, &change.labels);
+    let scope: BTreeSet<String> = if namespaces.is_empty() {
+        crate::kinds::ALL
+            .iter()
+            .filter(|info| info.namespaced)
+            .flat_map(|info| changed.all(info.kind))
+            .filter_map(|object| object.metadata.namespace.clone())
+            .collect()
+    } else {
+        namespaces.iter().cloned().collect()
+    };
+    // A dump of a namespace's objects rarely holds the Namespace itself; without its labels the
+    // workloads would look outside the mesh. What convert reads is sidecar-era configuration, so
+    // such a namespace is taken as injecting sidecars, and the report says so.
+    let undescribed: BTreeSet<String> =
+        scope.iter().filter(|namespace| input.get(Kind::Namespace, None, namespace).is_none()).cloned().collect();
+    let sidecar_era = MigrationState { sidecars: undescribed.clone(), ..MigrationState::default() };
+    let before = sidecar_era.apply(input);
+    let end = MigrationState::fully_migrated(&changed, &scope);
+    let after = state.unwrap_or(&end).apply(&sidecar_era.apply(&changed));
+    let mut verification = verify(&before, &after, (!namespaces.is_empty()).then_some(&scope));
+    for namespace in undescribed {
+        verification.notes.push(format!(
+            "namespace {namespace} is not in the input: taken as injecting sidecars before the migration"
+        ));
+    }
+    verification
+}
+
+/// Why the one intended kind of difference is intended.
+pub const EXPECTED_REASON: &str =
+    "expected: pod-address traffic skipped the waypoint; the bypass protection now sends it through it";
+
+/// The class of a difference, if any. Expected is only pod-address traffic that a bypass
+/// protection now denies: it has to go through the waypoint, which is the point of the protection.
+pub fn classify(request: Request, before: Outcome, after: Outcome) -> Option<Difference> {
+    let class = match (before.allowed, after.allowed) {
+        (false, true) => Class::Loosened,
+        (true, false) => Class::Tightened,
+        (true, true) if before.backend != after.backend => Class::Rerouted,
+        _ => return None,
+    };
+    let expected =
+        class == Class::Tightened && request.destination.address == Address::Pod && after.denied_by_bypass_protection;
+    let explanation = if expected {
+        format!("{EXPECTED_REASON}. after: {}", after.explanation)
+    } else {
+        format!("before: {}. after: {}", before.explanation, after.explanation)
+    };
+    Some(Difference { request, before, after, class, expected, explanation })
+}
+
+/// Every source (workloads, ingress gateways, one client outside the mesh) to every Service port
+/// and pod address in scope, crossed with the HTTP values of the destination namespace's routes
+/// and policies plus values that match none of them. Generated lazily: large meshes are never
+/// held in memory as a request list.
+pub fn representative_requests<'a>(
+    before: &'a Topology,
+    after: &'a Topology,
+    namespaces: Option<&'a BTreeSet<String>>,
+) -> impl Iterator<Item = Request> + 'a {
+    let in_scope = move |namespace: &str| namespaces.is_none_or(|scope| scope.contains(namespace));
+    let mut sources = BTreeSet::new();
+    for topology in [before, after] {
+        sources.extend(topology.workloads.iter().chain(&topology.ingress_gateways).map(|workload| workload.key()));
+    }
+    sources.insert(OUTSIDE_CLIENT.to_string());
+    sources.extend(named_principals_without_workload(before, after));
+    // (target, is_http)
+    let mut targets: BTreeMap<Target, bool> = BTreeMap::new();
+    for topology in [before, after] {
+        for service in topology.services.values().filter(|service| in_scope(&service.namespace)) {
+            for port in &service.ports {
+                let target = Target {
+                    address: Address::Service,
+                    namespace: service.namespace.clone(),
+                    name: service.name.clone(),
+                    port: port.port,
+                };
+                targets.insert(target, port.is_http());
+                for workload in topology.endpoints(service) {
+                    let pod = Target {
+                        address: Address::Pod,
+                        namespace: workload.namespace.clone(),
+                        name: workload.name.clone(),
+                        port: port.target_port,
+                    };
+                    targets.insert(pod, port.is_http());
+                }
+            }
+        }
+    }
+    let mut vocabularies: BTreeMap<String, Vec<Option<HttpRequest>>> = BTreeMap::new();
+    for target in targets.keys() {
+        if !vocabularies.contains_key(&target.namespace) {
+            vocabularies.insert(target.namespace.clone(), http_variants(before, after, &target.namespace));
+        }
+    }
+    let sources: Vec<String> = sources.into_iter().collect();
+    targets.into_iter().flat_map(move |(target, is_http)| {
+        let variants: Vec<Option<HttpRequest>> =
+            if is_http { vocabularies.get(&target.namespace).cloned().unwrap_or_default() } else { vec![None] };
+        let sources = sources.clone();
+        sources.into_iter().flat_map(move |source| {
+            let target = target.clone();
+            variants.clone().into_iter().map(move |http| Request {
+                source: source.clone(),
+                destination: target.clone(),
+                http,
+            })
+        })
+    })
+}
+
+/// Principals the policies name that no workload or gateway of either configuration has (callers
+/// from outside the input); each becomes a source, so rules about them are exercised.
+fn named_principals_without_workload(before: &Topology, after: &Topology) -> BTreeSet<String> {
+    let mut known = BTreeSet::new();
+    let mut named = BTreeSet::new();
+    for topology in [before, after] {
+        let clients = topology.workloads().iter().chain(topology.ingress_gateways());
+        known.extend(clients.filter_map(|workload| workload.principal()));
+        known.extend(topology.waypoints.values().map(|waypoint| waypoint.principal()));
+        for rule in topology.policies().iter().flat_map(|policy| policy.policy.spec.rules()) {
+            for source in rule.from.iter().map(|from| &from.source) {
+                named.extend(source.principals.iter().chain(&source.not_principals).cloned());
+            }
+            for condition in rule.when.iter().filter(|condition| condition.key == "source.principal") {
+                named.extend(condition.values.iter().chain(&condition.not_values).cloned());
+            }
+        }
+    }
+    named
+        .into_iter()
+        .filter(|principal| !known.contains(principal) && before.principal_client(principal).is_some())
+        .collect()
+}
+
+/// The HTTP requests tried against a namespace's destinations: methods x paths x (no header, or
+/// one header with one of its values), from both configurations' routes and policies, plus a
+/// method and a path that none of them names.
+fn http_variants(before: &Topology, after: &Topology, namespace: &str) -> Vec<Option<HttpRequest>> {
+    let mut methods = vec!["GET".to_string()];
+    let mut paths = vec!["/".to_string()];
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for topology in [before, after] {
+        route_vocabulary(topology, namespace, &mut methods, &mut paths, &mut headers);
+        let mut policies: Vec<_> = topology.policies_in(namespace).collect();
+        if namespace != ROOT_NAMESPACE {
+            policies.extend(topology.policies_in(ROOT_NAMESPACE));
+        }
+        policy_vocabulary(&policies, &mut methods, &mut paths, &mut headers);
+    }
+    let spare = SPARE_METHODS.iter().find(|method| !methods.iter().any(|known| known == *method));
+    let methods = bounded(methods);
+    let mut paths = bounded(paths);
+    paths.push(UNMATCHED_PATH.to_string());
+    let mut methods = methods;
+    methods.extend(spare.map(|method| method.to_string()));
+    let mut header_sets = vec![BTreeMap::new()];
+    for (name, values) in headers {
+        for value in bounded(values) {
+            header_sets.push(BTreeMap::from([(name.clone(), value)]));
+        }
+    }
+    let mut variants = Vec::new();
+    for method in &methods {
+        for path in &paths {
+            for headers in &header_sets {
+                variants.push(Some(HttpRequest {
+                    method: method.clone(),
+                    path: path.clone(),
+                    headers: headers.clone(),
+                }));
+            }
+        }
+    }
+    variants
+}
+
+fn bounded(values: Vec<String>) -> Vec<String> {
+    let mut unique: Vec<String> = Vec::new();
+    for value in values {
+        if !unique.contains(&value) && unique.len() < MAX_VALUES_PER_DIMENSION {
+            unique.push(value);
+        }
+    }
+    unique
+}
