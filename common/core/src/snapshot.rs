@@ -49,6 +49,9 @@ pub struct Snapshot {
     pub served: Option<Served>,
     /// Notes about the input that are not findings (ignored documents, skipped kinds).
     pub notes: Vec<String>,
+    /// The mesh's trust domain as the user gave it (`--trust-domain`): a fact about the input
+    /// that overrides its Istio resources (see [`crate::model::identity`]).
+    pub trust_domain: Option<String>,
 }
 
 /// Failures to read offline input.
@@ -67,7 +70,14 @@ pub enum InputError {
 impl Snapshot {
     /// An empty snapshot in which the given kinds are known to be complete.
     pub fn new(source: Source) -> Self {
-        Snapshot { objects: BTreeMap::new(), coverage: BTreeMap::new(), source, served: None, notes: Vec::new() }
+        Snapshot {
+            objects: BTreeMap::new(),
+            coverage: BTreeMap::new(),
+            source,
+            served: None,
+            notes: Vec::new(),
+            trust_domain: None,
+        }
     }
 
     /// Builds an in-memory snapshot from objects; every kind of the table counts as listed.

@@ -127,11 +127,9 @@ fn run_convert(global: &GlobalArgs, namespaces: &[String], args: &ConvertArgs) -
     for note in &snapshot.notes {
         printer.detail(note);
     }
-    let options = ConvertOptions {
-        namespaces: namespaces.to_vec(),
-        waypoint: args.waypoint.clone(),
-        trust_domain: args.trust_domain.clone(),
-    };
+    // The trust domain describes the input, so the conversion and its verification read it alike.
+    snapshot.trust_domain = args.trust_domain.clone();
+    let options = ConvertOptions { namespaces: namespaces.to_vec(), waypoint: args.waypoint.clone() };
     let conversion = convert(&snapshot, &options);
     if args.verify {
         return verify::verify_conversion(

@@ -306,7 +306,7 @@ fn gateway_api_check(snapshot: &Snapshot) -> Finding {
 fn ambient_checks(snapshot: &Snapshot, context: &MeshContext) -> Vec<Finding> {
     let Some(istio) = main_istio(snapshot) else { return Vec::new() };
     let ambient_profile = istio_profile(istio) == "ambient";
-    let any_enrolled = context.namespace_labels.values().any(|labels| labels.ambient);
+    let any_enrolled = context.model.described_namespaces().any(|namespace| context.labels(namespace).ambient);
     let ztunnel = ztunnel(snapshot);
     if !ambient_profile && ztunnel.is_none() && !any_enrolled {
         return vec![Finding::new(ids::ZTUNNEL_READY, Severity::Info, None, "ambient is not enabled yet (Step 2)")];

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::facts::{PodFacts, str_at, waypoints};
+use super::facts::str_at;
 use super::phase::{MeshContext, Protection, protection_of, stale_exemptions, waypoint_principals};
 use super::{Finding, Severity, ids};
 use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec, is_valid_condition_key};
 use crate::mesh::labels::TRAFFIC_ANNOTATION_PREFIX;
 use crate::mesh::{ObjectRef, annotations, labels, selector_matches};
+use crate::model::Pod;
 use crate::snapshot::Snapshot;
 
 pub fn blockers(snapshot: &Snapshot) -> Vec<Finding> {
@@ -144,7 +145,7 @@ pub fn not_honoured(snapshot: &Snapshot) -> Vec<Finding> {
         let keys: Vec<String> =
             annotations(pod).keys().filter(|key| key.starts_with(TRAFFIC_ANNOTATION_PREFIX)).cloned().collect();
         if !keys.is_empty() {
-            let facts = PodFacts::of(pod);
+            let facts = Pod::of(pod);
             by_workload.entry((facts.namespace.to_string(), facts.workload())).or_insert(keys);
         }
     }
@@ -242,11 +243,7 @@ fn short_host(host: &str) -> &str {
 }
 
 /// Whether the workloads a selector policy applies to still have sidecars enforcing it.
-fn selected_pods<'c>(
-    context: &'c MeshContext,
-    namespace: &str,
-    policy: &AuthorizationPolicySpec,
-) -> Vec<&'c PodFacts<'c>> {
+fn selected_pods<'c>(context: &'c MeshContext, namespace: &str, policy: &AuthorizationPolicySpec) -> Vec<&'c Pod<'c>> {
     let empty = BTreeMap::new();
     let selector = policy.selector_labels().unwrap_or(&empty);
     context.app_pods(namespace).filter(|pod| selector_matches(selector, pod.labels)).collect()
@@ -297,7 +294,7 @@ pub fn policy_traps(snapshot: &Snapshot, context: &MeshContext, namespaces: &[St
             );
         }
         if policy.action == Action::Allow {
-            findings.extend(waypoint_principal_trap(snapshot, context, namespace, object, policy));
+            findings.extend(waypoint_principal_trap(context, namespace, object, policy));
         }
     }
     findings
@@ -306,7 +303,6 @@ pub fn policy_traps(snapshot: &Snapshot, context: &MeshContext, namespaces: &[St
 /// A selector L4 ALLOW naming client principals, on a workload whose Service uses (or will use)
 /// a waypoint, must also allow the waypoint: ztunnel sees the waypoint's identity.
 fn waypoint_principal_trap(
-    snapshot: &Snapshot,
     context: &MeshContext,
     namespace: &str,
     object: &kube_core::DynamicObject,
@@ -317,21 +313,11 @@ fn waypoint_principal_trap(
     if !names_principals || !policy.l7_attributes().is_empty() {
         return None;
     }
-    let waypoint_principals: Vec<String> = waypoints(snapshot, namespace)
-        .filter_map(|gateway| gateway.metadata.name.as_deref())
-        .map(|name| context.principal(namespace, name))
-        .collect();
-    let will_use_waypoint =
-        !waypoint_principals.is_empty() || !super::phase::waypoint_reasons(snapshot, context, namespace).is_empty();
-    if !will_use_waypoint {
+    if !context.model.needs_waypoint(namespace) {
         return None;
     }
     let allowed: Vec<&String> = policy.rules().iter().flat_map(|rule| rule.principals()).collect();
-    let expected = if waypoint_principals.is_empty() {
-        vec![context.principal(namespace, "waypoint")]
-    } else {
-        waypoint_principals
-    };
+    let expected = waypoint_principals(context, namespace);
     if expected.iter().any(|principal| allowed.contains(&principal)) {
         return None;
     }
@@ -360,7 +346,7 @@ fn target_ref_traps(
     let reference = Some(ObjectRef::of(object));
     let namespace_waypoint = context.labels(namespace).use_waypoint;
     let waypoint_names: Vec<String> =
-        waypoints(snapshot, namespace).filter_map(|gateway| gateway.metadata.name.clone()).collect();
+        context.model.waypoints_in(namespace).map(|gateway| gateway.name.clone()).collect();
     for target in policy.all_target_refs() {
         if target.kind != "Service" {
             continue;
@@ -391,7 +377,7 @@ fn target_ref_traps(
             });
         }
         let pods_take_bypass = backing.iter().any(|pod| !pod.sidecar || context.labels(namespace).ambient);
-        let principals = waypoint_principals(snapshot, context, namespace);
+        let principals = waypoint_principals(context, namespace);
         let with = |wanted: Protection| -> Vec<&str> {
             backing
                 .iter()

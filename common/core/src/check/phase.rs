@@ -10,12 +10,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube_core::DynamicObject;
 use serde::Serialize;
 
-use super::facts::{NamespaceLabels, PodFacts, is_programmed, service_parents, str_at, waypoints};
+use super::facts::{service_parents, str_at};
 use super::{Finding, NamespaceReport, PodCounts, Scope, Severity, ids};
 use crate::kinds::Kind;
 use crate::mesh::authz::AuthorizationPolicySpec;
 use crate::mesh::networking::{DestinationRuleSpec, VirtualServiceSpec, service_of_host};
-use crate::mesh::{ObjectRef, labels, spec};
+use crate::mesh::{ObjectRef, spec};
+use crate::model::dataplane::NamespaceMode;
+use crate::model::identity::principal_in;
+use crate::model::waypoint::DEFAULT_WAYPOINT;
+use crate::model::{MeshModel, Pod};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -48,10 +52,9 @@ impl Phase {
     }
 }
 
-/// Decoded mesh configuration and derived facts, computed once per evaluation.
+/// The mesh model plus the decoded configuration the checks read, computed once per evaluation.
 pub struct MeshContext<'a> {
-    pub pods: BTreeMap<&'a str, Vec<PodFacts<'a>>>,
-    pub namespace_labels: BTreeMap<&'a str, NamespaceLabels>,
+    pub model: MeshModel<'a>,
     /// Namespaces of the control plane, CNI and ztunnel: not application namespaces.
     pub control_plane_namespaces: BTreeSet<String>,
     pub policies: Vec<(&'a DynamicObject, AuthorizationPolicySpec)>,
@@ -59,7 +62,6 @@ pub struct MeshContext<'a> {
     pub destination_rules: Vec<(&'a DynamicObject, DestinationRuleSpec)>,
     /// Objects whose spec does not decode, reported once.
     pub invalid: Vec<Finding>,
-    pub trust_domain: String,
     /// The control plane runs the ambient profile (Step 2 done), so restarted sidecars get HBONE;
     /// None when the input holds no Istio resources.
     pub ambient_control_plane: Option<bool>,
@@ -85,26 +87,8 @@ fn decode_all<'a, T: serde::de::DeserializeOwned + Default>(
 
 impl<'a> MeshContext<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Self {
-        let mut pods: BTreeMap<&str, Vec<PodFacts>> = BTreeMap::new();
-        for pod in snapshot.all(Kind::Pod) {
-            let facts = PodFacts::of(pod);
-            if facts.is_live() {
-                pods.entry(facts.namespace).or_default().push(facts);
-            }
-        }
-        let namespace_labels = snapshot
-            .all(Kind::Namespace)
-            .iter()
-            .filter_map(|ns| ns.metadata.name.as_deref().map(|name| (name, NamespaceLabels::of(ns))))
-            .collect();
         let mut control_plane_namespaces = crate::mesh::infrastructure_namespaces(snapshot);
         control_plane_namespaces.remove(crate::mesh::OPERATORS_NAMESPACE);
-        let trust_domain = snapshot
-            .all(Kind::Istio)
-            .iter()
-            .find_map(|istio| str_at(istio, "/spec/values/meshConfig/trustDomain"))
-            .unwrap_or("cluster.local")
-            .to_string();
         let ambient_control_plane = snapshot
             .knows(Kind::Istio)
             .then(|| snapshot.all(Kind::Istio).iter().any(|istio| str_at(istio, "/spec/profile") == Some("ambient")));
@@ -113,28 +97,26 @@ impl<'a> MeshContext<'a> {
         let virtual_services = decode_all(snapshot, Kind::VirtualService, &mut invalid);
         let destination_rules = decode_all(snapshot, Kind::DestinationRule, &mut invalid);
         MeshContext {
-            pods,
-            namespace_labels,
+            model: MeshModel::new(snapshot),
             control_plane_namespaces,
             policies,
             virtual_services,
             destination_rules,
             invalid,
-            trust_domain,
             ambient_control_plane,
         }
     }
 
-    pub fn labels(&self, namespace: &str) -> NamespaceLabels {
-        self.namespace_labels.get(namespace).cloned().unwrap_or_default()
+    pub fn labels(&self, namespace: &str) -> NamespaceMode {
+        self.model.namespace(namespace)
     }
 
-    pub fn pods_in(&self, namespace: &str) -> &[PodFacts<'a>] {
-        self.pods.get(namespace).map(Vec::as_slice).unwrap_or(&[])
+    pub fn pods_in(&self, namespace: &str) -> &[Pod<'a>] {
+        self.model.pods_in(namespace)
     }
 
     /// Application pods of a namespace (gateway and waypoint pods excluded).
-    pub fn app_pods(&self, namespace: &str) -> impl Iterator<Item = &PodFacts<'a>> {
+    pub fn app_pods(&self, namespace: &str) -> impl Iterator<Item = &Pod<'a>> {
         self.pods_in(namespace).iter().filter(|pod| pod.gateway.is_none())
     }
 
@@ -170,7 +152,7 @@ impl<'a> MeshContext<'a> {
 
     /// The application pods a Service of `namespace` selects (none for a missing Service or one
     /// without a selector).
-    pub fn pods_behind(&self, snapshot: &Snapshot, namespace: &str, service: &str) -> Vec<&PodFacts<'a>> {
+    pub fn pods_behind(&self, snapshot: &Snapshot, namespace: &str, service: &str) -> Vec<&Pod<'a>> {
         let selector: BTreeMap<String, String> = snapshot
             .get(Kind::Service, Some(namespace), service)
             .and_then(|object| object.data.pointer("/spec/selector").cloned())
@@ -182,15 +164,21 @@ impl<'a> MeshContext<'a> {
         self.app_pods(namespace).filter(|pod| crate::mesh::selector_matches(&selector, pod.labels)).collect()
     }
 
-    /// The SPIFFE principal of a service account.
+    /// The SPIFFE principal of a service account (in the default trust domain where the input
+    /// leaves it unknown: the check reports on principals, it does not generate them).
     pub fn principal(&self, namespace: &str, service_account: &str) -> String {
-        format!("{}/ns/{namespace}/sa/{service_account}", self.trust_domain)
+        principal_in(self.model.trust_domain.or_default(), namespace, service_account)
+    }
+
+    /// Why `namespace` needs a waypoint, as the report prints it.
+    pub fn waypoint_reasons(&self, namespace: &str) -> Vec<String> {
+        self.model.waypoint_reasons(namespace).iter().map(ToString::to_string).collect()
     }
 }
 
 /// Namespaces the report covers.
 pub fn namespaces_in_scope(snapshot: &Snapshot, context: &MeshContext, scope: &Scope) -> Vec<String> {
-    let mut known: BTreeSet<String> = context.namespace_labels.keys().map(|name| name.to_string()).collect();
+    let mut known: BTreeSet<String> = context.model.described_namespaces().map(str::to_string).collect();
     for info in crate::kinds::ALL.iter().filter(|info| info.namespaced) {
         for object in snapshot.all(info.kind) {
             if let Some(namespace) = &object.metadata.namespace {
@@ -229,47 +217,6 @@ const MESH_CONFIG_KINDS: &[Kind] = &[
     Kind::WorkloadEntry,
 ];
 
-/// Why a namespace needs a waypoint (the guide's decision framework), one reason per object.
-pub fn waypoint_reasons(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -> Vec<String> {
-    let mut reasons = Vec::new();
-    for (object, policy) in context.policies_in(namespace) {
-        let reference = ObjectRef::of(object);
-        if policy.uses_target_refs() {
-            reasons.push(format!("{reference} is enforced by a waypoint (targetRefs)"));
-        } else {
-            let l7 = policy.l7_attributes();
-            if !l7.is_empty() {
-                reasons.push(format!("{reference} uses L7 attributes ({})", l7.join(", ")));
-            }
-        }
-    }
-    for (object, _) in context.virtual_services_for(namespace) {
-        reasons.push(format!("{} routes HTTP traffic", ObjectRef::of(object)));
-    }
-    for route in snapshot.in_namespace(Kind::HttpRoute, namespace) {
-        if !service_parents(route).is_empty() && !is_managed(route) {
-            reasons.push(format!("{} routes mesh traffic (Service parentRef)", ObjectRef::of(route)));
-        }
-    }
-    for (kind, why) in [
-        (Kind::RequestAuthentication, "validates JWTs (L7)"),
-        (Kind::Telemetry, "configures L7 telemetry"),
-        (Kind::WasmPlugin, "runs an L7 extension"),
-    ] {
-        for object in snapshot.in_namespace(kind, namespace) {
-            reasons.push(format!("{} {why}", ObjectRef::of(object)));
-        }
-    }
-    // The same cluster must give the same report whatever order the objects were read in.
-    reasons.sort();
-    reasons
-}
-
-/// Generated by oc-ambient (so it does not create a need of its own).
-fn is_managed(object: &DynamicObject) -> bool {
-    labels(object).get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
-}
-
 /// The facts behind the phases of one namespace.
 #[derive(Debug, Clone, Default)]
 pub struct Milestones {
@@ -285,10 +232,10 @@ pub struct Milestones {
 
 pub fn milestones(snapshot: &Snapshot, context: &MeshContext, namespace: &str, waypoint_needed: bool) -> Milestones {
     let labels = context.labels(namespace);
-    let app_pods: Vec<&PodFacts> = context.app_pods(namespace).collect();
+    let app_pods: Vec<&Pod> = context.app_pods(namespace).collect();
     let waypoint_names: Vec<&str> =
-        waypoints(snapshot, namespace).filter_map(|gateway| gateway.metadata.name.as_deref()).collect();
-    let waypoint_exists = waypoints(snapshot, namespace).any(is_programmed) || !waypoint_names.is_empty();
+        context.model.waypoints_in(namespace).map(|gateway| gateway.name.as_str()).collect();
+    let waypoint_exists = !waypoint_names.is_empty();
     let active = labels.use_waypoint.as_deref().is_some_and(|name| waypoint_names.contains(&name));
     Milestones {
         meshed: labels.injection || labels.ambient || app_pods.iter().any(|pod| pod.sidecar),
@@ -308,7 +255,7 @@ pub fn milestones(snapshot: &Snapshot, context: &MeshContext, namespace: &str, w
 /// Every sidecar has HBONE, and something shows ambient is on: the control plane's profile or,
 /// when the input lacks it, an HBONE sidecar or a redirected pod. An empty namespace under an
 /// unknown control plane has not reached this phase.
-fn hbone_ready(context: &MeshContext, app_pods: &[&PodFacts]) -> bool {
+fn hbone_ready(context: &MeshContext, app_pods: &[&Pod]) -> bool {
     let mut sidecars = app_pods.iter().filter(|pod| pod.sidecar);
     let evidence = match context.ambient_control_plane {
         Some(ambient) => ambient,
@@ -326,7 +273,7 @@ fn policies_migrated(snapshot: &Snapshot, context: &MeshContext, namespace: &str
         target_ref_policies.iter().any(|(object, _)| {
             object.metadata.name.as_deref() == Some(&format!("{name}-waypoint"))
                 || crate::mesh::annotations(object)
-                    .get(labels::SOURCE_ANNOTATION)
+                    .get(crate::mesh::labels::SOURCE_ANNOTATION)
                     .is_some_and(|source| source.split(',').any(|s| s.trim().ends_with(&format!("/{name}"))))
         })
     };
@@ -349,13 +296,13 @@ fn policies_migrated(snapshot: &Snapshot, context: &MeshContext, namespace: &str
     policies_ok && routes_ok && protection_ok
 }
 
-/// The principals the namespace's waypoints run as (their service account is the Gateway's
-/// name); `waypoint` when none is deployed yet, as the guide names it.
-pub fn waypoint_principals(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -> Vec<String> {
-    let names: Vec<String> =
-        waypoints(snapshot, namespace).filter_map(|gateway| gateway.metadata.name.clone()).collect();
-    let names = if names.is_empty() { vec!["waypoint".to_string()] } else { names };
-    names.iter().map(|name| context.principal(namespace, name)).collect()
+/// The principals the namespace's waypoints run as (see [`crate::model::waypoint`]); the
+/// guide's `waypoint` when none is deployed yet.
+pub fn waypoint_principals(context: &MeshContext, namespace: &str) -> Vec<String> {
+    let accounts: Vec<&str> =
+        context.model.waypoints_in(namespace).map(|gateway| gateway.service_account.as_str()).collect();
+    let accounts = if accounts.is_empty() { vec![DEFAULT_WAYPOINT] } else { accounts };
+    accounts.iter().map(|account| context.principal(namespace, account)).collect()
 }
 
 /// The pods behind each Service a targetRefs policy of `namespace` attaches to.
@@ -363,7 +310,7 @@ pub fn waypoint_guarded_pods<'c>(
     snapshot: &Snapshot,
     context: &'c MeshContext,
     namespace: &str,
-) -> Vec<(String, Vec<&'c PodFacts<'c>>)> {
+) -> Vec<(String, Vec<&'c Pod<'c>>)> {
     let mut services: BTreeSet<String> = BTreeSet::new();
     for (_, policy) in context.policies_in(namespace).filter(|(_, policy)| policy.uses_target_refs()) {
         for target in policy.all_target_refs() {
@@ -394,7 +341,7 @@ pub enum Protection {
 /// Correct bypass protection (AMBIENT-NOTES erratum 1) is a selector-based (or namespace-wide)
 /// DENY, enforced by ztunnel on the pod, whose rule denies every source outside
 /// `from.source.notPrincipals`, and those must include the waypoint.
-pub fn protection_of(context: &MeshContext, pod: &PodFacts, waypoint_principals: &[String]) -> Protection {
+pub fn protection_of(context: &MeshContext, pod: &Pod, waypoint_principals: &[String]) -> Protection {
     let mut best = Protection::Missing;
     for (_, policy) in context.policies_in(pod.namespace) {
         let selects =
@@ -422,7 +369,7 @@ pub fn protection_of(context: &MeshContext, pod: &PodFacts, waypoint_principals:
 /// with them any more: every pod running as that principal has left sidecar mode (gateways
 /// excluded: an ingress gateway skips the waypoint legitimately). Such callers can address the pod
 /// directly and skip the waypoint's policies, which the protection exists to prevent.
-pub fn stale_exemptions(context: &MeshContext, pod: &PodFacts, waypoint_principals: &[String]) -> Vec<String> {
+pub fn stale_exemptions(context: &MeshContext, pod: &Pod, waypoint_principals: &[String]) -> Vec<String> {
     let mut stale = Vec::new();
     for (_, policy) in context.policies_in(pod.namespace) {
         let selects =
@@ -433,11 +380,10 @@ pub fn stale_exemptions(context: &MeshContext, pod: &PodFacts, waypoint_principa
         let exempt =
             policy.rules().iter().flat_map(|rule| rule.from.iter()).flat_map(|from| from.source.not_principals.iter());
         for principal in exempt.filter(|principal| !waypoint_principals.contains(principal)) {
-            let callers: Vec<&PodFacts> = context
-                .pods
-                .values()
-                .flatten()
-                .filter(|caller| &context.principal(caller.namespace, caller.service_account) == principal)
+            let callers: Vec<&Pod> = context
+                .model
+                .all_pods()
+                .filter(|caller| &context.principal(caller.namespace, &caller.service_account) == principal)
                 .collect();
             let left_sidecar_mode =
                 !callers.is_empty() && callers.iter().all(|caller| !caller.sidecar && caller.gateway.is_none());
@@ -451,7 +397,7 @@ pub fn stale_exemptions(context: &MeshContext, pod: &PodFacts, waypoint_principa
 
 /// Pods behind waypoint-enforced Services that lack (correct) bypass protection, by Service.
 pub fn unprotected(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -> Vec<(String, String, Protection)> {
-    let principals = waypoint_principals(snapshot, context, namespace);
+    let principals = waypoint_principals(context, namespace);
     waypoint_guarded_pods(snapshot, context, namespace)
         .into_iter()
         .flat_map(|(service, pods)| {
@@ -466,7 +412,7 @@ pub fn unprotected(snapshot: &Snapshot, context: &MeshContext, namespace: &str) 
 
 /// The phase and counts of one namespace.
 pub fn namespace_report(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -> NamespaceReport {
-    let reasons = waypoint_reasons(snapshot, context, namespace);
+    let reasons = context.waypoint_reasons(namespace);
     let needed = !reasons.is_empty();
     let facts = milestones(snapshot, context, namespace, needed);
     let pods = context.pods_in(namespace);
@@ -538,7 +484,7 @@ pub fn sequencing(snapshot: &Snapshot, context: &MeshContext, namespace: &str) -
             )),
         );
     }
-    let reasons = waypoint_reasons(snapshot, context, namespace);
+    let reasons = context.waypoint_reasons(namespace);
     let facts = milestones(snapshot, context, namespace, !reasons.is_empty());
     // Injection turned off for the namespace, or some workloads already running without a sidecar.
     let sidecars_removed = labels.ambient && (!labels.injection || context.app_pods(namespace).any(|pod| !pod.sidecar));

@@ -5,8 +5,8 @@ use kube_core::DynamicObject;
 
 use super::cluster::{prerequisites, trusted_ztunnel_namespace, ztunnel_ready};
 use super::config::blockers;
-use super::facts::{is_programmed, service_parents, str_at, waypoints};
-use super::phase::{MeshContext, milestones, unprotected, waypoint_reasons};
+use super::facts::{service_parents, str_at};
+use super::phase::{MeshContext, milestones, unprotected};
 use super::{Finding, Severity, ids};
 use crate::kinds::Kind;
 use crate::mesh::networking::service_of_host;
@@ -84,7 +84,7 @@ fn step2(snapshot: &Snapshot, context: &MeshContext) -> Vec<Finding> {
 
 fn namespace_checkpoint(step: u8, snapshot: &Snapshot, context: &MeshContext, namespace: &str) -> Vec<Finding> {
     let reference = Some(ObjectRef::new("Namespace", None, namespace));
-    let needed = !waypoint_reasons(snapshot, context, namespace).is_empty();
+    let needed = !context.waypoint_reasons(namespace).is_empty();
     let facts = milestones(snapshot, context, namespace, needed);
     let labels = context.labels(namespace);
     let pass = |id, message: String| Finding::new(id, Severity::Pass, reference.clone(), message);
@@ -194,7 +194,7 @@ fn waypoint_deployment(snapshot: &Snapshot, context: &MeshContext, namespace: &s
             format!("{namespace} needs no waypoint"),
         );
     }
-    let Some(gateway) = waypoints(snapshot, namespace).next() else {
+    let Some(gateway) = context.model.waypoints_in(namespace).next() else {
         return Finding::new(
             ids::WAYPOINT_DEPLOYED,
             Severity::Fail,
@@ -203,19 +203,19 @@ fn waypoint_deployment(snapshot: &Snapshot, context: &MeshContext, namespace: &s
         )
         .fix("oc ambient-waypoint (or apply the guide's Step 4.2 Gateway)");
     };
-    let name = gateway.metadata.name.as_deref().unwrap_or_default();
-    let reference = Some(ObjectRef::of(gateway));
+    let name = gateway.name.as_str();
+    let reference = Some(ObjectRef::new("Gateway", Some(namespace), name));
     let deployment = snapshot
         .in_namespace(Kind::Deployment, namespace)
         .any(|d| labels(d).get(labels::GATEWAY_NAME).map(String::as_str) == Some(name));
-    if !is_programmed(gateway) || !deployment || !waypoint_pod_running(context, namespace, name) {
+    if !gateway.programmed || !deployment || !waypoint_pod_running(context, namespace, name) {
         return Finding::new(
             ids::WAYPOINT_DEPLOYED,
             Severity::Fail,
             reference,
             format!(
                 "waypoint {name}: programmed={}, deployment={deployment}, pod running={}",
-                is_programmed(gateway),
+                gateway.programmed,
                 waypoint_pod_running(context, namespace, name)
             ),
         )

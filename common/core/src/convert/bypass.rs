@@ -111,7 +111,7 @@ pub(crate) fn protect(
                 }
             }
         }
-        for caller in mesh.workloads().iter().filter(|w| w.has_sidecar) {
+        for caller in mesh.workloads().iter().filter(|w| w.has_sidecar()) {
             let Some(principal) = mesh.principal(&caller.namespace, &caller.service_account) else { continue };
             if admits.admit(&principal) && exceptions.insert(principal.clone()) {
                 report.warn(
@@ -119,7 +119,7 @@ pub(crate) fn protect(
                     format!(
                         "{} still runs a sidecar and skips the waypoint: the protection lets {principal} through, \
                          without the waypoint's L7 checks, until it moves to ambient",
-                        caller.reference()
+                        caller.source.clone()
                     ),
                 );
             }

@@ -47,9 +47,6 @@ pub struct ConvertOptions {
     /// names for the namespace (`istio.io/use-waypoint`, or its only `istio-waypoint` Gateway),
     /// else `waypoint`.
     pub waypoint: Option<String>,
-    /// The mesh trust domain. Default: `values.meshConfig.trustDomain` of the Istio resource in the
-    /// input, else `cluster.local` (with a warning when the input holds no Istio resource).
-    pub trust_domain: Option<String>,
 }
 
 /// A field of an input object the conversion could not carry over.

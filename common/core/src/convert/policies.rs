@@ -30,10 +30,11 @@ use serde_json::{Map, Value, json};
 
 use super::Report;
 use super::objects::{Items, generated, invalid_name, is_generated};
-use super::scope::{Mesh, Workload, is_gateway, selects, service_selector};
+use super::scope::{Mesh, Workload, selects, service_selector};
 use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec};
 use crate::mesh::{ObjectRef, selector_matches};
+use crate::model::waypoint::is_gateway;
 
 /// Services that get waypoint-enforced AuthorizationPolicies, with those policies' sources.
 #[derive(Debug, Default)]
@@ -205,7 +206,7 @@ fn report_uncovered_workloads(mesh: &Mesh, policy: &ObjectRef, services: &[&Dyna
                 format!(
                     "{} is selected by no Service: the waypoint cannot enforce this namespace-wide policy for it \
                      (it needs a workload waypoint, istio.io/waypoint-for: workload)",
-                    workload.reference()
+                    workload.source.clone()
                 ),
             );
         }
@@ -246,7 +247,7 @@ fn target_services(
                 format!(
                     "{} is selected by no Service: a waypoint cannot enforce this policy for it (it needs a \
                      workload waypoint, istio.io/waypoint-for: workload)",
-                    workload.reference()
+                    workload.source.clone()
                 ),
             );
         }
@@ -259,7 +260,7 @@ fn target_services(
                     "Service {} also selects {}, which the policy's selector did not: at the waypoint the policy \
                      applies to all traffic to the Service, a wider scope",
                     service.metadata.name.as_deref().unwrap_or_default(),
-                    other.reference()
+                    other.source.clone()
                 ),
             );
         }

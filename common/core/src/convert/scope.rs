@@ -7,80 +7,50 @@
 //! VirtualService or HTTPRoute on one of its Services, or L7 extensions (RequestAuthentication,
 //! Telemetry, WasmPlugin). Everything else stays ztunnel-only and is not touched.
 //!
-//! Identities are SPIFFE principals `<trust domain>/ns/<namespace>/sa/<service account>`; the
-//! trust domain comes from `--trust-domain`, else the Istio resource's
-//! `values.meshConfig.trustDomain`, else `cluster.local` with a warning (an offline dump often
-//! lacks the cluster-scoped Istio resource). Conflicting Istio resources leave it unknown, and
-//! everything that needs a principal is then reported instead of guessed.
+//! The facts come from the mesh model ([`crate::model`]), which the check and the evaluator read
+//! too: the waypoint decision, workloads and their sidecars, gateways and their identities, and
+//! the trust domain (`--trust-domain`, else the Istio resource, else `cluster.local` with a
+//! warning, since an offline dump often lacks the cluster-scoped Istio resource). An unknown
+//! trust domain is reported, and everything that needs a principal is then refused, not guessed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube_core::DynamicObject;
 use serde_json::{Map, Value, json};
 
-use super::objects::{generated, invalid_name, is_generated};
+use super::objects::{generated, invalid_name};
 use super::{ConvertOptions, Report};
 use crate::kinds::Kind;
-use crate::mesh::authz::AuthorizationPolicySpec;
-use crate::mesh::labels::{
-    DATAPLANE_AMBIENT, DATAPLANE_MODE, GATEWAY_NAME, ISTIO_INJECTION, ISTIO_REV, PROXY_CONTAINER, SIDECAR_INJECT,
-    USE_WAYPOINT, WAYPOINT_CLASS, WAYPOINT_FOR, WAYPOINT_PORT,
-};
-use crate::mesh::networking::{VirtualServiceSpec, service_of_host};
-use crate::mesh::{ObjectRef, annotations, labels, selector_matches, spec};
+use crate::mesh::labels::{USE_WAYPOINT, WAYPOINT_CLASS, WAYPOINT_FOR, WAYPOINT_PORT};
+use crate::mesh::{ObjectRef, labels, selector_matches};
+use crate::model::MeshModel;
+pub use crate::model::Workload;
+use crate::model::identity::{DEFAULT_TRUST_DOMAIN, TrustDomain, TrustDomainProblem, TrustDomainSource};
+use crate::model::waypoint::{DEFAULT_WAYPOINT, ISTIO_GATEWAY_LABEL};
 use crate::snapshot::Snapshot;
 
-/// The trust domain when nothing says otherwise.
-pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
-/// The waypoint name when nothing says otherwise (the guide's).
-pub const DEFAULT_WAYPOINT: &str = "waypoint";
-/// Istio's annotation overriding a gateway's service account.
-pub const GATEWAY_SERVICE_ACCOUNT: &str = "gateway.istio.io/service-account";
-/// Pod annotation the injector sets on pods it gave a sidecar.
-pub const SIDECAR_STATUS: &str = "sidecar.istio.io/status";
-
-/// A workload as policies see it: the labels of its pods and their service account.
-#[derive(Debug, Clone)]
-pub struct Workload<'a> {
-    pub object: &'a DynamicObject,
-    pub namespace: String,
-    pub labels: BTreeMap<String, String>,
-    pub service_account: String,
-    /// The input shows the pods run a sidecar (an `istio-proxy` container, the injector's status
-    /// annotation, or injection enabled on the namespace).
-    pub has_sidecar: bool,
-}
-
-impl Workload<'_> {
-    pub fn reference(&self) -> ObjectRef {
-        ObjectRef::of(self.object)
-    }
-}
-
-/// The conversion's view of the mesh.
+/// The conversion's view of the mesh: the model, the namespaces in scope and their waypoints.
 pub struct Mesh<'a> {
     pub snapshot: &'a Snapshot,
-    /// None when the input does not determine it (conflicting Istio resources).
-    pub trust_domain: Option<String>,
+    pub model: MeshModel<'a>,
     scope: BTreeSet<String>,
     /// Namespaces that use a waypoint, with the waypoint's name.
     waypoints: BTreeMap<String, String>,
-    workloads: Vec<Workload<'a>>,
 }
 
 impl<'a> Mesh<'a> {
     pub(crate) fn new(snapshot: &'a Snapshot, options: &ConvertOptions, report: &mut Report) -> Self {
-        let trust_domain = trust_domain(snapshot, options, report);
+        let model = MeshModel::new(snapshot);
+        report_trust_domain(&model.trust_domain, report);
         let scope: BTreeSet<String> = if options.namespaces.is_empty() {
             all_namespaces(snapshot)
         } else {
             options.namespaces.iter().cloned().collect()
         };
-        let workloads = workloads(snapshot);
-        let mut mesh = Mesh { snapshot, trust_domain, scope, waypoints: BTreeMap::new(), workloads };
+        let mut mesh = Mesh { snapshot, model, scope, waypoints: BTreeMap::new() };
         let explicit = !options.namespaces.is_empty();
         for namespace in mesh.scope.clone() {
-            if explicit || mesh.needs_waypoint(&namespace) {
+            if explicit || mesh.model.needs_waypoint(&namespace) {
                 let name = mesh.waypoint_name(&namespace, options.waypoint.as_deref());
                 if let Some(reason) = invalid_name(&name, false) {
                     report.unsupported(&ObjectRef::new("Namespace", None, &namespace), "waypoint", reason);
@@ -108,19 +78,12 @@ impl<'a> Mesh<'a> {
 
     /// `<trust domain>/ns/<namespace>/sa/<service account>`, when the trust domain is known.
     pub fn principal(&self, namespace: &str, service_account: &str) -> Option<String> {
-        self.trust_domain.as_ref().map(|td| format!("{td}/ns/{namespace}/sa/{service_account}"))
+        self.model.principal(namespace, service_account)
     }
 
-    /// The principal of the waypoint of `namespace`: its service account is its name unless the
-    /// input's Gateway overrides it.
+    /// The principal of the waypoint of `namespace` (see [`MeshModel::waypoint_principal`]).
     pub fn waypoint_principal(&self, namespace: &str) -> Option<String> {
-        let name = self.waypoint(namespace)?;
-        let account = self
-            .snapshot
-            .get(Kind::Gateway, Some(namespace), name)
-            .and_then(|gateway| annotations(gateway).get(GATEWAY_SERVICE_ACCOUNT).cloned())
-            .unwrap_or_else(|| name.to_string());
-        self.principal(namespace, &account)
+        self.model.waypoint_principal(namespace, self.waypoint(namespace)?)
     }
 
     /// The waypoint Gateway of `namespace` when the input does not hold it yet (the guide's Step
@@ -164,45 +127,26 @@ impl<'a> Mesh<'a> {
         self.snapshot.get(Kind::Service, Some(namespace), name)
     }
 
-    pub fn workloads_in<'s>(&'s self, namespace: &'s str) -> impl Iterator<Item = &'s Workload<'a>> + 's {
-        self.workloads.iter().filter(move |workload| workload.namespace == namespace)
+    pub fn workloads_in<'s>(&'s self, namespace: &'s str) -> impl Iterator<Item = &'s Workload> + 's {
+        self.model.workloads_in(namespace)
     }
 
-    pub fn workloads(&self) -> &[Workload<'a>] {
-        &self.workloads
+    pub fn workloads(&self) -> &[Workload] {
+        self.model.workloads()
     }
 
     /// Principals of the ingress gateways the input shows: Gateway API gateways other than
-    /// waypoints (Istio names their service account `<gateway>-<class>`), and workloads labelled
-    /// `istio: ingressgateway`.
+    /// waypoints, and workloads labelled `istio: ingressgateway`.
     pub fn ingress_gateway_principals(&self) -> BTreeSet<String> {
-        let mut principals = BTreeSet::new();
-        for gateway in self.snapshot.all(Kind::Gateway) {
-            let class = gateway.data.pointer("/spec/gatewayClassName").and_then(Value::as_str).unwrap_or_default();
-            if class == WAYPOINT_CLASS || class.is_empty() {
-                continue;
-            }
-            let (Some(namespace), Some(name)) = (&gateway.metadata.namespace, &gateway.metadata.name) else {
-                continue;
-            };
-            let account =
-                annotations(gateway).get(GATEWAY_SERVICE_ACCOUNT).cloned().unwrap_or_else(|| format!("{name}-{class}"));
-            principals.extend(self.principal(namespace, &account));
-        }
-        for workload in &self.workloads {
-            let classic = workload.labels.get(ISTIO_GATEWAY_LABEL).map(String::as_str) == Some("ingressgateway");
-            let gateway_pod = workload.labels.get(GATEWAY_NAME).is_some_and(|name| {
-                self.snapshot
-                    .get(Kind::Gateway, Some(&workload.namespace), name)
-                    .and_then(|gateway| gateway.data.pointer("/spec/gatewayClassName"))
-                    .and_then(Value::as_str)
-                    != Some(WAYPOINT_CLASS)
-            });
-            if classic || gateway_pod {
-                principals.extend(self.principal(&workload.namespace, &workload.service_account));
-            }
-        }
-        principals
+        let gateways = self.model.gateways().iter().filter(|gateway| !gateway.is_waypoint());
+        let classic = self
+            .workloads()
+            .iter()
+            .filter(|workload| workload.labels.get(ISTIO_GATEWAY_LABEL).map(String::as_str) == Some("ingressgateway"));
+        gateways
+            .filter_map(|gateway| self.principal(&gateway.namespace, &gateway.service_account))
+            .chain(classic.filter_map(|workload| self.principal(&workload.namespace, &workload.service_account)))
+            .collect()
     }
 
     fn waypoint_name(&self, namespace: &str, requested: Option<&str>) -> String {
@@ -217,67 +161,12 @@ impl<'a> Mesh<'a> {
         if let Some(name) = labelled {
             return name.clone();
         }
-        let existing: Vec<&str> = self
-            .snapshot
-            .in_namespace(Kind::Gateway, namespace)
-            .filter(|gateway| {
-                gateway.data.pointer("/spec/gatewayClassName").and_then(Value::as_str) == Some(WAYPOINT_CLASS)
-            })
-            .filter_map(|gateway| gateway.metadata.name.as_deref())
-            .collect();
+        let existing: Vec<&str> = self.model.waypoints_in(namespace).map(|gateway| gateway.name.as_str()).collect();
         match existing.as_slice() {
             [only] => only.to_string(),
             _ => DEFAULT_WAYPOINT.to_string(),
         }
     }
-
-    /// The guide's decision framework (see the module docs).
-    fn needs_waypoint(&self, namespace: &str) -> bool {
-        let snapshot = self.snapshot;
-        let labelled = snapshot
-            .get(Kind::Namespace, None, namespace)
-            .and_then(|ns| labels(ns).get(USE_WAYPOINT))
-            .is_some_and(|name| name != "none");
-        let has_waypoint = snapshot.in_namespace(Kind::Gateway, namespace).any(|gateway| {
-            gateway.data.pointer("/spec/gatewayClassName").and_then(Value::as_str) == Some(WAYPOINT_CLASS)
-        });
-        let l7_policy = snapshot.in_namespace(Kind::AuthorizationPolicy, namespace).any(|policy| {
-            !is_generated(policy)
-                && spec::<AuthorizationPolicySpec>(policy).is_ok_and(|spec| {
-                    let gateway_policy = spec.selector_labels().is_some_and(is_gateway);
-                    !spec.uses_target_refs() && !gateway_policy && !spec.l7_attributes().is_empty()
-                })
-        });
-        let l7_extension = [Kind::RequestAuthentication, Kind::WasmPlugin, Kind::Telemetry]
-            .into_iter()
-            .any(|kind| snapshot.in_namespace(kind, namespace).any(|object| !is_generated(object)));
-        let routed = snapshot.all(Kind::VirtualService).iter().any(|vs| {
-            let vs_namespace = vs.metadata.namespace.as_deref().unwrap_or_default();
-            spec::<VirtualServiceSpec>(vs).is_ok_and(|spec| {
-                !spec.is_gateway_only()
-                    && spec.hosts.iter().any(|host| {
-                        service_of_host(host, vs_namespace).is_some_and(|(name, ns)| {
-                            ns == namespace && snapshot.get(Kind::Service, Some(ns), name).is_some()
-                        })
-                    })
-            })
-        });
-        let mesh_route = snapshot.in_namespace(Kind::HttpRoute, namespace).any(|route| {
-            route.data.pointer("/spec/parentRefs").and_then(Value::as_array).is_some_and(|parents| {
-                parents.iter().any(|parent| parent.get("kind").and_then(Value::as_str) == Some("Service"))
-            })
-        });
-        labelled || has_waypoint || l7_policy || l7_extension || routed || mesh_route
-    }
-}
-
-/// The label Istio's classic gateway deployments carry (`ingressgateway`, `egressgateway`, ...).
-pub const ISTIO_GATEWAY_LABEL: &str = "istio";
-
-/// True for labels of gateway pods (ingress, egress, east-west, waypoint): proxies that enforce
-/// their own selector policies, in ambient as with sidecars.
-pub fn is_gateway(labels: &BTreeMap<String, String>) -> bool {
-    labels.contains_key(GATEWAY_NAME) || labels.get(ISTIO_GATEWAY_LABEL).is_some_and(|value| value.ends_with("gateway"))
 }
 
 /// `spec.selector` of a Service (empty when it selects nothing itself).
@@ -319,145 +208,34 @@ fn all_namespaces(snapshot: &Snapshot) -> BTreeSet<String> {
         .collect()
 }
 
-fn trust_domain(snapshot: &Snapshot, options: &ConvertOptions, report: &mut Report) -> Option<String> {
+/// Says what the input leaves uncertain about the trust domain: assumed (warning) or unknown
+/// (unsupported, and nothing that needs a principal is generated).
+fn report_trust_domain(trust_domain: &TrustDomain, report: &mut Report) {
     let mesh_ref = ObjectRef::new("Istio", None, "*");
-    let chosen = match &options.trust_domain {
-        Some(domain) => domain.clone(),
-        None => {
-            let domains: BTreeSet<String> = snapshot
-                .all(Kind::Istio)
-                .iter()
-                .map(|istio| {
-                    istio
-                        .data
-                        .pointer("/spec/values/meshConfig/trustDomain")
-                        .and_then(Value::as_str)
-                        .unwrap_or(DEFAULT_TRUST_DOMAIN)
-                        .to_string()
-                })
-                .collect();
-            match domains.len() {
-                0 => {
-                    if !snapshot.knows(Kind::Istio) {
-                        report.warn(
-                            &mesh_ref,
-                            format!(
-                                "the input holds no Istio resource: assuming trust domain {DEFAULT_TRUST_DOMAIN}; \
-                                 pass --trust-domain if the mesh uses another"
-                            ),
-                        );
-                    }
-                    DEFAULT_TRUST_DOMAIN.to_string()
-                }
-                1 => domains.into_iter().next().unwrap_or_default(),
-                _ => {
-                    let listed: Vec<String> = domains.into_iter().collect();
-                    report.unsupported(
-                        &mesh_ref,
-                        "spec.values.meshConfig.trustDomain",
-                        format!(
-                            "the Istio resources name different trust domains ({}): pass --trust-domain; \
-                             nothing that needs a principal is generated",
-                            listed.join(", ")
-                        ),
-                    );
-                    return None;
-                }
-            }
-        }
-    };
-    let valid = !chosen.is_empty()
-        && chosen.len() <= 255
-        && chosen.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    if valid {
-        Some(chosen)
-    } else {
-        report.unsupported(
+    match &trust_domain.problem {
+        Some(TrustDomainProblem::Conflict(domains)) => report.unsupported(
             &mesh_ref,
             "spec.values.meshConfig.trustDomain",
-            format!("{chosen:?} is not a valid trust domain; nothing that needs a principal is generated"),
-        );
-        None
+            format!(
+                "the Istio resources name different trust domains ({}): pass --trust-domain; \
+                 nothing that needs a principal is generated",
+                domains.join(", ")
+            ),
+        ),
+        Some(TrustDomainProblem::Invalid(domain)) => report.unsupported(
+            &mesh_ref,
+            "spec.values.meshConfig.trustDomain",
+            format!("{domain:?} is not a valid trust domain; nothing that needs a principal is generated"),
+        ),
+        None if trust_domain.source == TrustDomainSource::Assumed => report.warn(
+            &mesh_ref,
+            format!(
+                "the input holds no Istio resource: assuming trust domain {DEFAULT_TRUST_DOMAIN}; \
+                 pass --trust-domain if the mesh uses another"
+            ),
+        ),
+        None => {}
     }
-}
-
-/// Workloads from Deployments, StatefulSets and DaemonSets (their pod templates) and from Pods.
-/// Pods owned by a controller are skipped in namespaces whose controllers the input holds, so
-/// each workload counts once.
-fn workloads(snapshot: &Snapshot) -> Vec<Workload<'_>> {
-    let injected_namespaces: BTreeSet<&str> = snapshot
-        .all(Kind::Namespace)
-        .iter()
-        .filter(|ns| {
-            let labels = labels(ns);
-            let injected =
-                labels.get(ISTIO_INJECTION).map(String::as_str) == Some("enabled") || labels.contains_key(ISTIO_REV);
-            injected && labels.get(DATAPLANE_MODE).map(String::as_str) != Some(DATAPLANE_AMBIENT)
-        })
-        .filter_map(|ns| ns.metadata.name.as_deref())
-        .collect();
-    let mut found = Vec::new();
-    let mut controlled_namespaces = BTreeSet::new();
-    for kind in [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet] {
-        for object in snapshot.all(kind) {
-            let Some(namespace) = object.metadata.namespace.clone() else { continue };
-            let Some(template) = object.data.pointer("/spec/template") else { continue };
-            let labels = string_map(template.pointer("/metadata/labels"));
-            let opted_out = labels.get(SIDECAR_INJECT).map(String::as_str) == Some("false")
-                || string_map(template.pointer("/metadata/annotations")).get(SIDECAR_INJECT).map(String::as_str)
-                    == Some("false");
-            let has_sidecar = has_proxy_container(template.get("spec"))
-                || (injected_namespaces.contains(namespace.as_str()) && !opted_out);
-            controlled_namespaces.insert(namespace.clone());
-            found.push(Workload {
-                object,
-                service_account: service_account(template.get("spec")),
-                namespace,
-                labels,
-                has_sidecar,
-            });
-        }
-    }
-    for pod in snapshot.all(Kind::Pod) {
-        let Some(namespace) = pod.metadata.namespace.clone() else { continue };
-        let owned = pod.metadata.owner_references.as_ref().is_some_and(|owners| !owners.is_empty());
-        if owned && controlled_namespaces.contains(&namespace) {
-            continue;
-        }
-        let has_sidecar = has_proxy_container(pod.data.get("spec")) || annotations(pod).contains_key(SIDECAR_STATUS);
-        found.push(Workload {
-            object: pod,
-            service_account: service_account(pod.data.get("spec")),
-            namespace,
-            labels: labels(pod).clone(),
-            has_sidecar,
-        });
-    }
-    found
-}
-
-fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
-    value
-        .and_then(Value::as_object)
-        .map(|map| map.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
-        .unwrap_or_default()
-}
-
-fn service_account(pod_spec: Option<&Value>) -> String {
-    pod_spec
-        .and_then(|spec| spec.get("serviceAccountName").or_else(|| spec.get("serviceAccount")))
-        .and_then(Value::as_str)
-        .filter(|name| !name.is_empty())
-        .unwrap_or("default")
-        .to_string()
-}
-
-fn has_proxy_container(pod_spec: Option<&Value>) -> bool {
-    ["containers", "initContainers"].iter().any(|field| {
-        pod_spec.and_then(|spec| spec.get(*field)).and_then(Value::as_array).is_some_and(|containers| {
-            containers.iter().any(|c| c.get("name").and_then(Value::as_str) == Some(PROXY_CONTAINER))
-        })
-    })
 }
 
 #[cfg(test)]
@@ -481,11 +259,16 @@ spec:
   template:
     metadata: {labels: {app: reviews, version: v1}}
     spec: {serviceAccountName: reviews, containers: [{name: app}]}
+  selector: {matchLabels: {app: reviews, version: v1}}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: reviews-v1-abc, namespace: shop, ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: x, uid: u}]}
-spec: {containers: [{name: app}]}
+metadata:
+  name: reviews-v1-5c9d-abc
+  namespace: shop
+  labels: {app: reviews, version: v1, pod-template-hash: 5c9d}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: reviews-v1-5c9d, uid: u}]
+spec: {serviceAccountName: reviews, containers: [{name: app}]}
 ---
 apiVersion: v1
 kind: Pod
@@ -501,13 +284,14 @@ spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
     #[test]
     fn workloads_count_once_and_sidecars_are_recognised() {
         let snapshot = snapshot_of(APP);
-        let found = workloads(&snapshot);
-        let names: Vec<String> = found.iter().map(|w| w.reference().name).collect();
-        assert_eq!(names, vec!["reviews-v1", "legacy"], "the owned pod is represented by its Deployment");
-        assert_eq!(found[0].service_account, "reviews");
-        assert!(!found[0].has_sidecar);
-        assert!(found[1].has_sidecar);
-        assert_eq!(found[1].service_account, "default");
+        let mesh = Mesh::new(&snapshot, &ConvertOptions::default(), &mut Report::default());
+        let found = mesh.workloads();
+        let names: Vec<&str> = found.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, vec!["legacy", "reviews-v1"], "the pod stands for its Deployment, which has pods");
+        assert!(found[0].has_sidecar());
+        assert_eq!(found[0].service_account, "default");
+        assert_eq!(found[1].service_account, "reviews");
+        assert!(!found[1].has_sidecar());
     }
 
     #[test]
@@ -515,7 +299,7 @@ spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
         let snapshot = snapshot_of(APP);
         let mut report = Report::default();
         let mesh = Mesh::new(&snapshot, &ConvertOptions::default(), &mut report);
-        assert_eq!(mesh.trust_domain.as_deref(), Some("cluster.local"));
+        assert_eq!(mesh.principal("n", "s").as_deref(), Some("cluster.local/ns/n/sa/s"));
         assert_eq!(report.warnings.len(), 0, "from_objects marks the Istio kind listed: no Istio resource at all");
 
         let mut offline = Snapshot::new(crate::snapshot::Source::Memory);
@@ -524,7 +308,7 @@ spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
         });
         let mut report = Report::default();
         let mesh = Mesh::new(&offline, &ConvertOptions::default(), &mut report);
-        assert_eq!(mesh.trust_domain.as_deref(), Some("cluster.local"));
+        assert_eq!(mesh.principal("n", "s").as_deref(), Some("cluster.local/ns/n/sa/s"));
         assert!(report.warnings[0].message.contains("assuming trust domain cluster.local"), "{:?}", report.warnings);
 
         let istio = "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: default}\nspec: {values: {meshConfig: {trustDomain: corp.example}}}";
@@ -532,9 +316,10 @@ spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
         let mesh = Mesh::new(&with_istio, &ConvertOptions::default(), &mut Report::default());
         assert_eq!(mesh.principal("ns", "sa").as_deref(), Some("corp.example/ns/ns/sa/sa"));
 
-        let options = ConvertOptions { trust_domain: Some("flag.example".into()), ..Default::default() };
-        let mesh = Mesh::new(&with_istio, &options, &mut Report::default());
-        assert_eq!(mesh.trust_domain.as_deref(), Some("flag.example"));
+        let mut flagged = with_istio.clone();
+        flagged.trust_domain = Some("flag.example".into());
+        let mesh = Mesh::new(&flagged, &ConvertOptions::default(), &mut Report::default());
+        assert_eq!(mesh.principal("ns", "sa").as_deref(), Some("flag.example/ns/ns/sa/sa"));
     }
 
     #[test]
@@ -545,13 +330,13 @@ apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: b}\nspec: {}";
         let snapshot = snapshot_of(two);
         let mut report = Report::default();
         let mesh = Mesh::new(&snapshot, &ConvertOptions::default(), &mut report);
-        assert_eq!(mesh.trust_domain, None);
         assert_eq!(mesh.principal("ns", "sa"), None);
         assert!(report.unsupported[0].reason.contains("a.example, cluster.local"), "{:?}", report.unsupported);
 
-        let options = ConvertOptions { trust_domain: Some("bad domain/x".into()), ..Default::default() };
+        let mut flagged = snapshot.clone();
+        flagged.trust_domain = Some("bad domain/x".into());
         let mut report = Report::default();
-        assert_eq!(Mesh::new(&snapshot, &options, &mut report).trust_domain, None);
+        assert_eq!(Mesh::new(&flagged, &ConvertOptions::default(), &mut report).principal("ns", "sa"), None);
         assert_eq!(report.unsupported_count(), 1);
     }
 
@@ -578,8 +363,7 @@ spec: {{selector: {{app: quiet}}}}
         assert_eq!(gateway.data.pointer("/spec/listeners/0/port"), Some(&json!(15008)));
         assert_eq!(labels(&gateway).get(WAYPOINT_FOR).map(String::as_str), Some("service"));
 
-        let options =
-            ConvertOptions { namespaces: vec!["calm".into()], waypoint: Some("wp".into()), ..Default::default() };
+        let options = ConvertOptions { namespaces: vec!["calm".into()], waypoint: Some("wp".into()) };
         let mesh = Mesh::new(&snapshot, &options, &mut Report::default());
         assert_eq!(mesh.waypoint_namespaces().collect::<Vec<_>>(), vec!["calm"]);
         assert_eq!(mesh.waypoint("calm"), Some("wp"));

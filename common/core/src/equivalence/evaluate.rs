@@ -117,9 +117,12 @@ impl Topology {
             return Some(Workload {
                 namespace: String::new(),
                 name: OUTSIDE_CLIENT.into(),
+                source: crate::mesh::ObjectRef::new("Client", None, OUTSIDE_CLIENT),
                 service_account: String::new(),
                 labels: BTreeMap::new(),
                 mode: Mode::OutsideMesh,
+                gateway: None,
+                principal: None,
             });
         }
         self.workload(key).cloned()

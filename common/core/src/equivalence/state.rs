@@ -27,7 +27,7 @@ use crate::mesh::labels::{
 };
 use crate::mesh::{ObjectRef, spec};
 
-use super::topology::{CONTAINER_FIELDS, is_proxy_container};
+use crate::model::dataplane::{CONTAINER_FIELDS, is_proxy_container};
 use crate::snapshot::Snapshot;
 
 /// The waypoint name `use-waypoint` gets when the namespace has no waypoint Gateway (the label

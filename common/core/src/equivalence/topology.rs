@@ -12,61 +12,20 @@ use serde_json::Value;
 
 use crate::kinds::Kind;
 use crate::mesh::authz::{AuthorizationPolicySpec, is_valid_condition_key};
-use crate::mesh::gateway_api::{GatewaySpec, HttpRouteSpec};
-use crate::mesh::labels::{
-    DATAPLANE_AMBIENT, DATAPLANE_MODE, DATAPLANE_NONE, GATEWAY_NAME, INGRESS_USE_WAYPOINT, ISTIO_INJECTION, ISTIO_REV,
-    PROXY_CONTAINER, SIDECAR_INJECT, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE, WAYPOINT_CLASS, WAYPOINT_FOR,
-};
+use crate::mesh::gateway_api::HttpRouteSpec;
+use crate::mesh::labels::{DATAPLANE_NONE, GATEWAY_NAME, INGRESS_USE_WAYPOINT, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE};
 use crate::mesh::networking::{DestinationRuleSpec, VirtualServiceSpec};
-use crate::mesh::{labels, selector_matches, spec};
+use crate::mesh::{ObjectRef, labels, selector_matches, spec};
+use crate::model::MeshModel;
+use crate::model::dataplane::NamespaceMode;
+use crate::model::identity::principal_in;
 use crate::snapshot::Snapshot;
 
-/// The trust domain of workload identities (OSSM default).
-pub const TRUST_DOMAIN: &str = "cluster.local";
 /// Policies without selector or targetRefs in this namespace apply to every workload of the mesh.
 pub const ROOT_NAMESPACE: &str = "istio-system";
-/// Gateway class of Istio's Gateway API ingress gateways.
-pub const INGRESS_CLASS: &str = "istio";
 
-/// How a workload's traffic is handled, derived per workload (not per namespace), so that every
-/// intermediate state of a migration can be described.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// An `istio-proxy` container owns the pod's traffic, even in an ambient namespace.
-    Sidecar,
-    /// Enrolled in ambient and without sidecar: ztunnel owns the pod's traffic.
-    Ambient,
-    /// A Gateway API ingress gateway (class `istio`): its own Envoy, not captured by ztunnel.
-    IngressGateway,
-    /// No proxy at all: plaintext, no identity.
-    OutsideMesh,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Workload {
-    pub namespace: String,
-    pub name: String,
-    pub service_account: String,
-    pub labels: BTreeMap<String, String>,
-    pub mode: Mode,
-}
-
-impl Workload {
-    /// `namespace/name`, how requests and reports name the workload.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-
-    /// The SPIFFE-style principal policies see; None outside the mesh (no mTLS, no identity).
-    pub fn principal(&self) -> Option<String> {
-        (self.mode != Mode::OutsideMesh).then(|| principal_of(&self.namespace, &self.service_account))
-    }
-}
-
-pub fn principal_of(namespace: &str, service_account: &str) -> String {
-    format!("{TRUST_DOMAIN}/ns/{namespace}/sa/{service_account}")
-}
+pub use crate::model::waypoint::INGRESS_CLASS;
+pub use crate::model::{Mode, Workload};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePort {
@@ -115,19 +74,20 @@ impl Service {
     }
 }
 
-/// A waypoint Gateway (class `istio-waypoint`).
+/// A waypoint Gateway (class `istio-waypoint`) and the identity ztunnel sees behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waypoint {
     pub namespace: String,
     pub name: String,
     /// `istio.io/waypoint-for`: `service` (the default), `workload`, `all` or `none`.
     pub traffic: String,
+    /// The principal of its service account (see [`crate::model::waypoint`]).
+    pub principal: String,
 }
 
 impl Waypoint {
-    /// Waypoints run as a service account named after the Gateway.
     pub fn principal(&self) -> String {
-        principal_of(&self.namespace, &self.name)
+        self.principal.clone()
     }
 
     pub fn serves_services(&self) -> bool {
@@ -162,6 +122,8 @@ pub struct Policy {
 
 #[derive(Debug, Clone, Default)]
 pub struct Topology {
+    /// The mesh's trust domain (the model's), or the default where the input leaves it unknown.
+    pub trust_domain: String,
     pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
     /// Application workloads: sources of requests and pod-address destinations.
     pub(super) workloads: Vec<Workload>,
@@ -183,13 +145,15 @@ pub struct Topology {
 
 impl Topology {
     pub fn from_snapshot(snapshot: &Snapshot) -> Self {
-        let mut topology = Topology::default();
+        let model = MeshModel::new(snapshot);
+        let mut topology =
+            Topology { trust_domain: model.trust_domain.or_default().to_string(), ..Topology::default() };
         for namespace in snapshot.all(Kind::Namespace) {
             let name = namespace.metadata.name.clone().unwrap_or_default();
             topology.namespace_labels.insert(name, labels(namespace).clone());
         }
-        topology.read_gateways(snapshot);
-        topology.read_workloads(snapshot);
+        topology.read_gateways(&model);
+        topology.workloads = model.workloads().iter().filter(|workload| workload.gateway.is_none()).cloned().collect();
         let unlabelled: BTreeSet<&str> = topology
             .workloads
             .iter()
@@ -270,111 +234,29 @@ impl Topology {
         decoded
     }
 
-    fn read_gateways(&mut self, snapshot: &Snapshot) {
-        for named in self.decode::<GatewaySpec>(snapshot, Kind::Gateway) {
-            let object = snapshot.get(Kind::Gateway, Some(&named.namespace), &named.name);
-            let gateway_labels = object.map(labels).cloned().unwrap_or_default();
-            match named.spec.gateway_class_name.as_str() {
-                WAYPOINT_CLASS => {
-                    let traffic = gateway_labels.get(WAYPOINT_FOR).cloned().unwrap_or_else(|| "service".into());
-                    let waypoint = Waypoint { namespace: named.namespace.clone(), name: named.name.clone(), traffic };
-                    self.waypoints.insert((named.namespace, named.name), waypoint);
-                }
-                INGRESS_CLASS => self.ingress_gateways.push(Workload {
-                    service_account: format!("{}-{INGRESS_CLASS}", named.name),
-                    labels: BTreeMap::from([(GATEWAY_NAME.to_string(), named.name.clone())]),
-                    namespace: named.namespace,
-                    name: named.name,
+    fn read_gateways(&mut self, model: &MeshModel) {
+        for gateway in model.gateways() {
+            let principal = principal_in(&self.trust_domain, &gateway.namespace, &gateway.service_account);
+            if gateway.is_waypoint() {
+                let waypoint = Waypoint {
+                    namespace: gateway.namespace.clone(),
+                    name: gateway.name.clone(),
+                    traffic: gateway.traffic.clone(),
+                    principal,
+                };
+                self.waypoints.insert((gateway.namespace.clone(), gateway.name.clone()), waypoint);
+            } else if gateway.class == INGRESS_CLASS {
+                self.ingress_gateways.push(Workload {
+                    namespace: gateway.namespace.clone(),
+                    name: gateway.name.clone(),
+                    source: ObjectRef::new("Gateway", Some(&gateway.namespace), &gateway.name),
+                    service_account: gateway.service_account.clone(),
+                    labels: BTreeMap::from([(GATEWAY_NAME.to_string(), gateway.name.clone())]),
                     mode: Mode::IngressGateway,
-                }),
-                _ => {}
-            }
-        }
-    }
-
-    /// Pods, and the pod templates of controllers none of whose pods are in the snapshot (an
-    /// offline manifest has Deployments but no Pods). Gateway pods are the gateways above.
-    fn read_workloads(&mut self, snapshot: &Snapshot) {
-        let mut seen = BTreeSet::new();
-        let pods = snapshot.all(Kind::Pod);
-        for pod in pods {
-            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-            let pod_labels = labels(pod).clone();
-            if pod_labels.contains_key(GATEWAY_NAME) {
-                continue;
-            }
-            let pod_spec = pod.data.get("spec").cloned().unwrap_or(Value::Null);
-            let workload = Workload {
-                name: workload_name_of_pod(pod),
-                service_account: service_account(&pod_spec),
-                mode: self.mode_of(&namespace, &pod_labels, &pod_spec, true),
-                labels: without_hashes(pod_labels),
-                namespace,
-            };
-            if seen.insert((workload.key(), workload.service_account.clone(), workload.labels.clone(), workload.mode)) {
-                self.workloads.push(workload);
-            }
-        }
-        for kind in [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet] {
-            for controller in snapshot.all(kind) {
-                let namespace = controller.metadata.namespace.clone().unwrap_or_default();
-                let template = controller.data.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-                let template_labels: BTreeMap<String, String> =
-                    serde_json::from_value(template.pointer("/metadata/labels").cloned().unwrap_or(Value::Null))
-                        .unwrap_or_default();
-                let selector: BTreeMap<String, String> = serde_json::from_value(
-                    controller.data.pointer("/spec/selector/matchLabels").cloned().unwrap_or(Value::Null),
-                )
-                .unwrap_or_default();
-                let has_pods = !selector.is_empty()
-                    && pods.iter().any(|pod| {
-                        pod.metadata.namespace.as_deref() == Some(namespace.as_str())
-                            && selector_matches(&selector, labels(pod))
-                    });
-                if has_pods || template_labels.contains_key(GATEWAY_NAME) {
-                    continue;
-                }
-                let pod_spec = template.get("spec").cloned().unwrap_or(Value::Null);
-                let mut pod_labels = template_labels;
-                let annotations: BTreeMap<String, String> =
-                    serde_json::from_value(template.pointer("/metadata/annotations").cloned().unwrap_or(Value::Null))
-                        .unwrap_or_default();
-                if let Some(inject) = annotations.get(SIDECAR_INJECT) {
-                    pod_labels.entry(SIDECAR_INJECT.to_string()).or_insert_with(|| inject.clone());
-                }
-                self.workloads.push(Workload {
-                    name: controller.metadata.name.clone().unwrap_or_default(),
-                    service_account: service_account(&pod_spec),
-                    mode: self.mode_of(&namespace, &pod_labels, &pod_spec, false),
-                    labels: pod_labels,
-                    namespace,
+                    gateway: Some(gateway.name.clone()),
+                    principal: Some(principal),
                 });
             }
-        }
-        self.workloads.sort_by_key(Workload::key);
-    }
-
-    /// A pod has a sidecar when its spec has an `istio-proxy` container. A pod template that has
-    /// none gets one at admission when its namespace injects and the pod does not opt out.
-    fn mode_of(&self, namespace: &str, pod_labels: &BTreeMap<String, String>, pod_spec: &Value, is_pod: bool) -> Mode {
-        let empty = BTreeMap::new();
-        let namespace_labels = self.namespace_labels.get(namespace).unwrap_or(&empty);
-        let injected_by_namespace = namespace_labels.get(ISTIO_INJECTION).map(String::as_str) == Some("enabled")
-            || (namespace_labels.contains_key(ISTIO_REV)
-                && namespace_labels.get(ISTIO_INJECTION).map(String::as_str) != Some("disabled"));
-        let sidecar = has_proxy_container(pod_spec)
-            || (!is_pod
-                && injected_by_namespace
-                && pod_labels.get(SIDECAR_INJECT).map(String::as_str) != Some("false"));
-        let enrolled = match pod_labels.get(DATAPLANE_MODE).map(String::as_str) {
-            Some(DATAPLANE_AMBIENT) => true,
-            Some(DATAPLANE_NONE) => false,
-            _ => namespace_labels.get(DATAPLANE_MODE).map(String::as_str) == Some(DATAPLANE_AMBIENT),
-        };
-        match (sidecar, enrolled) {
-            (true, _) => Mode::Sidecar,
-            (false, true) => Mode::Ambient,
-            (false, false) => Mode::OutsideMesh,
         }
     }
 
@@ -382,22 +264,22 @@ impl Topology {
     /// workload of the input has: a caller from outside the input. It has an identity, so it is in
     /// the mesh: ambient where its namespace is enrolled, else a sidecar client.
     pub fn principal_client(&self, principal: &str) -> Option<Workload> {
-        let rest = principal.strip_prefix(TRUST_DOMAIN)?.strip_prefix("/ns/")?;
+        let rest = principal.strip_prefix(&self.trust_domain)?.strip_prefix("/ns/")?;
         let (namespace, account) = rest.split_once("/sa/")?;
         if namespace.is_empty() || account.is_empty() || account.contains('/') || principal.contains('*') {
             return None;
         }
-        let mode = match self.mode_of(namespace, &BTreeMap::new(), &Value::Null, false) {
-            Mode::Ambient => Mode::Ambient,
-            _ => Mode::Sidecar,
-        };
-        let name = format!("sa/{account}");
+        let namespace_mode = self.namespace_labels.get(namespace).map(NamespaceMode::of_labels).unwrap_or_default();
+        let mode = if namespace_mode.ambient { Mode::Ambient } else { Mode::Sidecar };
         Some(Workload {
+            source: ObjectRef::new("ServiceAccount", Some(namespace), account),
             namespace: namespace.into(),
-            name,
+            name: format!("sa/{account}"),
             service_account: account.into(),
             labels: BTreeMap::new(),
             mode,
+            gateway: None,
+            principal: Some(principal.to_string()),
         })
     }
 
@@ -495,53 +377,6 @@ fn read_service(object: &DynamicObject) -> Service {
         selector,
         ports,
     }
-}
-
-fn service_account(pod_spec: &Value) -> String {
-    pod_spec
-        .get("serviceAccountName")
-        .or_else(|| pod_spec.get("serviceAccount"))
-        .and_then(Value::as_str)
-        .unwrap_or("default")
-        .to_string()
-}
-
-/// The container lists of a pod spec that can hold the proxy (a native sidecar is an init container).
-pub(super) const CONTAINER_FIELDS: [&str; 2] = ["containers", "initContainers"];
-
-pub(super) fn is_proxy_container(container: &Value) -> bool {
-    container.get("name").and_then(Value::as_str) == Some(PROXY_CONTAINER)
-}
-
-fn has_proxy_container(pod_spec: &Value) -> bool {
-    CONTAINER_FIELDS.iter().any(|field| {
-        pod_spec
-            .get(field)
-            .and_then(Value::as_array)
-            .is_some_and(|containers| containers.iter().any(is_proxy_container))
-    })
-}
-
-/// The name of the controller owning a pod (`reviews-v1` for pod `reviews-v1-9db68f4d-v4cnb`),
-/// so replicas of one Deployment count as one workload; the pod name otherwise.
-fn workload_name_of_pod(pod: &DynamicObject) -> String {
-    let pod_name = pod.metadata.name.clone().unwrap_or_default();
-    let Some(owner) = pod.metadata.owner_references.as_ref().and_then(|owners| owners.first()) else {
-        return pod_name;
-    };
-    let hash = labels(pod).get("pod-template-hash");
-    match (owner.kind.as_str(), hash) {
-        ("ReplicaSet", Some(hash)) => owner.name.strip_suffix(&format!("-{hash}")).unwrap_or(&owner.name).to_string(),
-        _ => owner.name.clone(),
-    }
-}
-
-/// Labels that differ between replicas of one workload and never appear in selectors.
-fn without_hashes(mut labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
-    labels.remove("pod-template-hash");
-    labels.remove("controller-revision-hash");
-    labels.remove("statefulset.kubernetes.io/pod-name");
-    labels
 }
 
 #[cfg(test)]
