@@ -19,14 +19,15 @@
 //! elsewhere, so no route is emitted for that VirtualService at all.
 //!
 //! **Rule order.** Istio tries `http` rules first-match in order. Gateway API ranks matches by
-//! specificity instead; Istio 1.27 implements that ranking by sorting matches on: path type (exact,
-//! then prefix, then regex), path length, presence of a method, number of header matches, number
-//! of query parameter matches, and then rule order. A match without a path is defaulted to prefix
-//! `/` by the API server. When a later rule's match ranks above an earlier rule's match and some
-//! request can satisfy both, the HTTPRoute would send that request to the later rule: the
-//! conversion is refused for that VirtualService, naming both matches. (Overlap is decided
-//! conservatively: only provably disjoint matches, such as different exact paths, methods or
-//! header values, are accepted.)
+//! specificity instead, with rule order only as the last tie-breaker: the one definition is
+//! [`MatchOrder`] (see [`crate::mesh::gateway_api`] for the specification and Istio's choices),
+//! which the waypoint evaluator uses too. It is computed on the emitted matches (a match without a
+//! path is the API server's default, prefix `/`). When a later rule's match comes before an
+//! earlier rule's match in that order and some request can satisfy both, the HTTPRoute would send
+//! that request to the later rule: the conversion is refused for that VirtualService, naming both
+//! matches. (Overlap is decided conservatively, with Istio's character-wise prefixes: only
+//! provably disjoint matches, such as different exact paths, methods or header values, are
+//! accepted.)
 //!
 //! **Prefixes.** Istio's `prefix` compares characters (`/static` also matches `/staticfoo`);
 //! Gateway API `PathPrefix` compares whole path segments. The engine emits `PathPrefix` (anything
@@ -45,6 +46,7 @@ use super::Report;
 use super::objects::{Items, generated, invalid_name, is_generated};
 use super::scope::{Mesh, service_ports};
 use crate::kinds::Kind;
+use crate::mesh::gateway_api::{HttpRouteMatch, MatchOrder, NamedMatch};
 use crate::mesh::networking::{
     Destination, HeaderOperations, HttpMatchRequest, HttpRoute, StringMatch, VirtualServiceSpec, service_of_host,
 };
@@ -200,56 +202,39 @@ fn claim_parents(
     true
 }
 
-/// One match as the ranking sees it.
-#[derive(Debug, Clone, Default)]
-struct MatchKey {
-    path: Option<StringMatch>,
-    method: Option<String>,
-    headers: BTreeMap<String, StringMatch>,
-    queries: BTreeMap<String, StringMatch>,
-}
-
-impl MatchKey {
-    /// Istio's ordering of Gateway API matches (module docs); larger ranks first.
-    fn rank(&self) -> (u8, usize, bool, usize, usize) {
-        let (kind, length) = match &self.path {
-            Some(StringMatch::Exact(path)) => (3, path.len()),
-            Some(StringMatch::Prefix(path)) => (2, path.len()),
-            Some(StringMatch::Regex(path)) => (1, path.len()),
-            None => (2, 1), // defaulted to PathPrefix "/"
-        };
-        (kind, length, self.method.is_some(), self.headers.len(), self.queries.len())
-    }
-
-    /// False only when no request can satisfy both matches.
-    fn may_overlap(&self, other: &MatchKey) -> bool {
-        let paths = match (&self.path, &other.path) {
-            (Some(StringMatch::Exact(a)), Some(StringMatch::Exact(b))) => a == b,
-            (Some(StringMatch::Exact(path)), Some(StringMatch::Prefix(prefix)))
-            | (Some(StringMatch::Prefix(prefix)), Some(StringMatch::Exact(path))) => {
-                path.starts_with(prefix.as_str()) || path == prefix.trim_end_matches('/')
-            }
-            (Some(StringMatch::Prefix(a)), Some(StringMatch::Prefix(b))) => {
-                a.starts_with(b.as_str()) || b.starts_with(a.as_str())
-            }
-            _ => true,
-        };
-        let methods = match (&self.method, &other.method) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        };
-        paths
-            && methods
-            && values_may_overlap(&self.headers, &other.headers)
-            && values_may_overlap(&self.queries, &other.queries)
-    }
-}
-
-fn values_may_overlap(a: &BTreeMap<String, StringMatch>, b: &BTreeMap<String, StringMatch>) -> bool {
-    a.iter().all(|(name, value)| match (value, b.get(name)) {
-        (StringMatch::Exact(x), Some(StringMatch::Exact(y))) => x == y,
+/// False only when no request can satisfy both matches. Prefixes compare character-wise, as
+/// Istio's do, which overlaps more than Gateway API's whole segments.
+fn may_overlap(a: &HttpRouteMatch, b: &HttpRouteMatch) -> bool {
+    let (path_a, path_b) = (a.path_or_default(), b.path_or_default());
+    let paths = match (path_a.match_type.as_str(), path_b.match_type.as_str()) {
+        ("Exact", "Exact") => path_a.value == path_b.value,
+        ("Exact", "PathPrefix") => exact_may_start_with(&path_a.value, &path_b.value),
+        ("PathPrefix", "Exact") => exact_may_start_with(&path_b.value, &path_a.value),
+        ("PathPrefix", "PathPrefix") => {
+            path_a.value.starts_with(path_b.value.as_str()) || path_b.value.starts_with(path_a.value.as_str())
+        }
         _ => true,
-    })
+    };
+    let methods = match (&a.method, &b.method) {
+        (Some(method_a), Some(method_b)) => method_a == method_b,
+        _ => true,
+    };
+    paths
+        && methods
+        && values_may_overlap(&a.headers, &b.headers)
+        && values_may_overlap(&a.query_params, &b.query_params)
+}
+
+fn exact_may_start_with(path: &str, prefix: &str) -> bool {
+    path.starts_with(prefix) || path == prefix.trim_end_matches('/')
+}
+
+/// False only when both require one name to have two different exact values.
+fn values_may_overlap(a: &[NamedMatch], b: &[NamedMatch]) -> bool {
+    let exact = |m: &NamedMatch| m.match_type == "Exact";
+    a.iter()
+        .filter(|m| exact(m))
+        .all(|m| b.iter().filter(|other| exact(other) && other.name == m.name).all(|other| other.value == m.value))
 }
 
 struct RouteConverter<'a, 'm> {
@@ -327,10 +312,13 @@ impl RouteConverter<'_, '_> {
         for (index, route) in spec.http.iter().enumerate() {
             let (rule, rule_keys) = self.rule(&format!("spec.http[{index}]"), route);
             rules.push(Value::Object(rule));
-            prefixes.extend(rule_keys.iter().filter_map(|key| match &key.path {
-                Some(StringMatch::Prefix(prefix)) if prefix != "/" => Some(prefix.clone()),
-                _ => None,
-            }));
+            prefixes.extend(
+                rule_keys
+                    .iter()
+                    .filter_map(|key| key.path.as_ref())
+                    .filter(|path| path.match_type == "PathPrefix" && path.value != "/")
+                    .map(|path| path.value.clone()),
+            );
             keys.push(rule_keys);
         }
         let total: usize = keys.iter().map(Vec::len).sum();
@@ -458,7 +446,7 @@ impl RouteConverter<'_, '_> {
         }
     }
 
-    fn rule(&mut self, field: &str, route: &HttpRoute) -> (Map<String, Value>, Vec<MatchKey>) {
+    fn rule(&mut self, field: &str, route: &HttpRoute) -> (Map<String, Value>, Vec<HttpRouteMatch>) {
         let mut rule = Map::new();
         let mut keys = Vec::new();
         let mut matches = Vec::new();
@@ -471,7 +459,7 @@ impl RouteConverter<'_, '_> {
             self.refuse(format!("{field}.match"), format!("more than {MAX_MATCHES_PER_RULE} matches in one rule"));
         }
         if keys.is_empty() {
-            keys.push(MatchKey::default());
+            keys.push(HttpRouteMatch::default());
         } else {
             rule.insert("matches".into(), Value::Array(matches));
         }
@@ -543,9 +531,9 @@ impl RouteConverter<'_, '_> {
         (rule, keys)
     }
 
-    fn route_match(&mut self, field: &str, request: &HttpMatchRequest) -> (Value, MatchKey) {
+    /// The emitted match, and the same decoded for ranking: precedence is judged on what is emitted.
+    fn route_match(&mut self, field: &str, request: &HttpMatchRequest) -> (Value, HttpRouteMatch) {
         let mut value = Map::new();
-        let mut key = MatchKey::default();
         if let Some(uri) = &request.uri {
             let (kind, path) = match uri {
                 StringMatch::Exact(path) => ("Exact", path),
@@ -560,7 +548,6 @@ impl RouteConverter<'_, '_> {
                 Some(reason) => self.refuse(format!("{field}.uri"), reason),
                 None => {
                     value.insert("path".into(), json!({"type": kind, "value": path}));
-                    key.path = Some(uri.clone());
                 }
             }
         }
@@ -570,7 +557,6 @@ impl RouteConverter<'_, '_> {
             }
             let headers = self.value_matches(&format!("{field}.headers"), &request.headers, true);
             value.insert("headers".into(), Value::Array(headers));
-            key.headers = request.headers.clone();
         }
         if !request.query_params.is_empty() {
             if request.query_params.len() > MAX_HEADER_MATCHES {
@@ -578,12 +564,10 @@ impl RouteConverter<'_, '_> {
             }
             let queries = self.value_matches(&format!("{field}.queryParams"), &request.query_params, false);
             value.insert("queryParams".into(), Value::Array(queries));
-            key.queries = request.query_params.clone();
         }
         match &request.method {
             Some(StringMatch::Exact(method)) if METHODS.contains(&method.as_str()) => {
                 value.insert("method".into(), json!(method));
-                key.method = Some(method.clone());
             }
             Some(_) => self.refuse(format!("{field}.method"), "only exact standard HTTP methods can be matched"),
             None => {}
@@ -602,7 +586,12 @@ impl RouteConverter<'_, '_> {
         for extra in request.extra.keys() {
             self.refuse(format!("{field}.{extra}"), "match field not understood by the converter");
         }
-        (Value::Object(value), key)
+        let value = Value::Object(value);
+        let key = serde_json::from_value(value.clone()).unwrap_or_else(|err| {
+            self.refuse(field, format!("the emitted match is not a valid HTTPRouteMatch: {err}"));
+            HttpRouteMatch::default()
+        });
+        (value, key)
     }
 
     /// Header or query parameter matches. Istio compares regexes against the whole value, as
@@ -765,7 +754,7 @@ impl RouteConverter<'_, '_> {
     /// `rewrite.uri` replaces the matched prefix in Istio (the whole path for exact matches):
     /// `ReplacePrefixMatch` for a rule with one prefix match, `ReplaceFullPath` when every match
     /// is exact. Anything else rewrites differently and is refused.
-    fn rewrite(&mut self, field: &str, rewrite: &Value, keys: &[MatchKey], match_count: usize) -> Option<Value> {
+    fn rewrite(&mut self, field: &str, rewrite: &Value, keys: &[HttpRouteMatch], match_count: usize) -> Option<Value> {
         let Some(fields) = rewrite.as_object() else {
             self.refuse(field, "not an object");
             return None;
@@ -774,9 +763,10 @@ impl RouteConverter<'_, '_> {
         for (key, value) in fields {
             match (key.as_str(), value) {
                 ("uri", Value::String(uri)) => {
-                    let all_exact = keys.iter().all(|key| matches!(key.path, Some(StringMatch::Exact(_))));
-                    let one_prefix = match_count == 1
-                        && keys.first().is_some_and(|key| matches!(key.path, Some(StringMatch::Prefix(_))));
+                    let path_is =
+                        |key: &HttpRouteMatch, kind: &str| key.path.as_ref().is_some_and(|p| p.match_type == kind);
+                    let all_exact = keys.iter().all(|key| path_is(key, "Exact"));
+                    let one_prefix = match_count == 1 && keys.first().is_some_and(|key| path_is(key, "PathPrefix"));
                     if uri.len() > MAX_PATH {
                         self.refuse(format!("{field}.uri"), "too long");
                     } else if all_exact && match_count > 0 {
@@ -867,26 +857,33 @@ impl RouteConverter<'_, '_> {
         Some(json!({"type": "RequestMirror", "requestMirror": {"backendRef": backend}}))
     }
 
-    /// Refuses the route when Gateway API ranking would pick another rule than Istio's order.
-    fn check_order(&mut self, rules: &[Vec<MatchKey>]) {
-        for (earlier, earlier_keys) in rules.iter().enumerate() {
-            for (later, later_keys) in rules.iter().enumerate().skip(earlier + 1) {
-                let conflict = later_keys.iter().enumerate().find_map(|(l, later_key)| {
-                    earlier_keys.iter().enumerate().find_map(|(e, earlier_key)| {
-                        (later_key.rank() > earlier_key.rank() && later_key.may_overlap(earlier_key)).then_some((e, l))
+    /// Refuses the route when Gateway API precedence would pick another rule than Istio's order.
+    fn check_order(&mut self, rules: &[Vec<HttpRouteMatch>]) {
+        // The HTTPRoute to be: named after the VirtualService, not created yet.
+        let order =
+            |rule: usize, m: &HttpRouteMatch| MatchOrder::new("", &self.route_namespace, &self.vs.name, rule, m);
+        let mut conflicts = Vec::new();
+        for (earlier, earlier_matches) in rules.iter().enumerate() {
+            for (later, later_matches) in rules.iter().enumerate().skip(earlier + 1) {
+                let conflict = later_matches.iter().enumerate().find_map(|(l, later_match)| {
+                    earlier_matches.iter().enumerate().find_map(|(e, earlier_match)| {
+                        (order(later, later_match) < order(earlier, earlier_match)
+                            && may_overlap(later_match, earlier_match))
+                        .then_some((e, l))
                     })
                 });
-                if let Some((e, l)) = conflict {
-                    self.refuse(
-                        format!("spec.http[{later}].match[{l}]"),
-                        format!(
-                            "rule order: Gateway API ranks this match above spec.http[{earlier}].match[{e}] (more \
-                             specific), so requests matching both would take rule {later} instead of rule {earlier}; \
-                             reorder the VirtualService or make the matches disjoint"
-                        ),
-                    );
-                }
+                conflicts.extend(conflict.map(|(e, l)| (earlier, e, later, l)));
             }
+        }
+        for (earlier, e, later, l) in conflicts {
+            self.refuse(
+                format!("spec.http[{later}].match[{l}]"),
+                format!(
+                    "rule order: Gateway API ranks this match above spec.http[{earlier}].match[{e}] (more \
+                     specific), so requests matching both would take rule {later} instead of rule {earlier}; \
+                     reorder the VirtualService or make the matches disjoint"
+                ),
+            );
         }
     }
 }
@@ -943,9 +940,11 @@ pub(crate) fn gateway_duration(text: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::scope::tests::snapshot_of;
+    use super::super::scope::tests::{objects, snapshot_of};
     use super::super::{ConvertOptions, convert};
     use super::*;
+    use crate::equivalence::Topology;
+    use crate::snapshot::Snapshot;
 
     const SERVICES: &str = "
 apiVersion: v1
@@ -966,11 +965,15 @@ spec:
   subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
 ";
 
-    fn convert_vs(vs_spec: &str) -> super::super::Conversion {
-        let input = format!(
+    /// [`SERVICES`] and the VirtualService `shop/reviews` with this spec.
+    fn with_virtual_service(vs_spec: &str) -> String {
+        format!(
             "{SERVICES}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: reviews, namespace: shop}}\nspec:\n{vs_spec}"
-        );
-        convert(&snapshot_of(&input), &ConvertOptions::default())
+        )
+    }
+
+    fn convert_vs(vs_spec: &str) -> super::super::Conversion {
+        convert(&snapshot_of(&with_virtual_service(vs_spec)), &ConvertOptions::default())
     }
 
     fn route(conversion: &super::super::Conversion) -> Option<Value> {
@@ -983,6 +986,136 @@ spec:
 
     fn fields(conversion: &super::super::Conversion) -> Vec<&str> {
         conversion.unsupported.iter().map(|entry| entry.field.as_str()).collect()
+    }
+
+    /// A client and two reviews versions, for the evaluator to route between.
+    fn deployments() -> String {
+        let workloads = [
+            ("reviews-v1", "{app: reviews, version: v1}"),
+            ("reviews-v2", "{app: reviews, version: v2}"),
+            ("front", "{app: front}"),
+        ];
+        workloads
+            .map(|(name, labels)| {
+                format!(
+                    "\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: shop}}\n\
+                     spec: {{template: {{metadata: {{labels: {labels}}}, spec: {{containers: [{{name: c}}]}}}}}}\n"
+                )
+            })
+            .concat()
+    }
+
+    /// For each probe request from `shop/front` to `shop/reviews:9080`: (request, where the
+    /// sidecar sends it by the VirtualService in `before`, where the waypoint sends it by the
+    /// HTTPRoutes in `after`).
+    fn probe(before: &Snapshot, after: &Snapshot) -> Vec<(String, Vec<String>, Vec<String>)> {
+        use crate::equivalence::route::tests::{get, served};
+        let (before, after) = (Topology::from_snapshot(before), Topology::from_snapshot(after));
+        let client = before.workload("shop/front").expect("client");
+        let reviews_before = before.service("shop", "reviews").expect("reviews");
+        let reviews_after = after.service("shop", "reviews").expect("reviews");
+        let mut probes = Vec::new();
+        for method in ["GET", "POST"] {
+            // Whole path segments only: partial ones (/api matching /apix) are the prefix warning.
+            for path in ["/", "/api", "/api/", "/api/x", "/api/x/y", "/login"] {
+                for user in [None, Some("jason")] {
+                    let mut request = get(method, path);
+                    request.headers.extend(user.map(|user| ("end-user".to_string(), user.to_string())));
+                    let by_sidecar = before.route_by_virtual_services(client, reviews_before, 9080, Some(&request));
+                    let at_waypoint = after.route_at_waypoint(reviews_after, 9080, Some(&request));
+                    probes.push((format!("{method} {path} {user:?}"), served(&by_sidecar), served(&at_waypoint)));
+                }
+            }
+        }
+        probes
+    }
+
+    #[test]
+    fn what_is_accepted_routes_the_same_at_the_waypoint_and_what_is_refused_would_not() {
+        // Each earlier overlapping match ranks higher; rule 2's /api/ ties rule 1's /api (trailing
+        // slash not counted), and rule 1 has a header, so the order stands.
+        let accepted = format!(
+            "{}{}",
+            with_virtual_service(
+                "  hosts: [reviews]
+  http:
+  - match: [{uri: {exact: /api/x}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /api/x}, method: {exact: POST}}, {uri: {prefix: /api}, headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /api/}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{uri: {exact: /login}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]"
+            ),
+            deployments()
+        );
+        let mut input = objects(&accepted);
+        let conversion = convert(&Snapshot::from_objects(input.clone()), &ConvertOptions::default());
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        let before = Snapshot::from_objects(input.clone());
+        input.extend(conversion.items);
+        let probes = probe(&before, &Snapshot::from_objects(input));
+        assert!(probes.iter().any(|(_, by_sidecar, _)| by_sidecar == &["reviews-v2"]), "both versions are probed");
+        for (request, by_sidecar, at_waypoint) in &probes {
+            assert_eq!(by_sidecar, at_waypoint, "{request}");
+        }
+
+        // A header rule before a longer prefix: refused; its literal translation would reroute.
+        let refused = format!(
+            "{}{}",
+            with_virtual_service(
+                "  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - route: [{destination: {host: reviews}}]"
+            ),
+            deployments()
+        );
+        let conversion = convert(&snapshot_of(&refused), &ConvertOptions::default());
+        assert!(
+            conversion.unsupported.iter().any(|u| u.reason.starts_with("rule order")),
+            "{:?}",
+            conversion.unsupported
+        );
+        let literal_translation = format!(
+            "{SERVICES}{}---
+apiVersion: v1
+kind: Service
+metadata: {{name: reviews-v1, namespace: shop}}
+spec: {{selector: {{app: reviews, version: v1}}, ports: [{{port: 9080}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: reviews-v2, namespace: shop}}
+spec: {{selector: {{app: reviews, version: v2}}, ports: [{{port: 9080}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  parentRefs: [{{group: '', kind: Service, name: reviews}}]
+  rules:
+  - matches: [{{headers: [{{name: end-user, value: jason}}]}}]
+    backendRefs: [{{name: reviews-v2, port: 9080}}]
+  - matches: [{{path: {{type: PathPrefix, value: /api}}}}]
+    backendRefs: [{{name: reviews-v1, port: 9080}}]
+  - backendRefs: [{{name: reviews, port: 9080}}]",
+            deployments()
+        );
+        let probes = probe(&snapshot_of(&refused), &snapshot_of(&literal_translation));
+        let rerouted: Vec<&String> = probes
+            .iter()
+            .filter(|(_, by_sidecar, at_waypoint)| by_sidecar != at_waypoint)
+            .map(|(request, ..)| request)
+            .collect();
+        // jason under /api: by the sidecar to v2 (rule 0), at the waypoint to v1 (the longer prefix).
+        assert_eq!(rerouted.len(), 8, "{rerouted:?}");
+        assert!(rerouted.iter().all(|request| request.contains(" /api") && request.contains("jason")), "{rerouted:?}");
     }
 
     #[test]

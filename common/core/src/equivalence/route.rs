@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::mesh::gateway_api::{HttpRouteMatch, HttpRouteRule, NamedMatch, path_prefix_matches};
+use crate::mesh::gateway_api::{HttpRouteMatch, MatchOrder, NamedMatch, path_prefix_matches};
 use crate::mesh::networking::{HttpMatchRequest, StringMatch, service_of_host};
 use crate::mesh::selector_matches;
 
@@ -128,9 +128,9 @@ impl Topology {
         rules.iter().find_map(|dr| dr.spec.subsets.iter().find(|s| s.name == subset).map(|s| s.labels.clone()))
     }
 
-    /// A waypoint: the HTTPRoutes whose parent is the Service, across all their rules the most
-    /// precise matching match wins (Gateway API), ties going to the oldest route, then the
-    /// alphabetically first, then the earlier rule. With no route, the Service's endpoints.
+    /// A waypoint: the HTTPRoutes whose parent is the Service; across all their rules the match
+    /// first in Gateway API precedence ([`MatchOrder`]) among those the request satisfies decides.
+    /// With no route, the Service's endpoints.
     pub fn route_at_waypoint<'a>(&'a self, service: &'a Service, port: u32, http: Option<&HttpRequest>) -> Routing<'a> {
         let attached: Vec<_> = self
             .http_routes
@@ -147,26 +147,20 @@ impl Topology {
         let (false, Some(http)) = (attached.is_empty(), http) else {
             return self.route_by_selector(service, port, "no HTTPRoute: the Service's endpoints".into());
         };
-        // Routes are sorted oldest first, then by namespace and name: the first best match wins.
-        let mut best: Option<(crate::mesh::gateway_api::Precedence, String, &HttpRouteRule, &str)> = None;
-        for route in &attached {
-            for (index, rule) in route.spec.rules.iter().enumerate() {
-                for route_match in rule.effective_matches().iter().filter(|m| http_route_match(m, http)) {
-                    let precedence = route_match.precedence();
-                    if best.as_ref().is_none_or(|(current, ..)| precedence > *current) {
-                        best = Some((
-                            precedence,
-                            format!("HTTPRoute {} rule {}", route.key(), index + 1),
-                            rule,
-                            &route.namespace,
-                        ));
-                    }
-                }
-            }
-        }
-        let Some((_, how, rule, route_namespace)) = best else {
+        let chosen = attached
+            .iter()
+            .flat_map(|route| {
+                route.spec.rules.iter().enumerate().flat_map(move |(index, rule)| {
+                    rule.effective_matches().into_iter().filter(|m| http_route_match(m, http)).map(move |m| {
+                        (MatchOrder::new(&route.created, &route.namespace, &route.name, index, &m), route, index, rule)
+                    })
+                })
+            })
+            .min_by(|(a, ..), (b, ..)| a.cmp(b));
+        let Some((_, route, index, rule)) = chosen else {
             return Routing::Unrouted { why: format!("no HTTPRoute rule for {} matches (404)", service.key()) };
         };
+        let how = format!("HTTPRoute {} rule {}", route.key(), index + 1);
         let redirects =
             rule.filters.iter().any(|filter| filter.get("type").and_then(|t| t.as_str()) == Some("RequestRedirect"));
         if redirects {
@@ -174,7 +168,7 @@ impl Topology {
         }
         let mut workloads = Vec::new();
         for backend in rule.backend_refs.iter().filter(|backend| backend.receives_traffic()) {
-            let namespace = backend.namespace.as_deref().unwrap_or(route_namespace);
+            let namespace = backend.namespace.as_deref().unwrap_or(&route.namespace);
             let target = backend.is_service().then(|| self.service(namespace, &backend.name)).flatten();
             let Some(target) = target else {
                 return Routing::Unrouted {
@@ -280,7 +274,7 @@ pub fn route_vocabulary(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::snapshot::{Snapshot, parse_documents};
 
@@ -352,11 +346,12 @@ spec:
         Topology::from_snapshot(&Snapshot::from_objects(parse_documents(std::path::Path::new("t"), MESH).unwrap()))
     }
 
-    fn get(method: &str, path: &str) -> HttpRequest {
+    pub(crate) fn get(method: &str, path: &str) -> HttpRequest {
         HttpRequest { method: method.into(), path: path.into(), headers: BTreeMap::new() }
     }
 
-    fn served(routing: &Routing) -> Vec<String> {
+    /// The workloads a request reaches, or how it is answered or why it is not routed.
+    pub(crate) fn served(routing: &Routing) -> Vec<String> {
         match routing {
             Routing::Backends { workloads, .. } => {
                 workloads.iter().map(|(workload, _)| workload.name.clone()).collect()

@@ -1,9 +1,45 @@
 //! Gateway API objects (gateway.networking.k8s.io) as far as the suite reasons about them:
 //! Gateways (waypoints and ingress gateways) and HTTPRoutes (what VirtualServices become).
 //!
-//! HTTPRoute matching follows the Gateway API specification, including its precedence rules, which
-//! differ from VirtualService's "first matching rule wins": see [`HttpRouteMatch::precedence`].
+//! **Match precedence.** VirtualServices route by their first matching rule; HTTPRoutes do not.
+//! The Gateway API v1.3 specification (`HTTPRouteRule.matches`, apis/v1/httproute_types.go in
+//! kubernetes-sigs/gateway-api, also in the v1.3.0 CRD) says:
+//!
+//! > Proxy or Load Balancer routing configuration generated from HTTPRoutes MUST prioritize
+//! > matches based on the following criteria, continuing on ties. Across all rules specified on
+//! > applicable Routes, precedence must be given to the match having:
+//! >
+//! > * "Exact" path match.
+//! > * "Prefix" path match with largest number of characters.
+//! > * Method match.
+//! > * Largest number of header matches.
+//! > * Largest number of query param matches.
+//! >
+//! > Note: The precedence of RegularExpression path matches are implementation-specific.
+//! >
+//! > If ties still exist across multiple Routes, matching precedence MUST be determined in order
+//! > of the following criteria, continuing on ties:
+//! >
+//! > * The oldest Route based on creation timestamp.
+//! > * The Route appearing first in alphabetical order by "{namespace}/{name}".
+//! >
+//! > If ties still exist within an HTTPRoute, matching precedence MUST be granted to the FIRST
+//! > matching rule (in list order) with a match meeting the above criteria.
+//!
+//! Where the specification leaves a choice, this module follows Istio, whose waypoints and
+//! gateways run the routes (istio/istio, pilot/pkg/config/kube/gateway/conversion.go:
+//! `sortHTTPRoutes`, `getURIRank`, `getURILength`, `createURIMatch`):
+//! - a `RegularExpression` path ranks below every `PathPrefix`, even `/` (`getURIRank`: Exact 3,
+//!   Prefix 2, Regex 1), and among regular expressions the longer pattern ranks first;
+//! - a prefix's length is counted without its trailing slash, except for `/` itself
+//!   (`createURIMatch` applies "When specified, a trailing `/` is ignored" before
+//!   `getURILength`), so `/api/` and `/api` tie.
+//!
+//! [`Precedence`] is the per-match part and [`MatchOrder`] the whole order; the waypoint
+//! evaluator picks the least `MatchOrder` among matching matches and the converter refuses a
+//! VirtualService whose rules that order would take out of turn, so both agree by construction.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -160,17 +196,41 @@ impl BackendRef {
     }
 }
 
-/// How specific a match is, in the order Gateway API ranks matches across all rules of all routes
-/// attached to one parent: exact path, then the longest prefix, then a method, then the most
-/// header matches, then the most query parameter matches. Larger is more specific. Ties are broken
-/// by the caller (oldest route, then name, then rule order).
+/// How specific a match is, by the specification's five criteria (module docs); greater is more
+/// specific. Ties between equally specific matches are broken by [`MatchOrder`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Precedence {
-    exact_path: bool,
-    prefix_length: usize,
+    path_kind: PathKind,
+    path_length: usize,
     has_method: bool,
     header_count: usize,
     query_count: usize,
+}
+
+/// Path match types, least specific first (Istio's `getURIRank`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum PathKind {
+    RegularExpression,
+    PathPrefix,
+    Exact,
+}
+
+impl PathMatch {
+    fn kind(&self) -> PathKind {
+        match self.match_type.as_str() {
+            "Exact" => PathKind::Exact,
+            "RegularExpression" => PathKind::RegularExpression,
+            _ => PathKind::PathPrefix,
+        }
+    }
+
+    /// Istio's `getURILength`, after `createURIMatch` drops a prefix's trailing slash.
+    fn ranked_length(&self) -> usize {
+        match self.kind() {
+            PathKind::PathPrefix if self.value != "/" => self.value.strip_suffix('/').unwrap_or(&self.value).len(),
+            _ => self.value.len(),
+        }
+    }
 }
 
 impl HttpRouteMatch {
@@ -180,14 +240,43 @@ impl HttpRouteMatch {
 
     pub fn precedence(&self) -> Precedence {
         let path = self.path_or_default();
-        let exact_path = path.match_type == "Exact";
-        let prefix_length = if path.match_type == "PathPrefix" { path.value.trim_end_matches('/').len() } else { 0 };
         Precedence {
-            exact_path,
-            prefix_length,
+            path_kind: path.kind(),
+            path_length: path.ranked_length(),
             has_method: self.method.is_some(),
             header_count: self.headers.len(),
             query_count: self.query_params.len(),
+        }
+    }
+}
+
+/// The place of one match of one rule of one route among all matches of the routes attached to a
+/// parent: the least `MatchOrder` among the matches a request satisfies decides its rule. Two
+/// matches compare equal only within one rule, where either choice is the same.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MatchOrder {
+    precedence: Reverse<Precedence>,
+    /// RFC 3339 text, which sorts chronologically: the oldest route first. Empty (no timestamp
+    /// yet) sorts first.
+    route_created: String,
+    /// `{namespace}/{name}`, compared alphabetically as the specification says.
+    route_key: String,
+    rule_index: usize,
+}
+
+impl MatchOrder {
+    pub fn new(
+        route_created: &str,
+        route_namespace: &str,
+        route_name: &str,
+        rule_index: usize,
+        m: &HttpRouteMatch,
+    ) -> Self {
+        MatchOrder {
+            precedence: Reverse(m.precedence()),
+            route_created: route_created.to_string(),
+            route_key: format!("{route_namespace}/{route_name}"),
+            rule_index,
         }
     }
 }
@@ -224,16 +313,56 @@ rules:
         assert!(spec.rules[1].backend_refs[0].is_service() && spec.rules[1].backend_refs[0].receives_traffic());
     }
 
+    /// A match of rule `rule` of the route `namespace/name` created at `created`.
+    fn order(created: &str, route: &str, rule: usize, yaml: &str) -> MatchOrder {
+        let (namespace, name) = route.split_once('/').unwrap();
+        MatchOrder::new(created, namespace, name, rule, &crate::mesh::from_yaml(yaml))
+    }
+
     #[test]
-    fn precedence_ranks_exact_then_prefix_length_then_method_then_headers() {
-        let m = |yaml: &str| -> HttpRouteMatch { crate::mesh::from_yaml(yaml) };
-        let exact = m("path: {type: Exact, value: /a}");
-        let long_prefix = m("path: {type: PathPrefix, value: /reviews}");
-        let root_with_header = m("headers: [{name: end-user, value: jason}]");
-        let root_with_method = m("method: GET");
-        assert!(exact.precedence() > long_prefix.precedence());
-        assert!(long_prefix.precedence() > root_with_header.precedence(), "a longer prefix beats a header");
-        assert!(root_with_method.precedence() > root_with_header.precedence(), "a method beats a header");
+    fn precedence_follows_the_specification_rule_by_rule() {
+        const DAY_1: &str = "2025-01-01T00:00:00Z";
+        const DAY_2: &str = "2025-01-02T00:00:00Z";
+        // Rule 0 of the same route wins every tie, so a later rule winning shows the criterion.
+        let route = |rule, yaml| order(DAY_1, "ns/route", rule, yaml);
+        let one_header = "headers: [{name: a, value: '1'}]";
+        let two_headers = "headers: [{name: a, value: '1'}, {name: b, value: '2'}]";
+        let rows = [
+            (
+                "Exact path beats a longer prefix",
+                route(1, "path: {type: Exact, value: /a}"),
+                route(0, "path: {value: /a/b/c}"),
+            ),
+            ("the longest prefix", route(1, "path: {value: /a/b}"), route(0, "path: {value: /a}")),
+            ("a trailing slash is not counted", route(1, "path: {value: /ab}"), route(0, "path: {value: /a/}")),
+            ("a trailing slash is not counted: a tie", route(0, "path: {value: /a/}"), route(1, "path: {value: /a}")),
+            ("prefix length before method", route(1, "path: {value: /a}"), route(0, "method: GET")),
+            ("method before headers", route(1, "method: GET"), route(0, two_headers)),
+            ("the most header matches", route(1, two_headers), route(0, one_header)),
+            ("headers before query params", route(1, one_header), route(0, "queryParams: [{name: q, value: '1'}]")),
+            ("the most query param matches", route(1, "queryParams: [{name: q, value: '1'}]"), route(0, "{}")),
+            (
+                "Istio: a regex ranks below prefix /",
+                route(1, "{}"),
+                route(0, "path: {type: RegularExpression, value: /a/.*}"),
+            ),
+            (
+                "Istio: the longer regex",
+                route(1, "path: {type: RegularExpression, value: /a/.*/b}"),
+                route(0, "path: {type: RegularExpression, value: /a/.*}"),
+            ),
+            ("then the oldest route", order(DAY_1, "ns/z", 1, "{}"), order(DAY_2, "ns/a", 0, "{}")),
+            ("then {namespace}/{name} alphabetically", order(DAY_1, "ns/a", 1, "{}"), order(DAY_1, "ns/b", 0, "{}")),
+            (
+                "{namespace}/{name} as one text ('-' < '/')",
+                order(DAY_1, "a-b/r", 0, "{}"),
+                order(DAY_1, "a/r", 0, "{}"),
+            ),
+            ("then the first rule in list order", route(0, "method: GET"), route(1, "method: POST")),
+        ];
+        for (criterion, winner, loser) in rows {
+            assert!(winner < loser, "{criterion}: {winner:?} should take precedence over {loser:?}");
+        }
     }
 
     #[test]
