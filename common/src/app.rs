@@ -1,5 +1,8 @@
 //! The common `main` of every plugin: parse flags under the name the user typed, run the command
 //! on a tokio runtime, print a failure as one line on stderr, and map the outcome to an exit code.
+//!
+//! The failure line goes through [`Printer::error`] on a plain printer: a failure can happen
+//! before the command has built its printer from the flags, and the line shows whatever `-q` says.
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -7,7 +10,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::current_invocation;
-use crate::error::{Exit, Failure};
+use crate::error::{Error, Exit, chain_line};
+use crate::printer::Printer;
 
 /// Parses the command line with `--help` and usage showing the invocation the user typed
 /// (`oc ambient-check`, `kubectl ambient-check`, or the binary name).
@@ -21,21 +25,21 @@ pub fn parse<T: CommandFactory + FromArgMatches>(binary: &str) -> T {
 /// Runs a plugin's async entry point and turns its result into the process exit code.
 pub fn run<F>(verbose: u8, future: F) -> ExitCode
 where
-    F: Future<Output = Result<Exit, Failure>>,
+    F: Future<Output = Result<Exit, Error>>,
 {
     init_logging(verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            Printer::plain().error(&format!("cannot start the async runtime: {}", chain_line(&err)));
             return Exit::Error.into();
         }
     };
     match runtime.block_on(future) {
         Ok(exit) => exit.into(),
-        Err(failure) => {
-            eprintln!("error: {failure}");
-            failure.exit.into()
+        Err(err) => {
+            Printer::plain().error(&chain_line(&err));
+            err.exit().into()
         }
     }
 }
@@ -55,15 +59,8 @@ fn init_logging(verbose: u8) {
 
 /// For commands whose change engine has not landed yet: prove the connection (visible with
 /// `-v`), change nothing, and say so with exit code 2 so no script mistakes it for success.
-pub async fn connect_then_refuse(global: &crate::cli::GlobalArgs, binary: &str, what: &str) -> Result<Exit, Failure> {
-    let printer = crate::printer::Printer::new(global);
+pub async fn connect_then_refuse(global: &crate::cli::GlobalArgs, binary: &str, what: &str) -> Result<Exit, Error> {
+    let printer = Printer::new(global);
     let connection = crate::client::connect(global, &printer).await?;
-    Err(Failure::new(
-        Exit::Error,
-        format!(
-            "{}: {what} is not implemented in this version; nothing was changed on {}",
-            current_invocation(binary),
-            connection.server
-        ),
-    ))
+    Err(Error::NotImplemented { command: current_invocation(binary), what: what.into(), server: connection.server })
 }

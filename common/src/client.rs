@@ -14,7 +14,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::cli::GlobalArgs;
-use crate::error::{ClientError, one_line};
+use crate::error::{ClientError, chain_line, one_line};
 use crate::printer::Printer;
 
 /// A connected client, with what the user should see about it.
@@ -48,20 +48,20 @@ pub fn load_kubeconfig(args: &GlobalArgs) -> Result<Option<Kubeconfig>, ClientEr
         if !path.exists() {
             return Err(ClientError::KubeconfigUnreadable { path: path.clone(), reason: "no such file".into() });
         }
-        return Kubeconfig::read_from(path).map(Some).map_err(|err| {
-            ClientError::KubeconfigInvalid(format!("{}: {}", path.display(), one_line(&err.to_string())))
-        });
+        return Kubeconfig::read_from(path)
+            .map(Some)
+            .map_err(|err| ClientError::KubeconfigInvalid(format!("{}: {}", path.display(), chain_line(&err))));
     }
     if let Some(config) = Kubeconfig::from_env()
-        .map_err(|err| ClientError::KubeconfigInvalid(format!("KUBECONFIG: {}", one_line(&err.to_string()))))?
+        .map_err(|err| ClientError::KubeconfigInvalid(format!("KUBECONFIG: {}", chain_line(&err))))?
     {
         return Ok(Some(config));
     }
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     match home.map(|home| home.join(".kube").join("config")) {
-        Some(path) if path.exists() => Kubeconfig::read_from(&path).map(Some).map_err(|err| {
-            ClientError::KubeconfigInvalid(format!("{}: {}", path.display(), one_line(&err.to_string())))
-        }),
+        Some(path) if path.exists() => Kubeconfig::read_from(&path)
+            .map(Some)
+            .map_err(|err| ClientError::KubeconfigInvalid(format!("{}: {}", path.display(), chain_line(&err)))),
         _ => Ok(None),
     }
 }
@@ -78,7 +78,7 @@ pub async fn resolve_config(args: &GlobalArgs) -> Result<Config, ClientError> {
             let options = KubeConfigOptions { context: args.context.clone(), cluster: None, user: None };
             Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
-                .map_err(|err| ClientError::KubeconfigInvalid(one_line(&err.to_string())))?
+                .map_err(|err| ClientError::KubeconfigInvalid(chain_line(&err)))?
         }
         None if args.context.is_some() => {
             return Err(ClientError::UnknownContext(args.context.clone().unwrap_or_default()));
@@ -111,7 +111,7 @@ pub async fn connect(args: &GlobalArgs, printer: &Printer) -> Result<Connection,
     let requests = Arc::new(AtomicUsize::new(0));
     let counter = requests.clone();
     let client = kube::client::ClientBuilder::try_from(config)
-        .map_err(|err| ClientError::KubeconfigInvalid(one_line(&err.to_string())))?
+        .map_err(|err| ClientError::KubeconfigInvalid(chain_line(&err)))?
         .with_layer(&tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
             counter.fetch_add(1, Ordering::Relaxed);
             request
@@ -134,15 +134,7 @@ fn classify_connect_error(server: &str, err: kube::Error) -> ClientError {
     {
         return ClientError::Unauthorized { url: server.into(), reason: one_line(&status.message) };
     }
-    let mut reason = one_line(&err.to_string());
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        let text = one_line(&cause.to_string());
-        if !reason.contains(&text) {
-            reason = format!("{reason}: {text}");
-        }
-        source = cause.source();
-    }
+    let reason = chain_line(&err);
     ClientError::Unreachable { url: server.into(), reason }
 }
 

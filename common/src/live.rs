@@ -13,7 +13,7 @@ use kube::core::TypeMeta;
 use serde::Deserialize;
 
 use crate::client::Connection;
-use crate::error::{ApiError, one_line};
+use crate::error::{ApiError, Request, one_line};
 use crate::kinds::{ALL, Kind, KindInfo};
 use crate::snapshot::{Coverage, Snapshot, Source};
 
@@ -86,26 +86,19 @@ const AGGREGATED_DISCOVERY: &str = "application/json;g=apidiscovery.k8s.io;v=v2;
 pub async fn discover(connection: &Connection) -> Result<Served, ApiError> {
     let mut served = Served::new();
     for path in ["/api", "/apis"] {
+        let discovery = Request::new("get", &format!("discovery {path}"));
+        // A GET with a constant path and header cannot fail to build.
         let request = http::Request::get(path)
             .header(http::header::ACCEPT, AGGREGATED_DISCOVERY)
             .body(Vec::new())
             .map_err(|err| ApiError::Failed {
-                verb: "get".into(),
-                resource: path.into(),
-                namespace: None,
-                message: err.to_string(),
+                request: Box::new(discovery.clone()),
+                source: Box::new(kube::Error::HttpError(err)),
             })?;
-        let text = connection
-            .client
-            .request_text(request)
-            .await
-            .map_err(|err| ApiError::from_kube(err, "get", &format!("discovery {path}"), None, None))?;
-        let list: DiscoveryList = serde_json::from_str(&text).map_err(|err| ApiError::Failed {
-            verb: "get".into(),
-            resource: format!("discovery {path}"),
-            namespace: None,
-            message: format!("the server does not speak aggregated discovery (Kubernetes >= 1.30 needed): {err}"),
-        })?;
+        let text =
+            connection.client.request_text(request).await.map_err(|err| ApiError::from_kube(err, discovery, None))?;
+        let list: DiscoveryList = serde_json::from_str(&text)
+            .map_err(|source| ApiError::NoAggregatedDiscovery { path: path.into(), source })?;
         for group in list.items {
             for version in group.versions {
                 for resource in version.resources {
@@ -200,8 +193,7 @@ async fn run_jobs(
                     snapshot.insert(object);
                 }
             }
-            Err(ApiError::Forbidden { verb, resource, namespace }) => {
-                let denied = ApiError::Forbidden { verb, resource, namespace };
+            Err(denied @ ApiError::Forbidden { .. }) => {
                 snapshot.notes.push(denied.to_string());
                 snapshot.set_coverage(kind, Coverage::Forbidden(denied.to_string()));
             }
@@ -232,8 +224,10 @@ async fn list_all(connection: &Connection, job: &ListJob, page_size: u32) -> Res
     }
     let types = TypeMeta { api_version, kind: info.name.into() };
     if let Some(name) = &job.name {
-        let found =
-            api.get_opt(name).await.map_err(|err| ApiError::from_kube(err, "get", &info.resource(), None, None))?;
+        let found = api
+            .get_opt(name)
+            .await
+            .map_err(|err| ApiError::from_kube(err, Request::new("get", &info.resource()).named(name), None))?;
         return Ok(found
             .map(|mut object| {
                 object.types = Some(types);
@@ -263,8 +257,10 @@ async fn list_all(connection: &Connection, job: &ListJob, page_size: u32) -> Res
         } else {
             api.list(&params).await.map(|list| (list.items, list.metadata.continue_.clone()))
         };
-        let (items, continue_token) =
-            page.map_err(|err| ApiError::from_kube(err, "list", &info.resource(), job.namespace.as_deref(), None))?;
+        let (items, continue_token) = page.map_err(|err| {
+            let request = Request::new("list", &info.resource()).in_namespace(job.namespace.as_deref());
+            ApiError::from_kube(err, request, info.is_custom().then(|| info.resource()))
+        })?;
         for mut object in items {
             object.types = Some(types.clone());
             // Server-side apply bookkeeping is large and never read.

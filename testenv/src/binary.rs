@@ -69,7 +69,10 @@ pub fn ensure_binary() -> Result<PathBuf, Error> {
     if target.is_file() {
         return Ok(target);
     }
-    eprintln!("oc-ambient-testenv: building the Kubernetes control plane into {} (once per machine)", target.display());
+    crate::tell_developer(&format!(
+        "building the Kubernetes control plane into {} (once per machine)",
+        target.display()
+    ));
     let partial = cache.join(format!("kube-testenv-{digest}.partial"));
     let status = Command::new("bash")
         .arg(module.join("build.sh"))

@@ -145,6 +145,13 @@ pub fn fixtures_dir() -> PathBuf {
     }
 }
 
+/// Tells the developer running the tests why a run is slow, on stderr. Test infrastructure, not
+/// plugin output (which goes through the plugins' printer), so it may print directly.
+#[allow(clippy::print_stderr)]
+fn tell_developer(message: &str) {
+    eprintln!("oc-ambient-testenv: {message}");
+}
+
 /// The workspace root of this checkout.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
@@ -184,7 +191,9 @@ impl ControlPlane {
         loop {
             match Self::start_once(&options).await {
                 Err(err) if attempt < ATTEMPTS && err.is_port_taken() => {
-                    eprintln!("control plane start {attempt} of {ATTEMPTS}: a port was taken, retrying: {err}");
+                    tell_developer(&format!(
+                        "control plane start {attempt} of {ATTEMPTS}: a port was taken, retrying: {err}"
+                    ));
                     attempt += 1;
                 }
                 result => return result,

@@ -9,6 +9,8 @@
 //! "Step 1 Validation Checkpoint" block) and runs with `oc` mapped to kubectl v1.34; kubectl's
 //! requests are counted from its `-v=6` request log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// A benchmark prints its table itself: it is not plugin output, which goes through the printer.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! (etcd, kube-apiserver, kube-controller-manager; see `oc-ambient-testenv`) and creates its own
 //! namespaces, so tests run in parallel.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests may print diagnostics of their own: they are not plugin output, which goes through the printer.
+#![allow(clippy::print_stderr)]
 
 mod support;
 

@@ -5,6 +5,9 @@
 //! the simulator's `large`). Each size runs in a fresh process when given alone; peak memory
 //! (VmHWM) covers the whole process, so run one size per invocation for a clean figure.
 
+// A benchmark prints its figures itself: it is not plugin output, which goes through the printer.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::ExitCode;
 use std::time::Instant;
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::Parser;
 use oc_ambient_common::check::{self, Options, Scope};
 use oc_ambient_common::cli::{AllNamespaces, GlobalArgs, OutputFormat};
-use oc_ambient_common::error::{Exit, Failure};
+use oc_ambient_common::error::{Error, Exit};
 use oc_ambient_common::live::{self, ListScope, LoadOptions};
 use oc_ambient_common::printer::Printer;
 
@@ -39,7 +39,7 @@ pub struct Cli {
     pub baseline: Vec<PathBuf>,
 }
 
-pub async fn run(cli: Cli) -> Result<Exit, Failure> {
+pub async fn run(cli: Cli) -> Result<Exit, Error> {
     let printer = Printer::new(&cli.global);
     let scope = match (&cli.global.namespace, cli.all.all_namespaces) {
         (_, true) => Scope::All,

@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use oc_ambient_common::cli::GlobalArgs;
-use oc_ambient_common::error::{Exit, Failure};
+use oc_ambient_common::error::{Error, Exit};
 
 /// Move the control plane, CNI and ztunnel to ambient, restart sidecars for HBONE, enrol namespaces and remove sidecars.
 #[derive(Debug, Parser)]
@@ -14,6 +14,6 @@ pub struct Cli {
     pub global: GlobalArgs,
 }
 
-pub async fn run(cli: Cli) -> Result<Exit, Failure> {
+pub async fn run(cli: Cli) -> Result<Exit, Error> {
     oc_ambient_common::app::connect_then_refuse(&cli.global, "oc-ambient-enable", "the ambient enablement engine").await
 }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, ArgMatches, Args, Parser, Subcommand};
 use oc_ambient_common::cli::{GlobalArgs, OutputFormat};
 use oc_ambient_common::convert::{ConvertOptions, convert};
-use oc_ambient_common::error::{Exit, Failure};
+use oc_ambient_common::error::{Error, Exit};
 use oc_ambient_common::printer::Printer;
 
 mod verify;
@@ -94,18 +94,18 @@ pub fn from_matches(matches: &ArgMatches) -> Result<Cli, clap::Error> {
     Ok(cli)
 }
 
-pub async fn run(cli: Cli) -> Result<Exit, Failure> {
+pub async fn run(cli: Cli) -> Result<Exit, Error> {
     match &cli.command {
         Some(Command::Convert(args)) => run_convert(&cli.global, &cli.namespaces, args),
         None => connect_then_refuse(&cli.global).await,
     }
 }
 
-async fn connect_then_refuse(global: &GlobalArgs) -> Result<Exit, Failure> {
+async fn connect_then_refuse(global: &GlobalArgs) -> Result<Exit, Error> {
     oc_ambient_common::app::connect_then_refuse(global, BINARY, "waypoint deployment").await
 }
 
-fn run_convert(global: &GlobalArgs, namespaces: &[String], args: &ConvertArgs) -> Result<Exit, Failure> {
+fn run_convert(global: &GlobalArgs, namespaces: &[String], args: &ConvertArgs) -> Result<Exit, Error> {
     let printer = Printer::new(global);
     let paths: Vec<PathBuf> = args.from_dir.iter().chain(args.filename.iter()).cloned().collect();
     let mut snapshot = oc_ambient_common::input::read_snapshot(&paths)?;

@@ -10,7 +10,7 @@ use oc_ambient_common::cli::OutputFormat;
 use oc_ambient_common::convert::Conversion;
 use oc_ambient_common::equivalence::MigrationState;
 use oc_ambient_common::equivalence::verify::{Change, verify_change};
-use oc_ambient_common::error::{Exit, Failure};
+use oc_ambient_common::error::{Error, Exit};
 use oc_ambient_common::printer::Printer;
 use oc_ambient_common::snapshot::Snapshot;
 
@@ -23,7 +23,7 @@ pub fn verify_conversion(
     conversion: &Conversion,
     namespaces: &[String],
     state: Option<&Path>,
-) -> Result<Exit, Failure> {
+) -> Result<Exit, Error> {
     let state = state.map(MigrationState::from_file).transpose()?;
     let verification = verify_change(input, &Change::from(conversion), namespaces, state.as_ref());
     for note in &verification.notes {

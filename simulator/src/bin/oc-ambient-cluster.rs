@@ -5,6 +5,10 @@
 //! workspace, its path printed on one line, then `ready`; Ctrl-C or SIGTERM stops the processes
 //! and removes the temporary directory.
 
+// A development tool, not a plugin: its stdout (the kubeconfig path, then `ready`) is read by
+// scripts, and it does not carry the plugins' printer and flags.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::ExitCode;
 
 use oc_ambient_simulator::{Options, Scenario, Simulator, scenario};

@@ -2,6 +2,9 @@
 //! first argument says (`exit`, `panic`, or `hang` to be killed), so a test can check that
 //! nothing outlives it.
 
+// A test helper: its stdout is read by the test that runs it; it is not plugin output.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "exit".into());
     let plane = match oc_ambient_testenv::ControlPlane::shared() {
