@@ -11,11 +11,12 @@ use kube_core::DynamicObject;
 use serde_json::Value;
 
 use crate::kinds::Kind;
+use crate::mesh::admission::{controls, has_proxy_container, injects};
 use crate::mesh::authz::{AuthorizationPolicySpec, is_valid_condition_key};
 use crate::mesh::gateway_api::{GatewaySpec, HttpRouteSpec};
 use crate::mesh::labels::{
-    DATAPLANE_AMBIENT, DATAPLANE_MODE, DATAPLANE_NONE, GATEWAY_NAME, INGRESS_USE_WAYPOINT, ISTIO_INJECTION, ISTIO_REV,
-    PROXY_CONTAINER, SIDECAR_INJECT, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE, WAYPOINT_CLASS, WAYPOINT_FOR,
+    DATAPLANE_AMBIENT, DATAPLANE_MODE, DATAPLANE_NONE, GATEWAY_NAME, INGRESS_USE_WAYPOINT, SIDECAR_INJECT,
+    USE_WAYPOINT, USE_WAYPOINT_NAMESPACE, WAYPOINT_CLASS, WAYPOINT_FOR,
 };
 use crate::mesh::networking::{DestinationRuleSpec, VirtualServiceSpec};
 use crate::mesh::{labels, selector_matches, spec};
@@ -322,15 +323,7 @@ impl Topology {
                 let template_labels: BTreeMap<String, String> =
                     serde_json::from_value(template.pointer("/metadata/labels").cloned().unwrap_or(Value::Null))
                         .unwrap_or_default();
-                let selector: BTreeMap<String, String> = serde_json::from_value(
-                    controller.data.pointer("/spec/selector/matchLabels").cloned().unwrap_or(Value::Null),
-                )
-                .unwrap_or_default();
-                let has_pods = !selector.is_empty()
-                    && pods.iter().any(|pod| {
-                        pod.metadata.namespace.as_deref() == Some(namespace.as_str())
-                            && selector_matches(&selector, labels(pod))
-                    });
+                let has_pods = pods.iter().any(|pod| controls(controller, pod));
                 if has_pods || template_labels.contains_key(GATEWAY_NAME) {
                     continue;
                 }
@@ -355,17 +348,12 @@ impl Topology {
     }
 
     /// A pod has a sidecar when its spec has an `istio-proxy` container. A pod template that has
-    /// none gets one at admission when its namespace injects and the pod does not opt out.
+    /// none gets one at admission ([`injects`]).
     fn mode_of(&self, namespace: &str, pod_labels: &BTreeMap<String, String>, pod_spec: &Value, is_pod: bool) -> Mode {
         let empty = BTreeMap::new();
         let namespace_labels = self.namespace_labels.get(namespace).unwrap_or(&empty);
-        let injected_by_namespace = namespace_labels.get(ISTIO_INJECTION).map(String::as_str) == Some("enabled")
-            || (namespace_labels.contains_key(ISTIO_REV)
-                && namespace_labels.get(ISTIO_INJECTION).map(String::as_str) != Some("disabled"));
-        let sidecar = has_proxy_container(pod_spec)
-            || (!is_pod
-                && injected_by_namespace
-                && pod_labels.get(SIDECAR_INJECT).map(String::as_str) != Some("false"));
+        // Template labels already carry the opt-out annotation (see read_workloads).
+        let sidecar = has_proxy_container(pod_spec) || (!is_pod && injects(namespace_labels, pod_labels, &empty));
         let enrolled = match pod_labels.get(DATAPLANE_MODE).map(String::as_str) {
             Some(DATAPLANE_AMBIENT) => true,
             Some(DATAPLANE_NONE) => false,
@@ -504,22 +492,6 @@ fn service_account(pod_spec: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or("default")
         .to_string()
-}
-
-/// The container lists of a pod spec that can hold the proxy (a native sidecar is an init container).
-pub(super) const CONTAINER_FIELDS: [&str; 2] = ["containers", "initContainers"];
-
-pub(super) fn is_proxy_container(container: &Value) -> bool {
-    container.get("name").and_then(Value::as_str) == Some(PROXY_CONTAINER)
-}
-
-fn has_proxy_container(pod_spec: &Value) -> bool {
-    CONTAINER_FIELDS.iter().any(|field| {
-        pod_spec
-            .get(field)
-            .and_then(Value::as_array)
-            .is_some_and(|containers| containers.iter().any(is_proxy_container))
-    })
 }
 
 /// The name of the controller owning a pod (`reviews-v1` for pod `reviews-v1-9db68f4d-v4cnb`),

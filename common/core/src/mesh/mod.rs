@@ -8,6 +8,7 @@
 //! Decode through `serde_json::Value` (as [`spec`] does), never straight from YAML: serde_yaml_ng
 //! reads externally tagged enums such as `{exact: jason}` only from YAML tags.
 
+pub mod admission;
 pub mod authz;
 pub mod gateway_api;
 pub mod labels;
