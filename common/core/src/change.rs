@@ -124,6 +124,7 @@ impl TryFrom<WireRef> for ResourceRef {
 ///
 /// JSON: tagged by `action` (`apply`, `delete`, `setLabels`, `restart`), fields in camelCase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[expect(clippy::large_enum_variant, reason = "a plan holds tens of changes, most of them objects to apply")]
 #[serde(tag = "action", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Change {
     /// Creates the object, or server-side applies it whole over its namesake.
