@@ -11,7 +11,8 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use oc_ambient_core::equivalence::state::{MigrationState, with_changes};
+use oc_ambient_core::change::simulate;
+use oc_ambient_core::equivalence::state::MigrationState;
 use oc_ambient_core::equivalence::synthetic::{MeshSize, generate, namespace_name};
 use oc_ambient_core::equivalence::verify;
 use oc_ambient_core::snapshot::Snapshot;
@@ -42,7 +43,7 @@ fn run(size: MeshSize) {
     let before = Snapshot::from_objects(mesh.sidecar_era.clone());
     let namespaces: std::collections::BTreeSet<String> = (0..size.namespaces).map(namespace_name).collect();
     let migrated = MigrationState { enrolled: namespaces.clone(), waypoints: namespaces, sidecars: Default::default() };
-    let after = migrated.apply(&with_changes(&before, &mesh.added, &mesh.removed, &[]));
+    let after = migrated.apply(&simulate(&before, &mesh.changes()).snapshot);
     let started = Instant::now();
     let verification = verify(&before, &after, None);
     let seconds = started.elapsed().as_secs_f64();

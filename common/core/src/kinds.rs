@@ -181,6 +181,11 @@ impl Kind {
     /// The kind of a document by its `apiVersion` and `kind`; None for kinds the suite ignores.
     pub fn from_type(api_version: &str, kind: &str) -> Option<Kind> {
         let group = api_version.rsplit_once('/').map(|(group, _)| group).unwrap_or("");
+        Kind::from_group_kind(group, kind)
+    }
+
+    /// The kind of an API group ("" for core) and kind name; None for kinds the suite ignores.
+    pub fn from_group_kind(group: &str, kind: &str) -> Option<Kind> {
         ALL.iter().find(|info| info.group == group && info.name == kind).map(|info| info.kind)
     }
 

@@ -7,6 +7,7 @@
 //! a convention, keeps I/O at the edges; `tests/pure.rs` checks the dependency tree. The shared
 //! library `oc-ambient-common` re-exports it next to the client, the loaders and the printer.
 
+pub mod change;
 pub mod check;
 pub mod convert;
 pub mod duration;

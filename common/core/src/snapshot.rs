@@ -137,6 +137,12 @@ impl Snapshot {
         self.objects.get(&kind).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Objects of a kind, for changing them in place (the change simulator); the caller keeps
+    /// every object of the list of that kind.
+    pub(crate) fn objects_mut(&mut self, kind: Kind) -> &mut Vec<DynamicObject> {
+        self.objects.entry(kind).or_default()
+    }
+
     pub fn in_namespace<'a>(&'a self, kind: Kind, namespace: &'a str) -> impl Iterator<Item = &'a DynamicObject> + 'a {
         self.all(kind).iter().filter(move |object| object.metadata.namespace.as_deref() == Some(namespace))
     }

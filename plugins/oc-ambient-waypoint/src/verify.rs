@@ -1,7 +1,7 @@
 //! `convert --verify`: the conversion's effect on who may call what and who serves it.
 //!
-//! The input as it runs today is compared with the input plus the converted objects (items added,
-//! replaced objects removed, label changes applied) in the fully migrated state, or in the state
+//! The input as it runs today is compared with the input after the conversion's changes (items
+//! applied, replaced objects deleted, labels set) in the fully migrated state, or in the state
 //! `--state FILE` describes; see [`oc_ambient_common::equivalence`] for the model.
 
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::path::Path;
 use oc_ambient_common::cli::OutputFormat;
 use oc_ambient_common::convert::Conversion;
 use oc_ambient_common::equivalence::MigrationState;
-use oc_ambient_common::equivalence::verify::{Change, verify_change};
+use oc_ambient_common::equivalence::verify::verify_change;
 use oc_ambient_common::error::{Error, Exit};
 use oc_ambient_common::printer::Printer;
 use oc_ambient_common::snapshot::Snapshot;
@@ -25,7 +25,7 @@ pub fn verify_conversion(
     state: Option<&Path>,
 ) -> Result<Exit, Error> {
     let state = state.map(MigrationState::from_file).transpose()?;
-    let verification = verify_change(input, &Change::from(conversion), namespaces, state.as_ref());
+    let verification = verify_change(input, &conversion.changes(), namespaces, state.as_ref());
     for note in &verification.notes {
         printer.note(&format!("note: {note}"));
     }

@@ -27,6 +27,7 @@ use super::objects::{Items, generated, invalid_name};
 use super::policies::Enforced;
 use super::scope::{Mesh, selects, service_selector};
 use super::{LabelChange, Report};
+use crate::change::ResourceRef;
 use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec};
 use crate::mesh::labels::INGRESS_USE_WAYPOINT;
@@ -107,7 +108,7 @@ pub(crate) fn protect(
                 );
                 exceptions.insert(gateway);
                 if is_input_service {
-                    label_changes.push(label_change(&reference));
+                    label_changes.push(label_change(ResourceRef::new(Kind::Service, Some(namespace), name)));
                 }
             }
         }
@@ -253,15 +254,15 @@ fn principal_matches(pattern: &str, principal: &str) -> bool {
 }
 
 /// The ingress-use-waypoint label as a server-side-apply patch (see [`LabelChange`]).
-fn label_change(service: &ObjectRef) -> LabelChange {
+fn label_change(service: ResourceRef) -> LabelChange {
     let labels = BTreeMap::from([(INGRESS_USE_WAYPOINT.to_string(), "true".to_string())]);
     LabelChange {
-        object: service.clone(),
         patch: json!({
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {"name": service.name, "namespace": service.namespace, "labels": labels},
         }),
+        object: service,
         labels,
         reason: "route the ingress gateway through the waypoint instead of exempting it from the bypass protection"
             .into(),
@@ -354,7 +355,7 @@ spec:
             "the sidecar caller admitted by the wildcard is let through; the gateway, not admitted, is not"
         );
         assert_eq!(conversion.label_changes.len(), 1);
-        assert_eq!(conversion.label_changes[0].object, ObjectRef::new("Service", Some("shop"), "front"));
+        assert_eq!(conversion.label_changes[0].object, ResourceRef::new(Kind::Service, Some("shop"), "front"));
         assert_eq!(
             conversion.label_changes[0].command(),
             "oc label service -n shop front istio.io/ingress-use-waypoint=true"

@@ -34,6 +34,7 @@ use kube_core::DynamicObject;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::change::{Change, ResourceRef};
 use crate::mesh::ObjectRef;
 use crate::snapshot::Snapshot;
 
@@ -74,7 +75,7 @@ pub struct Warning {
 /// the equivalent `oc label` command in the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LabelChange {
-    pub object: ObjectRef,
+    pub object: ResourceRef,
     pub labels: BTreeMap<String, String>,
     pub reason: String,
     /// The body for `oc apply --server-side`: apiVersion, kind, name, namespace and the labels.
@@ -86,7 +87,8 @@ impl LabelChange {
     pub fn command(&self) -> String {
         let labels: Vec<String> = self.labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
         let namespace = self.object.namespace.as_deref().map(|ns| format!(" -n {ns}")).unwrap_or_default();
-        format!("oc label {}{namespace} {} {}", self.object.kind.to_lowercase(), self.object.name, labels.join(" "))
+        let kind = self.object.kind.name().to_lowercase();
+        format!("oc label {kind}{namespace} {} {}", self.object.name, labels.join(" "))
     }
 }
 
@@ -99,7 +101,7 @@ pub struct Conversion {
     pub unsupported: Vec<Unsupported>,
     pub warnings: Vec<Warning>,
     /// Sidecar-era objects the items supersede completely (for clean-up after the migration).
-    pub replaces: Vec<ObjectRef>,
+    pub replaces: Vec<ResourceRef>,
     /// Label changes on existing objects (see [`LabelChange`]).
     pub label_changes: Vec<LabelChange>,
 }
@@ -108,6 +110,23 @@ impl Conversion {
     /// True when everything was converted faithfully (exit code 0).
     pub fn is_faithful(&self) -> bool {
         self.unsupported.is_empty()
+    }
+
+    /// The conversion as changes, in apply order: the items, then the label changes, then the
+    /// deletion of the objects the items replace (which belongs after the sidecars are gone; see
+    /// [`crate::equivalence`] on sequencing).
+    pub fn changes(&self) -> Vec<Change> {
+        let applies = self.items.iter().map(|object| Change::Apply { object: object.clone() });
+        let labels = self.label_changes.iter().map(|change| Change::SetLabels {
+            target: change.object.clone(),
+            labels: change.labels.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect(),
+        });
+        let deletes = self.replaces.iter().map(|target| Change::Delete {
+            target: target.clone(),
+            uid: None,
+            resource_version: None,
+        });
+        applies.chain(labels).chain(deletes).collect()
     }
 
     /// The `-o json` document.
@@ -208,10 +227,11 @@ pub fn convert(snapshot: &Snapshot, options: &ConvertOptions) -> Conversion {
     let enforced = policies::convert_policies(&mesh, &version_services.services, &mut out, &mut report);
     let label_changes = bypass::protect(&mesh, &enforced, &version_services.services, &mut out, &mut report);
 
-    let mut replaces: Vec<ObjectRef> = Vec::new();
-    replaces.extend(routed.replaced.into_iter().filter(|vs| !report.refused(vs)));
-    replaces.extend(version_services.replaced.into_iter().filter(|dr| !report.refused(dr)));
-    replaces.extend(enforced.replaced.iter().filter(|policy| !report.refused(policy)).cloned());
+    let mut replaces: Vec<ResourceRef> = Vec::new();
+    replaces.extend(routed.replaced);
+    replaces.extend(version_services.replaced);
+    replaces.extend(enforced.replaced.iter().cloned());
+    replaces.retain(|replaced| !report.refused(&ObjectRef::from(replaced)));
     replaces.sort();
     replaces.dedup();
 

@@ -31,6 +31,7 @@ use serde_json::{Map, Value, json};
 use super::Report;
 use super::objects::{Items, generated, invalid_name, is_generated};
 use super::scope::{Mesh, Workload, selects, service_selector};
+use crate::change::ResourceRef;
 use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec};
 use crate::mesh::{ObjectRef, selector_matches};
@@ -42,7 +43,7 @@ pub struct Enforced {
     /// (namespace, Service name) to the AuthorizationPolicies the waypoint enforces for it.
     pub services: BTreeMap<(String, String), Vec<ObjectRef>>,
     /// Selector policies the waypoint copies supersede.
-    pub replaced: Vec<ObjectRef>,
+    pub replaced: Vec<ResourceRef>,
 }
 
 /// Kinds whose selector versions move to the waypoint.
@@ -149,7 +150,7 @@ pub(crate) fn convert_policies(
                          remove it (see replaces) as soon as they do",
                     );
                 }
-                enforced.replaced.push(reference);
+                enforced.replaced.push(ResourceRef::new(kind, Some(namespace), &reference.name));
             }
         }
     }
@@ -484,7 +485,7 @@ spec:
             })
         );
         assert!(item(&conversion, "AuthorizationPolicy", "reviews").is_none(), "an L7 policy needs no rule 4 copy");
-        assert_eq!(conversion.replaces, vec![ObjectRef::new("AuthorizationPolicy", Some("shop"), "reviews")]);
+        assert_eq!(conversion.replaces, vec![ResourceRef::new(Kind::AuthorizationPolicy, Some("shop"), "reviews")]);
         assert!(item(&conversion, "Gateway", "waypoint").is_some(), "the namespace needs a waypoint");
     }
 
@@ -552,7 +553,7 @@ spec:
         assert!(!is_generated(updated), "an updated copy is still the user's policy");
         assert!(item(&conversion, "AuthorizationPolicy", "reviews-l4-waypoint").is_some());
         assert!(
-            !conversion.replaces.contains(&ObjectRef::new("AuthorizationPolicy", Some("shop"), "reviews-l4")),
+            !conversion.replaces.contains(&ResourceRef::new(Kind::AuthorizationPolicy, Some("shop"), "reviews-l4")),
             "ztunnel keeps enforcing the L4 policy"
         );
     }
@@ -640,7 +641,7 @@ spec:
         assert_eq!(jwt.data["spec"]["jwtRules"], json!([{"issuer": "https://issuer.example"}]));
         let logs = item(&conversion, "Telemetry", "logs-waypoint").expect("copy");
         assert_eq!(logs.data["spec"]["targetRefs"][0]["kind"], json!("Gateway"));
-        assert_eq!(conversion.replaces, vec![ObjectRef::new("RequestAuthentication", Some("shop"), "jwt")]);
+        assert_eq!(conversion.replaces, vec![ResourceRef::new(Kind::RequestAuthentication, Some("shop"), "jwt")]);
     }
 
     #[test]

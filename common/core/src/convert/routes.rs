@@ -45,6 +45,7 @@ use serde_json::{Map, Value, json};
 use super::Report;
 use super::objects::{Items, generated, invalid_name, is_generated};
 use super::scope::{Mesh, service_ports};
+use crate::change::ResourceRef;
 use crate::kinds::Kind;
 use crate::mesh::gateway_api::{HttpRouteMatch, MatchOrder, NamedMatch};
 use crate::mesh::networking::{
@@ -69,7 +70,7 @@ pub struct SubsetUse {
 pub struct Routed {
     pub subsets: Vec<SubsetUse>,
     /// VirtualServices converted completely.
-    pub replaced: Vec<ObjectRef>,
+    pub replaced: Vec<ResourceRef>,
 }
 
 /// Gateway API limits (HTTPRoute v1, v1.3.0).
@@ -126,7 +127,7 @@ pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mu
             out.add(route, report);
         }
         if report.unsupported_count() == before {
-            routed.replaced.push(reference);
+            routed.replaced.push(ResourceRef::new(Kind::VirtualService, Some(namespace), &reference.name));
         }
     }
     routed
@@ -1139,7 +1140,7 @@ spec:
                 ]
             }))
         );
-        assert!(conversion.replaces.contains(&ObjectRef::new("VirtualService", Some("shop"), "reviews")));
+        assert!(conversion.replaces.contains(&ResourceRef::new(Kind::VirtualService, Some("shop"), "reviews")));
     }
 
     #[test]
@@ -1386,7 +1387,11 @@ spec: {{selector: {{app: ratings}}, ports: [{{port: 80}}]}}
         assert_eq!(fields(&conversion)[0], "spec.hosts");
         assert!(conversion.unsupported[0].reason.contains("several namespaces (other, shop)"));
         assert!(conversion.unsupported.iter().all(|u| u.object.name == "two-namespaces"));
-        assert!(conversion.replaces.contains(&ObjectRef::new("VirtualService", Some("front"), "reviews-from-front")));
+        assert!(conversion.replaces.contains(&ResourceRef::new(
+            Kind::VirtualService,
+            Some("front"),
+            "reviews-from-front"
+        )));
     }
 
     #[test]

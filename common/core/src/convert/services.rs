@@ -19,6 +19,7 @@ use super::Report;
 use super::objects::{Items, generated, is_generated};
 use super::routes::{Routed, SubsetUse};
 use super::scope::{Mesh, service_ports, service_selector};
+use crate::change::ResourceRef;
 use crate::kinds::Kind;
 use crate::mesh::networking::{DestinationRuleSpec, VirtualServiceSpec, service_of_host};
 use crate::mesh::{ObjectRef, spec};
@@ -28,7 +29,7 @@ pub struct VersionServices {
     /// The Services generated (or found in the input) for subsets.
     pub services: Vec<DynamicObject>,
     /// DestinationRules whose used subsets all became Services.
-    pub replaced: Vec<ObjectRef>,
+    pub replaced: Vec<ResourceRef>,
 }
 
 /// Ports fields a version Service copies from its host Service.
@@ -128,7 +129,11 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
         result.services.push(version.clone());
         out.add(version, report);
     }
-    result.replaced = used_rules.into_iter().filter(|rule| all_users_replaced(mesh, rule, &routed.replaced)).collect();
+    result.replaced = used_rules
+        .into_iter()
+        .filter(|rule| all_users_replaced(mesh, rule, &routed.replaced))
+        .map(|rule| ResourceRef::new(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name))
+        .collect();
     result
 }
 
@@ -182,7 +187,7 @@ fn report_policy(rule: &ObjectRef, field: &str, policy: &Value, applies_to: &str
 }
 
 /// True when every VirtualService that routes to a subset of the rule's host was replaced.
-fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, replaced: &[ObjectRef]) -> bool {
+fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, replaced: &[ResourceRef]) -> bool {
     let Some(object) = mesh.snapshot.get(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name) else {
         return false;
     };
@@ -197,7 +202,7 @@ fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, replaced: &[ObjectRef]) -> 
         let routes_to_host = spec::<VirtualServiceSpec>(vs).is_ok_and(|vs_spec| {
             vs_spec.subset_destinations().iter().any(|(h, _)| service_of_host(h, vs_namespace) == Some(host))
         });
-        !routes_to_host || replaced.contains(&ObjectRef::of(vs))
+        !routes_to_host || ResourceRef::of(vs).is_ok_and(|vs| replaced.contains(&vs))
     })
 }
 
@@ -259,7 +264,7 @@ spec:
             ],
             "only used subsets, ports without nodePort"
         );
-        assert!(conversion.replaces.contains(&ObjectRef::new("DestinationRule", Some("shop"), "reviews")));
+        assert!(conversion.replaces.contains(&ResourceRef::new(Kind::DestinationRule, Some("shop"), "reviews")));
         assert!(conversion.warnings.iter().any(|w| w.message.contains("ISTIO_MUTUAL")));
     }
 

@@ -1,8 +1,7 @@
 //! A migration state overlay: which namespaces are enrolled in ambient, which have their waypoint
-//! active, which still run sidecars. Applied to a snapshot it rewrites exactly the objects the
-//! evaluator derives modes from (namespace labels, the `istio-proxy` container of pods), so the
-//! guide's steps can be replayed on one configuration, and `--state FILE` can describe any
-//! intermediate state.
+//! active, which still run sidecars. It becomes [`Change`]s on exactly what the evaluator derives
+//! modes from (namespace labels, then restarts that re-admit the pods), so the guide's steps can be
+//! replayed on one configuration, and `--state FILE` can describe any intermediate state.
 //!
 //! Every namespace named in any list is fully described by the state: a namespace listed only in
 //! `enrolled` is ambient, without waypoint, without sidecars. Namespaces not named keep their labels.
@@ -20,14 +19,14 @@ use kube_core::{DynamicObject, ObjectMeta, TypeMeta};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::kinds::{ALL, Kind};
+use crate::change::{Change, ResourceRef, simulate};
+use crate::kinds::Kind;
 use crate::mesh::gateway_api::GatewaySpec;
 use crate::mesh::labels::{
-    DATAPLANE_AMBIENT, DATAPLANE_MODE, ISTIO_INJECTION, ISTIO_REV, PROXY_CONTAINER, USE_WAYPOINT, WAYPOINT_CLASS,
+    DATAPLANE_AMBIENT, DATAPLANE_MODE, ISTIO_INJECTION, ISTIO_REV, USE_WAYPOINT, WAYPOINT_CLASS,
 };
-use crate::mesh::{ObjectRef, spec};
-
-use crate::model::dataplane::{CONTAINER_FIELDS, is_proxy_container};
+use crate::mesh::spec;
+use crate::model::dataplane::controls;
 use crate::snapshot::Snapshot;
 
 /// The waypoint name `use-waypoint` gets when the namespace has no waypoint Gateway (the label
@@ -81,93 +80,79 @@ impl MigrationState {
         self.enrolled.iter().chain(&self.waypoints).chain(&self.sidecars).cloned().collect()
     }
 
-    /// The snapshot with this state's labels and sidecars; Namespace objects missing from the
-    /// input are created.
-    pub fn apply(&self, snapshot: &Snapshot) -> Snapshot {
+    /// The changes that bring `snapshot` to this state: the labels of every described namespace
+    /// (a Namespace missing from `snapshot` is created), then a restart of every workload in them,
+    /// so pods get or lose their sidecar under the new labels.
+    pub fn changes(&self, snapshot: &Snapshot) -> Vec<Change> {
         let described = self.namespaces();
-        let mut missing = described.clone();
-        let mut objects = Vec::new();
-        for info in ALL {
-            for object in snapshot.all(info.kind) {
-                let mut object = object.clone();
-                let namespace = object.metadata.namespace.clone().unwrap_or_default();
-                match info.kind {
-                    Kind::Namespace => {
-                        let name = object.metadata.name.clone().unwrap_or_default();
-                        if missing.remove(&name) {
-                            self.relabel(snapshot, &name, &mut object);
-                        }
+        let mut changes = Vec::new();
+        for name in &described {
+            let target = ResourceRef::new(Kind::Namespace, None, name);
+            match snapshot.get(Kind::Namespace, None, name) {
+                Some(namespace) => {
+                    let labels = self.label_changes(snapshot, name, crate::mesh::labels(namespace));
+                    if !labels.is_empty() {
+                        changes.push(Change::SetLabels { target, labels });
                     }
-                    Kind::Pod if described.contains(&namespace) => {
-                        set_proxy_container(&mut object, self.sidecars.contains(&namespace));
-                    }
-                    _ => {}
                 }
-                objects.push(object);
+                None => {
+                    let labels = self.label_changes(snapshot, name, &BTreeMap::new());
+                    let labels = labels.into_iter().filter_map(|(key, value)| Some((key, value?))).collect();
+                    let namespace = DynamicObject {
+                        types: Some(TypeMeta { api_version: "v1".into(), kind: "Namespace".into() }),
+                        metadata: ObjectMeta {
+                            name: Some(name.clone()),
+                            labels: Some(labels),
+                            ..ObjectMeta::default()
+                        },
+                        data: json!({}),
+                    };
+                    changes.push(Change::Apply { object: namespace });
+                }
             }
         }
-        for name in missing {
-            let mut namespace = DynamicObject {
-                types: Some(TypeMeta { api_version: "v1".into(), kind: "Namespace".into() }),
-                metadata: ObjectMeta { name: Some(name.clone()), ..ObjectMeta::default() },
-                data: json!({}),
-            };
-            self.relabel(snapshot, &name, &mut namespace);
-            objects.push(namespace);
-        }
-        Snapshot::from_objects(objects)
-    }
-
-    fn relabel(&self, snapshot: &Snapshot, name: &str, namespace: &mut DynamicObject) {
-        let labels = namespace.metadata.labels.get_or_insert_with(BTreeMap::new);
-        if self.enrolled.contains(name) {
-            labels.insert(DATAPLANE_MODE.into(), DATAPLANE_AMBIENT.into());
-        } else {
-            labels.remove(DATAPLANE_MODE);
-        }
-        if self.waypoints.contains(name) {
-            labels.insert(USE_WAYPOINT.into(), waypoint_name(snapshot, name));
-        } else {
-            labels.remove(USE_WAYPOINT);
-        }
-        if self.sidecars.contains(name) {
-            if !labels.contains_key(ISTIO_REV) {
-                labels.insert(ISTIO_INJECTION.into(), "enabled".into());
+        for name in &described {
+            let controllers: Vec<&DynamicObject> = [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet]
+                .into_iter()
+                .flat_map(|kind| snapshot.in_namespace(kind, name))
+                .collect();
+            let bare_pods = snapshot
+                .in_namespace(Kind::Pod, name)
+                .filter(|pod| !controllers.iter().any(|controller| controls(controller, pod)));
+            for workload in controllers.iter().copied().chain(bare_pods) {
+                if let Ok(target) = ResourceRef::of(workload) {
+                    changes.push(Change::Restart { target });
+                }
             }
-        } else {
-            labels.remove(ISTIO_REV);
-            labels.remove(ISTIO_INJECTION);
         }
+        changes
     }
-}
 
-/// `snapshot` with `added` objects (replacing any of the same kind, namespace and name),
-/// without the `removed` ones, and with `labels` merged into the named objects: a configuration
-/// change such as a conversion (its items, what they replace, its label changes).
-pub fn with_changes(
-    snapshot: &Snapshot,
-    added: &[DynamicObject],
-    removed: &[ObjectRef],
-    labels: &[(ObjectRef, BTreeMap<String, String>)],
-) -> Snapshot {
-    let added_refs: BTreeSet<ObjectRef> = added.iter().map(ObjectRef::of).collect();
-    let mut objects: Vec<DynamicObject> = ALL
-        .iter()
-        .flat_map(|info| snapshot.all(info.kind))
-        .filter(|object| {
-            let reference = ObjectRef::of(object);
-            !added_refs.contains(&reference) && !removed.contains(&reference)
-        })
-        .cloned()
-        .chain(added.iter().cloned())
-        .collect();
-    for object in &mut objects {
-        let reference = ObjectRef::of(object);
-        for (_, new_labels) in labels.iter().filter(|(target, _)| *target == reference) {
-            object.metadata.labels.get_or_insert_with(BTreeMap::new).extend(new_labels.clone());
-        }
+    /// `snapshot` in this state. Its changes target only objects of `snapshot`, so none is refused.
+    pub fn apply(&self, snapshot: &Snapshot) -> Snapshot {
+        simulate(snapshot, &self.changes(snapshot)).snapshot
     }
-    Snapshot::from_objects(objects)
+
+    /// The label changes that give namespace `name` (labelled `current`) this state; labels
+    /// already right are left out.
+    fn label_changes(
+        &self,
+        snapshot: &Snapshot,
+        name: &str,
+        current: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, Option<String>> {
+        let mut desired: BTreeMap<String, Option<String>> = BTreeMap::new();
+        desired.insert(DATAPLANE_MODE.into(), self.enrolled.contains(name).then(|| DATAPLANE_AMBIENT.into()));
+        desired.insert(USE_WAYPOINT.into(), self.waypoints.contains(name).then(|| waypoint_name(snapshot, name)));
+        if !self.sidecars.contains(name) {
+            desired.insert(ISTIO_REV.into(), None);
+            desired.insert(ISTIO_INJECTION.into(), None);
+        } else if !current.contains_key(ISTIO_REV) {
+            desired.insert(ISTIO_INJECTION.into(), Some("enabled".into()));
+        }
+        desired.retain(|key, value| current.get(key) != value.as_ref());
+        desired
+    }
 }
 
 fn waypoint_name(snapshot: &Snapshot, namespace: &str) -> String {
@@ -176,25 +161,6 @@ fn waypoint_name(snapshot: &Snapshot, namespace: &str) -> String {
         .find(|gateway| spec::<GatewaySpec>(gateway).is_ok_and(|spec| spec.gateway_class_name == WAYPOINT_CLASS))
         .and_then(|gateway| gateway.metadata.name.clone())
         .unwrap_or_else(|| DEFAULT_WAYPOINT.into())
-}
-
-/// Adds or removes the `istio-proxy` container of a pod, as a restart under the new injection
-/// labels would.
-fn set_proxy_container(pod: &mut DynamicObject, present: bool) {
-    let Some(spec) = pod.data.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for field in CONTAINER_FIELDS {
-        if let Some(containers) = spec.get_mut(field).and_then(Value::as_array_mut) {
-            containers.retain(|container| !is_proxy_container(container));
-        }
-    }
-    if present {
-        let containers = spec.entry("containers").or_insert_with(|| json!([]));
-        if let Some(containers) = containers.as_array_mut() {
-            containers.push(json!({"name": PROXY_CONTAINER}));
-        }
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 use kube_core::DynamicObject;
 use serde_json::{Value, json};
 
-use crate::mesh::ObjectRef;
+use crate::change::{Change, ResourceRef};
+use crate::kinds::Kind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MeshSize {
@@ -48,7 +49,20 @@ pub struct SyntheticMesh {
     /// Objects the migration adds (or replaces by name).
     pub added: Vec<DynamicObject>,
     /// Sidecar-era objects the migration deletes.
-    pub removed: Vec<ObjectRef>,
+    pub removed: Vec<ResourceRef>,
+}
+
+impl SyntheticMesh {
+    /// The migration as changes: the added objects applied, then the removed ones deleted.
+    pub fn changes(&self) -> Vec<Change> {
+        let applies = self.added.iter().map(|object| Change::Apply { object: object.clone() });
+        let deletes = self.removed.iter().map(|target| Change::Delete {
+            target: target.clone(),
+            uid: None,
+            resource_version: None,
+        });
+        applies.chain(deletes).collect()
+    }
 }
 
 fn object(value: Value) -> DynamicObject {
@@ -96,7 +110,7 @@ fn add_service(mesh: &mut SyntheticMesh, ns: &str, service: usize, pods: usize) 
     if service.is_multiple_of(2) {
         mesh.sidecar_era.push(object(json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
             "metadata": {"name": app, "namespace": ns}, "spec": {"host": app, "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}})));
-        mesh.removed.push(ObjectRef::new("DestinationRule", Some(ns), &app));
+        mesh.removed.push(ResourceRef::new(Kind::DestinationRule, Some(ns), &app));
     }
     let mut targets = vec![app.clone()];
     if service.is_multiple_of(3) {
@@ -107,7 +121,7 @@ fn add_service(mesh: &mut SyntheticMesh, ns: &str, service: usize, pods: usize) 
             "metadata": {"name": app, "namespace": ns},
             "spec": {"hosts": [app], "http": [{"match": [{"headers": {"x-canary": {"exact": "true"}}}], "route": [{"destination": destination}]},
                                               {"route": [{"destination": destination}]}]}})));
-        mesh.removed.push(ObjectRef::new("VirtualService", Some(ns), &app));
+        mesh.removed.push(ResourceRef::new(Kind::VirtualService, Some(ns), &app));
         let version = format!("{app}-v1");
         mesh.added.push(service_object(&version, json!({"app": app, "version": "v1"})));
         mesh.added.push(object(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
@@ -132,7 +146,7 @@ fn add_service(mesh: &mut SyntheticMesh, ns: &str, service: usize, pods: usize) 
     mesh.added.push(object(json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
         "metadata": {"name": format!("{app}-waypoint"), "namespace": ns},
         "spec": {"targetRefs": target_refs, "action": "ALLOW", "rules": [rule]}})));
-    mesh.removed.push(ObjectRef::new("AuthorizationPolicy", Some(ns), &app));
+    mesh.removed.push(ResourceRef::new(Kind::AuthorizationPolicy, Some(ns), &app));
 }
 
 /// The `bookinfo-sidecar` scenario's access rules: each app, the service account that may call
@@ -163,7 +177,8 @@ pub fn bookinfo_selector_policies(namespace: &str) -> Vec<DynamicObject> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::equivalence::state::{MigrationState, with_changes};
+    use crate::change::simulate;
+    use crate::equivalence::state::MigrationState;
     use crate::equivalence::verify::verify;
     use crate::snapshot::Snapshot;
 
@@ -183,7 +198,7 @@ mod tests {
         let migrated =
             MigrationState { enrolled: namespaces, waypoints: Default::default(), sidecars: Default::default() };
         let migrated = MigrationState { waypoints: migrated.enrolled.clone(), ..migrated };
-        let after = migrated.apply(&with_changes(&before, &mesh.added, &mesh.removed, &[]));
+        let after = migrated.apply(&simulate(&before, &mesh.changes()).snapshot);
         let verification = verify(&before, &after, None);
         assert!(verification.evaluated > 1000);
         assert_eq!(
@@ -198,7 +213,9 @@ mod tests {
         );
         assert!(!verification.differences.is_empty());
         // Forgetting to remove the L7 selector policies turns them into deny-all at ztunnel.
-        let kept = migrated.apply(&with_changes(&before, &mesh.added, &[], &[]));
+        let applies: Vec<Change> =
+            mesh.changes().into_iter().filter(|change| matches!(change, Change::Apply { .. })).collect();
+        let kept = migrated.apply(&simulate(&before, &applies).snapshot);
         assert!(verify(&before, &kept, None).unexpected().count() > 0);
     }
 }

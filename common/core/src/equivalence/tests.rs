@@ -12,11 +12,12 @@ use kube_core::DynamicObject;
 use serde_json::json;
 
 use super::evaluate::{Address, HttpRequest, Request, Target};
-use super::state::{MigrationState, with_changes};
+use super::state::MigrationState;
 use super::synthetic::{BOOKINFO_CALLERS, bookinfo_selector_policies};
 use super::topology::Topology;
-use super::verify::{Change, Class, Verification, verify, verify_change};
-use crate::mesh::ObjectRef;
+use super::verify::{Class, Verification, verify, verify_change};
+use crate::change::{Change, ResourceRef, simulate};
+use crate::kinds::Kind;
 use crate::snapshot::{Snapshot, parse_documents};
 
 const NS: &str = "bookinfo";
@@ -48,8 +49,12 @@ fn policy(name: &str, spec: serde_json::Value) -> DynamicObject {
     }))
 }
 
-fn policy_ref(name: &str) -> ObjectRef {
-    ObjectRef::new("AuthorizationPolicy", Some(NS), name)
+fn policy_ref(name: &str) -> ResourceRef {
+    ResourceRef::new(Kind::AuthorizationPolicy, Some(NS), name)
+}
+
+fn is(object: &DynamicObject, reference: &ResourceRef) -> bool {
+    ResourceRef::of(object).as_ref() == Ok(reference)
 }
 
 fn caller_principal(service_account: &str) -> String {
@@ -72,8 +77,45 @@ fn sidecar_era() -> Vec<DynamicObject> {
     objects
 }
 
-fn on(change: &Change, input: &Snapshot) -> Snapshot {
-    with_changes(input, &change.added, &change.removed, &change.labels)
+/// A conversion by its parts, which the tests below edit: objects applied, labels set, objects
+/// deleted.
+#[derive(Default)]
+struct Edit {
+    added: Vec<DynamicObject>,
+    labels: Vec<Change>,
+    removed: Vec<ResourceRef>,
+}
+
+impl Edit {
+    /// The parts of a list of changes.
+    fn of(changes: Vec<Change>) -> Self {
+        let mut edit = Edit::default();
+        for change in changes {
+            match change {
+                Change::Apply { object } => edit.added.push(object),
+                Change::Delete { target, .. } => edit.removed.push(target),
+                labels @ Change::SetLabels { .. } => edit.labels.push(labels),
+                Change::Restart { target } => panic!("a conversion restarts nothing, not {target}"),
+            }
+        }
+        edit
+    }
+
+    fn changes(&self) -> Vec<Change> {
+        let applies = self.added.iter().map(|object| Change::Apply { object: object.clone() });
+        let deletes = self.removed.iter().map(|target| Change::Delete {
+            target: target.clone(),
+            uid: None,
+            resource_version: None,
+        });
+        applies.chain(self.labels.iter().cloned()).chain(deletes).collect()
+    }
+}
+
+fn on(edit: &Edit, input: &Snapshot) -> Snapshot {
+    let simulation = simulate(input, &edit.changes());
+    assert_eq!(simulation.refused, Vec::new());
+    simulation.snapshot
 }
 
 /// How the hand-written conversion protects pods against callers that skip the waypoint.
@@ -170,7 +212,7 @@ spec:
 /// waypoint, the reviews HTTPRoute, waypoint policies, the bypass protection, productpage's
 /// selector policy admitting the waypoint while productpage's sidecar enforces it, and the ingress
 /// gateway routed through the waypoint.
-fn hand_conversion(protection: Protection) -> Change {
+fn hand_conversion(protection: Protection) -> Edit {
     let mut added = yaml(WAYPOINT);
     added.extend(yaml(REVIEWS_ROUTE));
     added.extend(waypoint_policies(false));
@@ -186,18 +228,18 @@ fn hand_conversion(protection: Protection) -> Change {
     let labels = ["productpage", "productpage-v1"]
         .iter()
         .map(|service| {
-            let label = BTreeMap::from([("istio.io/ingress-use-waypoint".to_string(), "true".to_string())]);
-            (ObjectRef::new("Service", Some(NS), service), label)
+            let labels = BTreeMap::from([("istio.io/ingress-use-waypoint".to_string(), Some("true".to_string()))]);
+            Change::SetLabels { target: ResourceRef::new(Kind::Service, Some(NS), service), labels }
         })
         .collect();
-    Change { added, removed: Vec::new(), labels }
+    Edit { added, labels, removed: Vec::new() }
 }
 
 /// The sidecar-era objects the conversion supersedes, deleted in the clean-up.
-fn replaced() -> Vec<ObjectRef> {
-    let mut replaced = vec![ObjectRef::new("VirtualService", Some(NS), "reviews")];
+fn replaced() -> Vec<ResourceRef> {
+    let mut replaced = vec![ResourceRef::new(Kind::VirtualService, Some(NS), "reviews")];
     for app in ["productpage", "reviews", "ratings", "details"] {
-        replaced.push(ObjectRef::new("DestinationRule", Some(NS), app));
+        replaced.push(ResourceRef::new(Kind::DestinationRule, Some(NS), app));
         replaced.push(policy_ref(&format!("{app}-viewer")));
     }
     replaced
@@ -205,8 +247,8 @@ fn replaced() -> Vec<ObjectRef> {
 
 /// The end of the migration: the conversion without its transitional parts, the replaced objects
 /// deleted.
-fn final_change(mut change: Change, replaced: Vec<ObjectRef>) -> Change {
-    change.added.retain(|object| !replaced.contains(&ObjectRef::of(object)));
+fn final_change(mut change: Edit, replaced: Vec<ResourceRef>) -> Edit {
+    change.added.retain(|object| !replaced.iter().any(|reference| is(object, reference)));
     change.removed = replaced;
     change
 }
@@ -229,7 +271,7 @@ struct Stages {
     end: Snapshot,
 }
 
-fn stages(input: &Snapshot, during: &Change, end: &Change) -> Stages {
+fn stages(input: &Snapshot, during: &Edit, end: &Edit) -> Stages {
     let converted = on(during, input);
     Stages {
         start: state(false, false, true).apply(input),
@@ -302,7 +344,7 @@ fn the_guides_literal_order_cleans_up_while_sidecars_still_route() {
     let input = Snapshot::from_objects(sidecar_era());
     let mut step8 = hand_conversion(Protection::DuringMigration);
     step8.removed = replaced();
-    step8.added.retain(|object| !step8.removed.contains(&ObjectRef::of(object)));
+    step8.added.retain(|object| !step8.removed.iter().any(|reference| is(object, reference)));
     let verification =
         verify(&state(false, false, true).apply(&input), &state(true, true, true).apply(&on(&step8, &input)), None);
     assert!(
@@ -390,7 +432,7 @@ fn bookinfo_truth_table_with_the_engines_conversion() {
     assert!(TRUTH.len() >= 20);
     let input = Snapshot::from_objects(sidecar_era());
     let converted = converted_by_the_engine(&input);
-    let during = Change { added: converted.added.clone(), ..Change::default() };
+    let during = Edit { added: converted.added.clone(), ..Edit::default() };
     check_rows(&stages(&input, &during, &converted), TRUTH);
 }
 
@@ -483,7 +525,7 @@ fn an_l4_allow_without_the_waypoint_principal_denies_after() {
                "rules": [{"from": [{"source": {"principals": [caller_principal("bookinfo-reviews")]}}]}]}),
     );
     let mut objects = sidecar_era();
-    objects.retain(|object| ObjectRef::of(object) != policy_ref("ratings-viewer"));
+    objects.retain(|object| !is(object, &policy_ref("ratings-viewer")));
     objects.push(l4_only.clone());
     let input = Snapshot::from_objects(objects);
     let before = state(false, false, true).apply(&input);
@@ -560,7 +602,7 @@ spec:
   - backendRefs: [{name: reviews-v1, port: 9080}]",
     );
     let mut objects = sidecar_era();
-    objects.retain(|object| ObjectRef::of(object) != ObjectRef::new("VirtualService", Some(NS), "reviews"));
+    objects.retain(|object| !is(object, &ResourceRef::new(Kind::VirtualService, Some(NS), "reviews")));
     objects.extend(virtual_service);
     let input = Snapshot::from_objects(objects);
     let mut end = final_change(hand_conversion(Protection::Final), replaced());
@@ -579,7 +621,7 @@ spec:
 #[test]
 fn target_refs_policies_without_a_waypoint_enforce_nothing() {
     let input = Snapshot::from_objects(sidecar_era());
-    let change = Change { added: waypoint_policies(false), removed: replaced(), labels: Vec::new() };
+    let change = Edit { added: waypoint_policies(false), removed: replaced(), labels: Vec::new() };
     let verification =
         verify(&state(false, false, true).apply(&input), &state(true, true, false).apply(&on(&change, &input)), None);
     let difference = find(&verification, Class::Loosened, "bookinfo/ratings-v1 -> svc bookinfo/reviews:9080 GET /")
@@ -630,14 +672,14 @@ fn the_report_is_stable_json() {
 fn a_change_is_verified_at_the_end_of_the_migration_unless_a_state_says_otherwise() {
     let input = Snapshot::from_objects(sidecar_era());
     let end = final_change(hand_conversion(Protection::Final), replaced());
-    let at_the_end = verify_change(&input, &end, &[NS.to_string()], None);
+    let at_the_end = verify_change(&input, &end.changes(), &[NS.to_string()], None);
     assert!(at_the_end.is_equivalent(), "{:#?}", unexpected(&at_the_end));
     assert!(at_the_end.differences.iter().all(|d| d.expected) && !at_the_end.differences.is_empty());
 
     // A dump without the Namespace object is taken as the sidecar era, and says so.
     let mut objects = sidecar_era();
-    objects.retain(|object| ObjectRef::of(object) != ObjectRef::new("Namespace", None, NS));
-    let undescribed = verify_change(&Snapshot::from_objects(objects), &end, &[NS.to_string()], None);
+    objects.retain(|object| !is(object, &ResourceRef::new(Kind::Namespace, None, NS)));
+    let undescribed = verify_change(&Snapshot::from_objects(objects), &end.changes(), &[NS.to_string()], None);
     assert_eq!(undescribed.differences.len(), at_the_end.differences.len());
     assert!(
         undescribed.notes.iter().any(|note| note.contains("taken as injecting sidecars")),
@@ -646,7 +688,7 @@ fn a_change_is_verified_at_the_end_of_the_migration_unless_a_state_says_otherwis
     );
 
     // The end-state protection while sidecars still enforce it refuses the sidecar clients.
-    let with_sidecars = verify_change(&input, &end, &[NS.to_string()], Some(&state(true, true, true)));
+    let with_sidecars = verify_change(&input, &end.changes(), &[NS.to_string()], Some(&state(true, true, true)));
     assert!(!with_sidecars.is_equivalent());
     assert!(
         find(&with_sidecars, Class::Tightened, "bookinfo/productpage-v1 -> svc bookinfo/reviews:9080 GET /").is_some()
@@ -659,7 +701,7 @@ fn a_caller_known_only_by_a_policy_principal_is_exercised() {
     // so it skips the waypoint and meets the bypass protection, which does not exempt it.
     let partner = "cluster.local/ns/partner/sa/client";
     let mut objects = sidecar_era();
-    objects.retain(|object| ObjectRef::of(object) != policy_ref("reviews-viewer"));
+    objects.retain(|object| !is(object, &policy_ref("reviews-viewer")));
     objects.push(policy(
         "reviews-viewer",
         json!({"selector": {"matchLabels": {"app": "reviews"}}, "action": "ALLOW", "rules": [{
@@ -681,11 +723,11 @@ fn a_caller_known_only_by_a_policy_principal_is_exercised() {
 }
 
 /// The translation engine's real output for the scenario.
-fn converted_by_the_engine(input: &Snapshot) -> Change {
+fn converted_by_the_engine(input: &Snapshot) -> Edit {
     let options = crate::convert::ConvertOptions { namespaces: vec![NS.to_string()], ..Default::default() };
     let conversion = crate::convert::convert(input, &options);
     assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
-    Change::from(&conversion)
+    Edit::of(conversion.changes())
 }
 
 #[test]
@@ -694,7 +736,7 @@ fn the_engines_conversion_keeps_every_outcome_until_the_sidecars_go() {
     let converted = converted_by_the_engine(&input);
     assert!(!converted.added.is_empty() && !converted.removed.is_empty());
     // Steps 5 to 7 add the objects; labels and clean-up go with the sidecars (see below).
-    let during = Change { added: converted.added.clone(), ..Change::default() };
+    let during = Edit { added: converted.added.clone(), ..Edit::default() };
     let stages = stages(&input, &during, &converted);
     for (name, stage) in [("step 5", &stages.step5), ("step 6", &stages.step6), ("step 7", &stages.step7)] {
         let verification = verify(&stages.start, stage, None);
@@ -702,7 +744,7 @@ fn the_engines_conversion_keeps_every_outcome_until_the_sidecars_go() {
     }
     // `istio.io/ingress-use-waypoint` while productpage keeps its sidecar: the sidecar sees the
     // waypoint's identity, which the sidecar-era policy does not admit.
-    let labelled_early = state(true, true, true).apply(&on(&Change { removed: Vec::new(), ..converted }, &input));
+    let labelled_early = state(true, true, true).apply(&on(&Edit { removed: Vec::new(), ..converted }, &input));
     let verification = verify(&stages.start, &labelled_early, None);
     let refused = find(
         &verification,
@@ -723,7 +765,7 @@ fn the_engines_end_state_lets_exempted_callers_bypass_http_rules_by_pod_address(
     // the pods directly with methods the waypoint would refuse. The protection has to be narrowed
     // when the sidecars go (as the hand conversion's Final protection is).
     let input = Snapshot::from_objects(sidecar_era());
-    let stages = stages(&input, &Change::default(), &converted_by_the_engine(&input));
+    let stages = stages(&input, &Edit::default(), &converted_by_the_engine(&input));
     let verification = verify(&stages.start, &stages.end, None);
     let bypass =
         find(&verification, Class::Loosened, "bookinfo/productpage-v1 -> pod bookinfo/reviews-v1:9080 DELETE /");

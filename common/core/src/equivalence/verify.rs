@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::change::{Change, Refusal, Simulation, simulate};
 use crate::kinds::Kind;
-use crate::mesh::ObjectRef;
 use crate::snapshot::Snapshot;
 
 use super::authorize::policy_vocabulary;
 use super::evaluate::{Address, HttpRequest, OUTSIDE_CLIENT, Outcome, Request, Target};
 use super::route::route_vocabulary;
-use super::state::{MigrationState, with_changes};
+use super::state::MigrationState;
 use super::topology::{ROOT_NAMESPACE, Topology};
 
 /// At most this many values per dimension (methods, paths, header values per header name) enter
@@ -111,41 +111,17 @@ pub fn verify(before: &Snapshot, after: &Snapshot, namespaces: Option<&BTreeSet<
     verification
 }
 
-/// A configuration change to verify: objects added (or replacing their namesakes), objects
-/// removed, labels merged into existing objects (a conversion's items, replaced objects and label
-/// changes).
-#[derive(Debug, Clone, Default)]
-pub struct Change {
-    pub added: Vec<kube_core::DynamicObject>,
-    pub removed: Vec<ObjectRef>,
-    pub labels: Vec<(ObjectRef, BTreeMap<String, String>)>,
-}
-
-impl From<&crate::convert::Conversion> for Change {
-    /// A conversion as a change: its items, the objects they replace, its label changes.
-    fn from(conversion: &crate::convert::Conversion) -> Self {
-        Change {
-            added: conversion.items.clone(),
-            removed: conversion.replaces.clone(),
-            labels: conversion
-                .label_changes
-                .iter()
-                .map(|change| (change.object.clone(), change.labels.clone()))
-                .collect(),
-        }
-    }
-}
-
-/// Compares `input` as it runs today with `input` plus `change` in `state` (by default the end
+/// Compares `input` as it runs today with `input` after `changes` in `state` (by default the end
 /// of the migration of `namespaces`, or of every namespace of the input when empty); requests go
-/// to destinations in `namespaces` (all when empty).
+/// to destinations in `namespaces` (all when empty). Changes the API server would refuse are left
+/// out and named in the notes.
 pub fn verify_change(
     input: &Snapshot,
-    change: &Change,
+    changes: &[Change],
     namespaces: &[String],
     state: Option<&MigrationState>,
 ) -> Verification {
-    let changed = with_changes(input, &change.added, &change.removed, &change.labels);
+    let Simulation { snapshot: changed, refused } = simulate(input, changes);
     let scope: BTreeSet<String> = if namespaces.is_empty() {
         crate::kinds::ALL
             .iter()
@@ -171,6 +147,7 @@ pub fn verify_change(
             "namespace {namespace} is not in the input: taken as injecting sidecars before the migration"
         ));
     }
+    verification.notes.extend(refused.iter().map(Refusal::to_string));
     verification
 }
 

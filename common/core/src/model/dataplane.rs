@@ -7,13 +7,13 @@
 use std::collections::BTreeMap;
 
 use kube_core::DynamicObject;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::mesh::labels;
 use crate::mesh::labels::{
     DATAPLANE_AMBIENT, DATAPLANE_MODE, DATAPLANE_NONE, ENABLE_HBONE, ISTIO_INJECTION, ISTIO_REV, PROXY_CONFIG_ENV,
     PROXY_CONTAINER, SIDECAR_INJECT, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE,
 };
+use crate::mesh::{labels, selector_matches};
 
 /// The container lists of a pod spec that can hold the proxy (a native sidecar is an init container).
 pub const CONTAINER_FIELDS: [&str; 2] = ["containers", "initContainers"];
@@ -138,6 +138,42 @@ pub fn without_hashes(mut labels: BTreeMap<String, String>) -> BTreeMap<String, 
     labels
 }
 
+/// Removes the `istio-proxy` container of a pod spec, then adds it back when `present`.
+pub fn set_proxy_container(pod_spec: &mut Value, present: bool) {
+    let Some(spec) = pod_spec.as_object_mut() else {
+        return;
+    };
+    for field in CONTAINER_FIELDS {
+        if let Some(containers) = spec.get_mut(field).and_then(Value::as_array_mut) {
+            containers.retain(|container| !is_proxy_container(container));
+        }
+    }
+    if present {
+        let containers = spec.entry("containers").or_insert_with(|| json!([]));
+        if let Some(containers) = containers.as_array_mut() {
+            containers.push(json!({"name": PROXY_CONTAINER}));
+        }
+    }
+}
+
+/// The `spec.selector.matchLabels` of a Deployment, StatefulSet or DaemonSet (empty when absent).
+pub fn controller_selector(controller: &DynamicObject) -> BTreeMap<String, String> {
+    controller
+        .data
+        .pointer("/spec/selector/matchLabels")
+        .and_then(|selector| serde_json::from_value(selector.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// True when `pod` belongs to `controller`: same namespace, and the controller's non-empty
+/// selector matches the pod's labels.
+pub fn controls(controller: &DynamicObject, pod: &DynamicObject) -> bool {
+    let selector = controller_selector(controller);
+    !selector.is_empty()
+        && pod.metadata.namespace == controller.metadata.namespace
+        && selector_matches(&selector, labels(pod))
+}
+
 /// Labels and annotations of a pod template.
 pub fn template_metadata(template: &Value) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     let map = |pointer: &str| -> BTreeMap<String, String> {
@@ -180,5 +216,15 @@ mod tests {
         let injecting = NamespaceMode { injection: true, ..Default::default() };
         assert!(!injects(&injecting, &labels(&[]), &labels(&[("sidecar.istio.io/inject", "false")])));
         assert!(injects(&injecting, &labels(&[("app", "a")]), &labels(&[])));
+    }
+
+    #[test]
+    fn the_proxy_container_is_set_once_in_either_list() {
+        let mut spec = json!({"containers": [{"name": "app"}], "initContainers": [{"name": PROXY_CONTAINER, "restartPolicy": "Always"}]});
+        assert!(proxy_container(&spec).is_some());
+        set_proxy_container(&mut spec, true);
+        assert_eq!(spec, json!({"containers": [{"name": "app"}, {"name": PROXY_CONTAINER}], "initContainers": []}));
+        set_proxy_container(&mut spec, false);
+        assert!(proxy_container(&spec).is_none());
     }
 }

@@ -21,8 +21,8 @@ use kube_core::DynamicObject;
 use serde_json::Value;
 
 use self::dataplane::{
-    NamespaceMode, enrolled, hbone_enabled, injects, proxy_container, service_account, template_metadata,
-    without_hashes, workload_name_of_pod,
+    NamespaceMode, controller_selector, enrolled, hbone_enabled, injects, proxy_container, service_account,
+    template_metadata, without_hashes, workload_name_of_pod,
 };
 use self::identity::TrustDomain;
 use self::waypoint::{Gateway, WaypointReason, is_gateway};
@@ -266,10 +266,7 @@ impl<'a> MeshModel<'a> {
         for kind in [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet] {
             for controller in self.snapshot.all(kind) {
                 let namespace = controller.metadata.namespace.clone().unwrap_or_default();
-                let selector: BTreeMap<String, String> = serde_json::from_value(
-                    controller.data.pointer("/spec/selector/matchLabels").cloned().unwrap_or(Value::Null),
-                )
-                .unwrap_or_default();
+                let selector = controller_selector(controller);
                 let has_pods = !selector.is_empty()
                     && self.pods_in(&namespace).iter().any(|pod| selector_matches(&selector, pod.labels));
                 if has_pods {

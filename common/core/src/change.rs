@@ -1,0 +1,325 @@
+//! The vocabulary of change: what the suite does to a cluster, as values.
+//!
+//! The translator emits [`Change`]s, the migration-state overlay is a list of them, the verifier
+//! evaluates a snapshot after [`simulate`] applied them, and the change engine plans, journals,
+//! applies and rolls back the same values. One vocabulary keeps what is verified and what is
+//! applied the same thing.
+//!
+//! A change names what it touches with a typed [`ResourceRef`] (a kind of the table in
+//! [`crate::kinds`], never a free string), so every target can be fetched, backed up and restored.
+//! Both serialize as stable, tagged JSON for the plan document and the journal.
+//!
+//! [`simulate`] is the model of the API server the verifier trusts. It simplifies in two places:
+//! an `Apply` replaces its namesake whole (server-side apply would keep fields other managers
+//! own), and a restart re-admits the existing pods of a workload in place (same names) instead of
+//! rolling out new ones. A change the server would refuse (a precondition that does not hold, a
+//! target that does not exist) is not applied and is recorded as a [`Refusal`]; the following
+//! changes still run, so one stale change does not hide what the others do.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use kube_core::DynamicObject;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::kinds::Kind;
+use crate::mesh::{ObjectRef, annotations, labels};
+use crate::model::dataplane::{NamespaceMode, controls, injects, set_proxy_container, template_metadata};
+use crate::snapshot::Snapshot;
+
+/// A typed reference to one object of a kind the suite knows.
+///
+/// JSON: `{"kind": "AuthorizationPolicy", "group": "security.istio.io", "namespace": "bookinfo",
+/// "name": "x"}` (the kind by its Kubernetes name and API group, `""` for core; no namespace for
+/// cluster-scoped objects).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "WireRef", try_from = "WireRef")]
+pub struct ResourceRef {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// Why an object or a JSON reference does not name a resource the suite knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceRefError {
+    #[error("{kind} (group {group:?}) is not a kind oc-ambient knows")]
+    UnknownKind { group: String, kind: String },
+    #[error("{} without metadata.name", kind.name())]
+    Unnamed { kind: Kind },
+}
+
+impl ResourceRef {
+    pub fn new(kind: Kind, namespace: Option<&str>, name: &str) -> Self {
+        ResourceRef { kind, namespace: namespace.map(str::to_string), name: name.to_string() }
+    }
+
+    /// The reference of an object, by its `apiVersion`, `kind`, namespace and name.
+    pub fn of(object: &DynamicObject) -> Result<Self, ResourceRefError> {
+        let (api_version, kind_name) =
+            object.types.as_ref().map(|types| (types.api_version.as_str(), types.kind.as_str())).unwrap_or_default();
+        let group = api_version.rsplit_once('/').map(|(group, _)| group).unwrap_or("");
+        let kind = Kind::from_group_kind(group, kind_name)
+            .ok_or_else(|| ResourceRefError::UnknownKind { group: group.into(), kind: kind_name.into() })?;
+        let name = object.metadata.name.as_deref().ok_or(ResourceRefError::Unnamed { kind })?;
+        Ok(ResourceRef::new(kind, object.metadata.namespace.as_deref(), name))
+    }
+
+    /// True when `object` (an object of this reference's kind) has its namespace and name.
+    fn names(&self, object: &DynamicObject) -> bool {
+        object.metadata.name.as_deref() == Some(self.name.as_str()) && object.metadata.namespace == self.namespace
+    }
+}
+
+impl fmt::Display for ResourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{} {namespace}/{}", self.kind.name(), self.name),
+            None => write!(f, "{} {}", self.kind.name(), self.name),
+        }
+    }
+}
+
+/// Findings and reports print references; a resource prints the same way.
+impl From<&ResourceRef> for ObjectRef {
+    fn from(reference: &ResourceRef) -> Self {
+        ObjectRef::new(reference.kind.name(), reference.namespace.as_deref(), &reference.name)
+    }
+}
+
+/// The JSON form of a [`ResourceRef`].
+#[derive(Serialize, Deserialize)]
+struct WireRef {
+    kind: String,
+    group: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    name: String,
+}
+
+impl From<ResourceRef> for WireRef {
+    fn from(reference: ResourceRef) -> Self {
+        let info = reference.kind.info();
+        WireRef {
+            kind: info.name.into(),
+            group: info.group.into(),
+            namespace: reference.namespace,
+            name: reference.name,
+        }
+    }
+}
+
+impl TryFrom<WireRef> for ResourceRef {
+    type Error = ResourceRefError;
+
+    fn try_from(wire: WireRef) -> Result<Self, Self::Error> {
+        let kind = Kind::from_group_kind(&wire.group, &wire.kind)
+            .ok_or(ResourceRefError::UnknownKind { group: wire.group, kind: wire.kind })?;
+        Ok(ResourceRef { kind, namespace: wire.namespace, name: wire.name })
+    }
+}
+
+/// One change to a cluster.
+///
+/// JSON: tagged by `action` (`apply`, `delete`, `setLabels`, `restart`), fields in camelCase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[expect(clippy::large_enum_variant, reason = "a plan holds tens of changes, most of them objects to apply")]
+#[serde(tag = "action", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Change {
+    /// Creates the object, or server-side applies it whole over its namesake.
+    Apply { object: DynamicObject },
+    /// Deletes the object when it is still the one the plan saw: the server refuses the delete
+    /// when a given `uid` or `resourceVersion` no longer matches. Deleting what is gone does nothing.
+    Delete {
+        target: ResourceRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resource_version: Option<String>,
+    },
+    /// Sets labels of an existing object; a `null` value removes the label.
+    SetLabels { target: ResourceRef, labels: BTreeMap<String, Option<String>> },
+    /// Restarts a Deployment, StatefulSet or DaemonSet (a rollout), or recreates a bare Pod: the
+    /// pods are admitted again, so they get or lose the sidecar by the labels of that moment.
+    Restart { target: ResourceRef },
+}
+
+impl Change {
+    /// The object the change touches; fails only for an `Apply` of an object of an unknown kind
+    /// or without a name.
+    pub fn target(&self) -> Result<ResourceRef, ResourceRefError> {
+        match self {
+            Change::Apply { object } => ResourceRef::of(object),
+            Change::Delete { target, .. } | Change::SetLabels { target, .. } | Change::Restart { target } => {
+                Ok(target.clone())
+            }
+        }
+    }
+}
+
+/// One line for people: `apply HTTPRoute ns/x`, `label Namespace ns a=b c-`, ...
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::Apply { object } => match ResourceRef::of(object) {
+                Ok(target) => write!(f, "apply {target}"),
+                Err(err) => write!(f, "apply ({err})"),
+            },
+            Change::Delete { target, .. } => write!(f, "delete {target}"),
+            Change::SetLabels { target, labels } => {
+                write!(f, "label {target}")?;
+                for (key, value) in labels {
+                    match value {
+                        Some(value) => write!(f, " {key}={value}")?,
+                        None => write!(f, " {key}-")?,
+                    }
+                }
+                Ok(())
+            }
+            Change::Restart { target } => write!(f, "restart {target}"),
+        }
+    }
+}
+
+/// Why the API server would refuse a change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefusalReason {
+    #[error("{0}")]
+    Invalid(ResourceRefError),
+    #[error("{target} does not exist")]
+    NotFound { target: ResourceRef },
+    #[error("{target}: precondition {field} {expected} does not hold (found {found:?})")]
+    Precondition { target: ResourceRef, field: &'static str, expected: String, found: Option<String> },
+    #[error("{target} cannot be restarted (only Deployments, StatefulSets, DaemonSets and Pods)")]
+    NotRestartable { target: ResourceRef },
+}
+
+/// A change [`simulate`] did not apply, by its position in the list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("change {index} ({change}) refused: {reason}")]
+pub struct Refusal {
+    pub index: usize,
+    pub change: String,
+    pub reason: RefusalReason,
+}
+
+/// The snapshot after the changes, and the changes the server would have refused.
+#[derive(Debug, Clone)]
+pub struct Simulation {
+    pub snapshot: Snapshot,
+    pub refused: Vec<Refusal>,
+}
+
+/// `snapshot` after `changes`, in order (see the module docs for what is simplified). Coverage,
+/// source and notes are those of `snapshot`.
+pub fn simulate(snapshot: &Snapshot, changes: &[Change]) -> Simulation {
+    let mut result = snapshot.clone();
+    let mut refused = Vec::new();
+    for (index, change) in changes.iter().enumerate() {
+        if let Err(reason) = apply_one(&mut result, change) {
+            refused.push(Refusal { index, change: change.to_string(), reason });
+        }
+    }
+    Simulation { snapshot: result, refused }
+}
+
+fn apply_one(snapshot: &mut Snapshot, change: &Change) -> Result<(), RefusalReason> {
+    match change {
+        Change::Apply { object } => {
+            let target = ResourceRef::of(object).map_err(RefusalReason::Invalid)?;
+            let objects = snapshot.objects_mut(target.kind);
+            match objects.iter_mut().find(|existing| target.names(existing)) {
+                Some(existing) => *existing = object.clone(),
+                None => objects.push(object.clone()),
+            }
+        }
+        Change::Delete { target, uid, resource_version } => {
+            let objects = snapshot.objects_mut(target.kind);
+            let Some(position) = objects.iter().position(|existing| target.names(existing)) else {
+                return Ok(());
+            };
+            let metadata = &objects[position].metadata;
+            precondition(target, "uid", uid, &metadata.uid)?;
+            precondition(target, "resourceVersion", resource_version, &metadata.resource_version)?;
+            objects.remove(position);
+        }
+        Change::SetLabels { target, labels } => {
+            let object = find_mut(snapshot, target)?;
+            let current = object.metadata.labels.get_or_insert_with(BTreeMap::new);
+            for (key, value) in labels {
+                match value {
+                    Some(value) => current.insert(key.clone(), value.clone()),
+                    None => current.remove(key),
+                };
+            }
+        }
+        Change::Restart { target } => restart(snapshot, target)?,
+    }
+    Ok(())
+}
+
+fn precondition(
+    target: &ResourceRef,
+    field: &'static str,
+    expected: &Option<String>,
+    found: &Option<String>,
+) -> Result<(), RefusalReason> {
+    match expected {
+        Some(expected) if Some(expected) != found.as_ref() => Err(RefusalReason::Precondition {
+            target: target.clone(),
+            field,
+            expected: expected.clone(),
+            found: found.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn find_mut<'a>(snapshot: &'a mut Snapshot, target: &ResourceRef) -> Result<&'a mut DynamicObject, RefusalReason> {
+    snapshot
+        .objects_mut(target.kind)
+        .iter_mut()
+        .find(|object| target.names(object))
+        .ok_or_else(|| RefusalReason::NotFound { target: target.clone() })
+}
+
+/// Re-admits the pods of a workload under the current labels of its namespace: a controller's
+/// pods get its template's spec, a bare pod keeps its own; either gets the proxy exactly when the
+/// injector would add it now. A controller without pods in the snapshot needs nothing: the
+/// evaluator admits its template whenever it evaluates.
+fn restart(snapshot: &mut Snapshot, target: &ResourceRef) -> Result<(), RefusalReason> {
+    let namespace_mode = target
+        .namespace
+        .as_deref()
+        .and_then(|namespace| snapshot.get(Kind::Namespace, None, namespace))
+        .map(NamespaceMode::of)
+        .unwrap_or_default();
+    match target.kind {
+        Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet => {
+            let controller = find_mut(snapshot, target)?.clone();
+            let template = controller.data.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+            let (template_labels, template_annotations) = template_metadata(&template);
+            let mut pod_spec = template.get("spec").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+            set_proxy_container(&mut pod_spec, injects(&namespace_mode, &template_labels, &template_annotations));
+            for pod in snapshot.objects_mut(Kind::Pod).iter_mut().filter(|pod| controls(&controller, pod)) {
+                pod.metadata.labels.get_or_insert_with(BTreeMap::new).extend(template_labels.clone());
+                if let Some(data) = pod.data.as_object_mut() {
+                    data.insert("spec".into(), pod_spec.clone());
+                }
+            }
+        }
+        Kind::Pod => {
+            let pod = find_mut(snapshot, target)?;
+            let sidecar = injects(&namespace_mode, labels(pod), annotations(pod));
+            if let Some(pod_spec) = pod.data.get_mut("spec") {
+                set_proxy_container(pod_spec, sidecar);
+            }
+        }
+        _ => return Err(RefusalReason::NotRestartable { target: target.clone() }),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
