@@ -27,11 +27,16 @@ fn findings<'a>(report: &'a Value, id: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// Live report, then the same on a dump of the cluster written through the API.
+/// Live report, then the same on a dump of the cluster written through the API; on that dump the
+/// check and the translator must agree (issue 9, acceptance 2).
 async fn live_and_offline(cluster: &SimulatedCluster, args: &[&str]) -> (Value, Option<i32>) {
     let (live, code) = run_check(args, Some(cluster.plane().kubeconfig()));
     let dir = tempfile::tempdir().unwrap();
     dump(&cluster.client().await.unwrap(), dir.path()).await;
+    let snapshot = oc_ambient_common::input::read_snapshot(&[dir.path().to_path_buf()]).unwrap();
+    let agreement = crate::agreement::between_check_and_convert(&snapshot);
+    assert!(agreement.namespaces > 0, "the dump holds namespaces");
+    assert!(agreement.disagreements.is_empty(), "{:#?}", agreement.disagreements);
     let mut offline_args = args.to_vec();
     offline_args.extend(["--from-dir", dir.path().to_str().unwrap()]);
     let (offline, offline_code) = run_check(&offline_args, None);

@@ -451,3 +451,27 @@ fn unsupported_features_exit_1_and_are_named_in_json() {
     let missing = plugin("oc-ambient-waypoint").args(["convert", "-f", "/nonexistent.yaml"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(2));
 }
+
+/// Issue 9, acceptance 2, over the corpus: the check's `waypointNeeded` is the translator's
+/// waypoint decision, and with the converted objects in force (enrolled, waypoint active, the
+/// sidecar-era objects still there for sidecar clients) the check finds nothing wrong with what
+/// convert generated.
+#[test]
+fn the_check_agrees_with_the_translator_on_every_corpus_input() {
+    let (inputs, _) = acceptance_inputs();
+    let mut disagreements = Vec::new();
+    let mut compared = crate::agreement::Agreement::default();
+    for input in &inputs {
+        let Ok(objects) = &input.objects else { continue };
+        let mut snapshot = Snapshot::from_objects(workloads_for(objects).into_iter().chain(objects.clone()));
+        snapshot.default_namespace("default");
+        let agreement = crate::agreement::between_check_and_convert(&snapshot);
+        compared.namespaces += agreement.namespaces;
+        compared.with_waypoint += agreement.with_waypoint;
+        compared.generated += agreement.generated;
+        disagreements.extend(agreement.disagreements.into_iter().map(|d| format!("{}: {d}", input.label)));
+    }
+    eprintln!("compared {compared:?} over {} inputs", inputs.len());
+    assert!(compared.with_waypoint > 50 && compared.generated > 150, "the corpus exercises both: {compared:?}");
+    assert!(disagreements.is_empty(), "{} disagreements:\n{}", disagreements.len(), disagreements.join("\n"));
+}

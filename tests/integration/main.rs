@@ -5,6 +5,7 @@
 // Tests may print diagnostics of their own: they are not plugin output, which goes through the printer.
 #![allow(clippy::print_stderr)]
 
+mod agreement;
 mod support;
 
 mod check_live;

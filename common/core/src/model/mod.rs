@@ -388,3 +388,6 @@ fn mode_of(sidecar: bool, enrolled: bool) -> Mode {
         (false, false) => Mode::OutsideMesh,
     }
 }
+
+#[cfg(test)]
+mod tests;
