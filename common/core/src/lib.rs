@@ -15,6 +15,7 @@ pub mod equivalence;
 pub mod kinds;
 pub mod mesh;
 pub mod model;
+pub mod plan;
 pub mod snapshot;
 
 /// The shared fixtures for unit tests: `$OC_AMBIENT_FIXTURES`, else `../shared/fixtures` beside

@@ -1,0 +1,124 @@
+//! Plans: what a mutating command will do, as values, computed with no I/O.
+//!
+//! A planner reads a [`Snapshot`](crate::snapshot::Snapshot) and the user's intent and returns a
+//! [`Plan`]: ordered [`Action`]s, each a [`Change`] of the shared vocabulary with the condition to
+//! wait for once it is applied ([`Wait`]). The change engine (in `oc-ambient-common`) shows the
+//! plan, asks for consent, journals and applies each action, then waits for its condition by
+//! watching the cluster; [`Wait::missing`] is the pure half of that wait, evaluated on each new
+//! snapshot of the objects it names, as kube-runtime splits `Condition<K>` from its waiter.
+//!
+//! Gates live here too: a plan whose intermediate states break one of the guide's sequencing
+//! rules, or change an outcome the verifier can see, is refused, or carries the [`Window`] it
+//! cannot avoid so the user can accept it by name.
+
+use serde::Serialize;
+
+use crate::change::{Change, ResourceRef};
+
+/// A plan document (`-o json|yaml` prints it as is; its shape is stable).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// `AmbientPlan`.
+    pub kind: &'static str,
+    /// The command that made the plan (`enable`, `waypoint`, `rollback`).
+    pub command: String,
+    pub actions: Vec<Action>,
+    /// Differences the plan cannot avoid, each to be accepted by its id before the plan runs.
+    pub windows: Vec<Window>,
+    /// Where the plan stops short of what was asked, and what to run next.
+    pub stops: Vec<Stop>,
+}
+
+impl Plan {
+    pub fn new(command: &str) -> Self {
+        Plan {
+            kind: "AmbientPlan",
+            command: command.into(),
+            actions: Vec::new(),
+            windows: Vec::new(),
+            stops: Vec::new(),
+        }
+    }
+
+    /// Nothing to do (the cluster is already where the intent asks).
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    /// The changes in order, for [`crate::change::simulate`] and the verifier.
+    pub fn changes(&self) -> Vec<Change> {
+        self.actions.iter().map(|action| action.change.clone()).collect()
+    }
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    /// Stable and unique within the plan (`step3:restart:Deployment/bookinfo/reviews-v1`): the
+    /// journal records actions by id, so a rerun recognises what is done.
+    pub id: String,
+    /// The guide's step this action belongs to (2 to 9).
+    pub step: u8,
+    /// One line for people.
+    pub description: String,
+    pub change: Change,
+    /// What must hold before the next action starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Wait>,
+}
+
+/// A condition on the cluster, awaited after an action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "until", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Wait {
+    /// A Deployment, StatefulSet or DaemonSet finished rolling out: its pods all run the current
+    /// template and are ready.
+    RolledOut { target: ResourceRef },
+    /// A Sail resource (Istio, IstioCNI, ZTunnel) reports `Ready=True` for its current generation.
+    Healthy { target: ResourceRef },
+    /// Every application pod of the namespace is redirected to ztunnel by the CNI.
+    Redirected { namespace: String },
+    /// A Gateway is `Programmed=True` and its pods are ready.
+    Programmed { target: ResourceRef },
+}
+
+impl Wait {
+    /// The objects whose changes can satisfy the condition (what the waiter watches).
+    pub fn watched(&self) -> Vec<crate::kinds::Kind> {
+        use crate::kinds::Kind;
+        match self {
+            Wait::RolledOut { target } => vec![target.kind, Kind::Pod],
+            Wait::Healthy { target } => vec![target.kind],
+            Wait::Redirected { .. } => vec![Kind::Pod],
+            Wait::Programmed { target } => vec![target.kind, Kind::Pod],
+        }
+    }
+}
+
+/// A difference in outcomes that no order of the actions avoids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Window {
+    /// What `--accept` names.
+    pub id: String,
+    /// The action after which it opens, and the one after which it closes.
+    pub opens_after: String,
+    pub closes_after: String,
+    pub description: String,
+    /// The requests whose outcome changes meanwhile, in the verifier's words.
+    pub requests: Vec<String>,
+}
+
+/// Where a plan stops short of the intent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stop {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub reason: String,
+    /// The command that moves past the stop, when the suite has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
