@@ -9,12 +9,17 @@
 //! [`crate::kinds`], never a free string), so every target can be fetched, backed up and restored.
 //! Both serialize as stable, tagged JSON for the plan document and the journal.
 //!
-//! [`simulate`] is the model of the API server the verifier trusts. It simplifies in two places:
-//! an `Apply` replaces its namesake whole (server-side apply would keep fields other managers
-//! own), and a restart re-admits the existing pods of a workload in place (same names) instead of
-//! rolling out new ones. A change the server would refuse (a precondition that does not hold, a
-//! target that does not exist) is not applied and is recorded as a [`Refusal`]; the following
-//! changes still run, so one stale change does not hide what the others do.
+//! [`simulate`] is the model of the API server the verifier trusts. An `Apply` is a server-side
+//! apply: the object may be partial (apiVersion, kind, name and only the fields the suite owns),
+//! and it is merged into its namesake: maps (labels, spec, values) recursively, every other value
+//! (strings, numbers, lists) replaced, which is what server-side apply does for fields of a
+//! single manager and atomic lists. It simplifies in two places: ownership by other managers is
+//! not tracked (a field the suite stops sending is kept, not removed), and a restart re-admits
+//! the existing pods of a workload in place (same names) instead of rolling out new ones, with
+//! the sidecar the injector would give them now (HBONE under an ambient control plane). A change
+//! the server would refuse (a precondition that does not hold, a target that does not exist) is
+//! not applied and is recorded as a [`Refusal`]; the following changes still run, so one stale
+//! change does not hide what the others do.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,7 +30,9 @@ use serde_json::Value;
 
 use crate::kinds::Kind;
 use crate::mesh::{ObjectRef, annotations, labels};
-use crate::model::dataplane::{NamespaceMode, controls, injects, set_proxy_container, template_metadata};
+use crate::model::dataplane::{
+    NamespaceMode, ambient_control_plane, controls, injected_proxy, injects, set_proxy_container, template_metadata,
+};
 use crate::snapshot::Snapshot;
 
 /// A typed reference to one object of a kind the suite knows.
@@ -127,7 +134,8 @@ impl TryFrom<WireRef> for ResourceRef {
 #[expect(clippy::large_enum_variant, reason = "a plan holds tens of changes, most of them objects to apply")]
 #[serde(tag = "action", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Change {
-    /// Creates the object, or server-side applies it whole over its namesake.
+    /// Creates the object, or server-side applies it over its namesake (field manager `oc-ambient`):
+    /// the object may be partial, and is merged (see the module docs).
     Apply { object: DynamicObject },
     /// Deletes the object when it is still the one the plan saw: the server refuses the delete
     /// when a given `uid` or `resourceVersion` no longer matches. Deleting what is gone does nothing.
@@ -193,6 +201,8 @@ pub enum RefusalReason {
     Precondition { target: ResourceRef, field: &'static str, expected: String, found: Option<String> },
     #[error("{target} cannot be restarted (only Deployments, StatefulSets, DaemonSets and Pods)")]
     NotRestartable { target: ResourceRef },
+    #[error("the applied object does not merge into its namesake: {message}")]
+    Unmergeable { message: String },
 }
 
 /// A change [`simulate`] did not apply, by its position in the list.
@@ -230,7 +240,7 @@ fn apply_one(snapshot: &mut Snapshot, change: &Change) -> Result<(), RefusalReas
             let target = ResourceRef::of(object).map_err(RefusalReason::Invalid)?;
             let objects = snapshot.objects_mut(target.kind);
             match objects.iter_mut().find(|existing| target.names(existing)) {
-                Some(existing) => *existing = object.clone(),
+                Some(existing) => *existing = server_side_apply(existing, object)?,
                 None => objects.push(object.clone()),
             }
         }
@@ -257,6 +267,30 @@ fn apply_one(snapshot: &mut Snapshot, change: &Change) -> Result<(), RefusalReas
         Change::Restart { target } => restart(snapshot, target)?,
     }
     Ok(())
+}
+
+/// `applied` merged into `existing`: maps recursively, other values replaced.
+fn server_side_apply(existing: &DynamicObject, applied: &DynamicObject) -> Result<DynamicObject, RefusalReason> {
+    let to_value = |object: &DynamicObject| serde_json::to_value(object).unwrap_or(Value::Null);
+    let mut merged = to_value(existing);
+    merge(&mut merged, to_value(applied));
+    serde_json::from_value(merged).map_err(|err| RefusalReason::Unmergeable { message: err.to_string() })
+}
+
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(into), Value::Object(from)) => {
+            for (key, value) in from {
+                match into.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        into.insert(key, value);
+                    }
+                }
+            }
+        }
+        (into, from) => *into = from,
+    }
 }
 
 fn precondition(
@@ -286,9 +320,11 @@ fn find_mut<'a>(snapshot: &'a mut Snapshot, target: &ResourceRef) -> Result<&'a 
 
 /// Re-admits the pods of a workload under the current labels of its namespace: a controller's
 /// pods get its template's spec, a bare pod keeps its own; either gets the proxy exactly when the
-/// injector would add it now. A controller without pods in the snapshot needs nothing: the
+/// injector would add it now, with HBONE when the control plane runs the ambient profile. A controller without pods in the snapshot needs nothing: the
 /// evaluator admits its template whenever it evaluates.
 fn restart(snapshot: &mut Snapshot, target: &ResourceRef) -> Result<(), RefusalReason> {
+    let hbone = ambient_control_plane(snapshot).unwrap_or(false);
+    let proxy = |present: bool| present.then(|| injected_proxy(hbone));
     let namespace_mode = target
         .namespace
         .as_deref()
@@ -301,7 +337,10 @@ fn restart(snapshot: &mut Snapshot, target: &ResourceRef) -> Result<(), RefusalR
             let template = controller.data.pointer("/spec/template").cloned().unwrap_or(Value::Null);
             let (template_labels, template_annotations) = template_metadata(&template);
             let mut pod_spec = template.get("spec").cloned().unwrap_or_else(|| Value::Object(Default::default()));
-            set_proxy_container(&mut pod_spec, injects(&namespace_mode, &template_labels, &template_annotations));
+            set_proxy_container(
+                &mut pod_spec,
+                proxy(injects(&namespace_mode, &template_labels, &template_annotations)),
+            );
             for pod in snapshot.objects_mut(Kind::Pod).iter_mut().filter(|pod| controls(&controller, pod)) {
                 pod.metadata.labels.get_or_insert_with(BTreeMap::new).extend(template_labels.clone());
                 if let Some(data) = pod.data.as_object_mut() {
@@ -313,7 +352,7 @@ fn restart(snapshot: &mut Snapshot, target: &ResourceRef) -> Result<(), RefusalR
             let pod = find_mut(snapshot, target)?;
             let sidecar = injects(&namespace_mode, labels(pod), annotations(pod));
             if let Some(pod_spec) = pod.data.get_mut("spec") {
-                set_proxy_container(pod_spec, sidecar);
+                set_proxy_container(pod_spec, proxy(sidecar));
             }
         }
         _ => return Err(RefusalReason::NotRestartable { target: target.clone() }),

@@ -79,16 +79,52 @@ fn set_labels(target: ResourceRef, labels: &[(&str, Option<&str>)]) -> Change {
 }
 
 #[test]
-fn apply_replaces_a_namesake_and_creates_the_rest() {
+fn apply_merges_into_a_namesake_and_creates_the_rest() {
     let replacement = object(json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
         "metadata": {"name": "allow", "namespace": "shop"}, "spec": {"action": "DENY"}}));
     let new = object(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "shop"}}));
     let changes = [Change::Apply { object: replacement.clone() }, Change::Apply { object: new }];
     let simulation = simulate(&input(), &changes);
     assert_eq!(simulation.refused, Vec::new());
-    assert_eq!(simulation.snapshot.all(Kind::AuthorizationPolicy), [replacement]);
+    let [applied] = simulation.snapshot.all(Kind::AuthorizationPolicy) else { panic!("one policy") };
+    assert_eq!(applied.data["spec"], json!({"action": "DENY"}));
+    assert_eq!(applied.metadata.uid.as_deref(), Some("u-1"), "server-side apply keeps the object");
     assert!(simulation.snapshot.get(Kind::Service, Some("shop"), "api").is_some());
     assert_eq!(changes[1].target(), Ok(ResourceRef::new(Kind::Service, Some("shop"), "api")));
+}
+
+#[test]
+fn a_partial_apply_merges_maps_and_replaces_the_rest() {
+    let existing = object(json!({"apiVersion": "sailoperator.io/v1", "kind": "Istio", "metadata": {"name": "default",
+        "labels": {"team": "mesh"}}, "spec": {"profile": "default", "version": "v1.27.0",
+        "values": {"pilot": {"replicas": 2}, "meshConfig": {"discoverySelectors": [{"a": "b"}]}}}}));
+    let partial = object(json!({"apiVersion": "sailoperator.io/v1", "kind": "Istio", "metadata": {"name": "default",
+        "labels": {"owner": "oc-ambient"}}, "spec": {"profile": "ambient",
+        "values": {"pilot": {"trustedZtunnelNamespace": "ztunnel"}, "meshConfig": {"discoverySelectors": []}}}}));
+    let simulation = simulate(&Snapshot::from_objects([existing]), &[Change::Apply { object: partial }]);
+    let istio = &simulation.snapshot.all(Kind::Istio)[0];
+    assert_eq!(
+        istio.data["spec"],
+        json!({"profile": "ambient", "version": "v1.27.0", "values": {
+            "pilot": {"replicas": 2, "trustedZtunnelNamespace": "ztunnel"}, "meshConfig": {"discoverySelectors": []}}})
+    );
+    assert_eq!(istio.metadata.labels.as_ref().map(BTreeMap::len), Some(2));
+}
+
+#[test]
+fn a_restart_under_an_ambient_control_plane_gives_hbone_sidecars() {
+    let istio = |profile: &str| {
+        object(json!({"apiVersion": "sailoperator.io/v1", "kind": "Istio", "metadata": {"name": "default"},
+            "spec": {"profile": profile}}))
+    };
+    for (profile, hbone) in [("default", false), ("ambient", true)] {
+        let mut snapshot = input();
+        snapshot.insert(istio(profile));
+        let restarted = simulate(&snapshot, &[Change::Restart { target: deployment("api") }]).snapshot;
+        let pod = restarted.get(Kind::Pod, Some("shop"), "api-7d9f-a").unwrap();
+        let proxy = proxy_container(&pod.data["spec"]).unwrap();
+        assert_eq!(crate::model::dataplane::hbone_enabled(proxy), hbone, "profile {profile}");
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube_core::DynamicObject;
 use serde::Serialize;
 
-use super::facts::{service_parents, str_at};
+use super::facts::service_parents;
 use super::{Finding, NamespaceReport, PodCounts, Scope, Severity, ids};
 use crate::kinds::Kind;
 use crate::mesh::authz::AuthorizationPolicySpec;
@@ -89,9 +89,7 @@ impl<'a> MeshContext<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Self {
         let mut control_plane_namespaces = crate::mesh::infrastructure_namespaces(snapshot);
         control_plane_namespaces.remove(crate::mesh::OPERATORS_NAMESPACE);
-        let ambient_control_plane = snapshot
-            .knows(Kind::Istio)
-            .then(|| snapshot.all(Kind::Istio).iter().any(|istio| str_at(istio, "/spec/profile") == Some("ambient")));
+        let ambient_control_plane = crate::model::dataplane::ambient_control_plane(snapshot);
         let mut invalid = Vec::new();
         let policies = decode_all(snapshot, Kind::AuthorizationPolicy, &mut invalid);
         let virtual_services = decode_all(snapshot, Kind::VirtualService, &mut invalid);

@@ -138,8 +138,30 @@ pub fn without_hashes(mut labels: BTreeMap<String, String>) -> BTreeMap<String, 
     labels
 }
 
-/// Removes the `istio-proxy` container of a pod spec, then adds it back when `present`.
-pub fn set_proxy_container(pod_spec: &mut Value, present: bool) {
+/// The control plane runs the ambient profile (Step 2 done), so sidecars injected from now on
+/// speak HBONE; None when the snapshot holds no Istio resources to tell.
+pub fn ambient_control_plane(snapshot: &crate::snapshot::Snapshot) -> Option<bool> {
+    use crate::kinds::Kind;
+    snapshot.knows(Kind::Istio).then(|| {
+        snapshot
+            .all(Kind::Istio)
+            .iter()
+            .any(|istio| istio.data.pointer("/spec/profile").and_then(Value::as_str) == Some("ambient"))
+    })
+}
+
+/// The proxy container the injector adds, as far as the model reads it: its name and, under an
+/// ambient control plane, the proxy config that enables HBONE.
+pub fn injected_proxy(hbone: bool) -> Value {
+    if !hbone {
+        return json!({"name": PROXY_CONTAINER});
+    }
+    let config = json!({"proxyMetadata": {ENABLE_HBONE: "true"}}).to_string();
+    json!({"name": PROXY_CONTAINER, "env": [{"name": PROXY_CONFIG_ENV, "value": config}]})
+}
+
+/// Removes the `istio-proxy` container of a pod spec, then adds `proxy` when given.
+pub fn set_proxy_container(pod_spec: &mut Value, proxy: Option<Value>) {
     let Some(spec) = pod_spec.as_object_mut() else {
         return;
     };
@@ -148,10 +170,10 @@ pub fn set_proxy_container(pod_spec: &mut Value, present: bool) {
             containers.retain(|container| !is_proxy_container(container));
         }
     }
-    if present {
+    if let Some(proxy) = proxy {
         let containers = spec.entry("containers").or_insert_with(|| json!([]));
         if let Some(containers) = containers.as_array_mut() {
-            containers.push(json!({"name": PROXY_CONTAINER}));
+            containers.push(proxy);
         }
     }
 }
@@ -222,9 +244,9 @@ mod tests {
     fn the_proxy_container_is_set_once_in_either_list() {
         let mut spec = json!({"containers": [{"name": "app"}], "initContainers": [{"name": PROXY_CONTAINER, "restartPolicy": "Always"}]});
         assert!(proxy_container(&spec).is_some());
-        set_proxy_container(&mut spec, true);
+        set_proxy_container(&mut spec, Some(injected_proxy(false)));
         assert_eq!(spec, json!({"containers": [{"name": "app"}, {"name": PROXY_CONTAINER}], "initContainers": []}));
-        set_proxy_container(&mut spec, false);
+        set_proxy_container(&mut spec, None);
         assert!(proxy_container(&spec).is_none());
     }
 }

@@ -15,6 +15,8 @@ use serde::Serialize;
 
 use crate::change::{Change, ResourceRef};
 
+mod conditions;
+
 /// A plan document (`-o json|yaml` prints it as is; its shape is stable).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
