@@ -277,7 +277,9 @@ fn server_side_apply(existing: &DynamicObject, applied: &DynamicObject) -> Resul
     serde_json::from_value(merged).map_err(|err| RefusalReason::Unmergeable { message: err.to_string() })
 }
 
-fn merge(into: &mut Value, from: Value) {
+/// Merges `from` into `into` the way server-side apply merges an applied object: maps recursively,
+/// every other value replaced.
+pub(crate) fn merge(into: &mut Value, from: Value) {
     match (into, from) {
         (Value::Object(into), Value::Object(from)) => {
             for (key, value) in from {

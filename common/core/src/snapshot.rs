@@ -172,6 +172,28 @@ impl Snapshot {
         self.coverage.iter().map(|(kind, coverage)| (*kind, coverage))
     }
 
+    /// The versions the cluster serves of `kind`: from discovery, else from its
+    /// CustomResourceDefinition when the input lists CRDs; None when the input cannot tell.
+    pub fn served_versions(&self, kind: Kind) -> Option<Vec<String>> {
+        let info = kind.info();
+        if let Some(served) = &self.served {
+            return Some(served.get(&(info.group.to_string(), info.name.to_string())).cloned().unwrap_or_default());
+        }
+        if !self.knows(Kind::CustomResourceDefinition) {
+            return None;
+        }
+        let crd = self.get(Kind::CustomResourceDefinition, None, &info.resource());
+        let versions = crd.and_then(|crd| crd.data.pointer("/spec/versions")).and_then(Value::as_array);
+        Some(
+            versions
+                .into_iter()
+                .flatten()
+                .filter(|version| version.get("served").and_then(Value::as_bool) == Some(true))
+                .filter_map(|version| version.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect(),
+        )
+    }
+
     pub fn len(&self) -> usize {
         self.objects.values().map(Vec::len).sum()
     }

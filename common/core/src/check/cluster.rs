@@ -255,28 +255,9 @@ fn istio_checks(snapshot: &Snapshot) -> Vec<Finding> {
 }
 
 fn gateway_api_check(snapshot: &Snapshot) -> Finding {
-    let served_at_v1 = |kind: &str| -> Option<bool> {
-        if let Some(served) = &snapshot.served {
-            return Some(
-                served
-                    .get(&("gateway.networking.k8s.io".to_string(), kind.to_string()))
-                    .is_some_and(|v| v.iter().any(|v| v == "v1")),
-            );
-        }
-        if !snapshot.knows(Kind::CustomResourceDefinition) {
-            return None;
-        }
-        // The input lists CRDs: a missing Gateway API CRD is not installed.
-        let name = format!("{}.gateway.networking.k8s.io", kind.to_lowercase() + "s");
-        let Some(crd) = snapshot.get(Kind::CustomResourceDefinition, None, &name) else {
-            return Some(false);
-        };
-        Some(crd.data.pointer("/spec/versions").and_then(Value::as_array).into_iter().flatten().any(|version| {
-            version.get("name").and_then(Value::as_str) == Some("v1")
-                && version.get("served").and_then(Value::as_bool) == Some(true)
-        }))
-    };
-    match (served_at_v1("Gateway"), served_at_v1("HTTPRoute")) {
+    let served_at_v1 =
+        |kind: Kind| snapshot.served_versions(kind).map(|versions| versions.iter().any(|version| version == "v1"));
+    match (served_at_v1(Kind::Gateway), served_at_v1(Kind::HttpRoute)) {
         (Some(true), Some(true)) => Finding::new(
             ids::GATEWAY_API_CRDS,
             Severity::Pass,

@@ -92,4 +92,4 @@ pub use topology::Topology;
 pub use verify::{Class, Difference, Verification, verify};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -61,7 +61,7 @@ fn caller_principal(service_account: &str) -> String {
     format!("cluster.local/ns/{NS}/sa/{service_account}")
 }
 
-fn sidecar_era() -> Vec<DynamicObject> {
+pub(crate) fn sidecar_era() -> Vec<DynamicObject> {
     let mut objects =
         yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: bookinfo, labels: {istio.io/rev: default}}");
     for file in [

@@ -16,6 +16,11 @@ use serde::Serialize;
 use crate::change::{Change, ResourceRef};
 
 mod conditions;
+pub mod enable;
+pub mod gate;
+
+pub use enable::{EnableIntent, Until, plan_enable};
+pub use gate::gate;
 
 /// A plan document (`-o json|yaml` prints it as is; its shape is stable).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -124,3 +129,24 @@ pub struct Stop {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
 }
+
+/// Why no plan can be made for the intent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("namespace {namespace} not found")]
+    NamespaceNotFound { namespace: String },
+    #[error("no Istio resource: the control plane must be installed by the Sail operator before migrating")]
+    NoIstio,
+    #[error("step {step} is not one this command performs (it performs steps 2, 3, 6 and 9)")]
+    StepNotApplicable { step: u8 },
+    /// A gate refused the plan: an intermediate state breaks a sequencing rule of the guide.
+    #[error("plan refused by {rule} after {after}: {reason}{}", requests_suffix(requests))]
+    Refused { rule: String, after: String, reason: String, requests: Vec<String> },
+}
+
+fn requests_suffix(requests: &[String]) -> String {
+    if requests.is_empty() { String::new() } else { format!(" (affects: {})", requests.join("; ")) }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,411 @@
+//! The plan of `oc ambient-enable`: the guide's Steps 2, 3, 6 and 9, the ones that change the
+//! data plane rather than the mesh configuration (Steps 4, 5, 7 and 8 are `oc ambient-waypoint`'s).
+//!
+//! The planner works on a projected state: it starts from the snapshot and simulates each action
+//! as it adds it ([`crate::change::simulate`]), so a later step sees what an earlier one did (Step 3
+//! restarts under the ambient control plane Step 2 sets up, Step 6 finds the HBONE sidecars Step 3
+//! gives). Every action is planned only when the projected state still needs it, which makes a
+//! plan idempotent: planning the state it leads to plans nothing, and a namespace already past a
+//! step gets nothing for it.
+//!
+//! The preconditions the guide states as sequencing rules are decided with the check's own
+//! functions ([`crate::check::phase`]): where one does not hold and the suite's other command must
+//! act first (a waypoint to deploy, policies to migrate), the plan stops for that namespace with a
+//! [`Stop`] naming the command, rather than failing. The gates ([`super::gate`]) then replay the
+//! plan to find what the verifier sees change on the way.
+//!
+//! Step 2 applies partial objects, meant for server-side apply with field manager `oc-ambient`:
+//! only the fields the migration owns (profile, trusted ztunnel namespace), so the rest of the
+//! user's Istio is kept without the planner copying it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube_core::DynamicObject;
+use serde_json::{Value, json};
+
+use super::{Action, Plan, PlanError, Stop, Wait};
+use crate::change::{Change, ResourceRef, merge, simulate};
+use crate::check::ids;
+use crate::check::phase::{MeshContext, milestones};
+use crate::convert::{ConvertOptions, convert};
+use crate::kinds::Kind;
+use crate::mesh::labels::{DATAPLANE_AMBIENT, DATAPLANE_MODE, ISTIO_INJECTION, ISTIO_REV};
+use crate::model::dataplane::{ambient_control_plane, controls};
+use crate::model::{MeshModel, Pod};
+use crate::snapshot::Snapshot;
+
+/// The steps `oc ambient-enable` performs.
+pub const ENABLE_STEPS: [u8; 4] = [2, 3, 6, 9];
+
+/// What the user asked `oc ambient-enable` for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnableIntent {
+    /// Application namespaces to migrate; none: only the cluster setup (Step 2).
+    pub namespaces: Vec<String>,
+    pub until: Until,
+    /// `--step N`: only that step.
+    pub only_step: Option<u8>,
+    /// Where ZTunnel runs (`ztunnel` by default).
+    pub ztunnel_namespace: String,
+}
+
+impl Default for EnableIntent {
+    fn default() -> Self {
+        EnableIntent {
+            namespaces: Vec::new(),
+            until: Until::default(),
+            only_step: None,
+            ztunnel_namespace: "ztunnel".into(),
+        }
+    }
+}
+
+/// How far to take the namespaces (`--until`), named after the phase reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Until {
+    /// Sidecars restarted with HBONE (Step 3).
+    SidecarHbone,
+    /// Namespaces labelled for ambient (Step 6), sidecars kept.
+    AmbientEnrolled,
+    /// Sidecars removed (Step 9).
+    #[default]
+    Ambient,
+}
+
+impl Until {
+    fn last_step(self) -> u8 {
+        match self {
+            Until::SidecarHbone => 3,
+            Until::AmbientEnrolled => 6,
+            Until::Ambient => 9,
+        }
+    }
+}
+
+/// The plan of `oc ambient-enable` for `intent` (see the module docs). The plan is not gated yet:
+/// run [`super::gate::gate`] on it before showing it.
+pub fn plan_enable(snapshot: &Snapshot, intent: &EnableIntent) -> Result<Plan, PlanError> {
+    if let Some(step) = intent.only_step.filter(|step| !ENABLE_STEPS.contains(step)) {
+        return Err(PlanError::StepNotApplicable { step });
+    }
+    if snapshot.knows(Kind::Namespace) {
+        let missing = intent.namespaces.iter().find(|ns| snapshot.get(Kind::Namespace, None, ns).is_none());
+        if let Some(namespace) = missing {
+            return Err(PlanError::NamespaceNotFound { namespace: namespace.clone() });
+        }
+    }
+    let wanted = |step: u8| match intent.only_step {
+        Some(only) => only == step,
+        None => step <= intent.until.last_step(),
+    };
+    let mut planner = Planner { plan: Plan::new("enable"), state: snapshot.clone() };
+    if wanted(2) {
+        planner.cluster_setup(&intent.ztunnel_namespace)?;
+    }
+    for namespace in &intent.namespaces {
+        let steps: [(u8, NamespaceStep); 3] =
+            [(3, Planner::hbone_restarts), (6, Planner::enroll), (9, Planner::remove_sidecars)];
+        for (_, step) in steps.iter().filter(|(number, _)| wanted(*number)) {
+            if let Err(stop) = step(&mut planner, namespace) {
+                planner.plan.stops.push(stop);
+                break;
+            }
+        }
+    }
+    Ok(planner.plan)
+}
+
+/// One of the per-namespace steps; `Err` stops the namespace there.
+type NamespaceStep = fn(&mut Planner, &str) -> Result<(), Stop>;
+
+/// The plan so far and the state it leads to. A step returns `Err(Stop)` when the namespace
+/// cannot go further in this plan.
+struct Planner {
+    plan: Plan,
+    state: Snapshot,
+}
+
+impl Planner {
+    fn push(&mut self, step: u8, verb: &str, description: String, change: Change, wait: Option<Wait>) {
+        let target = change.target().map(|target| reference_id(&target)).unwrap_or_default();
+        self.state = simulate(&self.state, std::slice::from_ref(&change)).snapshot;
+        self.plan.actions.push(Action { id: format!("step{step}:{verb}:{target}"), step, description, change, wait });
+    }
+
+    /// Step 2: the control plane, the CNI and ztunnel in ambient mode.
+    fn cluster_setup(&mut self, ztunnel_namespace: &str) -> Result<(), PlanError> {
+        let istio = control_plane(&self.state)?.clone();
+        let version = istio.data.pointer("/spec/version").cloned();
+        let istio_fields = json!({"spec": {"profile": "ambient",
+            "values": {"pilot": {"trustedZtunnelNamespace": ztunnel_namespace}}}});
+        self.ensure(
+            Kind::Istio,
+            Some(&istio),
+            "default",
+            istio_fields,
+            json!({}),
+            "ambient profile, trusted ztunnel namespace",
+        );
+
+        let cni = self.state.all(Kind::IstioCni).first().cloned();
+        let new_cni = json!({"spec": {"namespace": "istio-cni", "version": version}});
+        self.ensure(
+            Kind::IstioCni,
+            cni.as_ref(),
+            "default",
+            json!({"spec": {"profile": "ambient"}}),
+            new_cni,
+            "ambient profile",
+        );
+
+        let namespace = self.state.get(Kind::Namespace, None, ztunnel_namespace).cloned();
+        let labels = discovery_labels(&istio);
+        let namespace_fields = if labels.is_empty() { json!({}) } else { json!({"metadata": {"labels": labels}}) };
+        self.ensure(
+            Kind::Namespace,
+            namespace.as_ref(),
+            ztunnel_namespace,
+            namespace_fields,
+            json!({}),
+            "ztunnel's namespace",
+        );
+
+        let ztunnel = self.state.all(Kind::ZTunnel).first().cloned();
+        let ztunnel_fields =
+            json!({"spec": {"namespace": ztunnel_namespace, "profile": "ambient", "version": version}});
+        self.ensure(Kind::ZTunnel, ztunnel.as_ref(), "default", ztunnel_fields, json!({}), "ztunnel on every node");
+        Ok(())
+    }
+
+    /// Applies `fields` to `existing` (or creates the object with `fields` and `created_with`)
+    /// unless it already holds them; Sail resources are then awaited until healthy.
+    fn ensure(
+        &mut self,
+        kind: Kind,
+        existing: Option<&DynamicObject>,
+        default_name: &str,
+        fields: Value,
+        created_with: Value,
+        purpose: &str,
+    ) {
+        let fields = without_nulls(fields);
+        let name = existing.and_then(|object| object.metadata.name.clone()).unwrap_or_else(|| default_name.into());
+        let api_version = existing
+            .and_then(|object| object.types.as_ref())
+            .map(|types| types.api_version.clone())
+            .unwrap_or_else(|| api_version_to_create(&self.state, kind));
+        let mut object = json!({"apiVersion": api_version, "kind": kind.name(), "metadata": {"name": name}});
+        merge(&mut object, fields);
+        if let Some(existing) = existing {
+            if holds(&serde_json::to_value(existing).unwrap_or(Value::Null), &object) {
+                return;
+            }
+        } else {
+            merge(&mut object, without_nulls(created_with));
+        }
+        let Ok(object) = serde_json::from_value::<DynamicObject>(object) else { return };
+        let target = ResourceRef::new(kind, None, &name);
+        let wait = (kind != Kind::Namespace).then(|| Wait::Healthy { target: target.clone() });
+        let verb = if existing.is_some() { "apply" } else { "create" };
+        self.push(2, "apply", format!("{verb} {target}: {purpose}"), Change::Apply { object }, wait);
+    }
+
+    /// Step 3: restart, one at a time, the workloads whose sidecars do not speak HBONE yet.
+    fn hbone_restarts(&mut self, namespace: &str) -> Result<(), Stop> {
+        let targets = restart_targets(&self.state, namespace, |pod| pod.sidecar && !pod.hbone);
+        if targets.is_empty() {
+            return Ok(());
+        }
+        if ambient_control_plane(&self.state) != Some(true) {
+            return Err(stop(
+                namespace,
+                "the control plane does not run the ambient profile yet (Step 2)",
+                "oc ambient-enable",
+            ));
+        }
+        for target in targets {
+            let description = format!("restart {target} so its sidecars speak HBONE");
+            self.push(
+                3,
+                "restart",
+                description,
+                Change::Restart { target: target.clone() },
+                Some(Wait::RolledOut { target }),
+            );
+        }
+        Ok(())
+    }
+
+    /// Step 6: label the namespace for ambient, once every sidecar speaks HBONE and, where a
+    /// waypoint is needed, it is deployed with the policies migrated.
+    fn enroll(&mut self, namespace: &str) -> Result<(), Stop> {
+        let context = MeshContext::new(&self.state);
+        if context.labels(namespace).ambient {
+            return Ok(());
+        }
+        let without_hbone = context.app_pods(namespace).filter(|pod| pod.sidecar && !pod.hbone).count();
+        if without_hbone > 0 {
+            let reason = format!(
+                "{without_hbone} sidecar pod(s) of {namespace} lack HBONE: enrolling now breaks {}",
+                ids::SEQUENCE_AMBIENT_BEFORE_HBONE
+            );
+            return Err(stop(namespace, &reason, &format!("oc ambient-enable -n {namespace} --step 3")));
+        }
+        if context.model.needs_waypoint(namespace) {
+            let facts = milestones(&self.state, &context, namespace, true);
+            if !facts.waypoint_deployed || !facts.policies_migrated {
+                let missing = if facts.waypoint_deployed { "its policies migrated" } else { "its waypoint deployed" };
+                let reason = format!(
+                    "{namespace} needs a waypoint ({}) and does not have {missing} yet (Steps 4 and 5)",
+                    context.waypoint_reasons(namespace).join("; ")
+                );
+                return Err(stop(namespace, &reason, &format!("oc ambient-waypoint {namespace}")));
+            }
+        }
+        let labels = BTreeMap::from([(DATAPLANE_MODE.to_string(), Some(DATAPLANE_AMBIENT.to_string()))]);
+        let target = ResourceRef::new(Kind::Namespace, None, namespace);
+        let description = format!("enroll {namespace} in ambient (its sidecars keep their traffic until Step 9)");
+        let wait = Some(Wait::Redirected { namespace: namespace.into() });
+        self.push(6, "label", description, Change::SetLabels { target, labels }, wait);
+        Ok(())
+    }
+
+    /// Step 9: stop injecting, restart every workload without its sidecar, then delete the
+    /// sidecar-era objects the conversion replaced (left in place they deny or misroute).
+    fn remove_sidecars(&mut self, namespace: &str) -> Result<(), Stop> {
+        let context = MeshContext::new(&self.state);
+        if !context.labels(namespace).ambient {
+            let reason =
+                format!("{namespace} is not enrolled in ambient (Step 6): without sidecars it would leave the mesh");
+            return Err(stop(
+                namespace,
+                &reason,
+                &format!("oc ambient-enable -n {namespace} --until ambient-enrolled"),
+            ));
+        }
+        if context.model.needs_waypoint(namespace)
+            && !milestones(&self.state, &context, namespace, true).waypoint_active
+        {
+            let reason = format!("{namespace} needs its waypoint active before its sidecars go (Step 7)");
+            return Err(stop(namespace, &reason, &format!("oc ambient-waypoint {namespace}")));
+        }
+        let namespace_object = self.state.get(Kind::Namespace, None, namespace);
+        let injection: BTreeMap<String, Option<String>> = [ISTIO_INJECTION, ISTIO_REV]
+            .into_iter()
+            .filter(|label| namespace_object.is_some_and(|object| crate::mesh::labels(object).contains_key(*label)))
+            .map(|label| (label.to_string(), None))
+            .collect();
+        if !injection.is_empty() {
+            let target = ResourceRef::new(Kind::Namespace, None, namespace);
+            let description = format!("stop injecting sidecars in {namespace}");
+            self.push(9, "label", description, Change::SetLabels { target, labels: injection }, None);
+        }
+        for target in restart_targets(&self.state, namespace, |pod| pod.sidecar) {
+            let description = format!("restart {target} without its sidecar");
+            self.push(
+                9,
+                "restart",
+                description,
+                Change::Restart { target: target.clone() },
+                Some(Wait::RolledOut { target }),
+            );
+        }
+        let options = ConvertOptions { namespaces: vec![namespace.to_string()], waypoint: None };
+        for target in convert(&self.state, &options).replaces {
+            let Some(object) = self.state.get(target.kind, target.namespace.as_deref(), &target.name) else { continue };
+            let (uid, resource_version) = (object.metadata.uid.clone(), object.metadata.resource_version.clone());
+            let description = format!("delete {target}: replaced for ambient, wrong once sidecars are gone");
+            self.push(9, "delete", description, Change::Delete { target, uid, resource_version }, None);
+        }
+        Ok(())
+    }
+}
+
+fn stop(namespace: &str, reason: &str, next: &str) -> Stop {
+    Stop { namespace: Some(namespace.into()), reason: reason.into(), next: Some(next.into()) }
+}
+
+/// `Kind/namespace/name`, or `Kind/name` for cluster-scoped objects.
+fn reference_id(target: &ResourceRef) -> String {
+    match &target.namespace {
+        Some(namespace) => format!("{}/{namespace}/{}", target.kind.name(), target.name),
+        None => format!("{}/{}", target.kind.name(), target.name),
+    }
+}
+
+/// The Istio resource to migrate: `default` when there are several.
+fn control_plane(snapshot: &Snapshot) -> Result<&DynamicObject, PlanError> {
+    let istios = snapshot.all(Kind::Istio);
+    istios
+        .iter()
+        .find(|istio| istio.metadata.name.as_deref() == Some("default"))
+        .or_else(|| istios.first())
+        .ok_or(PlanError::NoIstio)
+}
+
+/// The labels of the mesh's first `discoverySelectors` entry with `matchLabels`: the ztunnel
+/// namespace needs them for istiod to see it.
+fn discovery_labels(istio: &DynamicObject) -> BTreeMap<String, String> {
+    let selectors = istio.data.pointer("/spec/values/meshConfig/discoverySelectors").and_then(Value::as_array);
+    selectors
+        .into_iter()
+        .flatten()
+        .filter_map(|selector| selector.get("matchLabels").cloned())
+        .filter_map(|labels| serde_json::from_value::<BTreeMap<String, String>>(labels).ok())
+        .find(|labels| !labels.is_empty())
+        .unwrap_or_default()
+}
+
+/// The version to create `kind` in: the first the cluster serves among those the suite knows
+/// (`v1` before `v1alpha1`), the preferred one when the input cannot tell.
+fn api_version_to_create(snapshot: &Snapshot, kind: Kind) -> String {
+    let info = kind.info();
+    let served = snapshot.served_versions(kind).unwrap_or_default();
+    let version = info.versions.iter().find(|version| served.iter().any(|served| served == *version));
+    match version {
+        Some(version) if !info.group.is_empty() => format!("{}/{version}", info.group),
+        _ => info.api_version(),
+    }
+}
+
+/// True when every field of `wanted` is in `existing` with the same value (maps compared
+/// recursively): applying `wanted` would change nothing.
+fn holds(existing: &Value, wanted: &Value) -> bool {
+    match (existing, wanted) {
+        (Value::Object(existing), Value::Object(wanted)) => {
+            wanted.iter().all(|(key, value)| existing.get(key).is_some_and(|current| holds(current, value)))
+        }
+        (existing, wanted) => existing == wanted,
+    }
+}
+
+/// `value` without the null fields (an unknown version is not sent, rather than sent as null).
+fn without_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, without_nulls(v))).collect())
+        }
+        other => other,
+    }
+}
+
+/// The controllers (or bare pods) of the live application pods of `namespace` that `select`
+/// picks, in a stable order.
+fn restart_targets(snapshot: &Snapshot, namespace: &str, select: impl Fn(&Pod) -> bool) -> BTreeSet<ResourceRef> {
+    let controllers: Vec<(Kind, &DynamicObject)> = [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet]
+        .into_iter()
+        .flat_map(|kind| snapshot.in_namespace(kind, namespace).map(move |object| (kind, object)))
+        .collect();
+    let model = MeshModel::new(snapshot);
+    model
+        .pods_in(namespace)
+        .iter()
+        .filter(|pod| pod.gateway.is_none() && select(pod))
+        .map(|pod| match controllers.iter().find(|(_, controller)| controls(controller, pod.object)) {
+            Some((kind, controller)) => {
+                ResourceRef::new(*kind, Some(namespace), controller.metadata.name.as_deref().unwrap_or_default())
+            }
+            None => ResourceRef::new(Kind::Pod, Some(namespace), pod.name),
+        })
+        .collect()
+}

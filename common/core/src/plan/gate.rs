@@ -1,0 +1,133 @@
+//! Gates: replay a plan action by action and judge every state it passes through.
+//!
+//! A plan is judged by its intermediate states, not only its end: the guide's sequencing rules
+//! (`sequence-*`, decided by [`crate::check::phase::sequencing`]) are about what may not be true
+//! at any moment, and a rolling migration changes outcomes on the way even when the end state is
+//! equivalent. After each action the gate simulates the state ([`crate::change::simulate`]; a
+//! restart re-admits the pods) and
+//!
+//! - refuses the plan when a sequencing rule newly fails in a namespace the plan touches (a rule
+//!   already broken before the plan is the check's to report, not this plan's to refuse);
+//! - runs the verifier against the original snapshot on the touched namespaces: every request
+//!   whose outcome differs unexpectedly opens a [`Window`] at that action, closed after the first
+//!   later action where the difference is gone (`end` when it outlasts the plan). Requests that
+//!   open and close together in one namespace share a window, so the user accepts few, named ids.
+//!
+//! One verification per action keeps the cost linear in the plan's length; the scope is the
+//! touched namespaces only, as the verifier's cost grows with sources times destinations.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Plan, PlanError, Window};
+use crate::change::{Change, simulate};
+use crate::check::Severity;
+use crate::check::phase::{MeshContext, sequencing};
+use crate::equivalence::verify;
+use crate::kinds::Kind;
+use crate::snapshot::Snapshot;
+
+/// Checks `plan` on `original` (see the module docs): an error names the broken rule; the
+/// windows found replace `plan.windows`.
+pub fn gate(original: &Snapshot, plan: &mut Plan) -> Result<(), PlanError> {
+    let namespaces = touched_namespaces(&plan.changes());
+    let broken_before = broken_rules(original, &namespaces);
+    let mut state = original.clone();
+    // Request (as printed) -> (namespace, index of the action that opened its difference).
+    let mut open: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    // (opened at, closed at, namespace) -> requests.
+    let mut closed: BTreeMap<(usize, Option<usize>, String), Vec<String>> = BTreeMap::new();
+    for (index, action) in plan.actions.iter().enumerate() {
+        state = simulate(&state, std::slice::from_ref(&action.change)).snapshot;
+        let context = MeshContext::new(&state);
+        for namespace in &namespaces {
+            let findings = sequencing(&state, &context, namespace);
+            let new_failure = findings.into_iter().find(|finding| {
+                finding.severity == Severity::Fail && !broken_before.contains(&(finding.id, namespace.clone()))
+            });
+            if let Some(finding) = new_failure {
+                return Err(PlanError::Refused {
+                    rule: finding.id.to_string(),
+                    after: action.id.clone(),
+                    reason: finding.message,
+                    requests: Vec::new(),
+                });
+            }
+        }
+        if namespaces.is_empty() {
+            continue;
+        }
+        let verification = verify(original, &state, Some(&namespaces));
+        let now: BTreeMap<String, String> = verification
+            .unexpected()
+            .map(|difference| (difference.request.to_string(), difference.request.destination.namespace.clone()))
+            .collect();
+        open.retain(|request, (namespace, opened)| {
+            let still = now.contains_key(request);
+            if !still {
+                closed.entry((*opened, Some(index), namespace.clone())).or_default().push(request.clone());
+            }
+            still
+        });
+        for (request, namespace) in now {
+            open.entry(request).or_insert((namespace, index));
+        }
+    }
+    for (request, (namespace, opened)) in open {
+        closed.entry((opened, None, namespace)).or_default().push(request);
+    }
+    plan.windows = windows(plan, closed);
+    Ok(())
+}
+
+/// Namespaces whose objects the changes touch (a Namespace counts as its own).
+fn touched_namespaces(changes: &[Change]) -> BTreeSet<String> {
+    changes
+        .iter()
+        .filter_map(|change| change.target().ok())
+        .filter_map(|target| match target.kind {
+            Kind::Namespace => Some(target.name),
+            _ => target.namespace,
+        })
+        .collect()
+}
+
+fn broken_rules(snapshot: &Snapshot, namespaces: &BTreeSet<String>) -> BTreeSet<(&'static str, String)> {
+    let context = MeshContext::new(snapshot);
+    namespaces
+        .iter()
+        .flat_map(|namespace| {
+            sequencing(snapshot, &context, namespace).into_iter().map(|finding| (finding.id, namespace.clone()))
+        })
+        .collect()
+}
+
+/// Windows with stable ids: `window:<step>:<namespace>:<n>`, numbered per step and namespace
+/// in the order they open.
+fn windows(plan: &Plan, closed: BTreeMap<(usize, Option<usize>, String), Vec<String>>) -> Vec<Window> {
+    let mut numbers: BTreeMap<(u8, String), usize> = BTreeMap::new();
+    closed
+        .into_iter()
+        .map(|((opened, closes, namespace), mut requests)| {
+            requests.sort();
+            let opener = &plan.actions[opened];
+            let number = numbers.entry((opener.step, namespace.clone())).or_default();
+            *number += 1;
+            let closes_after = closes.map_or_else(|| "end".to_string(), |index| plan.actions[index].id.clone());
+            let until = match closes {
+                Some(index) => format!("until {}", plan.actions[index].id),
+                None => "past the end of the plan".to_string(),
+            };
+            Window {
+                id: format!("window:{}:{namespace}:{number}", opener.step),
+                opens_after: opener.id.clone(),
+                closes_after,
+                description: format!(
+                    "{} request(s) to {namespace} change outcome from {} {until}",
+                    requests.len(),
+                    opener.id
+                ),
+                requests,
+            }
+        })
+        .collect()
+}
