@@ -171,8 +171,14 @@ impl Planner {
         );
 
         let ztunnel = self.state.all(Kind::ZTunnel).first().cloned();
-        let ztunnel_fields =
-            json!({"spec": {"namespace": ztunnel_namespace, "profile": "ambient", "version": version}});
+        // Sail's v1 ZTunnel has no profile (it is always ambient); v1alpha1, the guide's, needs one.
+        let ztunnel_api = ztunnel
+            .as_ref()
+            .and_then(|object| object.types.as_ref())
+            .map(|types| types.api_version.clone())
+            .unwrap_or_else(|| api_version_to_create(&self.state, Kind::ZTunnel));
+        let profile = ztunnel_api.ends_with("/v1alpha1").then_some("ambient");
+        let ztunnel_fields = json!({"spec": {"namespace": ztunnel_namespace, "profile": profile, "version": version}});
         self.ensure(Kind::ZTunnel, ztunnel.as_ref(), "default", ztunnel_fields, json!({}), "ztunnel on every node");
         Ok(())
     }
