@@ -1,0 +1,151 @@
+//! `oc-ambient-enable` against the simulated cluster (issue 10): Step 2 and Step 3 as the user
+//! runs them, the waypoint gate, dry runs, consent, permissions and the backup.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::core::GroupVersionKind;
+use oc_ambient_simulator::SimulatedCluster;
+use serde_json::Value;
+
+use crate::check_live::run_check;
+use crate::support::plugin;
+
+fn enable(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
+    plugin("oc-ambient-enable")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(["--timeout", "3m"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn api(client: &kube::Client, group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    Api::all_with(client.clone(), &ApiResource::from_gvk_with_plural(&gvk, plural))
+}
+
+/// resourceVersion of every object of the kinds a plan for Step 2 and 3 writes.
+async fn versions(client: &kube::Client) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    for (group, version, kind, plural) in [
+        ("sailoperator.io", "v1", "Istio", "istios"),
+        ("sailoperator.io", "v1", "IstioCNI", "istiocnis"),
+        ("sailoperator.io", "v1", "ZTunnel", "ztunnels"),
+        ("", "v1", "Namespace", "namespaces"),
+        ("apps", "v1", "Deployment", "deployments"),
+        ("", "v1", "ConfigMap", "configmaps"),
+    ] {
+        for object in api(client, group, version, kind, plural).list(&ListParams::default()).await.unwrap() {
+            let key = format!(
+                "{kind} {}/{}",
+                object.metadata.namespace.unwrap_or_default(),
+                object.metadata.name.unwrap_or_default()
+            );
+            found.insert(key, object.metadata.resource_version.unwrap_or_default());
+        }
+    }
+    found
+}
+
+// The simulator runs in this process: the plugin runs block one thread, so the simulator needs others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_walks_steps_2_and_3_and_stops_at_the_waypoint_gate() {
+    let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
+    let state = tempfile::tempdir().unwrap();
+    let before = versions(&client).await;
+
+    // A client-side dry run prints the plan and writes nothing; so does a server-side one.
+    let planned = enable(&kubeconfig, state.path(), &["--dry-run=client", "-o", "json"]);
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+    let plan: Value = serde_json::from_slice(&planned.stdout).unwrap();
+    assert_eq!(plan["kind"], "AmbientPlan");
+    assert!(plan["actions"].as_array().is_some_and(|actions| actions.iter().any(|a| a["step"] == 2)), "{plan:#}");
+    let server = enable(&kubeconfig, state.path(), &["--dry-run=server", "--yes"]);
+    assert_eq!(server.status.code(), Some(0), "{}", text(&server));
+    assert_eq!(versions(&client).await, before, "a dry run stores nothing");
+
+    // No terminal and no --yes: refused, exit 1, nothing written.
+    let refused = enable(&kubeconfig, state.path(), &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"), "{}", text(&refused));
+    assert_eq!(versions(&client).await, before, "a refusal writes nothing");
+
+    // The view-only identity: one line naming the missing permission, before any write.
+    let viewer = enable(&kubeconfig, state.path(), &["--context", "viewer", "--yes"]);
+    assert_eq!(viewer.status.code(), Some(2), "{}", text(&viewer));
+    let stderr = String::from_utf8_lossy(&viewer.stderr);
+    let line = stderr.lines().find(|line| line.starts_with("error:")).unwrap_or_default();
+    assert!(line.contains("forbidden") && line.contains("patch"), "{}", text(&viewer));
+    assert_eq!(versions(&client).await, before, "a denied identity writes nothing");
+
+    // Step 2.
+    let step2 = enable(&kubeconfig, state.path(), &["--yes"]);
+    assert_eq!(step2.status.code(), Some(0), "{}", text(&step2));
+    let (report, code) = run_check(&["--step", "2"], Some(&kubeconfig));
+    assert_eq!(code, Some(0), "{report:#}");
+
+    // The backup holds what Section 2.4 names, locally and in the cluster alike.
+    let local = std::fs::read_to_string(state.path().join("backup.yaml")).unwrap();
+    for kind in [
+        "kind: Istio\n",
+        "kind: IstioCNI\n",
+        "kind: AuthorizationPolicy\n",
+        "kind: VirtualService\n",
+        "kind: DestinationRule\n",
+        "kind: Namespace\n",
+    ] {
+        assert!(local.contains(kind), "the backup holds {kind}");
+    }
+    let connection = oc_ambient_common::client::connect(
+        &oc_ambient_common::cli::GlobalArgs {
+            kubeconfig: Some(kubeconfig.clone()),
+            context: None,
+            namespace: None,
+            output: oc_ambient_common::cli::OutputFormat::Table,
+            color: oc_ambient_common::cli::ColorChoice::Never,
+            verbose: 0,
+            quiet: true,
+            request_timeout: Duration::from_secs(30),
+        },
+        &oc_ambient_common::printer::Printer::plain(),
+    )
+    .await
+    .unwrap();
+    let in_cluster = oc_ambient_common::engine::journal::read_backup(&connection).await.unwrap();
+    assert_eq!(in_cluster.as_deref(), Some(local.as_str()), "the in-cluster backup matches the local one");
+
+    // Rerunning Step 2 plans nothing.
+    let again = enable(&kubeconfig, state.path(), &["--yes", "-o", "json"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    let plan: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(plan["actions"].as_array().map(Vec::len), Some(0), "{plan:#}");
+
+    // Step 3 for bookinfo, then the waypoint gate names the next command.
+    let bookinfo = enable(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
+    assert_eq!(bookinfo.status.code(), Some(0), "{}", text(&bookinfo));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "3"], Some(&kubeconfig));
+    assert_eq!(code, Some(0), "{report:#}");
+    assert!(String::from_utf8_lossy(&bookinfo.stderr).contains("oc ambient-waypoint bookinfo"), "{}", text(&bookinfo));
+    let journal = std::fs::read_to_string(state.path().join("journal.json")).unwrap();
+    let entries: Vec<Value> = serde_json::from_str(&journal).unwrap();
+    let restarts = entries.iter().filter(|e| e["state"] == "started" && e["change"]["action"] == "restart").count();
+    assert!(restarts >= 6, "every bookinfo workload restarted once: {restarts}");
+}
