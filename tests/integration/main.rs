@@ -14,5 +14,6 @@ mod check_scenarios;
 mod controlplane;
 mod convert;
 mod equivalence;
+mod faults;
 mod plugins;
 mod simulator;
