@@ -357,11 +357,12 @@ impl ControlPlane {
             .await
             .map_err(|err| Error::Binary(err.to_string()))?;
         let restarted = self.launch(&name, args)?;
-        // Back in its place, so `stop` still stops the components in reverse start order.
-        let mut components = self.components()?;
-        let position = position.min(components.len());
-        components.insert(position, restarted);
-        drop(components);
+        {
+            // Back in its place, so `stop` still stops the components in reverse start order.
+            let mut components = self.components()?;
+            let position = position.min(components.len());
+            components.insert(position, restarted);
+        }
         self.wait_for_apiserver(Duration::from_secs(90)).await
     }
 
