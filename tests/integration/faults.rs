@@ -131,11 +131,17 @@ async fn a_watch_streams_through_the_proxy() {
 
     // Changed directly, after the watch started: only a streamed answer can deliver the event.
     patch_settings(&plane.client().await.unwrap(), &ns, &PatchParams::default()).await.unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(20), events.try_next()).await.unwrap().unwrap();
-    match event {
-        Some(WatchEvent::Modified(configmap)) => assert_eq!(configmap.data.unwrap()["mode"], "ambient"),
-        other => panic!("expected the patch as a Modified event, got {other:?}"),
-    }
+    // The server may first replay the object as Added; the patch must follow as Modified.
+    let patched = async {
+        while let Some(event) = events.try_next().await.unwrap() {
+            if let WatchEvent::Modified(configmap) = event {
+                return configmap;
+            }
+        }
+        panic!("the watch ended before the patch arrived")
+    };
+    let configmap = tokio::time::timeout(Duration::from_secs(20), patched).await.unwrap();
+    assert_eq!(configmap.data.unwrap()["mode"], "ambient");
     let watch =
         proxy.requests().into_iter().find(|record| record.query.as_deref().is_some_and(|q| q.contains("watch")));
     assert_eq!(watch.and_then(|record| record.status), Some(200));
