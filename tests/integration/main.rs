@@ -15,5 +15,6 @@ mod controlplane;
 mod convert;
 mod enable;
 mod equivalence;
+mod faults;
 mod plugins;
 mod simulator;
