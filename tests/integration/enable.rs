@@ -211,3 +211,85 @@ async fn enable_finishes_steps_6_and_9_once_the_waypoint_steps_are_done() {
     assert_eq!(bookinfo["phase"], "ambient", "{report:#}");
     eprintln!("windows accepted for Step 9: {:?}", window_ids(&plan));
 }
+
+/// ReplicaSets per bookinfo Deployment: one, plus one per rollout restart.
+async fn replica_sets(client: &kube::Client) -> BTreeMap<String, usize> {
+    let sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(client.clone(), "bookinfo");
+    let mut count = BTreeMap::new();
+    for set in sets.list(&ListParams::default()).await.unwrap() {
+        let owner =
+            set.metadata.owner_references.unwrap_or_default().first().map(|o| o.name.clone()).unwrap_or_default();
+        *count.entry(owner).or_insert(0) += 1;
+    }
+    count.retain(|name, _| !name.contains("gateway"));
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_survives_throttling_server_errors_and_dropped_connections() {
+    let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let proxy = cluster.plane().fault_proxy().await.unwrap();
+    use oc_ambient_testenv::faults::{Action, Fault};
+    let patch = http::Method::PATCH;
+    proxy.inject(Fault::new(Action::throttle(1), "/deployments/details-v1").unwrap().method(patch.clone()));
+    proxy.inject(Fault::new(Action::status(500), "/deployments/ratings-v1").unwrap().method(patch.clone()).times(2));
+    proxy.inject(Fault::new(Action::Drop, "/deployments/reviews-v2").unwrap().method(patch.clone()));
+    proxy.inject(Fault::new(Action::status(503), "/istios/default").unwrap().method(patch));
+    let state = tempfile::tempdir().unwrap();
+    let run = enable(proxy.kubeconfig(), state.path(), &["bookinfo", "--yes", "--until", "sidecar-hbone"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "3"], Some(cluster.plane().kubeconfig()));
+    assert_eq!(code, Some(0), "{report:#}");
+    let faulted: Vec<_> = proxy.requests().into_iter().filter(|r| r.fault.is_some()).collect();
+    assert_eq!(faulted.len(), 5, "every injected fault was met: {faulted:#?}");
+    assert!(replica_sets(&client).await.values().all(|count| *count == 2), "each Deployment restarted once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_killed_during_step_3_resumes_without_restarting_twice() {
+    let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
+    let state = tempfile::tempdir().unwrap();
+    let step2 = enable(&kubeconfig, state.path(), &["--yes"]);
+    assert_eq!(step2.status.code(), Some(0), "{}", text(&step2));
+
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("oc-ambient-enable"));
+    command.arg("--kubeconfig").arg(&kubeconfig).arg("--state-dir").arg(state.path()).args([
+        "bookinfo",
+        "--yes",
+        "--until",
+        "sidecar-hbone",
+    ]);
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let journal = state.path().join("journal.json");
+    let restarted = || {
+        std::fs::read_to_string(&journal)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Vec<Value>>(&text).ok())
+            .map(|entries| {
+                entries.iter().filter(|e| e["change"]["action"] == "restart" && e["state"] == "started").count()
+            })
+            .unwrap_or(0)
+    };
+    crate::support::eventually("two restarts journalled", Duration::from_secs(120), || async {
+        (restarted() >= 2).then_some(())
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_after = restarted();
+
+    let resumed = enable(&kubeconfig, state.path(), &["bookinfo", "--yes", "--until", "sidecar-hbone"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "3"], Some(&kubeconfig));
+    assert_eq!(code, Some(0), "{report:#}");
+    let sets = replica_sets(&client).await;
+    assert!(
+        sets.values().all(|count| *count == 2),
+        "no Deployment restarted twice (killed after {killed_after}): {sets:?}"
+    );
+    assert!(sets.len() >= 6, "{sets:?}");
+}

@@ -13,7 +13,8 @@
 //!    migration.
 //! 4. **Back up** (before the first write of a migration) and **journal** each action before it
 //!    happens, locally and in the cluster ([`journal`]).
-//! 5. **Apply** each action ([`apply`]) and **wait** for its condition by watching ([`wait`]).
+//! 5. **Apply** each action ([`apply`]), retrying what the server cannot serve now (429, 5xx, a
+//!    lost connection) with backoff, and **wait** for its condition by watching ([`wait`]).
 //!
 //! A rerun after an interruption plans again from the cluster (the planners are idempotent: done
 //! work is not planned again) and reads the journal: an action journalled as started is not
@@ -130,7 +131,8 @@ pub async fn run(
         }
         if !resumed {
             let spinner = printer.spinner(&action.description);
-            let applied = apply::apply(connection, &action.change, dry_run, &now).await;
+            let applied =
+                with_retries(options.timeout, || apply::apply(connection, &action.change, dry_run, &now)).await;
             spinner.finish_and_clear();
             applied?;
         }
@@ -152,6 +154,31 @@ pub async fn run(
         journal.record(connection, entry).await?;
     }
     Ok(())
+}
+
+/// Sends a write again while the server cannot serve it now (429, 5xx, a lost connection),
+/// backing off exponentially from half a second to eight, until `timeout`. Every write of the
+/// engine is idempotent (server-side apply, merge patches with fixed values, deletes that accept
+/// a 404), so sending one twice is safe. Anything else (a conflict, a denial, an invalid object)
+/// is returned at once: a rerun re-reads the cluster and re-plans.
+async fn with_retries<F, Fut>(timeout: Duration, mut send: F) -> Result<(), ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), ApiError>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match send().await {
+            Err(ApiError::Unavailable { .. } | ApiError::Failed { .. } | ApiError::Timeout { .. })
+                if tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(8));
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn await_condition(
