@@ -293,3 +293,60 @@ async fn enable_killed_during_step_3_resumes_without_restarting_twice() {
     );
     assert!(sets.len() >= 6, "{sets:?}");
 }
+
+/// A backup larger than a Kubernetes object can hold is split across ConfigMaps and reads back
+/// byte for byte (the local file and the cluster's copy are the same document).
+#[tokio::test]
+async fn a_backup_over_one_mebibyte_is_split_and_reads_back_whole() {
+    let plane = crate::support::plane();
+    let connection = oc_ambient_common::client::connect(
+        &oc_ambient_common::cli::GlobalArgs {
+            kubeconfig: Some(plane.kubeconfig().to_path_buf()),
+            context: None,
+            namespace: None,
+            output: oc_ambient_common::cli::OutputFormat::Table,
+            color: oc_ambient_common::cli::ColorChoice::Never,
+            verbose: 0,
+            quiet: true,
+            request_timeout: Duration::from_secs(30),
+        },
+        &oc_ambient_common::printer::Printer::plain(),
+    )
+    .await
+    .unwrap();
+    // Incompressible content: gzip cannot shrink it below a chunk.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut noise = |length: usize| -> String {
+        (0..length)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b'a' + (seed % 26) as u8)
+            })
+            .collect()
+    };
+    let objects: Vec<DynamicObject> = (0..24)
+        .map(|index| {
+            serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("big-{index}"), "namespace": "backup-test"},
+                "data": {"noise": noise(100 * 1024)}}))
+            .unwrap()
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = oc_ambient_common::engine::journal::write_backup(&connection, dir.path(), &objects).await.unwrap();
+    let local = std::fs::read_to_string(&path).unwrap();
+    assert!(local.len() > 2 * 1024 * 1024, "the backup is {} bytes", local.len());
+    let in_cluster = oc_ambient_common::engine::journal::read_backup(&connection).await.unwrap();
+    assert_eq!(in_cluster.as_deref(), Some(local.as_str()));
+    let chunks = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(connection.client.clone(), "oc-ambient")
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|cm| cm.metadata.name.as_deref().is_some_and(|name| name.starts_with("oc-ambient-backup-")))
+        .count();
+    assert!(chunks >= 3, "{chunks} ConfigMaps");
+}
