@@ -26,6 +26,21 @@ fn enable(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A connection as the plugins make it, to read what the engine stored in the cluster.
+async fn connect(kubeconfig: std::path::PathBuf) -> oc_ambient_common::client::Connection {
+    let args = oc_ambient_common::cli::GlobalArgs {
+        kubeconfig: Some(kubeconfig),
+        context: None,
+        namespace: None,
+        output: oc_ambient_common::cli::OutputFormat::Table,
+        color: oc_ambient_common::cli::ColorChoice::Never,
+        verbose: 0,
+        quiet: true,
+        request_timeout: Duration::from_secs(30),
+    };
+    oc_ambient_common::client::connect(&args, &oc_ambient_common::printer::Printer::plain()).await.unwrap()
+}
+
 fn text(output: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -114,21 +129,7 @@ async fn enable_walks_steps_2_and_3_and_stops_at_the_waypoint_gate() {
     ] {
         assert!(local.contains(kind), "the backup holds {kind}");
     }
-    let connection = oc_ambient_common::client::connect(
-        &oc_ambient_common::cli::GlobalArgs {
-            kubeconfig: Some(kubeconfig.clone()),
-            context: None,
-            namespace: None,
-            output: oc_ambient_common::cli::OutputFormat::Table,
-            color: oc_ambient_common::cli::ColorChoice::Never,
-            verbose: 0,
-            quiet: true,
-            request_timeout: Duration::from_secs(30),
-        },
-        &oc_ambient_common::printer::Printer::plain(),
-    )
-    .await
-    .unwrap();
+    let connection = connect(kubeconfig.clone()).await;
     let in_cluster = oc_ambient_common::engine::journal::read_backup(&connection).await.unwrap();
     assert_eq!(in_cluster.as_deref(), Some(local.as_str()), "the in-cluster backup matches the local one");
 
@@ -299,21 +300,7 @@ async fn enable_killed_during_step_3_resumes_without_restarting_twice() {
 #[tokio::test]
 async fn a_backup_over_one_mebibyte_is_split_and_reads_back_whole() {
     let plane = crate::support::plane();
-    let connection = oc_ambient_common::client::connect(
-        &oc_ambient_common::cli::GlobalArgs {
-            kubeconfig: Some(plane.kubeconfig().to_path_buf()),
-            context: None,
-            namespace: None,
-            output: oc_ambient_common::cli::OutputFormat::Table,
-            color: oc_ambient_common::cli::ColorChoice::Never,
-            verbose: 0,
-            quiet: true,
-            request_timeout: Duration::from_secs(30),
-        },
-        &oc_ambient_common::printer::Printer::plain(),
-    )
-    .await
-    .unwrap();
+    let connection = connect(plane.kubeconfig().to_path_buf()).await;
     // Incompressible content: gzip cannot shrink it below a chunk.
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut noise = |length: usize| -> String {
