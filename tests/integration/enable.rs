@@ -337,3 +337,21 @@ async fn a_backup_over_one_mebibyte_is_split_and_reads_back_whole() {
         .count();
     assert!(chunks >= 3, "{chunks} ConfigMaps");
 }
+
+/// The guide's order is a gate: a step asked for before its prerequisites is refused with the
+/// rule, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_asked_for_out_of_order_are_refused_and_write_nothing() {
+    let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
+    let state = tempfile::tempdir().unwrap();
+    let before = versions(&client).await;
+    for (step, rule) in [("6", "sequence-ambient-before-hbone"), ("9", "not enrolled in ambient")] {
+        let refused = enable(&kubeconfig, state.path(), &["bookinfo", "--step", step, "--yes"]);
+        assert_eq!(refused.status.code(), Some(1), "step {step}: {}", text(&refused));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("refused") && stderr.contains(rule), "step {step}: {}", text(&refused));
+    }
+    assert_eq!(versions(&client).await, before, "a refused step writes nothing");
+}

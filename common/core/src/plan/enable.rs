@@ -255,7 +255,7 @@ impl Planner {
                 "{without_hbone} sidecar pod(s) of {namespace} lack HBONE: enrolling now breaks {}",
                 ids::SEQUENCE_AMBIENT_BEFORE_HBONE
             );
-            return Err(stop(namespace, &reason, &format!("oc ambient-enable -n {namespace} --step 3")));
+            return Err(stop(namespace, &reason, &format!("oc ambient-enable {namespace} --step 3")));
         }
         if context.model.needs_waypoint(namespace) {
             let facts = milestones(&self.state, &context, namespace, true);
@@ -283,11 +283,7 @@ impl Planner {
         if !context.labels(namespace).ambient {
             let reason =
                 format!("{namespace} is not enrolled in ambient (Step 6): without sidecars it would leave the mesh");
-            return Err(stop(
-                namespace,
-                &reason,
-                &format!("oc ambient-enable -n {namespace} --until ambient-enrolled"),
-            ));
+            return Err(stop(namespace, &reason, &format!("oc ambient-enable {namespace} --until ambient-enrolled")));
         }
         if context.model.needs_waypoint(namespace)
             && !milestones(&self.state, &context, namespace, true).waypoint_active
