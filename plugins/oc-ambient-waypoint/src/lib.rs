@@ -193,8 +193,8 @@ mod tests {
     }
 
     #[test]
-    fn convert_needs_exactly_one_input_kind() {
-        assert!(parse_args(&["w", "convert"]).is_err());
+    fn convert_reads_files_or_a_directory_or_the_cluster() {
+        assert!(parse_args(&["w", "convert"]).is_ok(), "no input: the live cluster");
         assert!(parse_args(&["w", "convert", "--from-dir", "d", "-f", "x"]).is_err());
         assert!(parse_args(&["w"]).is_ok(), "without a subcommand the plugin keeps its connect-and-refuse behaviour");
     }
