@@ -82,6 +82,18 @@ struct DiscoveryKind {
 
 const AGGREGATED_DISCOVERY: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
+/// [`load`] with a spinner on stderr naming the server.
+pub async fn load_with_progress(
+    connection: &Connection,
+    printer: &crate::printer::Printer,
+    options: &LoadOptions,
+) -> Result<Snapshot, ApiError> {
+    let spinner = printer.spinner(&format!("reading {}", connection.server));
+    let snapshot = load(connection, options).await;
+    spinner.finish_and_clear();
+    snapshot
+}
+
 /// Every served kind and its versions, from the aggregated discovery documents.
 pub async fn discover(connection: &Connection) -> Result<Served, ApiError> {
     let mut served = Served::new();

@@ -15,7 +15,16 @@ use crate::check_live::run_check;
 use crate::support::plugin;
 
 fn enable(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
-    plugin("oc-ambient-enable")
+    run_plugin("oc-ambient-enable", kubeconfig, state_dir, args)
+}
+
+fn waypoint(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
+    run_plugin("oc-ambient-waypoint", kubeconfig, state_dir, args)
+}
+
+/// A mutating plugin with the test's kubeconfig and its own state directory.
+fn run_plugin(name: &str, kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
+    plugin(name)
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .arg("--state-dir")
@@ -151,9 +160,24 @@ async fn enable_walks_steps_2_and_3_and_stops_at_the_waypoint_gate() {
     assert!(restarts >= 6, "every bookinfo workload restarted once: {restarts}");
 }
 
-async fn apply_json(client: &kube::Client, objects: &[Value]) {
-    let objects: Vec<DynamicObject> = objects.iter().map(|o| serde_json::from_value(o.clone()).unwrap()).collect();
-    oc_ambient_testenv::objects::apply_all(client, &objects).await.unwrap();
+/// Runs `command` on `namespace` with --yes, accepting every window its plan names (read from a
+/// client-side dry run first), as a user who reviewed them would.
+fn accepting_windows(
+    command: fn(&Path, &Path, &[&str]) -> Output,
+    kubeconfig: &Path,
+    state: &Path,
+    namespace: &str,
+) -> Output {
+    let planned = command(kubeconfig, state, &[namespace, "--dry-run", "-o", "json"]);
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+    let plan: Value = serde_json::from_slice(&planned.stdout).unwrap();
+    let windows = window_ids(&plan);
+    eprintln!("{namespace}: accepting {} window(s): {windows:?}", windows.len());
+    let mut args = vec![namespace, "--yes"];
+    for id in &windows {
+        args.extend(["--accept", id.as_str()]);
+    }
+    command(kubeconfig, state, &args)
 }
 
 /// Windows the plan names, from its JSON.
@@ -162,26 +186,20 @@ fn window_ids(plan: &Value) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enable_finishes_steps_6_and_9_once_the_waypoint_steps_are_done() {
+async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
     let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
-    let client = cluster.client().await.unwrap();
     let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
     let state = tempfile::tempdir().unwrap();
     let first = enable(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     assert!(String::from_utf8_lossy(&first.stderr).contains("oc ambient-waypoint bookinfo"), "{}", text(&first));
 
-    // Steps 4 and 5, as oc-ambient-waypoint will do them: the waypoint, then the conversion.
-    apply_json(&client, &[serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-        "metadata": {"name": "waypoint", "namespace": "bookinfo", "labels": {"istio.io/waypoint-for": "service"}},
-        "spec": {"gatewayClassName": "istio-waypoint", "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}})]).await;
-    let converted = plugin("oc-ambient-waypoint")
-        .args(["convert", "-n", "bookinfo", "-o", "json", "--kubeconfig", kubeconfig.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let conversion: Value = serde_json::from_slice(&converted.stdout).unwrap();
-    let items: Vec<Value> = conversion["items"].as_array().unwrap().clone();
-    apply_json(&client, &items).await;
+    // Steps 4 and 5 with oc-ambient-waypoint, which then stops: the namespace is not enrolled.
+    let migrated = waypoint(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
+    assert_eq!(migrated.status.code(), Some(0), "{}", text(&migrated));
+    assert!(String::from_utf8_lossy(&migrated.stderr).contains("oc ambient-enable bookinfo"), "{}", text(&migrated));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "5"], Some(&kubeconfig));
+    assert_eq!(code, Some(0), "{report:#}");
 
     // Step 6, then the gate before Step 9: the waypoint is not active yet.
     let enrolled = enable(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
@@ -190,27 +208,18 @@ async fn enable_finishes_steps_6_and_9_once_the_waypoint_steps_are_done() {
     assert_eq!(code, Some(0), "{report:#}");
     assert!(String::from_utf8_lossy(&enrolled.stderr).contains("oc ambient-waypoint bookinfo"), "{}", text(&enrolled));
 
-    // Step 7 by hand, then Step 9 with the windows the plan names accepted.
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let patch = serde_json::json!({"metadata": {"labels": {"istio.io/use-waypoint": "waypoint"}}});
-    namespaces.patch("bookinfo", &Default::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
-    let planned = enable(&kubeconfig, state.path(), &["bookinfo", "--dry-run", "-o", "json"]);
-    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
-    let plan: Value = serde_json::from_slice(&planned.stdout).unwrap();
-    assert!(plan["actions"].as_array().unwrap().iter().all(|a| a["step"] == 9), "{plan:#}");
-    let mut args = vec!["bookinfo".to_string(), "--yes".to_string()];
-    for id in window_ids(&plan) {
-        args.extend(["--accept".to_string(), id]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let finished = enable(&kubeconfig, state.path(), &args);
+    // Step 7 with oc-ambient-waypoint, then Step 9 with the windows the plan names accepted.
+    let activated = accepting_windows(waypoint, &kubeconfig, state.path(), "bookinfo");
+    assert_eq!(activated.status.code(), Some(0), "{}", text(&activated));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "7"], Some(&kubeconfig));
+    assert_eq!(code, Some(0), "{report:#}");
+    let finished = accepting_windows(enable, &kubeconfig, state.path(), "bookinfo");
     assert_eq!(finished.status.code(), Some(0), "{}", text(&finished));
     let (report, code) = run_check(&["-n", "bookinfo", "--step", "9"], Some(&kubeconfig));
     assert_eq!(code, Some(0), "{report:#}");
     let (report, _) = run_check(&["-n", "bookinfo"], Some(&kubeconfig));
     let bookinfo = report["namespaces"].as_array().unwrap().iter().find(|ns| ns["name"] == "bookinfo").unwrap();
     assert_eq!(bookinfo["phase"], "ambient", "{report:#}");
-    eprintln!("windows accepted for Step 9: {:?}", window_ids(&plan));
 }
 
 /// ReplicaSets per bookinfo Deployment: one, plus one per rollout restart.

@@ -181,6 +181,15 @@ where
     }
 }
 
+/// Says where the plan stopped short of the intent, and the command that moves past each stop.
+pub fn report_stops(printer: &Printer, plan: &Plan) {
+    for stop in &plan.stops {
+        let namespace = stop.namespace.as_deref().map(|ns| format!("{ns}: ")).unwrap_or_default();
+        let next = stop.next.as_deref().map(|next| format!("; next: {next}")).unwrap_or_default();
+        printer.note(&format!("stopped at a gate: {namespace}{}{next}", stop.reason));
+    }
+}
+
 async fn await_condition(
     connection: &Connection,
     printer: &Printer,

@@ -9,7 +9,6 @@
 use clap::{Parser, ValueEnum};
 use oc_ambient_common::cli::{ChangeArgs, GlobalArgs};
 use oc_ambient_common::error::{Error, Exit};
-use oc_ambient_common::live::{self, LoadOptions};
 use oc_ambient_common::plan::PlanError;
 use oc_ambient_common::plan::enable::{EnableIntent, Until, plan_enable};
 use oc_ambient_common::plan::gate::gate;
@@ -59,10 +58,12 @@ pub enum UntilPhase {
 pub async fn run(cli: Cli) -> Result<Exit, Error> {
     let printer = Printer::new(&cli.global);
     let connection = oc_ambient_common::client::connect(&cli.global, &printer).await?;
-    let spinner = printer.spinner(&format!("reading {}", connection.server));
-    let snapshot = live::load(&connection, &LoadOptions::default()).await;
-    spinner.finish_and_clear();
-    let snapshot = snapshot?;
+    let snapshot = oc_ambient_common::live::load_with_progress(
+        &connection,
+        &printer,
+        &oc_ambient_common::live::LoadOptions::default(),
+    )
+    .await?;
     let intent = EnableIntent {
         namespaces: cli.namespaces.clone(),
         until: match cli.until.unwrap_or(UntilPhase::Ambient) {
@@ -90,11 +91,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
     }
     let options = cli.change.options(cli.global.output, &connection.server);
     oc_ambient_common::engine::run(&connection, &printer, &plan, &options).await?;
-    for stop in &plan.stops {
-        let namespace = stop.namespace.as_deref().map(|ns| format!("{ns}: ")).unwrap_or_default();
-        let next = stop.next.as_deref().map(|next| format!("; next: {next}")).unwrap_or_default();
-        printer.note(&format!("stopped at a gate: {namespace}{}{next}", stop.reason));
-    }
+    oc_ambient_common::engine::report_stops(&printer, &plan);
     printer.detail(&format!("{} API requests", connection.requests()));
     Ok(Exit::Success)
 }

@@ -16,21 +16,48 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, ArgMatches, Args, Parser, Subcommand};
-use oc_ambient_common::cli::{GlobalArgs, OutputFormat};
+use oc_ambient_common::cli::{ChangeArgs, GlobalArgs, OutputFormat};
 use oc_ambient_common::convert::{ConvertOptions, convert};
 use oc_ambient_common::error::{Error, Exit};
+use oc_ambient_common::plan::gate::gate;
+use oc_ambient_common::plan::waypoint::{WaypointIntent, WaypointUntil, plan_waypoint};
 use oc_ambient_common::printer::Printer;
 
 mod verify;
 
 const BINARY: &str = "oc-ambient-waypoint";
 
-/// Deploy waypoints, convert VirtualServices, DestinationRules and AuthorizationPolicies, activate waypoints and clean up.
+/// Deploy waypoints (Step 4), migrate VirtualServices, DestinationRules and AuthorizationPolicies
+/// next to the sidecar-era configuration (Step 5) and activate waypoints (Step 7), each namespace
+/// as far as the guide's gates allow; `convert` previews the translation.
+///
+/// Nothing changes without a plan shown first and consent (a prompt on a terminal, or --yes).
+/// Exit codes: 0 done (or stopped at a gate, printed with the next command), 1 refused (a gate,
+/// an unfaithful conversion, a window not accepted, no consent), 2 could not finish.
+///
+/// Examples:
+///   oc ambient-waypoint bookinfo --dry-run        # the plan for Steps 4, 5 and 7
+///   oc ambient-waypoint bookinfo --yes            # deploy and migrate; activate once enrolled
+///   oc ambient-waypoint convert -n bookinfo --verify
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+    /// Namespaces to take through the waypoint steps.
+    #[arg(value_name = "NAMESPACE")]
+    pub targets: Vec<String>,
+    /// Name of the waypoint (default: the namespace's, else `waypoint`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Stop once the namespaces reach this phase.
+    #[arg(long, value_enum, value_name = "PHASE")]
+    pub until: Option<UntilPhase>,
+    /// Run only this step of the guide.
+    #[arg(long, value_name = "N", value_parser = ["4", "5", "7"])]
+    pub step: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Every `-n` given (the global flag keeps only the first).
@@ -95,11 +122,47 @@ pub fn from_matches(matches: &ArgMatches) -> Result<Cli, clap::Error> {
     Ok(cli)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UntilPhase {
+    Deployed,
+    PoliciesMigrated,
+    Active,
+}
+
 pub async fn run(cli: Cli) -> Result<Exit, Error> {
     match &cli.command {
         Some(Command::Convert(args)) => run_convert(&cli.global, &cli.namespaces, args).await,
-        None => connect_then_refuse(&cli.global).await,
+        None if cli.targets.is_empty() => connect_then_refuse(&cli.global).await,
+        None => run_steps(&cli).await,
     }
+}
+
+/// Steps 4, 5 and 7 for the named namespaces, through the change engine.
+async fn run_steps(cli: &Cli) -> Result<Exit, Error> {
+    let printer = Printer::new(&cli.global);
+    let connection = oc_ambient_common::client::connect(&cli.global, &printer).await?;
+    let snapshot = oc_ambient_common::live::load_with_progress(
+        &connection,
+        &printer,
+        &oc_ambient_common::live::LoadOptions::default(),
+    )
+    .await?;
+    let intent = WaypointIntent {
+        namespaces: cli.targets.clone(),
+        name: cli.name.clone(),
+        until: match cli.until.unwrap_or(UntilPhase::Active) {
+            UntilPhase::Deployed => WaypointUntil::Deployed,
+            UntilPhase::PoliciesMigrated => WaypointUntil::PoliciesMigrated,
+            UntilPhase::Active => WaypointUntil::Active,
+        },
+        only_step: cli.step.as_deref().and_then(|step| step.parse().ok()),
+    };
+    let mut plan = plan_waypoint(&snapshot, &intent)?;
+    gate(&snapshot, &mut plan)?;
+    let options = cli.change.options(cli.global.output, &connection.server);
+    oc_ambient_common::engine::run(&connection, &printer, &plan, &options).await?;
+    oc_ambient_common::engine::report_stops(&printer, &plan);
+    Ok(Exit::Success)
 }
 
 async fn connect_then_refuse(global: &GlobalArgs) -> Result<Exit, Error> {

@@ -120,13 +120,13 @@ type NamespaceStep = fn(&mut Planner, &str) -> Result<(), Stop>;
 
 /// The plan so far and the state it leads to. A step returns `Err(Stop)` when the namespace
 /// cannot go further in this plan.
-struct Planner {
-    plan: Plan,
-    state: Snapshot,
+pub(super) struct Planner {
+    pub(super) plan: Plan,
+    pub(super) state: Snapshot,
 }
 
 impl Planner {
-    fn push(&mut self, step: u8, verb: &str, description: String, change: Change, wait: Option<Wait>) {
+    pub(super) fn push(&mut self, step: u8, verb: &str, description: String, change: Change, wait: Option<Wait>) {
         let target = change.target().map(|target| reference_id(&target)).unwrap_or_default();
         self.state = simulate(&self.state, std::slice::from_ref(&change)).snapshot;
         self.plan.actions.push(Action { id: format!("step{step}:{verb}:{target}"), step, description, change, wait });
@@ -371,11 +371,16 @@ fn api_version_to_create(snapshot: &Snapshot, kind: Kind) -> String {
 }
 
 /// True when every field of `wanted` is in `existing` with the same value (maps compared
-/// recursively): applying `wanted` would change nothing.
-fn holds(existing: &Value, wanted: &Value) -> bool {
+/// recursively, lists element by element): applying `wanted` would change nothing. Fields the API
+/// server defaulted (a route's `weight: 1`, a parentRef's `group`) are in `existing` only, so
+/// they do not count as a difference.
+pub(super) fn holds(existing: &Value, wanted: &Value) -> bool {
     match (existing, wanted) {
         (Value::Object(existing), Value::Object(wanted)) => {
             wanted.iter().all(|(key, value)| existing.get(key).is_some_and(|current| holds(current, value)))
+        }
+        (Value::Array(existing), Value::Array(wanted)) => {
+            existing.len() == wanted.len() && existing.iter().zip(wanted).all(|(current, value)| holds(current, value))
         }
         (existing, wanted) => existing == wanted,
     }

@@ -18,6 +18,7 @@ use crate::change::{Change, ResourceRef};
 mod conditions;
 pub mod enable;
 pub mod gate;
+pub mod waypoint;
 
 pub use enable::{EnableIntent, Until, plan_enable};
 pub use gate::gate;
@@ -139,6 +140,9 @@ pub enum PlanError {
     NoIstio,
     #[error("step {step} is not one this command performs (it performs steps 2, 3, 6 and 9)")]
     StepNotApplicable { step: u8 },
+    /// The translator could not convert the namespace faithfully; nothing is planned for it.
+    #[error("{namespace} cannot be converted faithfully, so its policies and routes are not migrated: {}", unsupported.join("; "))]
+    Unfaithful { namespace: String, unsupported: Vec<String> },
     /// A gate refused the plan: an intermediate state breaks a sequencing rule of the guide.
     #[error("plan refused by {rule} after {after}: {reason}{}", requests_suffix(requests))]
     Refused { rule: String, after: String, reason: String, requests: Vec<String> },
