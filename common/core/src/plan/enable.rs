@@ -237,6 +237,7 @@ impl Planner {
         } else {
             merge(&mut object, without_nulls(created_with));
         }
+        // Cannot fail: apiVersion, kind and metadata.name are set above, the rest is free-form.
         let Ok(object) = serde_json::from_value::<DynamicObject>(object) else { return };
         let target = ResourceRef::new(kind, None, &name);
         let wait = (kind != Kind::Namespace).then(|| Wait::Healthy { target: target.clone() });
