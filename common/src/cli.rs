@@ -44,6 +44,51 @@ pub struct GlobalArgs {
     pub request_timeout: Duration,
 }
 
+/// The flags of every command that changes the cluster, resolved once into
+/// [`crate::engine::EngineOptions`].
+#[derive(Debug, Clone, Args)]
+pub struct ChangeArgs {
+    /// `client`: print the plan and send nothing; `server`: send every write with dryRun=All
+    /// (validated and admitted by the API server, stored nowhere).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: crate::engine::DryRun,
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Accept a window the plan names (a difference in outcomes no order of actions avoids); repeatable.
+    #[arg(long = "accept", value_name = "ID")]
+    pub accept: Vec<String>,
+    /// How long to wait for each action's result (a rollout, a resource becoming healthy).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = oc_ambient_core::duration::parse_duration)]
+    pub timeout: Duration,
+    /// Where the journal and the backup are kept locally (also kept in the cluster, namespace
+    /// oc-ambient). Default: $XDG_STATE_HOME/oc-ambient/<server>, else ~/.local/state/oc-ambient/<server>.
+    #[arg(long, value_name = "DIR", env = "OC_AMBIENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl ChangeArgs {
+    pub fn options(&self, output: OutputFormat, server: &str) -> crate::engine::EngineOptions {
+        let state_dir = self.state_dir.clone().unwrap_or_else(|| {
+            let base = std::env::var_os("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+                .unwrap_or_else(std::env::temp_dir);
+            let server: String =
+                server.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+            base.join("oc-ambient").join(server)
+        });
+        crate::engine::EngineOptions {
+            dry_run: self.dry_run,
+            yes: self.yes,
+            accept: self.accept.clone(),
+            timeout: self.timeout,
+            output,
+            state_dir,
+        }
+    }
+}
+
 /// `-A/--all-namespaces`, for the plugins where it applies.
 #[derive(Debug, Clone, Copy, Default, Args)]
 pub struct AllNamespaces {

@@ -17,7 +17,8 @@
 //! | done; for checks: ready, nothing failed                        | 0    |
 //! | the answer is "no": not ready, not equivalent, not faithful    | 1    |
 //! | [`Error::ConsentRefused`]: nothing was changed, on purpose     | 1    |
-//! | every other [`Error`]: could not evaluate (input, access, API) | 2    |
+//! | a plan refused by a gate, windows not accepted, consent declined | 1  |
+//! | every other [`Error`]: could not evaluate or finish (input, access, API, a wait timed out) | 2 |
 //!
 //! The "no" answers are not errors: commands return them as `Ok(Exit::NotReady)`.
 
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::engine::EngineError;
 use crate::equivalence::state::StateError;
 use crate::snapshot::InputError;
 
@@ -66,6 +68,11 @@ pub enum Error {
         "{action} changes the cluster and needs consent, but there is no terminal to ask on; rerun with --yes to proceed"
     )]
     ConsentRefused { action: String },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The planner refused: a gate of the guide's order, or nothing it can plan.
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
     /// The command exists but its engine has not landed; it connected and changed nothing.
     #[error("{command}: {what} is not implemented in this version; nothing was changed on {server}")]
     NotImplemented { command: String, what: String, server: String },
@@ -75,7 +82,10 @@ impl Error {
     /// The exit code of this error; the table is in the module docs.
     pub fn exit(&self) -> Exit {
         match self {
-            Error::ConsentRefused { .. } => Exit::NotReady,
+            Error::ConsentRefused { .. }
+            | Error::Plan(_)
+            | Error::Engine(EngineError::WindowsNotAccepted(_) | EngineError::Declined) => Exit::NotReady,
+            Error::Engine(EngineError::WaitTimedOut { .. }) => Exit::Error,
             Error::Client(_)
             | Error::Api(_)
             | Error::Input(_)

@@ -12,6 +12,7 @@ pub use oc_ambient_core::{change, check, convert, duration, equivalence, kinds, 
 pub mod app;
 pub mod cli;
 pub mod client;
+pub mod engine;
 pub mod error;
 pub mod input;
 pub mod live;

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use oc_ambient_core::check::{Report, Severity};
 use oc_ambient_core::equivalence::Outcome;
 use oc_ambient_core::equivalence::verify::{Class, EXPECTED_REASON, Verification};
+use oc_ambient_core::plan::{Plan, Wait};
 
 use crate::printer::{Printer, Tone};
 
@@ -153,5 +154,57 @@ fn outcome_text(outcome: &Outcome) -> String {
         verdict.to_string()
     } else {
         format!("{verdict}, served by {}", outcome.backend.join(", "))
+    }
+}
+
+/// A plan for people: one line per action (step, what, what it waits for), then the windows to
+/// accept and where the plan stops.
+pub fn plan_table(plan: &Plan, printer: &Printer) -> String {
+    let mut out = String::new();
+    if plan.is_empty() {
+        out.push_str("nothing to do: the cluster is already where the command takes it\n");
+    } else {
+        let _ = writeln!(out, "{}", printer.paint(&format!("PLAN ({} actions)", plan.actions.len()), Tone::Heading));
+        for (index, action) in plan.actions.iter().enumerate() {
+            let _ = writeln!(out, "  {:>3}. step {}  {}", index + 1, action.step, action.description);
+            if let Some(wait) = &action.wait {
+                let _ = writeln!(
+                    out,
+                    "       {}",
+                    printer.paint(&format!("then wait until {}", wait_words(wait)), Tone::Dim)
+                );
+            }
+        }
+    }
+    for window in &plan.windows {
+        let _ = writeln!(
+            out,
+            "{} {} ({} .. {}): {}",
+            printer.paint("WINDOW", Tone::Warn),
+            printer.paint(&window.id, Tone::Heading),
+            window.opens_after,
+            window.closes_after,
+            window.description
+        );
+        for request in &window.requests {
+            let _ = writeln!(out, "       {}", printer.paint(request, Tone::Dim));
+        }
+    }
+    for stop in &plan.stops {
+        let namespace = stop.namespace.as_deref().map(|ns| format!("{ns}: ")).unwrap_or_default();
+        let _ = writeln!(out, "{} {namespace}{}", printer.paint("STOP", Tone::Warn), stop.reason);
+        if let Some(next) = &stop.next {
+            let _ = writeln!(out, "       {}", printer.paint(&format!("next: {next}"), Tone::Dim));
+        }
+    }
+    out
+}
+
+pub fn wait_words(wait: &Wait) -> String {
+    match wait {
+        Wait::RolledOut { target } => format!("{target} has rolled out"),
+        Wait::Healthy { target } => format!("{target} is healthy"),
+        Wait::Redirected { namespace } => format!("every pod of {namespace} is redirected to ztunnel"),
+        Wait::Programmed { target } => format!("{target} is programmed and its pods are ready"),
     }
 }

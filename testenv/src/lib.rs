@@ -8,6 +8,7 @@
 
 pub mod binary;
 pub mod crds;
+pub mod faults;
 pub mod objects;
 pub mod pki;
 pub mod process;
@@ -28,6 +29,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 pub use crds::CrdSet;
+pub use faults::{Action, Fault, FaultProxy, RequestRecord};
 pub use pki::Pki;
 
 /// The user name of the view-only identity.
@@ -52,6 +54,10 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("fixtures: {0}")]
     Fixtures(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("fault rule: {0}")]
+    FaultRule(#[from] regex::Error),
 }
 
 impl Error {
@@ -80,8 +86,19 @@ pub struct ControlPlane {
     kubeconfig: PathBuf,
     server: String,
     pki: Pki,
-    children: Mutex<Vec<(String, Child)>>,
+    binary: PathBuf,
+    components: Mutex<Vec<Component>>,
 }
+
+/// One process of the control plane, with the flags it was started with (to restart it).
+#[derive(Debug)]
+struct Component {
+    name: String,
+    args: Vec<String>,
+    child: Child,
+}
+
+const APISERVER: &str = "kube-apiserver";
 
 static NAMESPACE_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -152,6 +169,15 @@ fn tell_developer(message: &str) {
     eprintln!("oc-ambient-testenv: {message}");
 }
 
+/// A client for `context` of the kubeconfig at `path`.
+pub async fn client_from(path: &Path, context: &str) -> Result<Client, Error> {
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|err| Error::Binary(err.to_string()))?;
+    let options = KubeConfigOptions { context: Some(context.into()), ..Default::default() };
+    let config =
+        Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|err| Error::Binary(err.to_string()))?;
+    Ok(Client::try_from(config)?)
+}
+
 /// The workspace root of this checkout.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
@@ -177,9 +203,10 @@ impl ControlPlane {
             dir,
             server: String::new(),
             pki: Pki::generate()?,
-            children: Mutex::new(Vec::new()),
+            binary,
+            components: Mutex::new(Vec::new()),
         };
-        plane.boot(&binary, options).await?;
+        plane.boot(options).await?;
         Ok(plane)
     }
 
@@ -201,7 +228,7 @@ impl ControlPlane {
         }
     }
 
-    async fn boot(&mut self, binary: &Path, options: &Options) -> Result<(), Error> {
+    async fn boot(&mut self, options: &Options) -> Result<(), Error> {
         let dir = self.dir.clone();
         let file = |name: &str| dir.join(name);
         write(&file("ca.crt"), &self.pki.ca.cert)?;
@@ -219,11 +246,10 @@ impl ControlPlane {
         let etcd_peer_port = free_port()?;
         let api_port = free_port()?;
         self.server = format!("https://127.0.0.1:{api_port}");
-        write(&self.kubeconfig, &self.kubeconfig_text())?;
+        write(&self.kubeconfig, &self.kubeconfig_text(&self.server))?;
 
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         self.spawn(
-            binary,
             "etcd",
             &[
                 "etcd".into(),
@@ -236,8 +262,7 @@ impl ControlPlane {
 
         let path = |name: &str| file(name).display().to_string();
         self.spawn(
-            binary,
-            "kube-apiserver",
+            APISERVER,
             &[
                 "kube-apiserver".into(),
                 format!("--etcd-servers={etcd_url}"),
@@ -261,7 +286,6 @@ impl ControlPlane {
         self.wait_for_apiserver(Duration::from_secs(90)).await?;
 
         self.spawn(
-            binary,
             "kube-controller-manager",
             &[
                 "kube-controller-manager".into(),
@@ -288,22 +312,63 @@ impl ControlPlane {
         Ok(())
     }
 
-    fn spawn(&self, binary: &Path, component: &str, args: &[String]) -> Result<(), Error> {
-        let log_path = self.dir.join(format!("{component}.log"));
-        let log = std::fs::File::create(&log_path)
-            .map_err(|source| Error::Io { what: format!("create {}", log_path.display()), source })?;
+    /// Starts a process of the multi-call binary; its output is appended to `<name>.log`, so a
+    /// restarted component keeps the log of its earlier run.
+    fn launch(&self, name: &str, args: Vec<String>) -> Result<Component, Error> {
+        let log_path = self.dir.join(format!("{name}.log"));
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| Error::Io { what: format!("open {}", log_path.display()), source })?;
         let log_err = log.try_clone().map_err(|source| Error::Io { what: "dup log".into(), source })?;
-        let mut command = Command::new(binary);
-        command.args(args).stdin(Stdio::null()).stdout(log).stderr(log_err);
+        let mut command = Command::new(&self.binary);
+        command.args(&args).stdin(Stdio::null()).stdout(log).stderr(log_err);
         let child = process::spawn_tied(command)
-            .map_err(|source| Error::Io { what: format!("start {component} ({})", binary.display()), source })?;
-        self.children.lock().map_err(|_| Error::Binary("poisoned".into()))?.push((component.to_string(), child));
+            .map_err(|source| Error::Io { what: format!("start {name} ({})", self.binary.display()), source })?;
+        Ok(Component { name: name.to_string(), args, child })
+    }
+
+    fn components(&self) -> Result<std::sync::MutexGuard<'_, Vec<Component>>, Error> {
+        self.components.lock().map_err(|_| Error::Binary("poisoned".into()))
+    }
+
+    fn spawn(&self, name: &str, args: &[String]) -> Result<(), Error> {
+        let component = self.launch(name, args.to_vec())?;
+        self.components()?.push(component);
         Ok(())
     }
 
+    /// Stops the API server and starts it again with the same flags on the same port, then waits
+    /// until it is ready; etcd keeps the data. Clients see refused connections meanwhile. Restart
+    /// only a plane of your own ([`ControlPlane::start`]), never [`ControlPlane::shared`], whose
+    /// other tests would fail.
+    pub async fn restart_apiserver(&self) -> Result<(), Error> {
+        let (position, old) = {
+            let mut components = self.components()?;
+            let position = components
+                .iter()
+                .position(|component| component.name == APISERVER)
+                .ok_or_else(|| Error::Binary(format!("{APISERVER} is not running")))?;
+            (position, components.remove(position))
+        };
+        let Component { name, args, mut child } = old;
+        tokio::task::spawn_blocking(move || process::stop(&mut child))
+            .await
+            .map_err(|err| Error::Binary(err.to_string()))?;
+        let restarted = self.launch(&name, args)?;
+        {
+            // Back in its place, so `stop` still stops the components in reverse start order.
+            let mut components = self.components()?;
+            let position = position.min(components.len());
+            components.insert(position, restarted);
+        }
+        self.wait_for_apiserver(Duration::from_secs(90)).await
+    }
+
     fn check_alive(&self, component: &str) -> Result<(), Error> {
-        let mut children = self.children.lock().map_err(|_| Error::Binary("poisoned".into()))?;
-        for (name, child) in children.iter_mut() {
+        let mut components = self.components()?;
+        for Component { name, child, .. } in components.iter_mut() {
             if name == component
                 && let Ok(Some(status)) = child.try_wait()
             {
@@ -341,7 +406,7 @@ impl ControlPlane {
         let deadline = Instant::now() + timeout;
         let client = self.client().await?;
         while Instant::now() < deadline {
-            self.check_alive("kube-apiserver")?;
+            self.check_alive(APISERVER)?;
             let request =
                 http::Request::get("/readyz").body(Vec::new()).map_err(|err| Error::Binary(err.to_string()))?;
             if let Ok(text) = client.request_text(request).await
@@ -351,7 +416,7 @@ impl ControlPlane {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Err(self.not_ready("kube-apiserver", timeout))
+        Err(self.not_ready(APISERVER, timeout))
     }
 
     /// The service-account controller creating `default` in `default` proves the controller
@@ -421,7 +486,8 @@ impl ControlPlane {
         Ok(())
     }
 
-    fn kubeconfig_text(&self) -> String {
+    /// A kubeconfig with this plane's CA and identities, for the API server or a proxy at `server`.
+    fn kubeconfig_text(&self, server: &str) -> String {
         let file = |name: &str| self.dir.join(name).display().to_string();
         format!(
             "apiVersion: v1
@@ -453,7 +519,6 @@ contexts:
     namespace: default
 current-context: {ADMIN_CONTEXT}
 ",
-            server = self.server,
             ca = file("ca.crt"),
             admin_crt = file("admin.crt"),
             admin_key = file("admin.key"),
@@ -483,11 +548,7 @@ current-context: {ADMIN_CONTEXT}
 
     /// A client for `context` (build one per test: a client belongs to the runtime that made it).
     pub async fn client_for(&self, context: &str) -> Result<Client, Error> {
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).map_err(|err| Error::Binary(err.to_string()))?;
-        let options = KubeConfigOptions { context: Some(context.into()), ..Default::default() };
-        let config =
-            Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|err| Error::Binary(err.to_string()))?;
-        Ok(Client::try_from(config)?)
+        client_from(&self.kubeconfig, context).await
     }
 
     /// A cluster-admin client.
@@ -513,15 +574,18 @@ current-context: {ADMIN_CONTEXT}
 
     /// Process ids of etcd, the API server and the controller manager.
     pub fn pids(&self) -> Vec<u32> {
-        self.children.lock().map(|children| children.iter().map(|(_, child)| child.id()).collect()).unwrap_or_default()
+        self.components
+            .lock()
+            .map(|components| components.iter().map(|component| component.child.id()).collect())
+            .unwrap_or_default()
     }
 
     /// Stops every process and removes the directory. Safe to call more than once.
     pub fn stop(&self) {
-        if let Ok(mut children) = self.children.lock() {
+        if let Ok(mut components) = self.components.lock() {
             // Controller manager first, etcd last, as a cluster shuts down.
-            while let Some((_, mut child)) = children.pop() {
-                process::stop(&mut child);
+            while let Some(mut component) = components.pop() {
+                process::stop(&mut component.child);
             }
         }
         if std::env::var_os("OC_AMBIENT_KEEP_TESTENV").is_none() {

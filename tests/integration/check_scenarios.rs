@@ -45,9 +45,29 @@ async fn live_and_offline(cluster: &SimulatedCluster, args: &[&str]) -> (Value, 
     (live, code)
 }
 
+/// `convert` without files reads the live cluster, and converts it as it converts a dump of it.
+fn convert_live_equals_convert_of_a_dump(cluster: &SimulatedCluster, dump_dir: &std::path::Path) {
+    let run = |extra: &[&str]| {
+        let output = crate::support::plugin("oc-ambient-waypoint")
+            .args(["convert", "-n", "bookinfo", "-o", "json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.code().is_some_and(|code| code < 2), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    let live = run(&["--kubeconfig", cluster.plane().kubeconfig().to_str().unwrap()]);
+    let offline = run(&["--from-dir", dump_dir.to_str().unwrap()]);
+    assert!(live["items"].as_array().is_some_and(|items| !items.is_empty()), "{live:#}");
+    assert_eq!(live, offline, "convert live and convert of a dump differ");
+}
+
 #[tokio::test]
 async fn bookinfo_sidecar_is_ready_in_phase_sidecar_with_its_conversion_work() {
     let cluster = start("bookinfo-sidecar").await;
+    let dir = tempfile::tempdir().unwrap();
+    dump(&cluster.client().await.unwrap(), dir.path()).await;
+    convert_live_equals_convert_of_a_dump(&cluster, dir.path());
     let (report, code) = live_and_offline(&cluster, &[]).await;
     assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(report["ready"], true);

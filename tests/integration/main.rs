@@ -13,6 +13,8 @@ mod check_offline;
 mod check_scenarios;
 mod controlplane;
 mod convert;
+mod enable;
 mod equivalence;
+mod faults;
 mod plugins;
 mod simulator;

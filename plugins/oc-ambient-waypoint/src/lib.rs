@@ -1,8 +1,9 @@
 //! `oc ambient-waypoint`: deploy waypoints, convert VirtualServices, DestinationRules and
 //! AuthorizationPolicies, activate waypoints and clean up.
 //!
-//! `convert` is offline and pure: it reads YAML/JSON dumps, runs the translation engine
-//! ([`oc_ambient_common::convert`]) and prints the generated objects and the report. The live
+//! `convert` reads YAML/JSON dumps, or the live cluster when no file is given (the same list
+//! calls as the check), runs the translation engine ([`oc_ambient_common::convert`]) and prints
+//! the generated objects and the report; it never changes the cluster. The live
 //! actions (deploy, activate, clean up) arrive with the change engine; without a subcommand the
 //! plugin connects and says so.
 //!
@@ -40,7 +41,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Convert sidecar-era configuration (VirtualServices, DestinationRules, selector policies) to
-    /// ambient resources, offline. Prints the objects on stdout (`-o yaml`, the default, for
+    /// ambient resources, from files or (without -f/--from-dir) from the live cluster; changes nothing. Prints the objects on stdout (`-o yaml`, the default, for
     /// `oc apply -f -`; `-o json` for the full report) and the report on stderr. Exit 0: converted
     /// faithfully; 1: something could not be converted (the rest is printed); 2: error.
     Convert(ConvertArgs),
@@ -49,7 +50,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ConvertArgs {
     /// Read every *.yaml, *.yml and *.json file under DIR (recursively).
-    #[arg(long, value_name = "DIR", conflicts_with = "filename", required_unless_present = "filename")]
+    #[arg(long, value_name = "DIR", conflicts_with = "filename")]
     pub from_dir: Option<PathBuf>,
     /// Read FILE (a file, a directory, or `-` for stdin); repeat for more.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
@@ -96,7 +97,7 @@ pub fn from_matches(matches: &ArgMatches) -> Result<Cli, clap::Error> {
 
 pub async fn run(cli: Cli) -> Result<Exit, Error> {
     match &cli.command {
-        Some(Command::Convert(args)) => run_convert(&cli.global, &cli.namespaces, args),
+        Some(Command::Convert(args)) => run_convert(&cli.global, &cli.namespaces, args).await,
         None => connect_then_refuse(&cli.global).await,
     }
 }
@@ -105,10 +106,20 @@ async fn connect_then_refuse(global: &GlobalArgs) -> Result<Exit, Error> {
     oc_ambient_common::app::connect_then_refuse(global, BINARY, "waypoint deployment").await
 }
 
-fn run_convert(global: &GlobalArgs, namespaces: &[String], args: &ConvertArgs) -> Result<Exit, Error> {
+async fn run_convert(global: &GlobalArgs, namespaces: &[String], args: &ConvertArgs) -> Result<Exit, Error> {
     let printer = Printer::new(global);
     let paths: Vec<PathBuf> = args.from_dir.iter().chain(args.filename.iter()).cloned().collect();
-    let mut snapshot = oc_ambient_common::input::read_snapshot(&paths)?;
+    let mut snapshot = if paths.is_empty() {
+        // Every namespace is read: callers in other namespaces decide the bypass protection.
+        let connection = oc_ambient_common::client::connect(global, &printer).await?;
+        let spinner = printer.spinner(&format!("reading {}", connection.server));
+        let snapshot =
+            oc_ambient_common::live::load(&connection, &oc_ambient_common::live::LoadOptions::default()).await;
+        spinner.finish_and_clear();
+        snapshot?
+    } else {
+        oc_ambient_common::input::read_snapshot(&paths)?
+    };
     if let Some(first) = namespaces.first() {
         snapshot.default_namespace(first);
     } else {

@@ -35,11 +35,8 @@
 //! whose clients depend on partial segments know to act.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
-use std::time::Duration;
 
 use kube_core::DynamicObject;
-use regex::Regex;
 use serde_json::{Map, Value, json};
 
 use super::Report;
@@ -47,6 +44,11 @@ use super::objects::{Items, generated, invalid_name, is_generated};
 use super::scope::{Mesh, service_ports};
 use crate::change::ResourceRef;
 use crate::kinds::Kind;
+use crate::mesh::gateway_api::{
+    HEADER_NAME, HOSTNAME, MAX_BACKENDS, MAX_HEADER_CHANGES, MAX_HEADER_MATCHES, MAX_HEADER_VALUE, MAX_MATCHES,
+    MAX_MATCHES_PER_RULE, MAX_PATH, MAX_RULES, MAX_WEIGHT, METHODS, gateway_duration, invalid_path, invalid_regex,
+    matches_pattern,
+};
 use crate::mesh::gateway_api::{HttpRouteMatch, MatchOrder, NamedMatch};
 use crate::mesh::networking::{
     Destination, HeaderOperations, HttpMatchRequest, HttpRoute, StringMatch, VirtualServiceSpec, service_of_host,
@@ -71,29 +73,6 @@ pub struct Routed {
     pub subsets: Vec<SubsetUse>,
     /// VirtualServices converted completely.
     pub replaced: Vec<ResourceRef>,
-}
-
-/// Gateway API limits (HTTPRoute v1, v1.3.0).
-const MAX_RULES: usize = 16;
-const MAX_MATCHES_PER_RULE: usize = 64;
-const MAX_MATCHES: usize = 128;
-const MAX_BACKENDS: usize = 16;
-const MAX_HEADER_MATCHES: usize = 16;
-const MAX_HEADER_CHANGES: usize = 16;
-const MAX_PATH: usize = 1024;
-const MAX_HEADER_VALUE: usize = 4096;
-const MAX_WEIGHT: i64 = 1_000_000;
-const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
-
-static HEADER_NAME: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}$").ok());
-static PATH_CHARS: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$").ok());
-static HOSTNAME: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").ok());
-
-fn matches_pattern(pattern: &LazyLock<Option<Regex>>, text: &str) -> bool {
-    pattern.as_ref().is_some_and(|regex| regex.is_match(text))
 }
 
 pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mut Report) -> Routed {
@@ -887,56 +866,6 @@ impl RouteConverter<'_, '_> {
             );
         }
     }
-}
-
-/// Why `path` cannot be an Exact or PathPrefix value (the HTTPRoute CRD's rules), if it cannot.
-fn invalid_path(path: &str) -> Option<String> {
-    let forbidden = ["//", "/./", "/../", "%2f", "%2F", "#"];
-    if !path.starts_with('/') {
-        Some(format!("path {path:?} must start with '/'"))
-    } else if path.len() > MAX_PATH {
-        Some(format!("path longer than {MAX_PATH} characters"))
-    } else if let Some(bad) = forbidden.iter().find(|bad| path.contains(*bad)) {
-        Some(format!("path {path:?} must not contain {bad:?}"))
-    } else if path.ends_with("/..") || path.ends_with("/.") {
-        Some(format!("path {path:?} must not end with '/.' or '/..'"))
-    } else if !matches_pattern(&PATH_CHARS, path) {
-        Some(format!("path {path:?} has characters an HTTPRoute path does not accept"))
-    } else {
-        None
-    }
-}
-
-fn invalid_regex(regex: &str) -> Option<String> {
-    if regex.is_empty() || regex.len() > MAX_PATH {
-        return Some(format!("regex must have 1 to {MAX_PATH} characters"));
-    }
-    Regex::new(regex).err().map(|err| format!("invalid regex {regex:?}: {err}"))
-}
-
-/// An Istio duration (`10s`, `1.5s`, `500ms`, `1m`) as a Gateway API duration (GEP-2257: up to
-/// four `<1-5 digits><h|m|s|ms>` parts).
-pub(crate) fn gateway_duration(text: &str) -> Result<String, String> {
-    let duration: Duration = crate::duration::parse_duration(text).map_err(|err| format!("timeout: {err}"))?;
-    if !duration.subsec_nanos().is_multiple_of(1_000_000) {
-        return Err(format!("timeout {text} is finer than a millisecond, which Gateway API cannot express"));
-    }
-    let mut millis = duration.as_millis();
-    if millis == 0 {
-        return Ok("0s".into());
-    }
-    let mut parts = Vec::new();
-    for (unit, size) in [("h", 3_600_000u128), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
-        let count = millis / size;
-        millis %= size;
-        if count > 0 {
-            if count > 99_999 {
-                return Err(format!("timeout {text} is too long for Gateway API"));
-            }
-            parts.push(format!("{count}{unit}"));
-        }
-    }
-    Ok(parts.concat())
 }
 
 #[cfg(test)]

@@ -42,6 +42,10 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -292,6 +296,83 @@ pub fn path_prefix_matches(prefix: &str, path: &str) -> bool {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
+}
+
+// Limits and validation of HTTPRoute values (v1, v1.3.0), as the CRD's OpenAPI and CEL rules
+// state them: what the translator checks before it emits a route, so the API server never
+// rejects one.
+
+/// Gateway API limits (HTTPRoute v1, v1.3.0).
+pub const MAX_RULES: usize = 16;
+pub const MAX_MATCHES_PER_RULE: usize = 64;
+pub const MAX_MATCHES: usize = 128;
+pub const MAX_BACKENDS: usize = 16;
+pub const MAX_HEADER_MATCHES: usize = 16;
+pub const MAX_HEADER_CHANGES: usize = 16;
+pub const MAX_PATH: usize = 1024;
+pub const MAX_HEADER_VALUE: usize = 4096;
+pub const MAX_WEIGHT: i64 = 1_000_000;
+pub const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+pub static HEADER_NAME: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}$").ok());
+pub static PATH_CHARS: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$").ok());
+pub static HOSTNAME: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").ok());
+
+pub fn matches_pattern(pattern: &LazyLock<Option<Regex>>, text: &str) -> bool {
+    pattern.as_ref().is_some_and(|regex| regex.is_match(text))
+}
+
+/// Why `path` cannot be an Exact or PathPrefix value (the HTTPRoute CRD's rules), if it cannot.
+pub fn invalid_path(path: &str) -> Option<String> {
+    let forbidden = ["//", "/./", "/../", "%2f", "%2F", "#"];
+    if !path.starts_with('/') {
+        Some(format!("path {path:?} must start with '/'"))
+    } else if path.len() > MAX_PATH {
+        Some(format!("path longer than {MAX_PATH} characters"))
+    } else if let Some(bad) = forbidden.iter().find(|bad| path.contains(*bad)) {
+        Some(format!("path {path:?} must not contain {bad:?}"))
+    } else if path.ends_with("/..") || path.ends_with("/.") {
+        Some(format!("path {path:?} must not end with '/.' or '/..'"))
+    } else if !matches_pattern(&PATH_CHARS, path) {
+        Some(format!("path {path:?} has characters an HTTPRoute path does not accept"))
+    } else {
+        None
+    }
+}
+
+pub fn invalid_regex(regex: &str) -> Option<String> {
+    if regex.is_empty() || regex.len() > MAX_PATH {
+        return Some(format!("regex must have 1 to {MAX_PATH} characters"));
+    }
+    Regex::new(regex).err().map(|err| format!("invalid regex {regex:?}: {err}"))
+}
+
+/// An Istio duration (`10s`, `1.5s`, `500ms`, `1m`) as a Gateway API duration (GEP-2257: up to
+/// four `<1-5 digits><h|m|s|ms>` parts).
+pub fn gateway_duration(text: &str) -> Result<String, String> {
+    let duration: Duration = crate::duration::parse_duration(text).map_err(|err| format!("timeout: {err}"))?;
+    if !duration.subsec_nanos().is_multiple_of(1_000_000) {
+        return Err(format!("timeout {text} is finer than a millisecond, which Gateway API cannot express"));
+    }
+    let mut millis = duration.as_millis();
+    if millis == 0 {
+        return Ok("0s".into());
+    }
+    let mut parts = Vec::new();
+    for (unit, size) in [("h", 3_600_000u128), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        let count = millis / size;
+        millis %= size;
+        if count > 0 {
+            if count > 99_999 {
+                return Err(format!("timeout {text} is too long for Gateway API"));
+            }
+            parts.push(format!("{count}{unit}"));
+        }
+    }
+    Ok(parts.concat())
 }
 
 #[cfg(test)]

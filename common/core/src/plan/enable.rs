@@ -205,8 +205,14 @@ impl Planner {
         );
 
         let ztunnel = self.state.all(Kind::ZTunnel).first().cloned();
-        let ztunnel_fields =
-            json!({"spec": {"namespace": ztunnel_namespace, "profile": "ambient", "version": version}});
+        // Sail's v1 ZTunnel has no profile (it is always ambient); v1alpha1, the guide's, needs one.
+        let ztunnel_api = ztunnel
+            .as_ref()
+            .and_then(|object| object.types.as_ref())
+            .map(|types| types.api_version.clone())
+            .unwrap_or_else(|| api_version_to_create(&self.state, Kind::ZTunnel));
+        let profile = ztunnel_api.ends_with("/v1alpha1").then_some("ambient");
+        let ztunnel_fields = json!({"spec": {"namespace": ztunnel_namespace, "profile": profile, "version": version}});
         self.ensure(Kind::ZTunnel, ztunnel.as_ref(), "default", ztunnel_fields, json!({}), "ztunnel on every node");
         Ok(())
     }
@@ -277,7 +283,7 @@ impl Planner {
                 "{without_hbone} sidecar pod(s) of {namespace} lack HBONE: enrolling now breaks {}",
                 ids::SEQUENCE_AMBIENT_BEFORE_HBONE
             );
-            return Err(stop(namespace, &reason, &format!("oc ambient-enable -n {namespace} --step 3")));
+            return Err(stop(namespace, &reason, &format!("oc ambient-enable {namespace} --step 3")));
         }
         if context.model.needs_waypoint(namespace) {
             let facts = milestones(&self.state, &context, namespace, true);
@@ -305,11 +311,7 @@ impl Planner {
         if !context.labels(namespace).ambient {
             let reason =
                 format!("{namespace} is not enrolled in ambient (Step 6): without sidecars it would leave the mesh");
-            return Err(stop(
-                namespace,
-                &reason,
-                &format!("oc ambient-enable -n {namespace} --until ambient-enrolled"),
-            ));
+            return Err(stop(namespace, &reason, &format!("oc ambient-enable {namespace} --until ambient-enrolled")));
         }
         if context.model.needs_waypoint(namespace)
             && !milestones(&self.state, &context, namespace, true).waypoint_active

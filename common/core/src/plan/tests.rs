@@ -228,7 +228,7 @@ fn step_6_stops_while_sidecars_lack_hbone() {
     let plan = plan_enable(&ambient_ready(&bookinfo(false)), &intent(&[NS], Until::AmbientEnrolled, Some(6))).unwrap();
     assert!(plan.is_empty());
     assert!(plan.stops[0].reason.contains(ids::SEQUENCE_AMBIENT_BEFORE_HBONE), "{:?}", plan.stops);
-    assert_eq!(plan.stops[0].next.as_deref(), Some("oc ambient-enable -n bookinfo --step 3"));
+    assert_eq!(plan.stops[0].next.as_deref(), Some("oc ambient-enable bookinfo --step 3"));
 }
 
 #[test]

@@ -1,0 +1,120 @@
+//! One change, written to the API server the safe way.
+//!
+//! - `Apply` is server-side apply with field manager `oc-ambient`: the suite owns exactly the
+//!   fields it sets (forcing ownership of those fields only, as `kubectl apply --server-side
+//!   --force-conflicts` does: the user asked for these values).
+//! - `Delete` carries the uid and resourceVersion preconditions of the object that was planned
+//!   from: a conflict means the object changed since, so re-read and re-plan, never overwrite.
+//! - `SetLabels` is a JSON merge patch of `metadata.labels` (`null` removes a label).
+//! - `Restart` sets `kubectl.kubernetes.io/restartedAt` on the pod template, as
+//!   `kubectl rollout restart` does.
+//!
+//! `--dry-run=server` sends every write with `dryRun=All`: the API server validates and
+//! admits it, and stores nothing.
+
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use serde_json::{Value, json};
+
+use super::journal::FIELD_MANAGER;
+use crate::change::{Change, ResourceRef};
+use crate::client::Connection;
+use crate::error::{ApiError, Request};
+
+/// The API resource of a reference, at the version the suite reads.
+pub fn api_resource(target: &ResourceRef) -> ApiResource {
+    let info = target.kind.info();
+    let version = info.versions[0];
+    ApiResource {
+        group: info.group.into(),
+        version: version.into(),
+        api_version: info.api_version(),
+        kind: info.name.into(),
+        plural: info.plural.into(),
+    }
+}
+
+pub fn api(connection: &Connection, target: &ResourceRef, resource: &ApiResource) -> Api<DynamicObject> {
+    match &target.namespace {
+        Some(namespace) => Api::namespaced_with(connection.client.clone(), namespace, resource),
+        None => Api::all_with(connection.client.clone(), resource),
+    }
+}
+
+/// The object a change touches, as it is now (None when it does not exist).
+pub async fn fetch(connection: &Connection, target: &ResourceRef) -> Result<Option<DynamicObject>, ApiError> {
+    let resource = api_resource(target);
+    api(connection, target, &resource)
+        .get_opt(&target.name)
+        .await
+        .map_err(|err| ApiError::from_kube(err, request("get", target), None))
+}
+
+/// The verb and resource RBAC must allow for a change.
+pub fn permission(change: &Change) -> Option<(&'static str, ResourceRef)> {
+    let target = change.target().ok()?;
+    let verb = match change {
+        Change::Delete { .. } => "delete",
+        Change::Apply { .. } | Change::SetLabels { .. } | Change::Restart { .. } => "patch",
+    };
+    Some((verb, target))
+}
+
+pub fn request(verb: &str, target: &ResourceRef) -> Request {
+    Request::new(verb, &target.kind.info().resource()).in_namespace(target.namespace.as_deref()).named(&target.name)
+}
+
+/// Sends one change (`dry_run`: with `dryRun=All`).
+pub async fn apply(connection: &Connection, change: &Change, dry_run: bool, now: &str) -> Result<(), ApiError> {
+    let invalid = |reason: String| ApiError::Rejected {
+        request: Box::new(Request::new("apply", "a planned change")),
+        code: 0,
+        reason: "InvalidChange".into(),
+        message: reason,
+    };
+    let target = change.target().map_err(|err| invalid(err.to_string()))?;
+    let mut params = PatchParams::apply(FIELD_MANAGER);
+    params.dry_run = dry_run;
+    let result = match change {
+        Change::Apply { object } => {
+            let resource = match &object.types {
+                Some(types) => ApiResource::from_gvk(
+                    &kube::core::GroupVersionKind::try_from(types).map_err(|err| invalid(err.to_string()))?,
+                ),
+                None => api_resource(&target),
+            };
+            let resource = ApiResource { plural: target.kind.info().plural.into(), ..resource };
+            api(connection, &target, &resource)
+                .patch(&target.name, &params.force(), &Patch::Apply(object))
+                .await
+                .map(|_| ())
+        }
+        Change::Delete { uid, resource_version, .. } => {
+            let resource = api_resource(&target);
+            let delete = DeleteParams {
+                dry_run,
+                preconditions: Some(Preconditions { uid: uid.clone(), resource_version: resource_version.clone() }),
+                ..DeleteParams::default()
+            };
+            match api(connection, &target, &resource).delete(&target.name, &delete).await {
+                // Already gone: what the change wanted.
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                other => other.map(|_| ()),
+            }
+        }
+        Change::SetLabels { labels, .. } => {
+            let resource = api_resource(&target);
+            let merge = PatchParams { dry_run, ..PatchParams::default() };
+            let body = json!({"metadata": {"labels": labels}});
+            api(connection, &target, &resource).patch(&target.name, &merge, &Patch::Merge(body)).await.map(|_| ())
+        }
+        Change::Restart { .. } => {
+            let resource = api_resource(&target);
+            let merge = PatchParams { dry_run, ..PatchParams::default() };
+            let body: Value = json!({"spec": {"template": {"metadata": {"annotations": {
+                "kubectl.kubernetes.io/restartedAt": now}}}}});
+            api(connection, &target, &resource).patch(&target.name, &merge, &Patch::Merge(body)).await.map(|_| ())
+        }
+    };
+    let verb = if matches!(change, Change::Delete { .. }) { "delete" } else { "patch" };
+    result.map_err(|err| ApiError::from_kube(err, request(verb, &target), None))
+}

@@ -1,0 +1,243 @@
+//! The journal and the backup: what the engine did, and what was there before.
+//!
+//! Before each action the engine records the prior state of what the action touches, and after
+//! it marks the action done; before the first action of a migration it backs up everything the
+//! guide's Section 2.4 names plus every object the plan touches. Both live in two places: a local
+//! directory (the path is printed) and the cluster, so that a colleague on another machine can
+//! resume or roll back. In the cluster they are ConfigMaps in the `oc-ambient` namespace; a
+//! ConfigMap holds at most about 1 MiB, so the backup is gzip-compressed and split across numbered
+//! ConfigMaps, as Helm stores its releases.
+//!
+//! The journal is append-only JSON: a rerun after an interruption reads it to recognise actions
+//! already done (a restart is never issued twice: once journalled as started, a rerun only waits).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::change::Change;
+use crate::client::Connection;
+use crate::error::{ApiError, Request};
+
+/// The namespace the suite keeps its journal and backups in.
+pub const STATE_NAMESPACE: &str = "oc-ambient";
+/// Field manager of every write the suite makes.
+pub const FIELD_MANAGER: &str = "oc-ambient";
+const JOURNAL_CONFIGMAP: &str = "oc-ambient-journal";
+const BACKUP_CONFIGMAP: &str = "oc-ambient-backup";
+/// Bytes of compressed backup per ConfigMap, under the API server's 1 MiB object limit with room
+/// for metadata and base64 (binaryData is base64 in JSON: 4/3 of this).
+const CHUNK_BYTES: usize = 700 * 1024;
+
+/// What happened to one action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EntryState {
+    /// About to be applied: the prior state is recorded; the write may or may not have happened.
+    Started,
+    /// Applied, and its wait condition held.
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// The plan action's id.
+    pub action: String,
+    pub state: EntryState,
+    /// RFC 3339.
+    pub at: String,
+    pub change: Change,
+    /// The object the change touches as it was before (None when it did not exist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<DynamicObject>,
+    /// Differences the user accepted for this run (`--accept`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted: Vec<String>,
+}
+
+/// The journal of one cluster, local and in the cluster.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    dir: PathBuf,
+    pub entries: Vec<Entry>,
+}
+
+impl Journal {
+    /// Reads the journal: the cluster's copy when it has one (it is the shared truth), else the
+    /// local one.
+    pub async fn open(connection: &Connection, dir: &Path) -> Result<Journal, ApiError> {
+        let local: Vec<Entry> = std::fs::read_to_string(dir.join("journal.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        let remote = read_configmap(connection, JOURNAL_CONFIGMAP).await?;
+        let entries = match remote.as_ref().and_then(|cm| cm.data.pointer("/data/journal.json")).and_then(Value::as_str)
+        {
+            Some(text) => serde_json::from_str(text).unwrap_or(local),
+            None => local,
+        };
+        Ok(Journal { dir: dir.to_path_buf(), entries })
+    }
+
+    /// The last state recorded for an action.
+    pub fn state_of(&self, action: &str) -> Option<EntryState> {
+        self.entries.iter().rev().find(|entry| entry.action == action).map(|entry| entry.state)
+    }
+
+    /// Appends an entry and writes both copies before returning: nothing happens that is not
+    /// recorded first.
+    pub async fn record(&mut self, connection: &Connection, entry: Entry) -> Result<(), ApiError> {
+        self.entries.push(entry);
+        let text = serde_json::to_string_pretty(&self.entries).unwrap_or_default();
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::write(self.dir.join("journal.json"), &text))
+            .map_err(|err| local_failure(&self.dir, err))?;
+        write_configmap(connection, JOURNAL_CONFIGMAP, json!({"data": {"journal.json": text}})).await
+    }
+}
+
+/// Writes the backup: a local YAML file (returned) and gzip chunks in numbered ConfigMaps.
+pub async fn write_backup(connection: &Connection, dir: &Path, objects: &[DynamicObject]) -> Result<PathBuf, ApiError> {
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    let text = serde_yaml_ng::to_string(&list).unwrap_or_default();
+    let path = dir.join("backup.yaml");
+    std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, &text)).map_err(|err| local_failure(dir, err))?;
+    let compressed = compress(text.as_bytes()).map_err(|err| local_failure(dir, err))?;
+    let chunks: Vec<&[u8]> = compressed.chunks(CHUNK_BYTES).collect();
+    for (index, chunk) in chunks.iter().enumerate() {
+        let body = json!({
+            "metadata": {"labels": {"oc-ambient.io/backup-chunks": chunks.len().to_string()}},
+            "binaryData": {"backup.yaml.gz": BASE64.encode(chunk)},
+        });
+        write_configmap(connection, &format!("{BACKUP_CONFIGMAP}-{index}"), body).await?;
+    }
+    Ok(path)
+}
+
+/// Reads the in-cluster backup back (for rollback from another machine, and for tests).
+pub async fn read_backup(connection: &Connection) -> Result<Option<String>, ApiError> {
+    let Some(first) = read_configmap(connection, &format!("{BACKUP_CONFIGMAP}-0")).await? else { return Ok(None) };
+    let count: usize = first
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get("oc-ambient.io/backup-chunks"))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1);
+    let mut compressed = Vec::new();
+    for index in 0..count {
+        let chunk = if index == 0 {
+            Some(first.clone())
+        } else {
+            read_configmap(connection, &format!("{BACKUP_CONFIGMAP}-{index}")).await?
+        };
+        let encoded = chunk
+            .as_ref()
+            .and_then(|cm| cm.data.pointer("/binaryData/backup.yaml.gz"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        compressed.extend(BASE64.decode(encoded).map_err(|err| corrupt(&err.to_string()))?);
+    }
+    let mut text = String::new();
+    GzDecoder::new(compressed.as_slice()).read_to_string(&mut text).map_err(|err| corrupt(&err.to_string()))?;
+    Ok(Some(text))
+}
+
+fn corrupt(message: &str) -> ApiError {
+    ApiError::Rejected {
+        request: Box::new(Request::new("read", "the in-cluster backup")),
+        code: 0,
+        reason: "Corrupt".into(),
+        message: message.into(),
+    }
+}
+
+fn compress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+    encoder.write_all(bytes)?;
+    encoder.finish()
+}
+
+fn configmaps(connection: &Connection) -> Api<DynamicObject> {
+    let resource = kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
+    Api::namespaced_with(connection.client.clone(), STATE_NAMESPACE, &resource)
+}
+
+async fn read_configmap(connection: &Connection, name: &str) -> Result<Option<DynamicObject>, ApiError> {
+    let request = Request::new("get", "configmaps").in_namespace(Some(STATE_NAMESPACE)).named(name);
+    match configmaps(connection).get_opt(name).await {
+        Ok(found) => Ok(found),
+        // No state namespace yet: nothing was journalled on this cluster.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(err) => Err(ApiError::from_kube(err, request, None)),
+    }
+}
+
+/// Creates the state namespace when missing, then applies the ConfigMap (server-side apply).
+async fn write_configmap(connection: &Connection, name: &str, body: Value) -> Result<(), ApiError> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(connection.client.clone());
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": STATE_NAMESPACE,
+        "labels": {crate::mesh::labels::MANAGED_BY: crate::mesh::labels::MANAGED_BY_VALUE}}});
+    namespaces
+        .patch(STATE_NAMESPACE, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(namespace))
+        .await
+        .map_err(|err| ApiError::from_kube(err, Request::new("patch", "namespaces").named(STATE_NAMESPACE), None))?;
+    let mut document =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": STATE_NAMESPACE}});
+    merge(&mut document, body);
+    configmaps(connection)
+        .patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(document))
+        .await
+        .map(|_| ())
+        .map_err(|err| {
+            ApiError::from_kube(
+                err,
+                Request::new("patch", "configmaps").in_namespace(Some(STATE_NAMESPACE)).named(name),
+                None,
+            )
+        })
+}
+
+fn merge(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(target.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (target, patch) => *target = patch,
+    }
+}
+
+fn local_failure(dir: &Path, err: std::io::Error) -> ApiError {
+    ApiError::Rejected {
+        request: Box::new(Request::new("write", &format!("the local state directory {}", dir.display()))),
+        code: 0,
+        reason: "LocalWrite".into(),
+        message: err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_round_trips() {
+        let text = "kind: List\n".repeat(1000);
+        let compressed = compress(text.as_bytes()).unwrap();
+        assert!(compressed.len() < text.len() / 10);
+        let mut back = String::new();
+        GzDecoder::new(compressed.as_slice()).read_to_string(&mut back).unwrap();
+        assert_eq!(back, text);
+    }
+}

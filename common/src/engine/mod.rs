@@ -1,0 +1,320 @@
+//! The change engine: every mutating command runs its plan through here.
+//!
+//! A planner in the core computes a [`Plan`] from a snapshot with no I/O; this module does the
+//! rest, in an order that makes every step safe to interrupt:
+//!
+//! 1. **Show** the plan (a table, or the stable `AmbientPlan` document with `-o json|yaml`).
+//!    `--dry-run=client` stops here and sends no write.
+//! 2. **Refuse** a plan with windows (differences no order avoids) that were not accepted by
+//!    name (`--accept ID`), and ask for **consent**: a prompt on a terminal; `--yes` skips it;
+//!    no terminal and no `--yes` refuses (exit 1). Machine output never prompts.
+//! 3. **Check permissions** for every write of the plan (SelfSubjectAccessReview) before the
+//!    first write, so a missing right is one line naming the verb and resource, not a half-applied
+//!    migration.
+//! 4. **Back up** (before the first write of a migration) and **journal** each action before it
+//!    happens, locally and in the cluster ([`journal`]).
+//! 5. **Apply** each action ([`apply`]), retrying what the server cannot serve now (429, 5xx, a
+//!    lost connection) with backoff, and **wait** for its condition by watching ([`wait`]).
+//!
+//! A rerun after an interruption plans again from the cluster (the planners are idempotent: done
+//! work is not planned again) and reads the journal: an action journalled as started is not
+//! written again, only awaited, so no workload is restarted twice.
+
+pub mod apply;
+pub mod journal;
+pub mod wait;
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
+use kube::api::{Api, DynamicObject, PostParams};
+
+use self::journal::{Entry, EntryState, Journal};
+use crate::change::Change;
+use crate::cli::OutputFormat;
+use crate::client::Connection;
+use crate::error::{ApiError, Error, Request};
+use crate::plan::{Plan, Wait};
+use crate::printer::Printer;
+
+/// `--dry-run`, as kubectl spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DryRun {
+    /// Apply for real.
+    #[default]
+    None,
+    /// Print the plan; send no write.
+    Client,
+    /// Send every write with `dryRun=All`: the API server validates it and stores nothing.
+    Server,
+}
+
+/// How the engine runs a plan (settings resolved once per command).
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub dry_run: DryRun,
+    pub yes: bool,
+    pub accept: Vec<String>,
+    pub timeout: Duration,
+    pub output: OutputFormat,
+    /// Local journal and backup directory.
+    pub state_dir: PathBuf,
+}
+
+/// Why the engine stopped before the plan was done.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "the plan changes outcomes between some of its actions ({}); review them in the plan and accept each with --accept ID",
+        .0.join(", ")
+    )]
+    WindowsNotAccepted(Vec<String>),
+    #[error("action {action}: still waiting after {timeout:?}: {missing}; rerun the same command to resume")]
+    WaitTimedOut { action: String, timeout: Duration, missing: String },
+    #[error("no consent: nothing was changed")]
+    Declined,
+}
+
+/// Shows, gates, applies and awaits `plan`. Returns when every action is done (or, with a dry run,
+/// when it was shown or validated).
+pub async fn run(
+    connection: &Connection,
+    printer: &Printer,
+    plan: &Plan,
+    options: &EngineOptions,
+) -> Result<(), Error> {
+    show(printer, plan, options.output)?;
+    if plan.is_empty() || options.dry_run == DryRun::Client {
+        return Ok(());
+    }
+    let unaccepted: Vec<String> =
+        plan.windows.iter().map(|window| window.id.clone()).filter(|id| !options.accept.contains(id)).collect();
+    if !unaccepted.is_empty() {
+        return Err(EngineError::WindowsNotAccepted(unaccepted).into());
+    }
+    if options.dry_run == DryRun::None {
+        consent(plan, options)?;
+    }
+    check_permissions(connection, plan).await?;
+    let dry_run = options.dry_run == DryRun::Server;
+    let mut journal = Journal::open(connection, &options.state_dir).await?;
+    if !dry_run && journal.entries.is_empty() {
+        let path =
+            journal::write_backup(connection, &options.state_dir, &backup_objects(connection, plan).await?).await?;
+        printer.note(&format!(
+            "backup written to {} and to the cluster (namespace {})",
+            path.display(),
+            journal::STATE_NAMESPACE
+        ));
+    }
+    for action in &plan.actions {
+        let now = k8s_openapi::chrono::Utc::now().to_rfc3339();
+        let resumed = journal.state_of(&action.id) == Some(EntryState::Started)
+            && matches!(action.change, Change::Restart { .. });
+        if !dry_run && !resumed {
+            let prior = match action.change.target() {
+                Ok(target) => apply::fetch(connection, &target).await?,
+                Err(_) => None,
+            };
+            let entry = Entry {
+                action: action.id.clone(),
+                state: EntryState::Started,
+                at: now.clone(),
+                change: action.change.clone(),
+                prior,
+                accepted: options.accept.clone(),
+            };
+            journal.record(connection, entry).await?;
+        }
+        if !resumed {
+            let spinner = printer.spinner(&action.description);
+            let applied =
+                with_retries(options.timeout, || apply::apply(connection, &action.change, dry_run, &now)).await;
+            spinner.finish_and_clear();
+            applied?;
+        }
+        printer.note(&format!("{} {}", if dry_run { "validated:" } else { "done:" }, action.description));
+        if dry_run {
+            continue;
+        }
+        if let Some(wait) = &action.wait {
+            await_condition(connection, printer, &action.id, wait, options.timeout).await?;
+        }
+        let entry = Entry {
+            action: action.id.clone(),
+            state: EntryState::Done,
+            at: k8s_openapi::chrono::Utc::now().to_rfc3339(),
+            change: action.change.clone(),
+            prior: None,
+            accepted: Vec::new(),
+        };
+        journal.record(connection, entry).await?;
+    }
+    Ok(())
+}
+
+/// Sends a write again while the server cannot serve it now (429, 5xx, a lost connection),
+/// backing off exponentially from half a second to eight, until `timeout`. Every write of the
+/// engine is idempotent (server-side apply, merge patches with fixed values, deletes that accept
+/// a 404), so sending one twice is safe. Anything else (a conflict, a denial, an invalid object)
+/// is returned at once: a rerun re-reads the cluster and re-plans.
+async fn with_retries<F, Fut>(timeout: Duration, mut send: F) -> Result<(), ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), ApiError>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match send().await {
+            Err(ApiError::Unavailable { .. } | ApiError::Failed { .. } | ApiError::Timeout { .. })
+                if tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(8));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn await_condition(
+    connection: &Connection,
+    printer: &Printer,
+    action: &str,
+    wait: &Wait,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let spinner = printer.spinner(&format!("waiting until {}", crate::render::wait_words(wait)));
+    let namespace = wait_namespace(wait);
+    let result =
+        wait::until(connection, &wait.watched(), namespace.as_deref(), timeout, |snapshot| wait.missing(snapshot))
+            .await;
+    spinner.finish_and_clear();
+    result.map_err(|missing| EngineError::WaitTimedOut { action: action.into(), timeout, missing }.into())
+}
+
+fn wait_namespace(wait: &Wait) -> Option<String> {
+    match wait {
+        Wait::RolledOut { target } | Wait::Healthy { target } | Wait::Programmed { target } => target.namespace.clone(),
+        Wait::Redirected { namespace } => Some(namespace.clone()),
+    }
+}
+
+fn show(printer: &Printer, plan: &Plan, output: OutputFormat) -> Result<(), Error> {
+    let text = match output {
+        OutputFormat::Table => crate::render::plan_table(plan, printer),
+        OutputFormat::Json => serde_json::to_string_pretty(plan)?,
+        OutputFormat::Yaml => serde_yaml_ng::to_string(plan)?,
+    };
+    printer.result(&text);
+    Ok(())
+}
+
+/// A prompt on a terminal; `--yes` skips it; machine output and no terminal never prompt.
+fn consent(plan: &Plan, options: &EngineOptions) -> Result<(), Error> {
+    if options.yes {
+        return Ok(());
+    }
+    let action = format!("{} ({} actions)", plan.command, plan.actions.len());
+    let interactive =
+        options.output == OutputFormat::Table && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !interactive {
+        return Err(Error::ConsentRefused { action });
+    }
+    let confirmed = dialoguer::Confirm::new()
+        .with_prompt(format!("Apply these {} changes to the cluster?", plan.actions.len()))
+        .default(false)
+        .interact()
+        .unwrap_or(false);
+    if confirmed { Ok(()) } else { Err(EngineError::Declined.into()) }
+}
+
+/// Asks the API server whether this identity may make every write of the plan, before the first.
+async fn check_permissions(connection: &Connection, plan: &Plan) -> Result<(), ApiError> {
+    let needed: BTreeSet<(String, String, String, Option<String>)> = plan
+        .actions
+        .iter()
+        .filter_map(|action| apply::permission(&action.change))
+        .map(|(verb, target)| {
+            let info = target.kind.info();
+            (verb.to_string(), info.group.to_string(), info.plural.to_string(), target.namespace.clone())
+        })
+        .collect();
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(connection.client.clone());
+    for (verb, group, plural, namespace) in needed {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.clone()),
+                    group: Some(group.clone()),
+                    resource: Some(plural.clone()),
+                    namespace: namespace.clone(),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        let resource = if group.is_empty() { plural.clone() } else { format!("{plural}.{group}") };
+        let answer = reviews.create(&PostParams::default(), &review).await.map_err(|err| {
+            ApiError::from_kube(err, Request::new("create", "selfsubjectaccessreviews.authorization.k8s.io"), None)
+        })?;
+        if !answer.status.is_some_and(|status| status.allowed) {
+            return Err(ApiError::Forbidden {
+                request: Box::new(Request::new(&verb, &resource).in_namespace(namespace.as_deref())),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What Section 2.4 of the guide backs up (every Istio, IstioCNI, VirtualService,
+/// DestinationRule, AuthorizationPolicy, RequestAuthentication and Namespace), plus every object
+/// the plan touches.
+async fn backup_objects(connection: &Connection, plan: &Plan) -> Result<Vec<DynamicObject>, ApiError> {
+    use crate::kinds::Kind;
+    let mut objects = Vec::new();
+    for kind in [
+        Kind::Namespace,
+        Kind::Istio,
+        Kind::IstioCni,
+        Kind::ZTunnel,
+        Kind::VirtualService,
+        Kind::DestinationRule,
+        Kind::AuthorizationPolicy,
+        Kind::RequestAuthentication,
+    ] {
+        let target = crate::change::ResourceRef::new(kind, None, "");
+        let resource = apply::api_resource(&target);
+        let api: Api<DynamicObject> = Api::all_with(connection.client.clone(), &resource);
+        match api.list(&Default::default()).await {
+            Ok(list) => objects.extend(list.items.into_iter().map(|mut object| {
+                object.types = Some(kube::core::TypeMeta {
+                    api_version: resource.api_version.clone(),
+                    kind: resource.kind.clone(),
+                });
+                object
+            })),
+            // A kind the cluster does not serve has nothing to back up.
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(err) => return Err(ApiError::from_kube(err, Request::new("list", &kind.info().resource()), None)),
+        }
+    }
+    let listed: BTreeSet<_> = objects.iter().filter_map(|object| crate::change::ResourceRef::of(object).ok()).collect();
+    for action in &plan.actions {
+        let Ok(target) = action.change.target() else { continue };
+        if listed.contains(&target) {
+            continue;
+        }
+        if let Some(mut object) = apply::fetch(connection, &target).await? {
+            let info = target.kind.info();
+            object.types = Some(kube::core::TypeMeta { api_version: info.api_version(), kind: info.name.into() });
+            objects.push(object);
+        }
+    }
+    Ok(objects)
+}

@@ -1,0 +1,97 @@
+//! The one I/O waiter: watch the kinds a condition reads, keep them in a snapshot, and evaluate
+//! the pure condition after every event until it holds or the time is up.
+//!
+//! The condition itself is a pure function of a [`Snapshot`] (see `plan::Wait::missing` in the
+//! core), as kube-runtime splits `Condition<K>` from `await_condition`; so every condition is
+//! tested without a cluster, and requests grow with events, never with polling.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::watcher::{self, Event};
+
+use super::apply::api_resource;
+use crate::change::ResourceRef;
+use crate::client::Connection;
+use crate::kinds::Kind;
+use crate::snapshot::{Coverage, Snapshot, Source};
+
+/// Waits until `missing` returns None for the objects of `kinds` in `namespace` (all namespaces
+/// when None); on timeout, `Err` says what was still missing.
+pub async fn until<F>(
+    connection: &Connection,
+    kinds: &[Kind],
+    namespace: Option<&str>,
+    timeout: Duration,
+    missing: F,
+) -> Result<(), String>
+where
+    F: Fn(&Snapshot) -> Option<String>,
+{
+    let streams = kinds.iter().map(|kind| {
+        let target = ResourceRef::new(*kind, namespace.filter(|_| kind.info().namespaced), "");
+        let resource = api_resource(&target);
+        let api: Api<DynamicObject> = match &target.namespace {
+            Some(namespace) => Api::namespaced_with(connection.client.clone(), namespace, &resource),
+            None => Api::all_with(connection.client.clone(), &resource),
+        };
+        let kind = *kind;
+        watcher::watcher(api, watcher::Config::default()).map(move |event| (kind, event)).boxed()
+    });
+    let mut events = futures::stream::select_all(streams);
+    let mut store: std::collections::BTreeMap<(Kind, Option<String>, String), DynamicObject> = Default::default();
+    let mut listed: std::collections::BTreeSet<Kind> = Default::default();
+    let mut last_missing = String::from("nothing observed yet");
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let next = tokio::time::timeout_at(deadline, events.next()).await;
+        let Ok(Some((kind, event))) = next else {
+            return Err(last_missing);
+        };
+        let key = |object: &DynamicObject| {
+            (kind, object.metadata.namespace.clone(), object.metadata.name.clone().unwrap_or_default())
+        };
+        match event {
+            Ok(Event::Apply(object) | Event::InitApply(object)) => {
+                store.insert(key(&object), with_type(kind, object));
+            }
+            Ok(Event::Delete(object)) => {
+                store.remove(&key(&object));
+            }
+            Ok(Event::Init) => {
+                store.retain(|(stored, _, _), _| *stored != kind);
+            }
+            Ok(Event::InitDone) => {
+                listed.insert(kind);
+            }
+            // The watcher retries by itself (with backoff) after errors; a lost connection or a
+            // restarted API server only delays the wait.
+            Err(_) => continue,
+        }
+        if listed.len() < kinds.len() {
+            continue;
+        }
+        let mut snapshot = Snapshot::new(Source::Memory);
+        for kind in kinds {
+            snapshot.set_coverage(*kind, Coverage::Listed);
+        }
+        for object in store.values() {
+            snapshot.insert(object.clone());
+        }
+        match missing(&snapshot) {
+            None => return Ok(()),
+            Some(text) => last_missing = text,
+        }
+    }
+}
+
+/// Watch events carry no apiVersion/kind for dynamic objects listed as a List; the snapshot
+/// classifies objects by them.
+fn with_type(kind: Kind, mut object: DynamicObject) -> DynamicObject {
+    if object.types.is_none() {
+        let info = kind.info();
+        object.types = Some(kube::core::TypeMeta { api_version: info.api_version(), kind: info.name.into() });
+    }
+    object
+}

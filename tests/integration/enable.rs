@@ -1,0 +1,357 @@
+//! `oc-ambient-enable` against the simulated cluster (issue 10): Step 2 and Step 3 as the user
+//! runs them, the waypoint gate, dry runs, consent, permissions and the backup.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::core::GroupVersionKind;
+use oc_ambient_simulator::SimulatedCluster;
+use serde_json::Value;
+
+use crate::check_live::run_check;
+use crate::support::plugin;
+
+fn enable(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
+    plugin("oc-ambient-enable")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(["--timeout", "3m"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A connection as the plugins make it, to read what the engine stored in the cluster.
+async fn connect(kubeconfig: std::path::PathBuf) -> oc_ambient_common::client::Connection {
+    let args = oc_ambient_common::cli::GlobalArgs {
+        kubeconfig: Some(kubeconfig),
+        context: None,
+        namespace: None,
+        output: oc_ambient_common::cli::OutputFormat::Table,
+        color: oc_ambient_common::cli::ColorChoice::Never,
+        verbose: 0,
+        quiet: true,
+        request_timeout: Duration::from_secs(30),
+    };
+    oc_ambient_common::client::connect(&args, &oc_ambient_common::printer::Printer::plain()).await.unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn api(client: &kube::Client, group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    Api::all_with(client.clone(), &ApiResource::from_gvk_with_plural(&gvk, plural))
+}
+
+/// resourceVersion of every object of the kinds a plan for Step 2 and 3 writes.
+async fn versions(client: &kube::Client) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    for (group, version, kind, plural) in [
+        ("sailoperator.io", "v1", "Istio", "istios"),
+        ("sailoperator.io", "v1", "IstioCNI", "istiocnis"),
+        ("sailoperator.io", "v1", "ZTunnel", "ztunnels"),
+        ("", "v1", "Namespace", "namespaces"),
+        ("apps", "v1", "Deployment", "deployments"),
+        ("", "v1", "ConfigMap", "configmaps"),
+    ] {
+        for object in api(client, group, version, kind, plural).list(&ListParams::default()).await.unwrap() {
+            let key = format!(
+                "{kind} {}/{}",
+                object.metadata.namespace.unwrap_or_default(),
+                object.metadata.name.unwrap_or_default()
+            );
+            found.insert(key, object.metadata.resource_version.unwrap_or_default());
+        }
+    }
+    found
+}
+
+// The simulator runs in this process: the plugin runs block one thread, so the simulator needs others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_walks_steps_2_and_3_and_stops_at_the_waypoint_gate() {
+    let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
+    let state = tempfile::tempdir().unwrap();
+    let before = versions(&client).await;
+
+    // A client-side dry run prints the plan and writes nothing; so does a server-side one.
+    let planned = enable(&kubeconfig, state.path(), &["--dry-run=client", "-o", "json"]);
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+    let plan: Value = serde_json::from_slice(&planned.stdout).unwrap();
+    assert_eq!(plan["kind"], "AmbientPlan");
+    assert!(plan["actions"].as_array().is_some_and(|actions| actions.iter().any(|a| a["step"] == 2)), "{plan:#}");
+    let server = enable(&kubeconfig, state.path(), &["--dry-run=server", "--yes"]);
+    assert_eq!(server.status.code(), Some(0), "{}", text(&server));
+    assert_eq!(versions(&client).await, before, "a dry run stores nothing");
+
+    // No terminal and no --yes: refused, exit 1, nothing written.
+    let refused = enable(&kubeconfig, state.path(), &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"), "{}", text(&refused));
+    assert_eq!(versions(&client).await, before, "a refusal writes nothing");
+
+    // The view-only identity: one line naming the missing permission, before any write.
+    let viewer = enable(&kubeconfig, state.path(), &["--context", "viewer", "--yes"]);
+    assert_eq!(viewer.status.code(), Some(2), "{}", text(&viewer));
+    let stderr = String::from_utf8_lossy(&viewer.stderr);
+    let line = stderr.lines().find(|line| line.starts_with("error:")).unwrap_or_default();
+    assert!(line.contains("forbidden") && line.contains("patch"), "{}", text(&viewer));
+    assert_eq!(versions(&client).await, before, "a denied identity writes nothing");
+
+    // Step 2.
+    let step2 = enable(&kubeconfig, state.path(), &["--yes"]);
+    assert_eq!(step2.status.code(), Some(0), "{}", text(&step2));
+    let (report, code) = run_check(&["--step", "2"], Some(&kubeconfig));
+    assert_eq!(code, Some(0), "{report:#}");
+
+    // The backup holds what Section 2.4 names, locally and in the cluster alike.
+    let local = std::fs::read_to_string(state.path().join("backup.yaml")).unwrap();
+    for kind in [
+        "kind: Istio\n",
+        "kind: IstioCNI\n",
+        "kind: AuthorizationPolicy\n",
+        "kind: VirtualService\n",
+        "kind: DestinationRule\n",
+        "kind: Namespace\n",
+    ] {
+        assert!(local.contains(kind), "the backup holds {kind}");
+    }
+    let connection = connect(kubeconfig.clone()).await;
+    let in_cluster = oc_ambient_common::engine::journal::read_backup(&connection).await.unwrap();
+    assert_eq!(in_cluster.as_deref(), Some(local.as_str()), "the in-cluster backup matches the local one");
+
+    // Rerunning Step 2 plans nothing.
+    let again = enable(&kubeconfig, state.path(), &["--yes", "-o", "json"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    let plan: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(plan["actions"].as_array().map(Vec::len), Some(0), "{plan:#}");
+
+    // Step 3 for bookinfo, then the waypoint gate names the next command.
+    let bookinfo = enable(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
+    assert_eq!(bookinfo.status.code(), Some(0), "{}", text(&bookinfo));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "3"], Some(&kubeconfig));
+    assert_eq!(code, Some(0), "{report:#}");
+    assert!(String::from_utf8_lossy(&bookinfo.stderr).contains("oc ambient-waypoint bookinfo"), "{}", text(&bookinfo));
+    let journal = std::fs::read_to_string(state.path().join("journal.json")).unwrap();
+    let entries: Vec<Value> = serde_json::from_str(&journal).unwrap();
+    let restarts = entries.iter().filter(|e| e["state"] == "started" && e["change"]["action"] == "restart").count();
+    assert!(restarts >= 6, "every bookinfo workload restarted once: {restarts}");
+}
+
+async fn apply_json(client: &kube::Client, objects: &[Value]) {
+    let objects: Vec<DynamicObject> = objects.iter().map(|o| serde_json::from_value(o.clone()).unwrap()).collect();
+    oc_ambient_testenv::objects::apply_all(client, &objects).await.unwrap();
+}
+
+/// Windows the plan names, from its JSON.
+fn window_ids(plan: &Value) -> Vec<String> {
+    plan["windows"].as_array().into_iter().flatten().filter_map(|w| w["id"].as_str().map(str::to_string)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_finishes_steps_6_and_9_once_the_waypoint_steps_are_done() {
+    let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
+    let state = tempfile::tempdir().unwrap();
+    let first = enable(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert!(String::from_utf8_lossy(&first.stderr).contains("oc ambient-waypoint bookinfo"), "{}", text(&first));
+
+    // Steps 4 and 5, as oc-ambient-waypoint will do them: the waypoint, then the conversion.
+    apply_json(&client, &[serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "waypoint", "namespace": "bookinfo", "labels": {"istio.io/waypoint-for": "service"}},
+        "spec": {"gatewayClassName": "istio-waypoint", "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}})]).await;
+    let converted = plugin("oc-ambient-waypoint")
+        .args(["convert", "-n", "bookinfo", "-o", "json", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let conversion: Value = serde_json::from_slice(&converted.stdout).unwrap();
+    let items: Vec<Value> = conversion["items"].as_array().unwrap().clone();
+    apply_json(&client, &items).await;
+
+    // Step 6, then the gate before Step 9: the waypoint is not active yet.
+    let enrolled = enable(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
+    assert_eq!(enrolled.status.code(), Some(0), "{}", text(&enrolled));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "6"], Some(&kubeconfig));
+    assert_eq!(code, Some(0), "{report:#}");
+    assert!(String::from_utf8_lossy(&enrolled.stderr).contains("oc ambient-waypoint bookinfo"), "{}", text(&enrolled));
+
+    // Step 7 by hand, then Step 9 with the windows the plan names accepted.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let patch = serde_json::json!({"metadata": {"labels": {"istio.io/use-waypoint": "waypoint"}}});
+    namespaces.patch("bookinfo", &Default::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let planned = enable(&kubeconfig, state.path(), &["bookinfo", "--dry-run", "-o", "json"]);
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+    let plan: Value = serde_json::from_slice(&planned.stdout).unwrap();
+    assert!(plan["actions"].as_array().unwrap().iter().all(|a| a["step"] == 9), "{plan:#}");
+    let mut args = vec!["bookinfo".to_string(), "--yes".to_string()];
+    for id in window_ids(&plan) {
+        args.extend(["--accept".to_string(), id]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let finished = enable(&kubeconfig, state.path(), &args);
+    assert_eq!(finished.status.code(), Some(0), "{}", text(&finished));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "9"], Some(&kubeconfig));
+    assert_eq!(code, Some(0), "{report:#}");
+    let (report, _) = run_check(&["-n", "bookinfo"], Some(&kubeconfig));
+    let bookinfo = report["namespaces"].as_array().unwrap().iter().find(|ns| ns["name"] == "bookinfo").unwrap();
+    assert_eq!(bookinfo["phase"], "ambient", "{report:#}");
+    eprintln!("windows accepted for Step 9: {:?}", window_ids(&plan));
+}
+
+/// ReplicaSets per bookinfo Deployment: one, plus one per rollout restart.
+async fn replica_sets(client: &kube::Client) -> BTreeMap<String, usize> {
+    let sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(client.clone(), "bookinfo");
+    let mut count = BTreeMap::new();
+    for set in sets.list(&ListParams::default()).await.unwrap() {
+        let owner =
+            set.metadata.owner_references.unwrap_or_default().first().map(|o| o.name.clone()).unwrap_or_default();
+        *count.entry(owner).or_insert(0) += 1;
+    }
+    count.retain(|name, _| !name.contains("gateway"));
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_survives_throttling_server_errors_and_dropped_connections() {
+    let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let proxy = cluster.plane().fault_proxy().await.unwrap();
+    use oc_ambient_testenv::faults::{Action, Fault};
+    let patch = http::Method::PATCH;
+    proxy.inject(Fault::new(Action::throttle(1), "/deployments/details-v1").unwrap().method(patch.clone()));
+    proxy.inject(Fault::new(Action::status(500), "/deployments/ratings-v1").unwrap().method(patch.clone()).times(2));
+    proxy.inject(Fault::new(Action::Drop, "/deployments/reviews-v2").unwrap().method(patch.clone()));
+    proxy.inject(Fault::new(Action::status(503), "/istios/default").unwrap().method(patch));
+    let state = tempfile::tempdir().unwrap();
+    let run = enable(proxy.kubeconfig(), state.path(), &["bookinfo", "--yes", "--until", "sidecar-hbone"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "3"], Some(cluster.plane().kubeconfig()));
+    assert_eq!(code, Some(0), "{report:#}");
+    let faulted: Vec<_> = proxy.requests().into_iter().filter(|r| r.fault.is_some()).collect();
+    assert_eq!(faulted.len(), 5, "every injected fault was met: {faulted:#?}");
+    assert!(replica_sets(&client).await.values().all(|count| *count == 2), "each Deployment restarted once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_killed_during_step_3_resumes_without_restarting_twice() {
+    let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
+    let state = tempfile::tempdir().unwrap();
+    let step2 = enable(&kubeconfig, state.path(), &["--yes"]);
+    assert_eq!(step2.status.code(), Some(0), "{}", text(&step2));
+
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("oc-ambient-enable"));
+    command.arg("--kubeconfig").arg(&kubeconfig).arg("--state-dir").arg(state.path()).args([
+        "bookinfo",
+        "--yes",
+        "--until",
+        "sidecar-hbone",
+    ]);
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let journal = state.path().join("journal.json");
+    let restarted = || {
+        std::fs::read_to_string(&journal)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Vec<Value>>(&text).ok())
+            .map(|entries| {
+                entries.iter().filter(|e| e["change"]["action"] == "restart" && e["state"] == "started").count()
+            })
+            .unwrap_or(0)
+    };
+    crate::support::eventually("two restarts journalled", Duration::from_secs(120), || async {
+        (restarted() >= 2).then_some(())
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_after = restarted();
+
+    let resumed = enable(&kubeconfig, state.path(), &["bookinfo", "--yes", "--until", "sidecar-hbone"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "3"], Some(&kubeconfig));
+    assert_eq!(code, Some(0), "{report:#}");
+    let sets = replica_sets(&client).await;
+    assert!(
+        sets.values().all(|count| *count == 2),
+        "no Deployment restarted twice (killed after {killed_after}): {sets:?}"
+    );
+    assert!(sets.len() >= 6, "{sets:?}");
+}
+
+/// A backup larger than a Kubernetes object can hold is split across ConfigMaps and reads back
+/// byte for byte (the local file and the cluster's copy are the same document).
+#[tokio::test]
+async fn a_backup_over_one_mebibyte_is_split_and_reads_back_whole() {
+    let plane = crate::support::plane();
+    let connection = connect(plane.kubeconfig().to_path_buf()).await;
+    // Incompressible content: gzip cannot shrink it below a chunk.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut noise = |length: usize| -> String {
+        (0..length)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b'a' + (seed % 26) as u8)
+            })
+            .collect()
+    };
+    let objects: Vec<DynamicObject> = (0..24)
+        .map(|index| {
+            serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("big-{index}"), "namespace": "backup-test"},
+                "data": {"noise": noise(100 * 1024)}}))
+            .unwrap()
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = oc_ambient_common::engine::journal::write_backup(&connection, dir.path(), &objects).await.unwrap();
+    let local = std::fs::read_to_string(&path).unwrap();
+    assert!(local.len() > 2 * 1024 * 1024, "the backup is {} bytes", local.len());
+    let in_cluster = oc_ambient_common::engine::journal::read_backup(&connection).await.unwrap();
+    assert_eq!(in_cluster.as_deref(), Some(local.as_str()));
+    let chunks = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(connection.client.clone(), "oc-ambient")
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|cm| cm.metadata.name.as_deref().is_some_and(|name| name.starts_with("oc-ambient-backup-")))
+        .count();
+    assert!(chunks >= 3, "{chunks} ConfigMaps");
+}
+
+/// The guide's order is a gate: a step asked for before its prerequisites is refused with the
+/// rule, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_asked_for_out_of_order_are_refused_and_write_nothing() {
+    let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
+    let state = tempfile::tempdir().unwrap();
+    let before = versions(&client).await;
+    for (step, rule) in [("6", "sequence-ambient-before-hbone"), ("9", "not enrolled in ambient")] {
+        let refused = enable(&kubeconfig, state.path(), &["bookinfo", "--step", step, "--yes"]);
+        assert_eq!(refused.status.code(), Some(1), "step {step}: {}", text(&refused));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("refused") && stderr.contains(rule), "step {step}: {}", text(&refused));
+    }
+    assert_eq!(versions(&client).await, before, "a refused step writes nothing");
+}
