@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use super::{Action, Plan, PlanError, Stop, Wait};
 use crate::change::{Change, ResourceRef, merge, simulate};
 use crate::check::ids;
-use crate::check::phase::{MeshContext, Phase, milestones};
+use crate::check::phase::{MeshContext, milestones};
 use crate::convert::{ConvertOptions, convert};
 use crate::kinds::Kind;
 use crate::mesh::authz::AuthorizationPolicySpec;
@@ -74,32 +74,7 @@ pub enum Until {
     Ambient,
 }
 
-/// An `--until` value that names no phase the command stops at.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown --until {0:?} (sidecar-hbone, ambient-enrolled or ambient)")]
-pub struct UnknownUntil(pub String);
-
-impl std::str::FromStr for Until {
-    type Err = UnknownUntil;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [Until::SidecarHbone, Until::AmbientEnrolled, Until::Ambient]
-            .into_iter()
-            .find(|until| until.as_str() == text)
-            .ok_or_else(|| UnknownUntil(text.to_string()))
-    }
-}
-
 impl Until {
-    /// The phase's name, as `oc ambient-check` prints it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Until::SidecarHbone => Phase::SidecarHbone.as_str(),
-            Until::AmbientEnrolled => Phase::AmbientEnrolled.as_str(),
-            Until::Ambient => Phase::Ambient.as_str(),
-        }
-    }
-
     fn last_step(self) -> u8 {
         match self {
             Until::SidecarHbone => 3,

@@ -19,7 +19,7 @@ mod conditions;
 pub mod enable;
 pub mod gate;
 
-pub use enable::{EnableIntent, UnknownUntil, Until, plan_enable};
+pub use enable::{EnableIntent, Until, plan_enable};
 pub use gate::gate;
 
 /// A plan document (`-o json|yaml` prints it as is; its shape is stable).

@@ -289,13 +289,6 @@ fn the_whole_plan_is_idempotent() {
 }
 
 #[test]
-fn until_reads_the_phase_names() {
-    assert_eq!("ambient-enrolled".parse(), Ok(Until::AmbientEnrolled));
-    assert_eq!("sidecar-hbone".parse::<Until>().map(Until::as_str), Ok("sidecar-hbone"));
-    assert_eq!("waypoint".parse::<Until>(), Err(UnknownUntil("waypoint".into())));
-}
-
-#[test]
 fn intents_the_planner_cannot_serve_are_errors() {
     let snapshot = bookinfo(false);
     assert_eq!(
