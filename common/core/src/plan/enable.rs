@@ -29,7 +29,9 @@ use crate::check::ids;
 use crate::check::phase::{MeshContext, milestones};
 use crate::convert::{ConvertOptions, convert};
 use crate::kinds::Kind;
+use crate::mesh::authz::AuthorizationPolicySpec;
 use crate::mesh::labels::{DATAPLANE_AMBIENT, DATAPLANE_MODE, ISTIO_INJECTION, ISTIO_REV};
+use crate::mesh::{selector_matches, spec};
 use crate::model::dataplane::{ambient_control_plane, controls};
 use crate::model::{MeshModel, Pod};
 use crate::snapshot::Snapshot;
@@ -132,6 +134,13 @@ impl Planner {
         self.plan.actions.push(Action { id: format!("step{step}:{verb}:{target}"), step, description, change, wait });
     }
 
+    /// Restarts one workload and waits for its rollout, so at most one is in flight.
+    fn restart(&mut self, step: u8, target: ResourceRef, why: &str) {
+        let description = format!("restart {target} {why}");
+        let wait = Some(Wait::RolledOut { target: target.clone() });
+        self.push(step, "restart", description, Change::Restart { target }, wait);
+    }
+
     /// Step 2: the control plane, the CNI and ztunnel in ambient mode.
     fn cluster_setup(&mut self, ztunnel_namespace: &str) -> Result<(), PlanError> {
         let istio = control_plane(&self.state)?.clone();
@@ -209,6 +218,7 @@ impl Planner {
         } else {
             merge(&mut object, without_nulls(created_with));
         }
+        // Cannot fail: apiVersion, kind and metadata.name are set above, the rest is free-form.
         let Ok(object) = serde_json::from_value::<DynamicObject>(object) else { return };
         let target = ResourceRef::new(kind, None, &name);
         let wait = (kind != Kind::Namespace).then(|| Wait::Healthy { target: target.clone() });
@@ -230,14 +240,7 @@ impl Planner {
             ));
         }
         for target in targets {
-            let description = format!("restart {target} so its sidecars speak HBONE");
-            self.push(
-                3,
-                "restart",
-                description,
-                Change::Restart { target: target.clone() },
-                Some(Wait::RolledOut { target }),
-            );
+            self.restart(3, target, "so its sidecars speak HBONE");
         }
         Ok(())
     }
@@ -302,24 +305,44 @@ impl Planner {
             let description = format!("stop injecting sidecars in {namespace}");
             self.push(9, "label", description, Change::SetLabels { target, labels: injection }, None);
         }
-        for target in restart_targets(&self.state, namespace, |pod| pod.sidecar) {
-            let description = format!("restart {target} without its sidecar");
-            self.push(
-                9,
-                "restart",
-                description,
-                Change::Restart { target: target.clone() },
-                Some(Wait::RolledOut { target }),
-            );
-        }
         let options = ConvertOptions { namespaces: vec![namespace.to_string()], waypoint: None };
-        for target in convert(&self.state, &options).replaces {
-            let Some(object) = self.state.get(target.kind, target.namespace.as_deref(), &target.name) else { continue };
-            let (uid, resource_version) = (object.metadata.uid.clone(), object.metadata.resource_version.clone());
-            let description = format!("delete {target}: replaced for ambient, wrong once sidecars are gone");
-            self.push(9, "delete", description, Change::Delete { target, uid, resource_version }, None);
+        let mut replaced = convert(&self.state, &options).replaces;
+        for target in restart_targets(&self.state, namespace, |pod| pod.sidecar) {
+            self.restart(9, target, "without its sidecar");
+            // A selector policy ztunnel now enforces on its pods (an L7 ALLOW denies all there)
+            // goes right after their restart, so the window it leaves lasts one rollout.
+            let (due, later): (Vec<ResourceRef>, Vec<ResourceRef>) =
+                replaced.into_iter().partition(|target| self.selects_only_ambient_pods(target));
+            replaced = later;
+            due.into_iter().for_each(|target| self.delete_replaced(target));
         }
+        // What sidecar clients still read (routes, subsets, namespace-wide policies) goes last.
+        replaced.into_iter().for_each(|target| self.delete_replaced(target));
         Ok(())
+    }
+
+    /// Deletes a replaced object as the plan saw it (uid and resourceVersion as preconditions).
+    fn delete_replaced(&mut self, target: ResourceRef) {
+        let Some(object) = self.state.get(target.kind, target.namespace.as_deref(), &target.name) else { return };
+        let (uid, resource_version) = (object.metadata.uid.clone(), object.metadata.resource_version.clone());
+        let description = format!("delete {target}: replaced for ambient, wrong once sidecars are gone");
+        self.push(9, "delete", description, Change::Delete { target, uid, resource_version }, None);
+    }
+
+    /// `target` is a selector AuthorizationPolicy whose pods all run without a sidecar now.
+    fn selects_only_ambient_pods(&self, target: &ResourceRef) -> bool {
+        let namespace = target.namespace.as_deref().unwrap_or_default();
+        let policy = self.state.get(target.kind, Some(namespace), &target.name);
+        let spec = policy.filter(|_| target.kind == Kind::AuthorizationPolicy).map(spec::<AuthorizationPolicySpec>);
+        let Some(Ok(spec)) = spec else { return false };
+        let Some(selector) = spec.selector_labels() else { return false };
+        let mut selected = self
+            .state
+            .in_namespace(Kind::Pod, namespace)
+            .map(Pod::of)
+            .filter(|pod| pod.is_live() && selector_matches(selector, pod.labels))
+            .peekable();
+        selected.peek().is_some() && selected.all(|pod| !pod.sidecar)
     }
 }
 

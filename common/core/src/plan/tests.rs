@@ -394,3 +394,27 @@ fn the_gate_opens_a_window_where_an_outcome_changes_and_closes_it_when_restored(
     );
     assert!(!window.requests.is_empty());
 }
+
+#[test]
+fn bookinfo_plans_pass_the_gates_and_name_their_windows() {
+    let snapshot = converted(&bookinfo(false));
+    let mut enrolling = plan_enable(&snapshot, &intent(&[NS], Until::AmbientEnrolled, None)).unwrap();
+    gate(&snapshot, &mut enrolling).unwrap();
+    assert_eq!(enrolling.windows, [], "Steps 2 to 6 keep every outcome");
+
+    let enrolled = after(&snapshot, &enrolling);
+    let use_waypoint = set_labels(Kind::Namespace, NS, &[("istio.io/use-waypoint", Some("waypoint"))]);
+    let active = after(&enrolled, &plan_of(vec![use_waypoint]));
+    let mut removal = plan_enable(&active, &intent(&[NS], Until::Ambient, None)).unwrap();
+    gate(&active, &mut removal).unwrap();
+    assert!(!removal.windows.is_empty(), "an L7 selector policy denies all at ztunnel until it is deleted");
+    let ids: Vec<&str> = removal.windows.iter().map(|window| window.id.as_str()).collect();
+    let expected: Vec<String> = (1..=ids.len()).map(|n| format!("window:9:bookinfo:{n}")).collect();
+    assert_eq!(ids, expected);
+    // The first restart's L7 selector policy goes with the next action: a window of one rollout.
+    let first = &removal.windows[0];
+    assert_eq!(
+        (first.opens_after.as_str(), first.closes_after.as_str()),
+        ("step9:restart:Deployment/bookinfo/details-v1", "step9:delete:AuthorizationPolicy/bookinfo/details-viewer")
+    );
+}
