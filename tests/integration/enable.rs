@@ -364,3 +364,25 @@ async fn steps_asked_for_out_of_order_are_refused_and_write_nothing() {
     }
     assert_eq!(versions(&client).await, before, "a refused step writes nothing");
 }
+
+/// A conflict is never overwritten: the run stops saying to re-plan, and the rerun (which plans
+/// again from the cluster) finishes, issuing the restart the conflict refused and no other twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_stops_the_run_and_a_rerun_finishes_it() {
+    let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let proxy = cluster.plane().fault_proxy().await.unwrap();
+    use oc_ambient_testenv::faults::{Action, Fault};
+    proxy.inject(Fault::new(Action::status(409), "/deployments/productpage-v1").unwrap().method(http::Method::PATCH));
+    let state = tempfile::tempdir().unwrap();
+    let args = ["bookinfo", "--yes", "--until", "sidecar-hbone"];
+    let stopped = enable(proxy.kubeconfig(), state.path(), &args);
+    assert_eq!(stopped.status.code(), Some(2), "{}", text(&stopped));
+    assert!(String::from_utf8_lossy(&stopped.stderr).contains("re-plan"), "{}", text(&stopped));
+    let rerun = enable(proxy.kubeconfig(), state.path(), &args);
+    assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "3"], Some(cluster.plane().kubeconfig()));
+    assert_eq!(code, Some(0), "{report:#}");
+    let sets = replica_sets(&client).await;
+    assert!(sets.values().all(|count| *count == 2), "each Deployment restarted exactly once: {sets:?}");
+}

@@ -20,6 +20,9 @@ use crate::change::{Change, ResourceRef};
 use crate::client::Connection;
 use crate::error::{ApiError, Request};
 
+/// The pod-template annotation `kubectl rollout restart` sets; its value is the restart's stamp.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
 /// The API resource of a reference, at the version the suite reads.
 pub fn api_resource(target: &ResourceRef) -> ApiResource {
     let info = target.kind.info();
@@ -110,8 +113,7 @@ pub async fn apply(connection: &Connection, change: &Change, dry_run: bool, now:
         Change::Restart { .. } => {
             let resource = api_resource(&target);
             let merge = PatchParams { dry_run, ..PatchParams::default() };
-            let body: Value = json!({"spec": {"template": {"metadata": {"annotations": {
-                "kubectl.kubernetes.io/restartedAt": now}}}}});
+            let body: Value = json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
             api(connection, &target, &resource).patch(&target.name, &merge, &Patch::Merge(body)).await.map(|_| ())
         }
     };

@@ -88,9 +88,10 @@ impl Journal {
         Ok(Journal { dir: dir.to_path_buf(), entries })
     }
 
-    /// The last state recorded for an action.
-    pub fn state_of(&self, action: &str) -> Option<EntryState> {
-        self.entries.iter().rev().find(|entry| entry.action == action).map(|entry| entry.state)
+    /// When the action was last journalled as started, if it was not finished since.
+    pub fn started_at(&self, action: &str) -> Option<&str> {
+        let last = self.entries.iter().rev().find(|entry| entry.action == action)?;
+        (last.state == EntryState::Started).then_some(last.at.as_str())
     }
 
     /// Appends an entry and writes both copies before returning: nothing happens that is not

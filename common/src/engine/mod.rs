@@ -37,7 +37,7 @@ use crate::change::Change;
 use crate::cli::OutputFormat;
 use crate::client::Connection;
 use crate::error::{ApiError, Error, Request};
-use crate::plan::{Plan, Wait};
+use crate::plan::{Action, Plan, Wait};
 use crate::printer::Printer;
 
 /// `--dry-run`, as kubectl spells it.
@@ -112,8 +112,7 @@ pub async fn run(
     }
     for action in &plan.actions {
         let now = k8s_openapi::chrono::Utc::now().to_rfc3339();
-        let resumed = journal.state_of(&action.id) == Some(EntryState::Started)
-            && matches!(action.change, Change::Restart { .. });
+        let resumed = !dry_run && restart_already_issued(connection, &journal, action).await?;
         if !dry_run && !resumed {
             let prior = match action.change.target() {
                 Ok(target) => apply::fetch(connection, &target).await?,
@@ -179,6 +178,25 @@ where
             other => return other,
         }
     }
+}
+
+/// A restart journalled as started whose stamp the workload's template carries was issued by an
+/// interrupted run: it is awaited, not issued again (a second restart would roll the workload
+/// twice). One journalled but not carried (the run died, or the write failed, before it reached
+/// the server) is issued again.
+async fn restart_already_issued(connection: &Connection, journal: &Journal, action: &Action) -> Result<bool, ApiError> {
+    let Change::Restart { target } = &action.change else { return Ok(false) };
+    let Some(stamp) = journal.started_at(&action.id) else { return Ok(false) };
+    let live = apply::fetch(connection, target).await?;
+    let carried = live
+        .as_ref()
+        .and_then(|object| {
+            object
+                .data
+                .pointer(&format!("/spec/template/metadata/annotations/{}", apply::RESTARTED_AT.replace('/', "~1")))
+        })
+        .and_then(serde_json::Value::as_str);
+    Ok(carried == Some(stamp))
 }
 
 /// Says where the plan stopped short of the intent, and the command that moves past each stop.
