@@ -40,7 +40,7 @@ const BINARY: &str = "oc-ambient-waypoint";
 ///   oc ambient-waypoint bookinfo --yes            # deploy and migrate; activate once enrolled
 ///   oc ambient-waypoint convert -n bookinfo --verify
 #[derive(Debug, Parser)]
-#[command(version, about, long_about, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
+#[command(version, about, long_about, verbatim_doc_comment, subcommand_precedence_over_arg = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -259,6 +259,9 @@ mod tests {
     fn convert_reads_files_or_a_directory_or_the_cluster() {
         assert!(parse_args(&["w", "convert"]).is_ok(), "no input: the live cluster");
         assert!(parse_args(&["w", "convert", "--from-dir", "d", "-f", "x"]).is_err());
-        assert!(parse_args(&["w"]).is_ok(), "without a subcommand the plugin keeps its connect-and-refuse behaviour");
+        assert!(parse_args(&["w"]).is_ok(), "without a subcommand or namespace the plugin connects and refuses");
+        let steps = parse_args(&["w", "bookinfo", "shop", "--yes"]).expect("namespaces for the live steps");
+        assert_eq!(steps.targets, vec!["bookinfo", "shop"]);
+        assert!(steps.command.is_none() && steps.change.yes);
     }
 }
