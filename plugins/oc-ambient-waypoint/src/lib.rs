@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, ArgMatches, Args, Parser, Subcommand};
-use oc_ambient_common::cli::{GlobalArgs, OutputFormat};
+use oc_ambient_common::cli::{GlobalArgs, InputLimitArgs, OutputFormat};
 use oc_ambient_common::convert::{ConvertOptions, convert};
 use oc_ambient_common::error::{Error, Exit};
 use oc_ambient_common::printer::Printer;
@@ -69,6 +69,8 @@ pub struct ConvertArgs {
     /// enrolled, waypoints, sidecars).
     #[arg(long, value_name = "FILE", requires = "verify")]
     pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: InputLimitArgs,
 }
 
 /// The command line, with the global `-n` made repeatable (see the module docs).
@@ -108,7 +110,7 @@ async fn connect_then_refuse(global: &GlobalArgs) -> Result<Exit, Error> {
 fn run_convert(global: &GlobalArgs, namespaces: &[String], args: &ConvertArgs) -> Result<Exit, Error> {
     let printer = Printer::new(global);
     let paths: Vec<PathBuf> = args.from_dir.iter().chain(args.filename.iter()).cloned().collect();
-    let mut snapshot = oc_ambient_common::input::read_snapshot(&paths)?;
+    let mut snapshot = oc_ambient_common::input::read_snapshot(&paths, &args.limits.limits())?;
     if let Some(first) = namespaces.first() {
         snapshot.default_namespace(first);
     } else {
