@@ -431,3 +431,32 @@ fn bounded(values: Vec<String>) -> Vec<String> {
     }
     unique
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The indexes a sampler chooses over targets of `counts` requests, as (target, index).
+    fn draw(total_counts: &[usize]) -> Vec<(usize, usize)> {
+        let mut sampler = Sampler::new("shop", total_counts.iter().sum());
+        let mut chosen = Vec::new();
+        for (target, count) in total_counts.iter().enumerate() {
+            while let Some(index) = sampler.take_below(*count) {
+                assert!(index < *count);
+                chosen.push((target, index));
+            }
+        }
+        chosen
+    }
+
+    #[test]
+    fn a_namespace_beyond_the_budget_is_sampled_within_it_reproducibly_and_across_targets() {
+        let counts = [3 * MAX_REQUESTS_PER_NAMESPACE, 7, 4 * MAX_REQUESTS_PER_NAMESPACE];
+        let chosen = draw(&counts);
+        assert!(chosen.len() <= MAX_REQUESTS_PER_NAMESPACE && chosen.len() > MAX_REQUESTS_PER_NAMESPACE / 2);
+        assert_eq!(chosen, draw(&counts), "the same input gives the same sample");
+        assert!(chosen.iter().any(|(target, _)| *target == 2), "the sample reaches the last target");
+        let within = [10, 20];
+        assert_eq!(draw(&within).len(), 30, "within the budget every request is evaluated");
+    }
+}
