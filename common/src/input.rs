@@ -127,7 +127,7 @@ spec: {action: ALLOW}
         let dump = dir.path().join("dump.yaml");
         std::fs::write(&dump, DUMP).unwrap();
         let limits = InputLimits { max_objects: 4, ..InputLimits::default() };
-        assert!(read_snapshot(&[dump.clone()], &limits).is_ok(), "three objects are within four");
+        assert!(read_snapshot(std::slice::from_ref(&dump), &limits).is_ok(), "three objects are within four");
         let err = read_snapshot(&[dump.clone(), dump], &limits).unwrap_err();
         assert!(matches!(err, InputError::TooManyObjects { limit: 4, .. }), "the limit is over all files: {err}");
     }

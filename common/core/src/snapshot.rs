@@ -419,6 +419,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::print_stderr)] // the test prints the figure it measures
     fn deep_nesting_is_refused_before_parsing_in_linear_time() {
         let path = Path::new("deep.yaml");
         let depth = 200_000;
