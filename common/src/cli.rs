@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use oc_ambient_core::snapshot::InputLimits;
 
 /// Connection and output flags, flattened into every plugin's command line.
 #[derive(Debug, Clone, Args)]
@@ -85,6 +86,32 @@ impl ChangeArgs {
             timeout: self.timeout,
             output,
             state_dir,
+        }
+    }
+}
+
+/// Bounds on offline input (`-f`, `--from-dir`, `--baseline`): input beyond them is refused with
+/// exit code 2 before it is parsed, so hostile or mistaken files cannot take unbounded time or
+/// memory. The defaults are far above a real cluster's dumps; raise them for an unusual one.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct InputLimitArgs {
+    /// Refuse a document whose `[...]`/`{...}` collections nest deeper than N levels.
+    #[arg(long, value_name = "N", default_value_t = InputLimits::DEFAULT_MAX_DEPTH)]
+    pub max_depth: usize,
+    /// Refuse a single YAML or JSON document (a `kind: List` dump is one) larger than BYTES.
+    #[arg(long, value_name = "BYTES", default_value_t = InputLimits::DEFAULT_MAX_DOCUMENT_BYTES)]
+    pub max_document_bytes: usize,
+    /// Refuse input holding more than N objects in all (lists flattened).
+    #[arg(long, value_name = "N", default_value_t = InputLimits::DEFAULT_MAX_OBJECTS)]
+    pub max_objects: usize,
+}
+
+impl InputLimitArgs {
+    pub fn limits(&self) -> InputLimits {
+        InputLimits {
+            max_depth: self.max_depth,
+            max_document_bytes: self.max_document_bytes,
+            max_objects: self.max_objects,
         }
     }
 }

@@ -5,22 +5,34 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use oc_ambient_core::snapshot::{InputError, Snapshot, Source, parse_documents};
+use oc_ambient_core::snapshot::{InputError, InputLimits, Snapshot, Source, parse_documents_within};
 
 /// Reads offline input: files and directories (recursively: *.yaml, *.yml, *.json), `-` for
 /// stdin. Multi-document streams and `kind: List` are flattened. Every kind present is marked
-/// listed; kinds absent stay [`Coverage::NotInInput`].
-pub fn read_snapshot(paths: &[PathBuf]) -> Result<Snapshot, InputError> {
+/// listed; kinds absent stay [`Coverage::NotInInput`]. Input exceeding `limits`, or holding no
+/// object at all (empty files, only `---`), is an error: nothing could be evaluated from it.
+pub fn read_snapshot(paths: &[PathBuf], limits: &InputLimits) -> Result<Snapshot, InputError> {
     let mut files = Vec::new();
     for path in paths {
         collect_files(path, &mut files)?;
     }
     let mut snapshot = Snapshot::new(Source::Files { paths: paths.to_vec() });
+    let mut read = 0;
     for file in &files {
         let text = read_input(file)?;
-        for object in parse_documents(file, &text)? {
+        let remaining = InputLimits { max_objects: limits.max_objects - read, ..*limits };
+        let objects = parse_documents_within(file, &text, &remaining).map_err(|err| match err {
+            InputError::TooManyObjects { path, .. } => InputError::TooManyObjects { path, limit: limits.max_objects },
+            other => other,
+        })?;
+        read += objects.len();
+        for object in objects {
             snapshot.insert_listed(object);
         }
+    }
+    if read == 0 {
+        let inputs = paths.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(", ");
+        return Err(InputError::NoObjects { inputs });
     }
     Ok(snapshot)
 }
@@ -92,12 +104,31 @@ spec: {action: ALLOW}
     fn lists_and_streams_are_flattened_and_coverage_follows_the_input() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("dump.yaml"), DUMP).unwrap();
-        let snapshot = read_snapshot(&[dir.path().to_path_buf()]).unwrap();
+        let snapshot = read_snapshot(&[dir.path().to_path_buf()], &InputLimits::default()).unwrap();
         assert_eq!(snapshot.all(Kind::Namespace).len(), 1);
         assert_eq!(snapshot.all(Kind::AuthorizationPolicy).len(), 1);
         assert!(snapshot.knows(Kind::AuthorizationPolicy));
         assert_eq!(snapshot.coverage(Kind::VirtualService), &Coverage::NotInInput);
         assert_eq!(snapshot.notes.len(), 1, "the ConfigMap is noted as ignored: {:?}", snapshot.notes);
         assert!(snapshot.get(Kind::AuthorizationPolicy, Some("bookinfo"), "allow-get").is_some());
+    }
+
+    #[test]
+    fn input_without_objects_or_over_the_object_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.yaml");
+        let separators = dir.path().join("separators.yaml");
+        std::fs::write(&empty, "").unwrap();
+        std::fs::write(&separators, "---\n# nothing\n---\n").unwrap();
+        for input in [vec![empty.clone()], vec![empty, separators]] {
+            let err = read_snapshot(&input, &InputLimits::default()).unwrap_err();
+            assert!(matches!(err, InputError::NoObjects { .. }), "{err}");
+        }
+        let dump = dir.path().join("dump.yaml");
+        std::fs::write(&dump, DUMP).unwrap();
+        let limits = InputLimits { max_objects: 4, ..InputLimits::default() };
+        assert!(read_snapshot(std::slice::from_ref(&dump), &limits).is_ok(), "three objects are within four");
+        let err = read_snapshot(&[dump.clone(), dump], &limits).unwrap_err();
+        assert!(matches!(err, InputError::TooManyObjects { limit: 4, .. }), "the limit is over all files: {err}");
     }
 }

@@ -81,6 +81,27 @@ fn bad_input_gives_one_clear_line_and_exit_2() {
     assert_bad_input(&["--from-dir", empty.path().to_str().unwrap()], None, "no YAML or JSON files found");
 }
 
+/// Issue 17, acceptance 1 and 4: hostile nesting is refused fast, and input without objects is an
+/// error, not an empty "ready" report. The target is 1 s; the limit has a margin for debug builds
+/// and a shared machine.
+#[test]
+fn deep_empty_and_separator_only_input_exit_2() {
+    let depth = 200_000;
+    let deep = "[".repeat(depth) + &"]".repeat(depth);
+    let started = std::time::Instant::now();
+    assert_bad_input(&["-f", "-"], Some(&deep), "nested deeper than 100 levels");
+    let elapsed = started.elapsed();
+    eprintln!("{depth}-deep input refused (process included) in {:.3} s", elapsed.as_secs_f64());
+    assert!(elapsed.as_secs() < 5, "{elapsed:?}");
+    assert_bad_input(&["-f", "-"], Some(""), "no Kubernetes object in the input");
+    assert_bad_input(&["-f", "-"], Some("---\n---\n"), "no Kubernetes object in the input");
+    assert_bad_input(
+        &["-f", "-", "--max-objects", "0"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n"),
+        "more than 0 objects",
+    );
+}
+
 #[test]
 fn unknown_kinds_are_ignored_and_noted_with_verbose() {
     let input = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: shop}\n";

@@ -5,8 +5,9 @@
 //! holds no AuthorizationPolicies says nothing about whether the cluster has some, and checks must
 //! report that instead of guessing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use kube_core::DynamicObject;
 use serde::Serialize;
@@ -40,9 +41,16 @@ pub enum Source {
     Memory,
 }
 
+/// (kind, namespace, name): what [`Snapshot::get`] looks up.
+type ObjectKey = (Kind, Option<String>, Option<String>);
+
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     objects: BTreeMap<Kind, Vec<DynamicObject>>,
+    /// Position of the first object of each key in its kind's list, so that lookups by name are
+    /// constant time (checks and the translator make one per object, which a scan made quadratic).
+    /// Kept up to date by [`Snapshot::insert`]; built on the next lookup after an in-place change.
+    index: OnceLock<HashMap<ObjectKey, usize>>,
     coverage: BTreeMap<Kind, Coverage>,
     pub source: Source,
     /// Served kinds and versions, when known (live discovery, or CRDs in the input).
@@ -65,6 +73,48 @@ pub enum InputError {
     NotAnObject { path: PathBuf, document: usize, reason: String },
     #[error("{path}: no YAML or JSON files found")]
     Empty { path: PathBuf },
+    #[error(
+        "{path}: document {document}: nested deeper than {limit} levels; refused unparsed (raise with --max-depth)"
+    )]
+    TooDeep { path: PathBuf, document: usize, limit: usize },
+    #[error(
+        "{path}: document {document} is larger than {limit} bytes; refused unparsed (raise with --max-document-bytes)"
+    )]
+    DocumentTooLarge { path: PathBuf, document: usize, limit: usize },
+    #[error("{path}: the input holds more than {limit} objects (raise with --max-objects)")]
+    TooManyObjects { path: PathBuf, limit: usize },
+    #[error("{inputs}: no Kubernetes object in the input (it is empty, or holds only document separators or comments)")]
+    NoObjects { inputs: String },
+}
+
+/// Bounds on offline input, so that hostile or mistaken files are refused in time linear in their
+/// size instead of exhausting time or memory. The YAML parser takes time quadratic in the depth of
+/// nested flow collections (`[[[[...`), so depth is measured by a linear pre-scan before the parser
+/// sees the text. The defaults are far above what a real cluster's dump holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputLimits {
+    /// Deepest nesting of flow collections (`[`, `{`) in one document.
+    pub max_depth: usize,
+    /// Largest single YAML or JSON document (a `kind: List` dump is one document).
+    pub max_document_bytes: usize,
+    /// Most objects in the whole input, after flattening lists.
+    pub max_objects: usize,
+}
+
+impl InputLimits {
+    pub const DEFAULT_MAX_DEPTH: usize = 100;
+    pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 512 * 1024 * 1024;
+    pub const DEFAULT_MAX_OBJECTS: usize = 500_000;
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        InputLimits {
+            max_depth: Self::DEFAULT_MAX_DEPTH,
+            max_document_bytes: Self::DEFAULT_MAX_DOCUMENT_BYTES,
+            max_objects: Self::DEFAULT_MAX_OBJECTS,
+        }
+    }
 }
 
 impl Snapshot {
@@ -72,6 +122,7 @@ impl Snapshot {
     pub fn new(source: Source) -> Self {
         Snapshot {
             objects: BTreeMap::new(),
+            index: OnceLock::new(),
             coverage: BTreeMap::new(),
             source,
             served: None,
@@ -100,7 +151,11 @@ impl Snapshot {
         };
         match Kind::from_type(&api_version, &kind_name) {
             Some(kind) => {
-                self.objects.entry(kind).or_default().push(object);
+                let objects = self.objects.entry(kind).or_default();
+                if let Some(index) = self.index.get_mut() {
+                    index.entry(object_key(kind, &object)).or_insert(objects.len());
+                }
+                objects.push(object);
                 Some(kind)
             }
             None => {
@@ -140,6 +195,7 @@ impl Snapshot {
     /// Objects of a kind, for changing them in place (the change simulator); the caller keeps
     /// every object of the list of that kind.
     pub(crate) fn objects_mut(&mut self, kind: Kind) -> &mut Vec<DynamicObject> {
+        self.index.take();
         self.objects.entry(kind).or_default()
     }
 
@@ -147,10 +203,19 @@ impl Snapshot {
         self.all(kind).iter().filter(move |object| object.metadata.namespace.as_deref() == Some(namespace))
     }
 
+    /// The first object of `kind` named `name` in `namespace` (None for cluster-scoped kinds).
     pub fn get(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<&DynamicObject> {
-        self.all(kind).iter().find(|object| {
-            object.metadata.name.as_deref() == Some(name) && object.metadata.namespace.as_deref() == namespace
-        })
+        let index = self.index.get_or_init(|| {
+            let mut index = HashMap::new();
+            for (kind, objects) in &self.objects {
+                for (position, object) in objects.iter().enumerate() {
+                    index.entry(object_key(*kind, object)).or_insert(position);
+                }
+            }
+            index
+        });
+        let position = *index.get(&(kind, namespace.map(str::to_string), Some(name.to_string())))?;
+        self.all(kind).get(position)
     }
 
     /// Objects of a kind decoded into a typed struct (core kinds from k8s-openapi, say). Objects that
@@ -205,6 +270,7 @@ impl Snapshot {
     /// Puts namespaced objects that name no namespace into `namespace`, as `kubectl apply -n NS`
     /// does with manifests such as the upstream samples. Cluster-scoped kinds are left alone.
     pub fn default_namespace(&mut self, namespace: &str) {
+        self.index.take();
         for (kind, objects) in &mut self.objects {
             if !kind.info().namespaced {
                 continue;
@@ -216,6 +282,10 @@ impl Snapshot {
     }
 }
 
+fn object_key(kind: Kind, object: &DynamicObject) -> ObjectKey {
+    (kind, object.metadata.namespace.clone(), object.metadata.name.clone())
+}
+
 /// `namespace/name` or `name`.
 pub fn display_name(object: &DynamicObject) -> String {
     let name = object.metadata.name.as_deref().unwrap_or("<unnamed>");
@@ -225,8 +295,22 @@ pub fn display_name(object: &DynamicObject) -> String {
     }
 }
 
-/// Parses a YAML or JSON stream into objects, flattening `kind: List` (and `*List`) documents.
+/// Parses a YAML or JSON stream into objects, flattening `kind: List` (and `*List`) documents,
+/// within the default [`InputLimits`].
 pub fn parse_documents(path: &Path, text: &str) -> Result<Vec<DynamicObject>, InputError> {
+    parse_documents_within(path, text, &InputLimits::default())
+}
+
+/// [`parse_documents`] within `limits`: depth and document size are checked before parsing.
+pub fn parse_documents_within(path: &Path, text: &str, limits: &InputLimits) -> Result<Vec<DynamicObject>, InputError> {
+    prescan(text, limits).map_err(|exceeded| match exceeded {
+        Exceeded::Depth { document } => {
+            InputError::TooDeep { path: path.to_path_buf(), document, limit: limits.max_depth }
+        }
+        Exceeded::Bytes { document } => {
+            InputError::DocumentTooLarge { path: path.to_path_buf(), document, limit: limits.max_document_bytes }
+        }
+    })?;
     let mut objects = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let document_number = index + 1;
@@ -236,8 +320,65 @@ pub fn parse_documents(path: &Path, text: &str) -> Result<Vec<DynamicObject>, In
             message: err.to_string(),
         })?;
         flatten(path, document_number, value, &mut objects)?;
+        if objects.len() > limits.max_objects {
+            return Err(InputError::TooManyObjects { path: path.to_path_buf(), limit: limits.max_objects });
+        }
     }
     Ok(objects)
+}
+
+/// Which limit of [`prescan`] a document exceeds.
+#[derive(Debug, PartialEq, Eq)]
+enum Exceeded {
+    Depth { document: usize },
+    Bytes { document: usize },
+}
+
+/// One linear pass over the text: the size of each document and the depth of its flow collections.
+///
+/// Documents end at a `---` line, which YAML treats as a marker even inside block scalars. Comments
+/// are skipped; brackets inside quoted strings are counted, which can only overestimate the depth
+/// (so hostile input cannot hide nesting from the scan behind a quote the parser does not see).
+fn prescan(text: &str, limits: &InputLimits) -> Result<(), Exceeded> {
+    let mut document = 1;
+    let mut document_start = 0;
+    let mut has_content = false;
+    let mut depth = 0usize;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let is_marker =
+            line.strip_prefix("---").is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
+        if is_marker {
+            if has_content {
+                document += 1;
+            }
+            document_start = offset + line.len();
+            has_content = false;
+            depth = 0;
+        }
+        offset += line.len();
+        if offset.saturating_sub(document_start) > limits.max_document_bytes {
+            return Err(Exceeded::Bytes { document });
+        }
+        let body = if is_marker { &line[3..] } else { line };
+        let mut previous_is_space = true;
+        for byte in body.bytes() {
+            match byte {
+                b'#' if previous_is_space => break,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > limits.max_depth {
+                        return Err(Exceeded::Depth { document });
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            has_content |= !byte.is_ascii_whitespace();
+            previous_is_space = byte.is_ascii_whitespace();
+        }
+    }
+    Ok(())
 }
 
 fn flatten(path: &Path, document: usize, value: Value, out: &mut Vec<DynamicObject>) -> Result<(), InputError> {
@@ -297,6 +438,48 @@ mod tests {
         assert_eq!(err.to_string(), "dump.yaml: document 1: not a Kubernetes object (no apiVersion)");
         let err = parse_documents(path, "- a\n- b\n").unwrap_err();
         assert!(err.to_string().contains("must be a mapping"));
+    }
+
+    #[test]
+    #[allow(clippy::print_stderr)] // the test prints the figure it measures
+    fn deep_nesting_is_refused_before_parsing_in_linear_time() {
+        let path = Path::new("deep.yaml");
+        let depth = 200_000;
+        for text in ["[".repeat(depth) + &"]".repeat(depth), r#"{"a":"#.repeat(depth) + "1" + &"}".repeat(depth)] {
+            let started = std::time::Instant::now();
+            let err = parse_documents(path, &text).unwrap_err();
+            let elapsed = started.elapsed();
+            eprintln!("{depth}-deep document refused in {:.3} ms", elapsed.as_secs_f64() * 1000.0);
+            assert!(matches!(err, InputError::TooDeep { document: 1, limit: 100, .. }), "{err}");
+            assert!(elapsed.as_secs() < 5, "the pre-scan is linear: {elapsed:?}");
+        }
+        let second = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: a}}\n---\nx: {}", "[".repeat(101));
+        assert!(matches!(parse_documents(path, &second), Err(InputError::TooDeep { document: 2, .. })));
+    }
+
+    #[test]
+    fn the_depth_limit_counts_flow_nesting_per_document_and_skips_comments() {
+        let limits = InputLimits { max_depth: 3, ..InputLimits::default() };
+        let three = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {x: '[y]'}}  # [[[[[\n";
+        let streamed = format!("{three}---\n{three}---\n{three}");
+        assert_eq!(parse_documents_within(Path::new("x"), &streamed, &limits).unwrap().len(), 3);
+        let four = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {x: '[[y]]'}}\n";
+        assert!(matches!(
+            parse_documents_within(Path::new("x"), four, &limits),
+            Err(InputError::TooDeep { limit: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn documents_and_objects_beyond_their_limits_are_refused() {
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n";
+        let two = format!("{pod}---\n{pod}");
+        let small = InputLimits { max_document_bytes: pod.len(), max_objects: 1, ..InputLimits::default() };
+        let err = parse_documents_within(Path::new("x"), &two, &small).unwrap_err();
+        assert!(matches!(err, InputError::TooManyObjects { limit: 1, .. }), "{err}");
+        let err = parse_documents_within(Path::new("x"), &format!("{pod}  extra: 1\n"), &small).unwrap_err();
+        assert!(matches!(err, InputError::DocumentTooLarge { document: 1, .. }), "{err}");
+        assert!(err.to_string().contains("--max-document-bytes"), "the error names the flag that raises the limit");
     }
 
     #[test]

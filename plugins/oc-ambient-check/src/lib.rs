@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use oc_ambient_common::check::{self, Options, Scope};
-use oc_ambient_common::cli::{AllNamespaces, GlobalArgs, OutputFormat};
+use oc_ambient_common::cli::{AllNamespaces, GlobalArgs, InputLimitArgs, OutputFormat};
 use oc_ambient_common::error::{Error, Exit};
 use oc_ambient_common::live::{self, ListScope, LoadOptions};
 use oc_ambient_common::printer::Printer;
@@ -37,6 +37,8 @@ pub struct Cli {
     /// policy-equivalence.
     #[arg(long, value_name = "PATH")]
     pub baseline: Vec<PathBuf>,
+    #[command(flatten)]
+    pub limits: InputLimitArgs,
 }
 
 pub async fn run(cli: Cli) -> Result<Exit, Error> {
@@ -66,7 +68,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
         ));
         snapshot
     } else {
-        let snapshot = oc_ambient_common::input::read_snapshot(&offline)?;
+        let snapshot = oc_ambient_common::input::read_snapshot(&offline, &cli.limits.limits())?;
         printer.detail(&format!(
             "read {} objects from files in {:.2}s",
             snapshot.len(),
@@ -77,8 +79,11 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
     for note in &snapshot.notes {
         printer.detail(note);
     }
-    let baseline =
-        if cli.baseline.is_empty() { None } else { Some(oc_ambient_common::input::read_snapshot(&cli.baseline)?) };
+    let baseline = if cli.baseline.is_empty() {
+        None
+    } else {
+        Some(oc_ambient_common::input::read_snapshot(&cli.baseline, &cli.limits.limits())?)
+    };
     let report = check::evaluate(&snapshot, &Options { scope, step: cli.step, baseline });
     let rendered = match cli.global.output {
         OutputFormat::Table => oc_ambient_common::render::check_table(&report, &printer, cli.step.is_some()),

@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, ArgMatches, Args, Parser, Subcommand};
-use oc_ambient_common::cli::{ChangeArgs, GlobalArgs, OutputFormat};
+use oc_ambient_common::cli::{ChangeArgs, GlobalArgs, InputLimitArgs, OutputFormat};
 use oc_ambient_common::convert::{ConvertOptions, convert};
 use oc_ambient_common::error::{Error, Exit};
 use oc_ambient_common::plan::gate::gate;
@@ -97,6 +97,8 @@ pub struct ConvertArgs {
     /// enrolled, waypoints, sidecars).
     #[arg(long, value_name = "FILE", requires = "verify")]
     pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: InputLimitArgs,
 }
 
 /// The command line, with the global `-n` made repeatable (see the module docs).
@@ -175,13 +177,10 @@ async fn run_convert(global: &GlobalArgs, namespaces: &[String], args: &ConvertA
     let mut snapshot = if paths.is_empty() {
         // Every namespace is read: callers in other namespaces decide the bypass protection.
         let connection = oc_ambient_common::client::connect(global, &printer).await?;
-        let spinner = printer.spinner(&format!("reading {}", connection.server));
-        let snapshot =
-            oc_ambient_common::live::load(&connection, &oc_ambient_common::live::LoadOptions::default()).await;
-        spinner.finish_and_clear();
-        snapshot?
+        let options = oc_ambient_common::live::LoadOptions::default();
+        oc_ambient_common::live::load_with_progress(&connection, &printer, &options).await?
     } else {
-        oc_ambient_common::input::read_snapshot(&paths)?
+        oc_ambient_common::input::read_snapshot(&paths, &args.limits.limits())?
     };
     if let Some(first) = namespaces.first() {
         snapshot.default_namespace(first);

@@ -60,7 +60,8 @@ pub struct MeshContext<'a> {
     pub policies: Vec<(&'a DynamicObject, AuthorizationPolicySpec)>,
     pub virtual_services: Vec<(&'a DynamicObject, VirtualServiceSpec)>,
     pub destination_rules: Vec<(&'a DynamicObject, DestinationRuleSpec)>,
-    /// Objects whose spec does not decode, reported once.
+    /// Objects whose spec does not decode, reported once, as failures: a check that cannot read
+    /// an object cannot say the mesh is ready.
     pub invalid: Vec<Finding>,
     /// The control plane runs the ambient profile (Step 2 done), so restarted sidecars get HBONE;
     /// None when the input holds no Istio resources.
@@ -77,7 +78,7 @@ fn decode_all<'a, T: serde::de::DeserializeOwned + Default>(
         match spec::<T>(object) {
             Ok(value) => decoded.push((object, value)),
             Err(message) => invalid.push(
-                Finding::new("invalid-object", Severity::Warn, Some(ObjectRef::of(object)), message)
+                Finding::new("invalid-object", Severity::Fail, Some(ObjectRef::of(object)), message)
                     .fix("fix or delete the object; the API server of a real cluster would have rejected it"),
             ),
         }

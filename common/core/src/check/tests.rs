@@ -516,3 +516,13 @@ fn protection_that_still_exempts_callers_without_sidecars_is_too_wide() {
     let after = during.replace(pod("web-1", "web", false, false)).replace(pod("api-1", "api", false, false));
     assert_eq!(severities(&after.report(), ids::BYPASS_PROTECTION_TOO_WIDE), vec![Severity::Fail]);
 }
+
+#[test]
+fn an_object_whose_spec_does_not_decode_keeps_the_mesh_from_being_ready() {
+    let report = Mesh::sidecar()
+        .with(json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "broken", "namespace": "shop"}, "spec": {"hosts": 12, "http": "nope"}}))
+        .report();
+    assert!(has(&report, "invalid-object", Severity::Fail), "{:#?}", report.findings);
+    assert!(!report.ready, "the check cannot vouch for a configuration it could not read");
+}

@@ -51,12 +51,18 @@ pub(crate) fn protect(
 ) -> Vec<LabelChange> {
     let mut label_changes = Vec::new();
     let mut by_namespace: BTreeMap<&str, Vec<Protection>> = BTreeMap::new();
+    // Looked up once, not per protected Service, so the pass stays linear in the mesh.
+    let version_services: BTreeMap<(Option<&str>, Option<&str>), &DynamicObject> = version_services
+        .iter()
+        .map(|service| ((service.metadata.namespace.as_deref(), service.metadata.name.as_deref()), service))
+        .collect();
+    let ingress_gateways = mesh.ingress_gateway_principals();
+    let sidecar_callers = SidecarCallers::new(mesh);
     for ((namespace, name), sources) in &enforced.services {
-        let Some(service) = mesh.service(namespace, name).or_else(|| {
-            version_services.iter().find(|s| {
-                s.metadata.namespace.as_deref() == Some(namespace) && s.metadata.name.as_deref() == Some(name)
-            })
-        }) else {
+        let Some(service) = mesh
+            .service(namespace, name)
+            .or_else(|| version_services.get(&(Some(namespace.as_str()), Some(name.as_str()))).copied())
+        else {
             for source in sources {
                 report.unsupported(
                     source,
@@ -97,7 +103,7 @@ pub(crate) fn protect(
         let is_input_service = mesh.service(namespace, name).is_some();
         let labelled = labels(service).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true");
         if !labelled {
-            for gateway in mesh.ingress_gateway_principals().into_iter().filter(|p| admits.admit(p)) {
+            for gateway in ingress_gateways.iter().filter(|p| admits.admit(p)).cloned() {
                 report.warn(
                     &reference,
                     format!(
@@ -112,9 +118,8 @@ pub(crate) fn protect(
                 }
             }
         }
-        for caller in mesh.workloads().iter().filter(|w| w.has_sidecar()) {
-            let Some(principal) = mesh.principal(&caller.namespace, &caller.service_account) else { continue };
-            if admits.admit(&principal) && exceptions.insert(principal.clone()) {
+        for (caller, principal) in sidecar_callers.admitted(&admits) {
+            if admits.admit(principal) && exceptions.insert(principal.clone()) {
                 report.warn(
                     &reference,
                     format!(
@@ -203,6 +208,49 @@ fn emit(namespace: &str, protection: &Protection, exceptions: &BTreeSet<String>,
     let mut sources = vec![protection.reference.clone()];
     sources.extend(protection.sources.iter().cloned());
     out.add(generated(Kind::AuthorizationPolicy, namespace, &name, &sources, body), report);
+}
+
+/// The workloads that still run a sidecar, with their principals, in the model's order: callers
+/// that skip the waypoint, which a protection must let through when their policies admit them.
+struct SidecarCallers<'m> {
+    callers: Vec<(&'m crate::model::Workload, String)>,
+    by_principal: BTreeMap<String, Vec<usize>>,
+}
+
+impl<'m> SidecarCallers<'m> {
+    fn new(mesh: &'m Mesh) -> Self {
+        let callers: Vec<_> = mesh
+            .workloads()
+            .iter()
+            .filter(|workload| workload.has_sidecar())
+            .filter_map(|workload| Some((workload, mesh.principal(&workload.namespace, &workload.service_account)?)))
+            .collect();
+        let mut by_principal: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (index, (_, principal)) in callers.iter().enumerate() {
+            by_principal.entry(principal.clone()).or_default().push(index);
+        }
+        SidecarCallers { callers, by_principal }
+    }
+
+    /// The callers `admits` may admit, in order: only those named, when every pattern is exact
+    /// (the common case, and linear overall), else all of them, for the caller to match.
+    fn admitted(&self, admits: &Admitted) -> impl Iterator<Item = &(&'m crate::model::Workload, String)> {
+        let exact = !admits.any && admits.patterns.iter().all(|pattern| !pattern.contains('*'));
+        let positions: Vec<usize> = if exact {
+            let mut named: Vec<usize> = admits
+                .patterns
+                .iter()
+                .filter_map(|pattern| self.by_principal.get(pattern))
+                .flatten()
+                .copied()
+                .collect();
+            named.sort_unstable();
+            named
+        } else {
+            (0..self.callers.len()).collect()
+        };
+        positions.into_iter().map(|position| &self.callers[position])
+    }
 }
 
 /// Principals the ALLOW policies among `sources` admit (all, when none restricts sources).

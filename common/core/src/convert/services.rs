@@ -10,7 +10,7 @@
 //! applies to its host, not to the new Services the routes now target. Both are reported, except
 //! `tls.mode: ISTIO_MUTUAL` alone, which ambient's HBONE mTLS makes redundant (a warning).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kube_core::DynamicObject;
 use serde_json::{Map, Value, json};
@@ -129,9 +129,10 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
         result.services.push(version.clone());
         out.add(version, report);
     }
+    let unreplaced = hosts_routed_by_unreplaced(mesh, &routed.replaced);
     result.replaced = used_rules
         .into_iter()
-        .filter(|rule| all_users_replaced(mesh, rule, &routed.replaced))
+        .filter(|rule| all_users_replaced(mesh, rule, &unreplaced))
         .map(|rule| ResourceRef::new(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name))
         .collect();
     result
@@ -186,8 +187,28 @@ fn report_policy(rule: &ObjectRef, field: &str, policy: &Value, applies_to: &str
     }
 }
 
+/// The hosts, as (service, namespace), to whose subsets a VirtualService that was not replaced
+/// routes. Decoded once for all rules: per rule, it made the pass quadratic in the mesh.
+fn hosts_routed_by_unreplaced(mesh: &Mesh, replaced: &[ResourceRef]) -> BTreeSet<(String, String)> {
+    let replaced: BTreeSet<&ResourceRef> = replaced.iter().collect();
+    let mut hosts = BTreeSet::new();
+    for vs in mesh.snapshot.all(Kind::VirtualService) {
+        if ResourceRef::of(vs).is_ok_and(|vs| replaced.contains(&vs)) {
+            continue;
+        }
+        let vs_namespace = vs.metadata.namespace.as_deref().unwrap_or_default();
+        let Ok(vs_spec) = spec::<VirtualServiceSpec>(vs) else { continue };
+        for (host, _) in vs_spec.subset_destinations() {
+            if let Some((name, namespace)) = service_of_host(host, vs_namespace) {
+                hosts.insert((name.to_string(), namespace.to_string()));
+            }
+        }
+    }
+    hosts
+}
+
 /// True when every VirtualService that routes to a subset of the rule's host was replaced.
-fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, replaced: &[ResourceRef]) -> bool {
+fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, unreplaced: &BTreeSet<(String, String)>) -> bool {
     let Some(object) = mesh.snapshot.get(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name) else {
         return false;
     };
@@ -197,13 +218,7 @@ fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, replaced: &[ResourceRef]) -
     else {
         return false;
     };
-    mesh.snapshot.all(Kind::VirtualService).iter().all(|vs| {
-        let vs_namespace = vs.metadata.namespace.as_deref().unwrap_or_default();
-        let routes_to_host = spec::<VirtualServiceSpec>(vs).is_ok_and(|vs_spec| {
-            vs_spec.subset_destinations().iter().any(|(h, _)| service_of_host(h, vs_namespace) == Some(host))
-        });
-        !routes_to_host || ResourceRef::of(vs).is_ok_and(|vs| replaced.contains(&vs))
-    })
+    !unreplaced.contains(&(host.0.to_string(), host.1.to_string()))
 }
 
 #[cfg(test)]

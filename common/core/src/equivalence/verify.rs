@@ -99,8 +99,10 @@ pub fn verify(before: &Snapshot, after: &Snapshot, namespaces: Option<&BTreeSet<
             }
         }
     }
+    let requests = representative_requests(&before, &after, namespaces);
+    notes.extend(requests.sampling_notes());
     let mut verification = Verification { kind: "AmbientEquivalence", evaluated: 0, differences: Vec::new(), notes };
-    for request in representative_requests(&before, &after, namespaces) {
+    for request in requests {
         verification.evaluated += 1;
         let before_outcome = before.evaluate(&request);
         let after_outcome = after.evaluate(&request);
@@ -176,13 +178,11 @@ pub fn classify(request: Request, before: Outcome, after: Outcome) -> Option<Dif
 
 /// Every source (workloads, ingress gateways, one client outside the mesh) to every Service port
 /// and pod address in scope, crossed with the HTTP values of the destination namespace's routes
-/// and policies plus values that match none of them. Generated lazily: large meshes are never
-/// held in memory as a request list.
-pub fn representative_requests<'a>(
-    before: &'a Topology,
-    after: &'a Topology,
-    namespaces: Option<&'a BTreeSet<String>>,
-) -> impl Iterator<Item = Request> + 'a {
+/// and policies plus values that match none of them. Built lazily from indexes: large meshes are
+/// never held in memory as a request list, and where a destination namespace has more than
+/// [`MAX_REQUESTS_PER_NAMESPACE`] requests a deterministic sample of them is drawn (see
+/// [`Requests::sampling_notes`]).
+pub fn representative_requests(before: &Topology, after: &Topology, namespaces: Option<&BTreeSet<String>>) -> Requests {
     let in_scope = move |namespace: &str| namespaces.is_none_or(|scope| scope.contains(namespace));
     let mut sources = BTreeSet::new();
     for topology in [before, after] {
@@ -214,26 +214,136 @@ pub fn representative_requests<'a>(
             }
         }
     }
-    let mut vocabularies: BTreeMap<String, Vec<Option<HttpRequest>>> = BTreeMap::new();
+    let mut vocabularies: BTreeMap<String, HttpVocabulary> = BTreeMap::new();
     for target in targets.keys() {
         if !vocabularies.contains_key(&target.namespace) {
-            vocabularies.insert(target.namespace.clone(), http_variants(before, after, &target.namespace));
+            vocabularies.insert(target.namespace.clone(), HttpVocabulary::new(before, after, &target.namespace));
         }
     }
     let sources: Vec<String> = sources.into_iter().collect();
-    targets.into_iter().flat_map(move |(target, is_http)| {
-        let variants: Vec<Option<HttpRequest>> =
-            if is_http { vocabularies.get(&target.namespace).cloned().unwrap_or_default() } else { vec![None] };
-        let sources = sources.clone();
-        sources.into_iter().flat_map(move |source| {
-            let target = target.clone();
-            variants.clone().into_iter().map(move |http| Request {
-                source: source.clone(),
-                destination: target.clone(),
-                http,
+    let targets: Vec<(Target, bool)> = targets.into_iter().collect();
+    let mut totals: BTreeMap<String, usize> = BTreeMap::new();
+    for (target, is_http) in &targets {
+        let variants = if *is_http { vocabularies[&target.namespace].len() } else { 1 };
+        let total = totals.entry(target.namespace.clone()).or_default();
+        *total = total.saturating_add(sources.len().saturating_mul(variants));
+    }
+    let samplers =
+        totals.into_iter().map(|(namespace, total)| (namespace.clone(), Sampler::new(&namespace, total))).collect();
+    Requests { sources, targets, vocabularies, samplers, position: 0 }
+}
+
+/// At most this many requests to the destinations of one namespace are evaluated. Beyond it (a
+/// policy naming thousands of principals, paths and headers multiplies sources by variants) a
+/// deterministic sample spread over the whole cross product is evaluated instead, and the
+/// verification's notes say so: time and memory follow the budget, not the input.
+pub const MAX_REQUESTS_PER_NAMESPACE: usize = 100_000;
+
+/// The representative requests, produced one at a time (see [`representative_requests`]).
+pub struct Requests {
+    sources: Vec<String>,
+    targets: Vec<(Target, bool)>,
+    vocabularies: BTreeMap<String, HttpVocabulary>,
+    samplers: BTreeMap<String, Sampler>,
+    /// The target whose requests come next.
+    position: usize,
+}
+
+impl Requests {
+    /// One note per destination namespace whose requests were sampled.
+    pub fn sampling_notes(&self) -> Vec<String> {
+        self.samplers
+            .iter()
+            .filter(|(_, sampler)| sampler.stride > 1)
+            .map(|(namespace, sampler)| {
+                format!(
+                    "namespace {namespace}: {} representative requests exceed the budget of \
+                     {MAX_REQUESTS_PER_NAMESPACE}; a deterministic sample of at most that many, about one in {}, \
+                     was evaluated",
+                    sampler.total, sampler.stride
+                )
             })
-        })
-    })
+            .collect()
+    }
+
+    fn variants(&self, target: &Target, is_http: bool) -> usize {
+        if is_http { self.vocabularies[&target.namespace].len() } else { 1 }
+    }
+}
+
+impl Iterator for Requests {
+    type Item = Request;
+
+    fn next(&mut self) -> Option<Request> {
+        loop {
+            let (target, is_http) = self.targets.get(self.position)?;
+            let variants = self.variants(target, *is_http);
+            let count = self.sources.len() * variants;
+            let sampler = self.samplers.get_mut(&target.namespace)?;
+            if let Some(index) = sampler.take_below(count) {
+                let http = is_http.then(|| self.vocabularies[&target.namespace].variant(index % variants));
+                return Some(Request {
+                    source: self.sources[index / variants].clone(),
+                    destination: target.clone(),
+                    http,
+                });
+            }
+            self.position += 1;
+        }
+    }
+}
+
+/// Chooses which of a namespace's requests (numbered in the order they are generated, across its
+/// targets) are evaluated: all of them within the budget, else gaps drawn from a generator seeded
+/// by the namespace's name with a mean of `stride`, so that every dimension is varied and a run is
+/// reproducible.
+struct Sampler {
+    total: usize,
+    stride: usize,
+    /// Number of the first request of the current target.
+    offset: usize,
+    /// Number of the next request chosen.
+    next: usize,
+    taken: usize,
+    state: u64,
+}
+
+impl Sampler {
+    fn new(namespace: &str, total: usize) -> Self {
+        // FNV-1a: a seed that does not change between runs or Rust versions.
+        let seed = namespace
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+        let stride = total.div_ceil(MAX_REQUESTS_PER_NAMESPACE).max(1);
+        let mut sampler = Sampler { total, stride, offset: 0, next: 0, taken: 0, state: seed | 1 };
+        sampler.next = sampler.gap() - 1;
+        sampler
+    }
+
+    /// The next chosen request among the current target's `count`, as an index into them; None
+    /// moves on to the next target.
+    fn take_below(&mut self, count: usize) -> Option<usize> {
+        if self.taken < MAX_REQUESTS_PER_NAMESPACE && self.next < self.offset + count {
+            let index = self.next - self.offset;
+            self.taken += 1;
+            self.next += self.gap();
+            return Some(index);
+        }
+        self.offset += count;
+        None
+    }
+
+    /// 1 without sampling; else uniform in 1..2*stride (mean `stride`), from xorshift64.
+    fn gap(&mut self) -> usize {
+        if self.stride == 1 {
+            return 1;
+        }
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        let span = (2 * self.stride - 1) as u64;
+        1 + (self.state % span) as usize
+    }
 }
 
 /// Principals the policies name that no workload or gateway of either configuration has (callers
@@ -262,44 +372,54 @@ fn named_principals_without_workload(before: &Topology, after: &Topology) -> BTr
 
 /// The HTTP requests tried against a namespace's destinations: methods x paths x (no header, or
 /// one header with one of its values), from both configurations' routes and policies, plus a
-/// method and a path that none of them names.
-fn http_variants(before: &Topology, after: &Topology, namespace: &str) -> Vec<Option<HttpRequest>> {
-    let mut methods = vec!["GET".to_string()];
-    let mut paths = vec!["/".to_string()];
-    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for topology in [before, after] {
-        route_vocabulary(topology, namespace, &mut methods, &mut paths, &mut headers);
-        let mut policies: Vec<_> = topology.policies_in(namespace).collect();
-        if namespace != ROOT_NAMESPACE {
-            policies.extend(topology.policies_in(ROOT_NAMESPACE));
-        }
-        policy_vocabulary(&policies, &mut methods, &mut paths, &mut headers);
-    }
-    let spare = SPARE_METHODS.iter().find(|method| !methods.iter().any(|known| known == *method));
-    let methods = bounded(methods);
-    let mut paths = bounded(paths);
-    paths.push(UNMATCHED_PATH.to_string());
-    let mut methods = methods;
-    methods.extend(spare.map(|method| method.to_string()));
-    let mut header_sets = vec![BTreeMap::new()];
-    for (name, values) in headers {
-        for value in bounded(values) {
-            header_sets.push(BTreeMap::from([(name.clone(), value)]));
-        }
-    }
-    let mut variants = Vec::new();
-    for method in &methods {
-        for path in &paths {
-            for headers in &header_sets {
-                variants.push(Some(HttpRequest {
-                    method: method.clone(),
-                    path: path.clone(),
-                    headers: headers.clone(),
-                }));
+/// method and a path that none of them names. Kept as dimensions; [`HttpVocabulary::variant`]
+/// builds the request of one index.
+struct HttpVocabulary {
+    methods: Vec<String>,
+    paths: Vec<String>,
+    /// None: no header.
+    headers: Vec<Option<(String, String)>>,
+}
+
+impl HttpVocabulary {
+    fn new(before: &Topology, after: &Topology, namespace: &str) -> Self {
+        let mut methods = vec!["GET".to_string()];
+        let mut paths = vec!["/".to_string()];
+        let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for topology in [before, after] {
+            route_vocabulary(topology, namespace, &mut methods, &mut paths, &mut headers);
+            let mut policies: Vec<_> = topology.policies_in(namespace).collect();
+            if namespace != ROOT_NAMESPACE {
+                policies.extend(topology.policies_in(ROOT_NAMESPACE));
             }
+            policy_vocabulary(&policies, &mut methods, &mut paths, &mut headers);
+        }
+        let spare = SPARE_METHODS.iter().find(|method| !methods.iter().any(|known| known == *method));
+        let mut methods = bounded(methods);
+        methods.extend(spare.map(|method| method.to_string()));
+        let mut paths = bounded(paths);
+        paths.push(UNMATCHED_PATH.to_string());
+        let mut header_values = vec![None];
+        for (name, values) in headers {
+            header_values.extend(bounded(values).into_iter().map(|value| Some((name.clone(), value))));
+        }
+        HttpVocabulary { methods, paths, headers: header_values }
+    }
+
+    fn len(&self) -> usize {
+        self.methods.len() * self.paths.len() * self.headers.len()
+    }
+
+    /// Variant `index`, numbered method first, then path, then header.
+    fn variant(&self, index: usize) -> HttpRequest {
+        let header = &self.headers[index % self.headers.len()];
+        let rest = index / self.headers.len();
+        HttpRequest {
+            method: self.methods[rest / self.paths.len()].clone(),
+            path: self.paths[rest % self.paths.len()].clone(),
+            headers: header.iter().cloned().collect(),
         }
     }
-    variants
 }
 
 fn bounded(values: Vec<String>) -> Vec<String> {
@@ -310,4 +430,33 @@ fn bounded(values: Vec<String>) -> Vec<String> {
         }
     }
     unique
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The indexes a sampler chooses over targets of `counts` requests, as (target, index).
+    fn draw(total_counts: &[usize]) -> Vec<(usize, usize)> {
+        let mut sampler = Sampler::new("shop", total_counts.iter().sum());
+        let mut chosen = Vec::new();
+        for (target, count) in total_counts.iter().enumerate() {
+            while let Some(index) = sampler.take_below(*count) {
+                assert!(index < *count);
+                chosen.push((target, index));
+            }
+        }
+        chosen
+    }
+
+    #[test]
+    fn a_namespace_beyond_the_budget_is_sampled_within_it_reproducibly_and_across_targets() {
+        let counts = [3 * MAX_REQUESTS_PER_NAMESPACE, 7, 4 * MAX_REQUESTS_PER_NAMESPACE];
+        let chosen = draw(&counts);
+        assert!(chosen.len() <= MAX_REQUESTS_PER_NAMESPACE && chosen.len() > MAX_REQUESTS_PER_NAMESPACE / 2);
+        assert_eq!(chosen, draw(&counts), "the same input gives the same sample");
+        assert!(chosen.iter().any(|(target, _)| *target == 2), "the sample reaches the last target");
+        let within = [10, 20];
+        assert_eq!(draw(&within).len(), 30, "within the budget every request is evaluated");
+    }
 }
