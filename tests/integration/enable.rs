@@ -195,11 +195,30 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
     assert!(String::from_utf8_lossy(&first.stderr).contains("oc ambient-waypoint bookinfo"), "{}", text(&first));
 
     // Steps 4 and 5 with oc-ambient-waypoint, which then stops: the namespace is not enrolled.
+    let preview = waypoint(&kubeconfig, state.path(), &["convert", "-n", "bookinfo", "-o", "json"]);
+    let expected: Value = serde_json::from_slice(&preview.stdout).unwrap();
     let migrated = waypoint(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
     assert_eq!(migrated.status.code(), Some(0), "{}", text(&migrated));
     assert!(String::from_utf8_lossy(&migrated.stderr).contains("oc ambient-enable bookinfo"), "{}", text(&migrated));
     let (report, code) = run_check(&["-n", "bookinfo", "--step", "5"], Some(&kubeconfig));
     assert_eq!(code, Some(0), "{report:#}");
+    // What Steps 4 and 5 created is what the translator previewed: names, labels, specs.
+    let items = expected["items"].as_array().unwrap();
+    assert!(items.len() > 5, "{expected:#}");
+    for item in items {
+        let object: DynamicObject = serde_json::from_value(item.clone()).unwrap();
+        let target = oc_ambient_common::change::ResourceRef::of(&object).unwrap();
+        let live = oc_ambient_common::engine::apply::fetch(&connect(kubeconfig.clone()).await, &target)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{target} was not created"));
+        assert_eq!(live.metadata.labels, object.metadata.labels, "{target}: labels");
+        let (live_spec, wanted_spec) = (&live.data["spec"], &object.data["spec"]);
+        assert!(
+            oc_ambient_common::change::holds(live_spec, wanted_spec),
+            "{target}: spec\nlive: {live_spec:#}\nwanted: {wanted_spec:#}"
+        );
+    }
 
     // Step 6, then the gate before Step 9: the waypoint is not active yet.
     let enrolled = enable(&kubeconfig, state.path(), &["bookinfo", "--yes"]);

@@ -362,5 +362,21 @@ fn restart(snapshot: &mut Snapshot, target: &ResourceRef) -> Result<(), RefusalR
     Ok(())
 }
 
+/// True when every field of `wanted` is in `existing` with the same value (maps compared
+/// recursively, lists element by element): applying `wanted` would change nothing. Fields the API
+/// server defaulted (a route's `weight: 1`, a parentRef's `group`) are in `existing` only, so
+/// they do not count as a difference.
+pub fn holds(existing: &Value, wanted: &Value) -> bool {
+    match (existing, wanted) {
+        (Value::Object(existing), Value::Object(wanted)) => {
+            wanted.iter().all(|(key, value)| existing.get(key).is_some_and(|current| holds(current, value)))
+        }
+        (Value::Array(existing), Value::Array(wanted)) => {
+            existing.len() == wanted.len() && existing.iter().zip(wanted).all(|(current, value)| holds(current, value))
+        }
+        (existing, wanted) => existing == wanted,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -24,7 +24,7 @@ use kube_core::DynamicObject;
 use serde_json::{Value, json};
 
 use super::{Action, Plan, PlanError, Stop, Wait};
-use crate::change::{Change, ResourceRef, merge, simulate};
+use crate::change::{Change, ResourceRef, holds, merge, simulate};
 use crate::check::ids;
 use crate::check::phase::{MeshContext, milestones};
 use crate::convert::{ConvertOptions, convert};
@@ -390,22 +390,6 @@ fn api_version_to_create(snapshot: &Snapshot, kind: Kind) -> String {
     match version {
         Some(version) if !info.group.is_empty() => format!("{}/{version}", info.group),
         _ => info.api_version(),
-    }
-}
-
-/// True when every field of `wanted` is in `existing` with the same value (maps compared
-/// recursively, lists element by element): applying `wanted` would change nothing. Fields the API
-/// server defaulted (a route's `weight: 1`, a parentRef's `group`) are in `existing` only, so
-/// they do not count as a difference.
-pub(super) fn holds(existing: &Value, wanted: &Value) -> bool {
-    match (existing, wanted) {
-        (Value::Object(existing), Value::Object(wanted)) => {
-            wanted.iter().all(|(key, value)| existing.get(key).is_some_and(|current| holds(current, value)))
-        }
-        (Value::Array(existing), Value::Array(wanted)) => {
-            existing.len() == wanted.len() && existing.iter().zip(wanted).all(|(current, value)| holds(current, value))
-        }
-        (existing, wanted) => existing == wanted,
     }
 }
 

@@ -17,9 +17,9 @@
 
 use serde_json::Value;
 
-use super::enable::{Planner, holds};
+use super::enable::Planner;
 use super::{Plan, PlanError, Stop, Wait};
-use crate::change::{Change, ResourceRef};
+use crate::change::{Change, ResourceRef, holds};
 use crate::convert::{ConvertOptions, convert};
 use crate::kinds::Kind;
 use crate::mesh::labels::{USE_WAYPOINT, WAYPOINT_CLASS};
