@@ -279,7 +279,7 @@ fn server_side_apply(existing: &DynamicObject, applied: &DynamicObject) -> Resul
 
 /// Merges `from` into `into` the way server-side apply merges an applied object: maps recursively,
 /// every other value replaced.
-pub(crate) fn merge(into: &mut Value, from: Value) {
+pub fn merge(into: &mut Value, from: Value) {
     match (into, from) {
         (Value::Object(into), Value::Object(from)) => {
             for (key, value) in from {

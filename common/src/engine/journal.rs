@@ -23,7 +23,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::change::Change;
+use crate::change::{Change, merge};
 use crate::client::Connection;
 use crate::error::{ApiError, Request};
 
@@ -69,6 +69,8 @@ pub struct Entry {
 pub struct Journal {
     dir: PathBuf,
     pub entries: Vec<Entry>,
+    /// The state namespace is known to exist (created at the first record, not at every one).
+    namespace_ready: bool,
 }
 
 impl Journal {
@@ -85,7 +87,7 @@ impl Journal {
             Some(text) => serde_json::from_str(text).unwrap_or(local),
             None => local,
         };
-        Ok(Journal { dir: dir.to_path_buf(), entries })
+        Ok(Journal { dir: dir.to_path_buf(), entries, namespace_ready: remote.is_some() })
     }
 
     /// When the action was last journalled as started, if it was not finished since.
@@ -102,6 +104,10 @@ impl Journal {
         std::fs::create_dir_all(&self.dir)
             .and_then(|()| std::fs::write(self.dir.join("journal.json"), &text))
             .map_err(|err| local_failure(&self.dir, err))?;
+        if !self.namespace_ready {
+            ensure_state_namespace(connection).await?;
+            self.namespace_ready = true;
+        }
         write_configmap(connection, JOURNAL_CONFIGMAP, json!({"data": {"journal.json": text}})).await
     }
 }
@@ -113,6 +119,7 @@ pub async fn write_backup(connection: &Connection, dir: &Path, objects: &[Dynami
     let path = dir.join("backup.yaml");
     std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, &text)).map_err(|err| local_failure(dir, err))?;
     let compressed = compress(text.as_bytes()).map_err(|err| local_failure(dir, err))?;
+    ensure_state_namespace(connection).await?;
     let chunks: Vec<&[u8]> = compressed.chunks(CHUNK_BYTES).collect();
     for (index, chunk) in chunks.iter().enumerate() {
         let body = json!({
@@ -183,15 +190,20 @@ async fn read_configmap(connection: &Connection, name: &str) -> Result<Option<Dy
     }
 }
 
-/// Creates the state namespace when missing, then applies the ConfigMap (server-side apply).
-async fn write_configmap(connection: &Connection, name: &str, body: Value) -> Result<(), ApiError> {
+/// Creates the state namespace when missing (server-side apply: a no-op when it exists).
+async fn ensure_state_namespace(connection: &Connection) -> Result<(), ApiError> {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(connection.client.clone());
     let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": STATE_NAMESPACE,
         "labels": {crate::mesh::labels::MANAGED_BY: crate::mesh::labels::MANAGED_BY_VALUE}}});
     namespaces
         .patch(STATE_NAMESPACE, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(namespace))
         .await
-        .map_err(|err| ApiError::from_kube(err, Request::new("patch", "namespaces").named(STATE_NAMESPACE), None))?;
+        .map(|_| ())
+        .map_err(|err| ApiError::from_kube(err, Request::new("patch", "namespaces").named(STATE_NAMESPACE), None))
+}
+
+/// Applies a ConfigMap of the state namespace (server-side apply).
+async fn write_configmap(connection: &Connection, name: &str, body: Value) -> Result<(), ApiError> {
     let mut document =
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": STATE_NAMESPACE}});
     merge(&mut document, body);
@@ -206,17 +218,6 @@ async fn write_configmap(connection: &Connection, name: &str, body: Value) -> Re
                 None,
             )
         })
-}
-
-fn merge(target: &mut Value, patch: Value) {
-    match (target, patch) {
-        (Value::Object(target), Value::Object(patch)) => {
-            for (key, value) in patch {
-                merge(target.entry(key).or_insert(Value::Null), value);
-            }
-        }
-        (target, patch) => *target = patch,
-    }
 }
 
 fn local_failure(dir: &Path, err: std::io::Error) -> ApiError {

@@ -172,7 +172,7 @@ impl Topology {
                         if !decision.allowed {
                             return finish(routing, false, steps, false);
                         }
-                        (routing, Some(waypoint.principal()))
+                        (routing, Some(self.principal_of(waypoint)))
                     }
                     None => {
                         let routing = match client.mode {

@@ -74,26 +74,8 @@ impl Service {
     }
 }
 
-/// A waypoint Gateway (class `istio-waypoint`) and the identity ztunnel sees behind it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Waypoint {
-    pub namespace: String,
-    pub name: String,
-    /// `istio.io/waypoint-for`: `service` (the default), `workload`, `all` or `none`.
-    pub traffic: String,
-    /// The principal of its service account (see [`crate::model::waypoint`]).
-    pub principal: String,
-}
-
-impl Waypoint {
-    pub fn principal(&self) -> String {
-        self.principal.clone()
-    }
-
-    pub fn serves_services(&self) -> bool {
-        matches!(self.traffic.as_str(), "service" | "all")
-    }
-}
+/// A waypoint Gateway (class `istio-waypoint`), as the mesh model reads it.
+pub use crate::model::waypoint::Gateway as Waypoint;
 
 /// A decoded object with the name reports use.
 #[derive(Debug, Clone)]
@@ -236,15 +218,8 @@ impl Topology {
 
     fn read_gateways(&mut self, model: &MeshModel) {
         for gateway in model.gateways() {
-            let principal = principal_in(&self.trust_domain, &gateway.namespace, &gateway.service_account);
             if gateway.is_waypoint() {
-                let waypoint = Waypoint {
-                    namespace: gateway.namespace.clone(),
-                    name: gateway.name.clone(),
-                    traffic: gateway.traffic.clone(),
-                    principal,
-                };
-                self.waypoints.insert((gateway.namespace.clone(), gateway.name.clone()), waypoint);
+                self.waypoints.insert((gateway.namespace.clone(), gateway.name.clone()), gateway.clone());
             } else if gateway.class == INGRESS_CLASS {
                 self.ingress_gateways.push(Workload {
                     namespace: gateway.namespace.clone(),
@@ -254,7 +229,7 @@ impl Topology {
                     labels: BTreeMap::from([(GATEWAY_NAME.to_string(), gateway.name.clone())]),
                     mode: Mode::IngressGateway,
                     gateway: Some(gateway.name.clone()),
-                    principal: Some(principal),
+                    principal: Some(self.principal_of(gateway)),
                 });
             }
         }
@@ -326,8 +301,13 @@ impl Topology {
         service.labels.get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true")
     }
 
+    /// The identity ztunnel sees behind a gateway: its service account in the mesh's trust domain.
+    pub fn principal_of(&self, gateway: &Waypoint) -> String {
+        principal_in(&self.trust_domain, &gateway.namespace, &gateway.service_account)
+    }
+
     pub fn is_waypoint_principal(&self, principal: &str) -> bool {
-        self.waypoints.values().any(|waypoint| waypoint.principal() == principal)
+        self.waypoints.values().any(|waypoint| self.principal_of(waypoint) == principal)
     }
 }
 
@@ -469,7 +449,10 @@ spec:
         let api = topology.service("shop", "api").unwrap();
         assert_eq!(api.port(80).map(|port| (port.target_port, port.is_http())), Some((8080, true)));
         assert_eq!(api.port(5432).map(ServicePort::is_http), Some(false));
-        assert_eq!(topology.waypoint_of(api).map(Waypoint::principal).as_deref(), Some("cluster.local/ns/shop/sa/wp"));
+        assert_eq!(
+            topology.waypoint_of(api).map(|w| topology.principal_of(w)).as_deref(),
+            Some("cluster.local/ns/shop/sa/wp")
+        );
         assert!(topology.waypoint_of(topology.service("shop", "api-direct").unwrap()).is_none(), "opted out");
         assert_eq!(topology.endpoints(api).count(), 1);
         assert!(

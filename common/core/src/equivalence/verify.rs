@@ -354,7 +354,7 @@ fn named_principals_without_workload(before: &Topology, after: &Topology) -> BTr
     for topology in [before, after] {
         let clients = topology.workloads().iter().chain(topology.ingress_gateways());
         known.extend(clients.filter_map(|workload| workload.principal()));
-        known.extend(topology.waypoints.values().map(|waypoint| waypoint.principal()));
+        known.extend(topology.waypoints.values().map(|waypoint| topology.principal_of(waypoint)));
         for rule in topology.policies().iter().flat_map(|policy| policy.policy.spec.rules()) {
             for source in rule.from.iter().map(|from| &from.source) {
                 named.extend(source.principals.iter().chain(&source.not_principals).cloned());

@@ -150,7 +150,7 @@ spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, p
     let expected = "cluster.local/ns/shop/sa/wp-sa";
     assert_eq!(MeshModel::new(&input).waypoint_principal("shop", "waypoint").as_deref(), Some(expected));
     let topology = Topology::from_snapshot(&input);
-    assert_eq!(topology.waypoints.values().map(|w| w.principal()).collect::<Vec<_>>(), vec![expected]);
+    assert_eq!(topology.waypoints.values().map(|w| topology.principal_of(w)).collect::<Vec<_>>(), vec![expected]);
     let context = check::phase::MeshContext::new(&input);
     assert_eq!(check::phase::waypoint_principals(&context, "shop"), vec![expected]);
     assert_conversion_agrees(&input);

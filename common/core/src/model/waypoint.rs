@@ -70,10 +70,6 @@ impl Gateway {
     pub fn serves_services(&self) -> bool {
         self.is_waypoint() && matches!(self.traffic.as_str(), "service" | "all")
     }
-
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
 }
 
 /// True for labels of gateway pods (ingress, egress, east-west, waypoint): proxies that enforce
