@@ -19,6 +19,7 @@ use super::journal::FIELD_MANAGER;
 use crate::change::{Change, ResourceRef};
 use crate::client::Connection;
 use crate::error::{ApiError, Request};
+use crate::kinds::Kind;
 
 /// The pod-template annotation `kubectl rollout restart` sets; its value is the restart's stamp.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
@@ -43,13 +44,25 @@ pub fn api(connection: &Connection, target: &ResourceRef, resource: &ApiResource
     }
 }
 
-/// The object a change touches, as it is now (None when it does not exist).
+/// The object a change touches, as it is now (None when it does not exist), with its type, as
+/// the journal and the backup keep it.
 pub async fn fetch(connection: &Connection, target: &ResourceRef) -> Result<Option<DynamicObject>, ApiError> {
     let resource = api_resource(target);
     api(connection, target, &resource)
         .get_opt(&target.name)
         .await
+        .map(|found| found.map(|object| with_type(target.kind, object)))
         .map_err(|err| ApiError::from_kube(err, request("get", target), None))
+}
+
+/// Objects read from the API (a get, a list, a watch) carry no apiVersion and kind of their own;
+/// snapshots, backups and journals classify objects by them.
+pub fn with_type(kind: Kind, mut object: DynamicObject) -> DynamicObject {
+    if object.types.is_none() {
+        let info = kind.info();
+        object.types = Some(kube::core::TypeMeta { api_version: info.api_version(), kind: info.name.into() });
+    }
+    object
 }
 
 /// The verb and resource RBAC must allow for a change.
@@ -75,24 +88,30 @@ pub async fn apply(connection: &Connection, change: &Change, dry_run: bool, now:
         message: reason,
     };
     let target = change.target().map_err(|err| invalid(err.to_string()))?;
-    let mut params = PatchParams::apply(FIELD_MANAGER);
-    params.dry_run = dry_run;
+    let resource = api_resource(&target);
+    let merge = PatchParams { dry_run, ..PatchParams::default() };
     let result = match change {
         Change::Apply { object } => {
+            // The object's own apiVersion (a ZTunnel may be v1alpha1), with the kind's plural.
             let resource = match &object.types {
-                Some(types) => ApiResource::from_gvk(
-                    &kube::core::GroupVersionKind::try_from(types).map_err(|err| invalid(err.to_string()))?,
-                ),
-                None => api_resource(&target),
+                Some(types) => ApiResource {
+                    plural: resource.plural.clone(),
+                    ..ApiResource::from_gvk(
+                        &kube::core::GroupVersionKind::try_from(types).map_err(|err| invalid(err.to_string()))?,
+                    )
+                },
+                None => resource,
             };
-            let resource = ApiResource { plural: target.kind.info().plural.into(), ..resource };
             api(connection, &target, &resource)
-                .patch(&target.name, &params.force(), &Patch::Apply(object))
+                .patch(
+                    &target.name,
+                    &PatchParams { dry_run, ..PatchParams::apply(FIELD_MANAGER).force() },
+                    &Patch::Apply(object),
+                )
                 .await
                 .map(|_| ())
         }
         Change::Delete { uid, resource_version, .. } => {
-            let resource = api_resource(&target);
             let delete = DeleteParams {
                 dry_run,
                 preconditions: Some(Preconditions { uid: uid.clone(), resource_version: resource_version.clone() }),
@@ -105,14 +124,10 @@ pub async fn apply(connection: &Connection, change: &Change, dry_run: bool, now:
             }
         }
         Change::SetLabels { labels, .. } => {
-            let resource = api_resource(&target);
-            let merge = PatchParams { dry_run, ..PatchParams::default() };
             let body = json!({"metadata": {"labels": labels}});
             api(connection, &target, &resource).patch(&target.name, &merge, &Patch::Merge(body)).await.map(|_| ())
         }
         Change::Restart { .. } => {
-            let resource = api_resource(&target);
-            let merge = PatchParams { dry_run, ..PatchParams::default() };
             let body: Value = json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
             api(connection, &target, &resource).patch(&target.name, &merge, &Patch::Merge(body)).await.map(|_| ())
         }

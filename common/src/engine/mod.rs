@@ -78,14 +78,26 @@ pub enum EngineError {
     Declined,
 }
 
-/// Shows, gates, applies and awaits `plan`. Returns when every action is done (or, with a dry run,
-/// when it was shown or validated).
-pub async fn run(
+/// What every mutating command does with its planner's plan: gate it on `snapshot` (the state it
+/// was planned from), refuse a `--step` a gate blocks, run it, and say where it stopped.
+pub async fn gate_and_run(
     connection: &Connection,
     printer: &Printer,
-    plan: &Plan,
+    snapshot: &crate::snapshot::Snapshot,
+    mut plan: Plan,
+    only_step: Option<u8>,
     options: &EngineOptions,
 ) -> Result<(), Error> {
+    crate::plan::gate::gate(snapshot, &mut plan)?;
+    plan.refuse_blocked_step(only_step)?;
+    run(connection, printer, &plan, options).await?;
+    report_stops(printer, &plan);
+    Ok(())
+}
+
+/// Shows `plan`, holds it to its windows and to consent, applies and awaits it. Returns when every action is done (or, with a dry run,
+/// when it was shown or validated).
+async fn run(connection: &Connection, printer: &Printer, plan: &Plan, options: &EngineOptions) -> Result<(), Error> {
     show(printer, plan, options.output)?;
     if plan.is_empty() || options.dry_run == DryRun::Client {
         return Ok(());
@@ -200,7 +212,7 @@ async fn restart_already_issued(connection: &Connection, journal: &Journal, acti
 }
 
 /// Says where the plan stopped short of the intent, and the command that moves past each stop.
-pub fn report_stops(printer: &Printer, plan: &Plan) {
+fn report_stops(printer: &Printer, plan: &Plan) {
     for stop in &plan.stops {
         let namespace = stop.namespace.as_deref().map(|ns| format!("{ns}: ")).unwrap_or_default();
         let next = stop.next.as_deref().map(|next| format!("; next: {next}")).unwrap_or_default();
@@ -316,16 +328,9 @@ async fn backup_objects(connection: &Connection, plan: &Plan) -> Result<Vec<Dyna
         Kind::RequestAuthentication,
     ] {
         let target = crate::change::ResourceRef::new(kind, None, "");
-        let resource = apply::api_resource(&target);
-        let api: Api<DynamicObject> = Api::all_with(connection.client.clone(), &resource);
+        let api = apply::api(connection, &target, &apply::api_resource(&target));
         match api.list(&Default::default()).await {
-            Ok(list) => objects.extend(list.items.into_iter().map(|mut object| {
-                object.types = Some(kube::core::TypeMeta {
-                    api_version: resource.api_version.clone(),
-                    kind: resource.kind.clone(),
-                });
-                object
-            })),
+            Ok(list) => objects.extend(list.items.into_iter().map(|object| apply::with_type(kind, object))),
             // A kind the cluster does not serve has nothing to back up.
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(err) => return Err(ApiError::from_kube(err, Request::new("list", &kind.info().resource()), None)),
@@ -337,11 +342,7 @@ async fn backup_objects(connection: &Connection, plan: &Plan) -> Result<Vec<Dyna
         if listed.contains(&target) {
             continue;
         }
-        if let Some(mut object) = apply::fetch(connection, &target).await? {
-            let info = target.kind.info();
-            object.types = Some(kube::core::TypeMeta { api_version: info.api_version(), kind: info.name.into() });
-            objects.push(object);
-        }
+        objects.extend(apply::fetch(connection, &target).await?);
     }
     Ok(objects)
 }

@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{Api, DynamicObject};
+use kube::api::DynamicObject;
 use kube::runtime::watcher::{self, Event};
 
-use super::apply::api_resource;
+use super::apply::{api, api_resource, with_type};
 use crate::change::ResourceRef;
 use crate::client::Connection;
 use crate::kinds::Kind;
@@ -31,11 +31,7 @@ where
 {
     let streams = kinds.iter().map(|kind| {
         let target = ResourceRef::new(*kind, namespace.filter(|_| kind.info().namespaced), "");
-        let resource = api_resource(&target);
-        let api: Api<DynamicObject> = match &target.namespace {
-            Some(namespace) => Api::namespaced_with(connection.client.clone(), namespace, &resource),
-            None => Api::all_with(connection.client.clone(), &resource),
-        };
+        let api = api(connection, &target, &api_resource(&target));
         let kind = *kind;
         watcher::watcher(api, watcher::Config::default()).map(move |event| (kind, event)).boxed()
     });
@@ -84,14 +80,4 @@ where
             Some(text) => last_missing = text,
         }
     }
-}
-
-/// Watch events carry no apiVersion/kind for dynamic objects listed as a List; the snapshot
-/// classifies objects by them.
-fn with_type(kind: Kind, mut object: DynamicObject) -> DynamicObject {
-    if object.types.is_none() {
-        let info = kind.info();
-        object.types = Some(kube::core::TypeMeta { api_version: info.api_version(), kind: info.name.into() });
-    }
-    object
 }
