@@ -9,9 +9,7 @@
 use clap::{Parser, ValueEnum};
 use oc_ambient_common::cli::{ChangeArgs, GlobalArgs};
 use oc_ambient_common::error::{Error, Exit};
-use oc_ambient_common::plan::PlanError;
 use oc_ambient_common::plan::enable::{EnableIntent, Until, plan_enable};
-use oc_ambient_common::plan::gate::gate;
 use oc_ambient_common::printer::Printer;
 
 /// Move a mesh to ambient mode: without NAMESPACE, the cluster (Step 2); with namespaces, each as
@@ -74,24 +72,9 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
         only_step: cli.step.as_deref().and_then(|step| step.parse().ok()),
         ztunnel_namespace: cli.ztunnel_namespace.clone(),
     };
-    let mut plan = plan_enable(&snapshot, &intent)?;
-    gate(&snapshot, &mut plan)?;
-    // `--step N` asks for that step: a gate that blocks it is a refusal, not a stop on the way.
-    if let Some(step) = intent.only_step
-        && !plan.actions.iter().any(|action| action.step == step)
-        && let Some(stop) = plan.stops.first()
-    {
-        return Err(PlanError::Refused {
-            rule: format!("the gate before step {step}"),
-            after: "the current state".into(),
-            reason: format!("{}; next: {}", stop.reason, stop.next.as_deref().unwrap_or("see the guide")),
-            requests: Vec::new(),
-        }
-        .into());
-    }
+    let plan = plan_enable(&snapshot, &intent)?;
     let options = cli.change.options(cli.global.output, &connection.server);
-    oc_ambient_common::engine::run(&connection, &printer, &plan, &options).await?;
-    oc_ambient_common::engine::report_stops(&printer, &plan);
+    oc_ambient_common::engine::gate_and_run(&connection, &printer, &snapshot, plan, intent.only_step, &options).await?;
     printer.detail(&format!("{} API requests", connection.requests()));
     Ok(Exit::Success)
 }

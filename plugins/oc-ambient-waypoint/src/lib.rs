@@ -19,7 +19,6 @@ use clap::{ArgAction, ArgMatches, Args, Parser, Subcommand};
 use oc_ambient_common::cli::{ChangeArgs, GlobalArgs, InputLimitArgs, OutputFormat};
 use oc_ambient_common::convert::{ConvertOptions, convert};
 use oc_ambient_common::error::{Error, Exit};
-use oc_ambient_common::plan::gate::gate;
 use oc_ambient_common::plan::waypoint::{WaypointIntent, WaypointUntil, plan_waypoint};
 use oc_ambient_common::printer::Printer;
 
@@ -159,11 +158,9 @@ async fn run_steps(cli: &Cli) -> Result<Exit, Error> {
         },
         only_step: cli.step.as_deref().and_then(|step| step.parse().ok()),
     };
-    let mut plan = plan_waypoint(&snapshot, &intent)?;
-    gate(&snapshot, &mut plan)?;
+    let plan = plan_waypoint(&snapshot, &intent)?;
     let options = cli.change.options(cli.global.output, &connection.server);
-    oc_ambient_common::engine::run(&connection, &printer, &plan, &options).await?;
-    oc_ambient_common::engine::report_stops(&printer, &plan);
+    oc_ambient_common::engine::gate_and_run(&connection, &printer, &snapshot, plan, intent.only_step, &options).await?;
     Ok(Exit::Success)
 }
 

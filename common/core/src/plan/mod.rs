@@ -54,6 +54,21 @@ impl Plan {
         self.actions.is_empty()
     }
 
+    /// `--step N` asks for that step: when the plan holds none of its actions because a gate
+    /// stopped it, that is a refusal (exit 1) naming the gate, not a stop on the way.
+    pub fn refuse_blocked_step(&self, only_step: Option<u8>) -> Result<(), PlanError> {
+        let Some(step) = only_step else { return Ok(()) };
+        match self.stops.first() {
+            Some(stop) if !self.actions.iter().any(|action| action.step == step) => Err(PlanError::Refused {
+                rule: format!("the gate before step {step}"),
+                after: "the current state".into(),
+                reason: format!("{}; next: {}", stop.reason, stop.next.as_deref().unwrap_or("see the guide")),
+                requests: Vec::new(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The changes in order, for [`crate::change::simulate`] and the verifier.
     pub fn changes(&self) -> Vec<Change> {
         self.actions.iter().map(|action| action.change.clone()).collect()

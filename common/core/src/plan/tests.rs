@@ -418,3 +418,12 @@ fn bookinfo_plans_pass_the_gates_and_name_their_windows() {
         ("step9:restart:Deployment/bookinfo/details-v1", "step9:delete:AuthorizationPolicy/bookinfo/details-viewer")
     );
 }
+
+#[test]
+fn a_step_asked_for_and_blocked_by_a_gate_is_refused() {
+    let mut plan = Plan::new("enable");
+    plan.stops.push(Stop { namespace: Some("shop".into()), reason: "not enrolled".into(), next: Some("next".into()) });
+    let refused = plan.refuse_blocked_step(Some(9)).unwrap_err();
+    assert!(matches!(&refused, PlanError::Refused { reason, .. } if reason.contains("not enrolled")), "{refused}");
+    assert_eq!(plan.refuse_blocked_step(None), Ok(()), "without --step a stop is not a refusal");
+}
