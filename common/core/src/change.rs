@@ -31,7 +31,8 @@ use serde_json::Value;
 use crate::kinds::Kind;
 use crate::mesh::{ObjectRef, annotations, labels};
 use crate::model::dataplane::{
-    NamespaceMode, ambient_control_plane, controls, injected_proxy, injects, set_proxy_container, template_metadata,
+    NamespaceMode, ambient_control_plane, controls, injected_proxy, injects, set_injected_labels, set_proxy_container,
+    template_metadata,
 };
 use crate::snapshot::Snapshot;
 
@@ -339,12 +340,12 @@ fn restart(snapshot: &mut Snapshot, target: &ResourceRef) -> Result<(), RefusalR
             let template = controller.data.pointer("/spec/template").cloned().unwrap_or(Value::Null);
             let (template_labels, template_annotations) = template_metadata(&template);
             let mut pod_spec = template.get("spec").cloned().unwrap_or_else(|| Value::Object(Default::default()));
-            set_proxy_container(
-                &mut pod_spec,
-                proxy(injects(&namespace_mode, &template_labels, &template_annotations)),
-            );
+            let injected = injects(&namespace_mode, &template_labels, &template_annotations);
+            set_proxy_container(&mut pod_spec, proxy(injected));
             for pod in snapshot.objects_mut(Kind::Pod).iter_mut().filter(|pod| controls(&controller, pod)) {
-                pod.metadata.labels.get_or_insert_with(BTreeMap::new).extend(template_labels.clone());
+                let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
+                labels.extend(template_labels.clone());
+                set_injected_labels(labels, injected);
                 if let Some(data) = pod.data.as_object_mut() {
                     data.insert("spec".into(), pod_spec.clone());
                 }
@@ -353,6 +354,7 @@ fn restart(snapshot: &mut Snapshot, target: &ResourceRef) -> Result<(), RefusalR
         Kind::Pod => {
             let pod = find_mut(snapshot, target)?;
             let sidecar = injects(&namespace_mode, labels(pod), annotations(pod));
+            set_injected_labels(pod.metadata.labels.get_or_insert_with(BTreeMap::new), sidecar);
             if let Some(pod_spec) = pod.data.get_mut("spec") {
                 set_proxy_container(pod_spec, proxy(sidecar));
             }

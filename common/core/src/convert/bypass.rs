@@ -17,13 +17,20 @@
 //! DENY policies on the same pods add up (each denies on its own), so when Services share pods,
 //! each protection lists the exceptions of all of them; a Service whose pods another protected
 //! Service already covers with the same exceptions (a version Service and its host) gets none.
+//!
+//! An exception for a sidecar caller is right only while the caller has its sidecar: once its
+//! pods run in ambient, its requests to a Service pass the waypoint, but its requests to a pod
+//! address reach ztunnel directly and the exception lets them through without the waypoint's L7
+//! checks (the check's `bypass-protection-too-wide`). [`narrowed_protections`] is the other half
+//! of this rule: the protections of a state with every such principal dropped, which Step 9 applies
+//! after each rollout that takes the last sidecar of a principal away.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube_core::DynamicObject;
 use serde_json::{Map, json};
 
-use super::objects::{Items, generated, invalid_name};
+use super::objects::{Items, generated, invalid_name, is_generated};
 use super::policies::Enforced;
 use super::scope::{Mesh, selects, service_selector};
 use super::{LabelChange, Report};
@@ -31,7 +38,13 @@ use crate::change::ResourceRef;
 use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec};
 use crate::mesh::labels::INGRESS_USE_WAYPOINT;
-use crate::mesh::{ObjectRef, labels, spec};
+use crate::mesh::{ObjectRef, labels, selector_matches, spec};
+use crate::model::MeshModel;
+use crate::model::waypoint::ISTIO_GATEWAY_LABEL;
+use crate::snapshot::Snapshot;
+
+/// Suffix of a bypass protection's name: `<service>-ztunnel-protection`.
+const PROTECTION_SUFFIX: &str = "-ztunnel-protection";
 
 /// Who may reach one protected Service's pods without the waypoint.
 struct Protection<'a> {
@@ -139,6 +152,7 @@ pub(crate) fn protect(
         });
     }
     label_changes.dedup();
+    label_services_sharing_pods(mesh, &mut label_changes, out);
 
     for (namespace, protections) in by_namespace {
         let merged = merge_shared_pods(mesh, namespace, &protections, report);
@@ -155,6 +169,42 @@ pub(crate) fn protect(
         }
     }
     label_changes
+}
+
+/// A version Service is another name for some of its host's pods: when the host is labelled to
+/// route ingress traffic through the waypoint, so is every Service that selects a subset of its
+/// pods (a version Service of the input, or one generated here), or an ingress gateway calling it
+/// would skip the waypoint and, once its exception goes (Step 9), be denied where the sidecar era
+/// let it through.
+fn label_services_sharing_pods(mesh: &Mesh, label_changes: &mut Vec<LabelChange>, out: &mut Items) {
+    let hosts: Vec<ResourceRef> = label_changes.iter().map(|change| change.object.clone()).collect();
+    for host in hosts {
+        let namespace = host.namespace.as_deref().unwrap_or_default();
+        let Some(host_service) = mesh.service(namespace, &host.name) else { continue };
+        let host_selector = service_selector(host_service);
+        let narrower = |service: &DynamicObject| {
+            let selector = service_selector(service);
+            selector.len() > host_selector.len()
+                && host_selector.iter().all(|(key, value)| selector.get(key) == Some(value))
+        };
+        for service in mesh.snapshot.in_namespace(Kind::Service, namespace).filter(|service| narrower(service)) {
+            let target =
+                ResourceRef::new(Kind::Service, Some(namespace), service.metadata.name.as_deref().unwrap_or_default());
+            let labelled = labels(service).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true");
+            if !labelled && !is_generated(service) && !label_changes.iter().any(|change| change.object == target) {
+                label_changes.push(label_change(target));
+            }
+        }
+        for item in out.items_mut() {
+            let is_service = item.types.as_ref().is_some_and(|types| types.kind == "Service");
+            if is_service && item.metadata.namespace.as_deref() == Some(namespace) && narrower(item) {
+                item.metadata
+                    .labels
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(INGRESS_USE_WAYPOINT.into(), "true".into());
+            }
+        }
+    }
 }
 
 /// The exceptions of each protection, widened by those of the protections sharing its pods.
@@ -189,7 +239,7 @@ fn merge_shared_pods(
 }
 
 fn emit(namespace: &str, protection: &Protection, exceptions: &BTreeSet<String>, out: &mut Items, report: &mut Report) {
-    let name = format!("{}-ztunnel-protection", protection.reference.name);
+    let name = format!("{}{PROTECTION_SUFFIX}", protection.reference.name);
     if let Some(reason) =
         invalid_name(&name, false).or_else(|| out.name_taken(Kind::AuthorizationPolicy, namespace, &name))
     {
@@ -208,6 +258,106 @@ fn emit(namespace: &str, protection: &Protection, exceptions: &BTreeSet<String>,
     let mut sources = vec![protection.reference.clone()];
     sources.extend(protection.sources.iter().cloned());
     out.add(generated(Kind::AuthorizationPolicy, namespace, &name, &sources, body), report);
+}
+
+/// The bypass protections of `snapshot` (generated by an earlier conversion) that exempt a
+/// principal which no longer skips the waypoint, each narrowed to the exceptions that remain, as
+/// objects to apply with the suite's field manager (the whole object, so server-side apply keeps
+/// every field the suite owns).
+///
+/// A principal stays exempt while a workload holding it still skips the waypoint: it runs a
+/// sidecar, it is a waypoint, or it is an ingress gateway and the protected Service is not
+/// labelled `istio.io/ingress-use-waypoint=true` (Step 5 labels it where it can). A principal no
+/// workload in the state holds is kept: a caller the state does not show is not judged.
+pub fn narrowed_protections(snapshot: &Snapshot) -> Vec<DynamicObject> {
+    let model = MeshModel::new(snapshot);
+    let principal_of = |workload: &crate::model::Workload| workload.principal();
+    let held: BTreeSet<String> = model.workloads().iter().filter_map(principal_of).collect();
+    let sidecars: BTreeSet<String> =
+        model.workloads().iter().filter(|workload| workload.has_sidecar()).filter_map(principal_of).collect();
+    let (waypoints, ingress): (Vec<_>, Vec<_>) = model.gateways().iter().partition(|gateway| gateway.is_waypoint());
+    let gateway_principals = |gateways: Vec<&crate::model::waypoint::Gateway>| -> BTreeSet<String> {
+        gateways
+            .into_iter()
+            .filter_map(|gateway| model.principal(&gateway.namespace, &gateway.service_account))
+            .collect()
+    };
+    let waypoints = gateway_principals(waypoints);
+    let mut ingress = gateway_principals(ingress);
+    ingress.extend(
+        model
+            .workloads()
+            .iter()
+            .filter(|workload| workload.labels.get(ISTIO_GATEWAY_LABEL).map(String::as_str) == Some("ingressgateway"))
+            .filter_map(principal_of),
+    );
+    snapshot
+        .all(Kind::AuthorizationPolicy)
+        .iter()
+        .filter(|policy| is_protection(policy))
+        .filter_map(|policy| {
+            let exceptions = policy.data.pointer(EXCEPTIONS)?.as_array()?;
+            let ingress_skips = !ingress_uses_waypoint(&model, policy);
+            let stale = |principal: &str| {
+                let known = held.contains(principal) || ingress.contains(principal);
+                let skips = sidecars.contains(principal)
+                    || waypoints.contains(principal)
+                    || (ingress_skips && ingress.contains(principal));
+                known && !skips
+            };
+            let kept: Vec<_> =
+                exceptions.iter().filter(|principal| !principal.as_str().is_some_and(stale)).cloned().collect();
+            (kept.len() < exceptions.len()).then(|| narrowed(policy, kept))
+        })
+        .collect()
+}
+
+/// Every Service that selects a pod `protection` protects is labelled to send ingress traffic
+/// through the waypoint, so an ingress gateway reaches those pods only through it.
+fn ingress_uses_waypoint(model: &MeshModel, protection: &DynamicObject) -> bool {
+    let Some(namespace) = protection.metadata.namespace.as_deref() else { return false };
+    let selector: BTreeMap<String, String> = protection
+        .data
+        .pointer("/spec/selector/matchLabels")
+        .and_then(|labels| serde_json::from_value(labels.clone()).ok())
+        .unwrap_or_default();
+    let protected: Vec<_> =
+        model.workloads_in(namespace).filter(|workload| selector_matches(&selector, &workload.labels)).collect();
+    model.snapshot.in_namespace(Kind::Service, namespace).all(|service| {
+        let reaches = protected.iter().any(|workload| selects(service, workload));
+        !reaches || labels(service).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true")
+    })
+}
+
+/// Where a protection lists its exceptions (see [`emit`]).
+const EXCEPTIONS: &str = "/spec/rules/0/from/0/source/notPrincipals";
+
+fn is_protection(policy: &DynamicObject) -> bool {
+    is_generated(policy)
+        && policy.metadata.name.as_deref().is_some_and(|name| name.ends_with(PROTECTION_SUFFIX))
+        && policy.data.pointer("/spec/action").and_then(serde_json::Value::as_str) == Some("DENY")
+}
+
+/// `policy` as the suite applies it (no server-set fields), with `exceptions`.
+fn narrowed(policy: &DynamicObject, exceptions: Vec<serde_json::Value>) -> DynamicObject {
+    let mut data = policy.data.clone();
+    if let Some(list) = data.pointer_mut(EXCEPTIONS) {
+        *list = serde_json::Value::Array(exceptions);
+    }
+    if let Some(fields) = data.as_object_mut() {
+        fields.remove("status");
+    }
+    DynamicObject {
+        types: policy.types.clone(),
+        metadata: kube_core::ObjectMeta {
+            name: policy.metadata.name.clone(),
+            namespace: policy.metadata.namespace.clone(),
+            labels: policy.metadata.labels.clone(),
+            annotations: policy.metadata.annotations.clone(),
+            ..kube_core::ObjectMeta::default()
+        },
+        data,
+    }
 }
 
 /// The workloads that still run a sidecar, with their principals, in the model's order: callers

@@ -38,6 +38,8 @@ use crate::change::{Change, ResourceRef};
 use crate::mesh::ObjectRef;
 use crate::snapshot::Snapshot;
 
+pub use bypass::narrowed_protections;
+
 /// What to convert and how.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConvertOptions {

@@ -142,6 +142,11 @@ impl<'a> Items<'a> {
             .insert(SOURCE_ANNOTATION.into(), merged.join(","));
     }
 
+    /// The items emitted so far, to amend one (a label decided after the item was made).
+    pub(crate) fn items_mut(&mut self) -> impl Iterator<Item = &mut DynamicObject> {
+        self.items.iter_mut()
+    }
+
     /// The items in apply order: the waypoint, Services, routes, then policies (generation order
     /// within a kind, which follows the input).
     pub(crate) fn into_items(mut self) -> Vec<DynamicObject> {

@@ -30,6 +30,9 @@ pub const PROXY_CONFIG_ENV: &str = "PROXY_CONFIG";
 pub const ENABLE_HBONE: &str = "ISTIO_META_ENABLE_HBONE";
 /// Name of the injected proxy container.
 pub const PROXY_CONTAINER: &str = "istio-proxy";
+/// The label the sidecar injector puts on the pods it injects (ambient pods do not carry it).
+pub const TLS_MODE: &str = "security.istio.io/tlsMode";
+pub const TLS_MODE_ISTIO: &str = "istio";
 /// Pod annotation prefix for sidecar traffic settings not honoured in ambient.
 pub const TRAFFIC_ANNOTATION_PREFIX: &str = "traffic.sidecar.istio.io/";
 /// Label and annotation the suite puts on what it generates.

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::mesh::labels::{
     DATAPLANE_AMBIENT, DATAPLANE_MODE, DATAPLANE_NONE, ENABLE_HBONE, ISTIO_INJECTION, ISTIO_REV, PROXY_CONFIG_ENV,
-    PROXY_CONTAINER, SIDECAR_INJECT, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE,
+    PROXY_CONTAINER, SIDECAR_INJECT, TLS_MODE, TLS_MODE_ISTIO, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE,
 };
 use crate::mesh::{labels, selector_matches};
 
@@ -175,6 +175,16 @@ pub fn set_proxy_container(pod_spec: &mut Value, proxy: Option<Value>) {
         if let Some(containers) = containers.as_array_mut() {
             containers.push(proxy);
         }
+    }
+}
+
+/// The labels the injector adds to a pod it injects (`injected`), or that a pod without a sidecar
+/// lacks.
+pub fn set_injected_labels(labels: &mut BTreeMap<String, String>, injected: bool) {
+    if injected {
+        labels.insert(TLS_MODE.into(), TLS_MODE_ISTIO.into());
+    } else {
+        labels.remove(TLS_MODE);
     }
 }
 

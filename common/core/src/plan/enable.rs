@@ -27,10 +27,10 @@ use super::{Action, Plan, PlanError, Stop, Wait};
 use crate::change::{Change, ResourceRef, holds, merge, simulate};
 use crate::check::ids;
 use crate::check::phase::{MeshContext, milestones};
-use crate::convert::{ConvertOptions, convert};
+use crate::convert::{ConvertOptions, convert, narrowed_protections};
 use crate::kinds::Kind;
 use crate::mesh::authz::AuthorizationPolicySpec;
-use crate::mesh::labels::{DATAPLANE_AMBIENT, DATAPLANE_MODE, ISTIO_INJECTION, ISTIO_REV};
+use crate::mesh::labels::{DATAPLANE_AMBIENT, DATAPLANE_MODE, ISTIO_INJECTION, ISTIO_REV, TLS_MODE, TLS_MODE_ISTIO};
 use crate::mesh::{selector_matches, spec};
 use crate::model::dataplane::{ambient_control_plane, controls};
 use crate::model::{MeshModel, Pod};
@@ -130,8 +130,13 @@ pub(super) struct Planner {
 impl Planner {
     pub(super) fn push(&mut self, step: u8, verb: &str, description: String, change: Change, wait: Option<Wait>) {
         let target = change.target().map(|target| reference_id(&target)).unwrap_or_default();
+        self.push_as(format!("step{step}:{verb}:{target}"), step, description, change, wait);
+    }
+
+    /// [`Self::push`] with an explicit id, for a change planned more than once on one object.
+    fn push_as(&mut self, id: String, step: u8, description: String, change: Change, wait: Option<Wait>) {
         self.state = simulate(&self.state, std::slice::from_ref(&change)).snapshot;
-        self.plan.actions.push(Action { id: format!("step{step}:{verb}:{target}"), step, description, change, wait });
+        self.plan.actions.push(Action { id, step, description, change, wait });
     }
 
     /// Restarts one workload and waits for its rollout, so at most one is in flight.
@@ -281,6 +286,22 @@ impl Planner {
 
     /// Step 9: stop injecting, restart every workload without its sidecar, then delete the
     /// sidecar-era objects the conversion replaced (left in place they deny or misroute).
+    ///
+    /// Workloads go callees first ([`callees_first`]): a sidecar caller of a restarted callee still
+    /// reaches it (the protection exempts it, without the waypoint's L7 checks until it moves too),
+    /// where the other order has an ambient caller reach, through the waypoint, a callee whose
+    /// sidecar-era policy does not admit the waypoint: an outage of the calls that matter.
+    ///
+    /// Before the first restart, each replaced selector policy is pinned to the pods that keep
+    /// their sidecar until their rollout (the injector's `security.istio.io/tlsMode` label), so the
+    /// new ambient pods are never under it: an L7 ALLOW there would deny everything at ztunnel.
+    ///
+    /// Each rollout is followed at once by what it makes wrong: the bypass protections (in any
+    /// namespace) stop exempting a principal whose last sidecar it took away, and the replaced
+    /// selector policies that now select only ambient pods go. Between the rollout and those
+    /// actions the gate finds a window (pod-address requests from the restarted callers pass the
+    /// protection; an L7 ALLOW denies all at ztunnel); no order avoids it, since one principal
+    /// names old and new pods alike, so it is kept to one rollout and announced.
     fn remove_sidecars(&mut self, namespace: &str) -> Result<(), Stop> {
         let context = MeshContext::new(&self.state);
         if !context.labels(namespace).ambient {
@@ -307,8 +328,12 @@ impl Planner {
         }
         let options = ConvertOptions { namespaces: vec![namespace.to_string()], waypoint: None };
         let mut replaced = convert(&self.state, &options).replaces;
-        for target in restart_targets(&self.state, namespace, |pod| pod.sidecar) {
-            self.restart(9, target, "without its sidecar");
+        for target in &replaced {
+            self.pin_to_sidecar_pods(target);
+        }
+        for target in callees_first(&self.state, namespace, &workload_pods(&self.state, namespace, |pod| pod.sidecar)) {
+            self.restart(9, target.clone(), "without its sidecar");
+            self.narrow_protections(&target);
             // A selector policy ztunnel now enforces on its pods (an L7 ALLOW denies all there)
             // goes right after their restart, so the window it leaves lasts one rollout.
             let (due, later): (Vec<ResourceRef>, Vec<ResourceRef>) =
@@ -319,6 +344,52 @@ impl Planner {
         // What sidecar clients still read (routes, subsets, namespace-wide policies) goes last.
         replaced.into_iter().for_each(|target| self.delete_replaced(target));
         Ok(())
+    }
+
+    /// Narrows the bypass protections the restart of `restarted` made too wide.
+    fn narrow_protections(&mut self, restarted: &ResourceRef) {
+        for protection in narrowed_protections(&self.state) {
+            let Ok(target) = ResourceRef::of(&protection) else { continue };
+            let id = format!("step9:narrow:{}:after:{}", reference_id(&target), reference_id(restarted));
+            let description =
+                format!("narrow {target}: callers that lost their sidecar with {restarted} are no longer exempt");
+            self.push_as(id, 9, description, Change::Apply { object: protection }, None);
+        }
+    }
+
+    /// Adds the injector's label to the selector of `target`, a replaced selector
+    /// AuthorizationPolicy, when every sidecar pod it selects carries that label (else pinning
+    /// would drop some of them, and the policy is left as it is).
+    fn pin_to_sidecar_pods(&mut self, target: &ResourceRef) {
+        if target.kind != Kind::AuthorizationPolicy {
+            return;
+        }
+        let namespace = target.namespace.as_deref().unwrap_or_default();
+        let Some(policy) = self.state.get(target.kind, Some(namespace), &target.name) else { return };
+        let Ok(spec) = spec::<AuthorizationPolicySpec>(policy) else { return };
+        let Some(selector) = spec.selector_labels().filter(|selector| !selector.contains_key(TLS_MODE)) else { return };
+        let all_marked = self
+            .state
+            .in_namespace(Kind::Pod, namespace)
+            .map(Pod::of)
+            .filter(|pod| pod.is_live() && selector_matches(selector, pod.labels))
+            .all(|pod| pod.sidecar && pod.labels.get(TLS_MODE).map(String::as_str) == Some(TLS_MODE_ISTIO));
+        if !all_marked {
+            return;
+        }
+        let mut pinned = selector.clone();
+        pinned.insert(TLS_MODE.into(), TLS_MODE_ISTIO.into());
+        let api_version = policy
+            .types
+            .as_ref()
+            .map_or_else(|| Kind::AuthorizationPolicy.info().api_version(), |types| types.api_version.clone());
+        let object = json!({"apiVersion": api_version, "kind": "AuthorizationPolicy",
+            "metadata": {"name": target.name, "namespace": namespace},
+            "spec": {"selector": {"matchLabels": pinned}}});
+        // Cannot fail: apiVersion, kind and metadata.name are set.
+        let Ok(object) = serde_json::from_value::<DynamicObject>(object) else { return };
+        let description = format!("pin {target} to the pods that still have a sidecar, until it is deleted");
+        self.push(9, "pin", description, Change::Apply { object }, None);
     }
 
     /// Deletes a replaced object as the plan saw it (uid and resourceVersion as preconditions).
@@ -406,20 +477,77 @@ fn without_nulls(value: Value) -> Value {
 /// The controllers (or bare pods) of the live application pods of `namespace` that `select`
 /// picks, in a stable order.
 fn restart_targets(snapshot: &Snapshot, namespace: &str, select: impl Fn(&Pod) -> bool) -> BTreeSet<ResourceRef> {
+    workload_pods(snapshot, namespace, select).into_keys().collect()
+}
+
+/// [`restart_targets`] with the pods of each.
+fn workload_pods<'s>(
+    snapshot: &'s Snapshot,
+    namespace: &'s str,
+    select: impl Fn(&Pod) -> bool,
+) -> BTreeMap<ResourceRef, Vec<Pod<'s>>> {
     let controllers: Vec<(Kind, &DynamicObject)> = [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet]
         .into_iter()
         .flat_map(|kind| snapshot.in_namespace(kind, namespace).map(move |object| (kind, object)))
         .collect();
-    let model = MeshModel::new(snapshot);
-    model
-        .pods_in(namespace)
-        .iter()
-        .filter(|pod| pod.gateway.is_none() && select(pod))
-        .map(|pod| match controllers.iter().find(|(_, controller)| controls(controller, pod.object)) {
+    let mut targets: BTreeMap<ResourceRef, Vec<Pod>> = BTreeMap::new();
+    let pods = snapshot.in_namespace(Kind::Pod, namespace).map(Pod::of);
+    for pod in pods.filter(|pod| pod.is_live() && pod.gateway.is_none() && select(pod)) {
+        let target = match controllers.iter().find(|(_, controller)| controls(controller, pod.object)) {
             Some((kind, controller)) => {
                 ResourceRef::new(*kind, Some(namespace), controller.metadata.name.as_deref().unwrap_or_default())
             }
             None => ResourceRef::new(Kind::Pod, Some(namespace), pod.name),
-        })
-        .collect()
+        };
+        targets.entry(target).or_default().push(pod);
+    }
+    targets
+}
+
+/// The workloads of `targets` in restart order: a workload goes after every other one whose
+/// selector AuthorizationPolicies admit its principal (its callees), by name where the policies
+/// do not tell (or tell a cycle).
+fn callees_first(snapshot: &Snapshot, namespace: &str, targets: &BTreeMap<ResourceRef, Vec<Pod>>) -> Vec<ResourceRef> {
+    let model = MeshModel::new(snapshot);
+    let policies: Vec<AuthorizationPolicySpec> = snapshot
+        .in_namespace(Kind::AuthorizationPolicy, namespace)
+        .filter_map(|policy| spec::<AuthorizationPolicySpec>(policy).ok())
+        .filter(|policy| policy.action == crate::mesh::authz::Action::Allow)
+        .collect();
+    let principals = |pods: &[Pod]| -> BTreeSet<String> {
+        pods.iter().filter_map(|pod| model.principal(namespace, &pod.service_account)).collect()
+    };
+    let callers = |pods: &[Pod]| -> BTreeSet<&String> {
+        policies
+            .iter()
+            .filter(|policy| {
+                policy
+                    .selector_labels()
+                    .is_some_and(|selector| pods.iter().any(|pod| selector_matches(selector, pod.labels)))
+            })
+            .flat_map(|policy| policy.rules().iter().flat_map(|rule| rule.principals()))
+            .collect()
+    };
+    // target -> the targets it calls (restarted before it).
+    let mut waits: BTreeMap<&ResourceRef, BTreeSet<&ResourceRef>> = BTreeMap::new();
+    for (caller, caller_pods) in targets {
+        let own = principals(caller_pods);
+        let callees = targets
+            .iter()
+            .filter(|(callee, callee_pods)| *callee != caller && callers(callee_pods).iter().any(|p| own.contains(*p)))
+            .map(|(callee, _)| callee)
+            .collect();
+        waits.insert(caller, callees);
+    }
+    let mut order = Vec::new();
+    while !waits.is_empty() {
+        let ready = waits.iter().find(|(_, callees)| callees.is_empty()).map(|(target, _)| *target);
+        let next = ready.unwrap_or_else(|| *waits.keys().next().expect("not empty"));
+        waits.remove(next);
+        waits.values_mut().for_each(|callees| {
+            callees.remove(next);
+        });
+        order.push(next.clone());
+    }
+    order
 }

@@ -13,6 +13,11 @@
 //!   later action where the difference is gone (`end` when it outlasts the plan). Requests that
 //!   open and close together in one namespace share a window, so the user accepts few, named ids.
 //!
+//! A migration runs as several plans (the suite's commands take turns), so outcomes are compared
+//! with the sidecar-era baseline, not with the state a plan starts from ([`gate_against`]): a
+//! difference an earlier plan opened and announced is not this plan's window, and this plan
+//! closing it is not a change either. Without a baseline the start state stands for it.
+//!
 //! One verification per action keeps the cost linear in the plan's length; the scope is the
 //! touched namespaces only, as the verifier's cost grows with sources times destinations.
 
@@ -26,12 +31,30 @@ use crate::equivalence::verify;
 use crate::kinds::Kind;
 use crate::snapshot::Snapshot;
 
-/// Checks `plan` on `original` (see the module docs): an error names the broken rule; the
-/// windows found replace `plan.windows`.
+/// Checks `plan` on `original`, the state it starts from, taken as the baseline too (see the
+/// module docs): an error names the broken rule; the windows found replace `plan.windows`.
 pub fn gate(original: &Snapshot, plan: &mut Plan) -> Result<(), PlanError> {
+    gate_against(original, original, plan)
+}
+
+/// Checks `plan`, which starts from `start`, with outcomes compared to `baseline`: differences
+/// already there at `start` are the earlier plans' and open no window while they last.
+pub fn gate_against(baseline: &Snapshot, start: &Snapshot, plan: &mut Plan) -> Result<(), PlanError> {
     let namespaces = touched_namespaces(&plan.changes());
-    let broken_before = broken_rules(original, &namespaces);
-    let mut state = original.clone();
+    let broken_before = broken_rules(start, &namespaces);
+    let differing = |state: &Snapshot| -> BTreeMap<String, String> {
+        if namespaces.is_empty() {
+            return BTreeMap::new();
+        }
+        let verification = verify(baseline, state, Some(&namespaces));
+        verification
+            .unexpected()
+            .map(|difference| (difference.request.to_string(), difference.request.destination.namespace.clone()))
+            .collect()
+    };
+    let mut earlier: BTreeMap<String, String> =
+        if std::ptr::eq(baseline, start) { BTreeMap::new() } else { differing(start) };
+    let mut state = start.clone();
     // Request (as printed) -> (namespace, index of the action that opened its difference).
     let mut open: BTreeMap<String, (String, usize)> = BTreeMap::new();
     // (opened at, closed at, namespace) -> requests.
@@ -53,14 +76,9 @@ pub fn gate(original: &Snapshot, plan: &mut Plan) -> Result<(), PlanError> {
                 });
             }
         }
-        if namespaces.is_empty() {
-            continue;
-        }
-        let verification = verify(original, &state, Some(&namespaces));
-        let now: BTreeMap<String, String> = verification
-            .unexpected()
-            .map(|difference| (difference.request.to_string(), difference.request.destination.namespace.clone()))
-            .collect();
+        let mut now = differing(&state);
+        earlier.retain(|request, _| now.contains_key(request));
+        now.retain(|request, _| !earlier.contains_key(request));
         open.retain(|request, (namespace, opened)| {
             let still = now.contains_key(request);
             if !still {

@@ -21,7 +21,7 @@ pub mod gate;
 pub mod waypoint;
 
 pub use enable::{EnableIntent, Until, plan_enable};
-pub use gate::gate;
+pub use gate::{gate, gate_against};
 
 /// A plan document (`-o json|yaml` prints it as is; its shape is stable).
 #[derive(Debug, Clone, PartialEq, Serialize)]

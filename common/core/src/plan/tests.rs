@@ -60,6 +60,9 @@ fn pods_of(objects: &[DynamicObject], hbone: bool) -> Vec<DynamicObject> {
             labels["pod-template-hash"] = json!("5d8f");
             let mut spec = template["spec"].clone();
             let sidecar = injecting(&namespace) && labels.get("sidecar.istio.io/inject") != Some(&json!("false"));
+            if sidecar {
+                labels["security.istio.io/tlsMode"] = json!("istio");
+            }
             set_proxy_container(&mut spec, sidecar.then(|| injected_proxy(hbone)));
             object(json!({"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": format!("{name}-5d8f-x"), "namespace": namespace, "labels": labels,
@@ -406,17 +409,37 @@ fn bookinfo_plans_pass_the_gates_and_name_their_windows() {
     let use_waypoint = set_labels(Kind::Namespace, NS, &[("istio.io/use-waypoint", Some("waypoint"))]);
     let active = after(&enrolled, &plan_of(vec![use_waypoint]));
     let mut removal = plan_enable(&active, &intent(&[NS], Until::Ambient, None)).unwrap();
-    gate(&active, &mut removal).unwrap();
+    gate_against(&snapshot, &active, &mut removal).unwrap();
     assert!(!removal.windows.is_empty(), "an L7 selector policy denies all at ztunnel until it is deleted");
     let ids: Vec<&str> = removal.windows.iter().map(|window| window.id.as_str()).collect();
     let expected: Vec<String> = (1..=ids.len()).map(|n| format!("window:9:bookinfo:{n}")).collect();
     assert_eq!(ids, expected);
-    // The first restart's L7 selector policy goes with the next action: a window of one rollout.
-    let first = &removal.windows[0];
-    assert_eq!(
-        (first.opens_after.as_str(), first.closes_after.as_str()),
-        ("step9:restart:Deployment/bookinfo/details-v1", "step9:delete:AuthorizationPolicy/bookinfo/details-viewer")
+    // Callees go first and the replaced selector policies are pinned to the sidecar pods first:
+    // no window denies what the sidecar era allowed; what remains are sidecar callers reaching
+    // restarted callees past the waypoint, each until the caller's own restart and narrowing.
+    let ids = ids_of(&removal);
+    let position = |id: &str| ids.iter().position(|other| *other == id).unwrap_or_else(|| panic!("{id} in {ids:?}"));
+    let first_restart = ids.iter().position(|id| id.starts_with("step9:restart:")).unwrap();
+    assert!(position("step9:pin:AuthorizationPolicy/bookinfo/reviews-viewer") < first_restart);
+    assert!(
+        position("step9:restart:Deployment/bookinfo/reviews-v3")
+            < position("step9:restart:Deployment/bookinfo/productpage-v1")
     );
+    assert!(
+        position("step9:restart:Deployment/bookinfo/ratings-v1")
+            < position("step9:restart:Deployment/bookinfo/reviews-v1")
+    );
+    for window in &removal.windows {
+        assert_ne!(window.closes_after, "end", "{window:?}");
+        assert!(
+            window.requests.iter().all(|request| !request.contains(" GET ")),
+            "GET was allowed throughout: {window:?}"
+        );
+    }
+    let end = after(&active, &removal);
+    let unexpected: Vec<String> =
+        crate::equivalence::verify(&snapshot, &end, None).unexpected().map(|d| d.request.to_string()).collect();
+    assert_eq!(unexpected, Vec::<String>::new(), "the migrated bookinfo keeps every outcome of the sidecar era");
 }
 
 #[test]
