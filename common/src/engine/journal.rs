@@ -112,10 +112,16 @@ impl Journal {
     }
 }
 
-/// Writes the backup: a local YAML file (returned) and gzip chunks in numbered ConfigMaps.
+/// Writes the backup: a local multi-document YAML file (returned) and gzip chunks in numbered
+/// ConfigMaps.
 pub async fn write_backup(connection: &Connection, dir: &Path, objects: &[DynamicObject]) -> Result<PathBuf, ApiError> {
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
-    let text = serde_yaml_ng::to_string(&list).unwrap_or_default();
+    // One YAML document per object, not one List: the input limits bound each document, and a
+    // mesh's backup can be larger than any one of them.
+    let text: String = objects
+        .iter()
+        .filter_map(|object| serde_yaml_ng::to_string(object).ok())
+        .map(|document| format!("---\n{document}"))
+        .collect();
     let path = dir.join("backup.yaml");
     std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, &text)).map_err(|err| local_failure(dir, err))?;
     let compressed = compress(text.as_bytes()).map_err(|err| local_failure(dir, err))?;

@@ -39,6 +39,7 @@ use crate::client::Connection;
 use crate::error::{ApiError, Error, Request};
 use crate::plan::{Action, Plan, Wait};
 use crate::printer::Printer;
+use crate::snapshot::Snapshot;
 
 /// `--dry-run`, as kubectl spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -79,25 +80,56 @@ pub enum EngineError {
 }
 
 /// What every mutating command does with its planner's plan: gate it on `snapshot` (the state it
-/// was planned from), refuse a `--step` a gate blocks, run it, and say where it stopped.
+/// was planned from) against the migration's baseline, refuse a `--step` a gate blocks, run it,
+/// and say where it stopped.
 pub async fn gate_and_run(
     connection: &Connection,
     printer: &Printer,
-    snapshot: &crate::snapshot::Snapshot,
+    snapshot: &Snapshot,
     mut plan: Plan,
     only_step: Option<u8>,
     options: &EngineOptions,
 ) -> Result<(), Error> {
-    crate::plan::gate::gate(snapshot, &mut plan)?;
+    match baseline(connection, printer).await {
+        Some(baseline) => crate::plan::gate::gate_against(&baseline, snapshot, &mut plan)?,
+        None => crate::plan::gate::gate(snapshot, &mut plan)?,
+    }
     plan.refuse_blocked_step(only_step)?;
-    run(connection, printer, &plan, options).await?;
+    run(connection, printer, snapshot, &plan, options).await?;
     report_stops(printer, &plan);
     Ok(())
 }
 
-/// Shows `plan`, holds it to its windows and to consent, applies and awaits it. Returns when every action is done (or, with a dry run,
-/// when it was shown or validated).
-async fn run(connection: &Connection, printer: &Printer, plan: &Plan, options: &EngineOptions) -> Result<(), Error> {
+/// The sidecar-era state the migration started from: the backup the first mutating run wrote
+/// (it holds the whole snapshot that run read), read from the cluster so every machine gates
+/// against the same baseline. None before the first run, or when it cannot be read (the start
+/// state then stands for it, and a note says so).
+async fn baseline(connection: &Connection, printer: &Printer) -> Option<Snapshot> {
+    let text = match journal::read_backup(connection).await {
+        Ok(text) => text?,
+        Err(err) => {
+            printer.note(&format!("the migration's baseline cannot be read ({err}); gating against the current state"));
+            return None;
+        }
+    };
+    match crate::snapshot::parse_documents(std::path::Path::new("the in-cluster backup"), &text) {
+        Ok(objects) => Some(Snapshot::from_objects(objects)),
+        Err(err) => {
+            printer.note(&format!("the migration's baseline is unreadable ({err}); gating against the current state"));
+            None
+        }
+    }
+}
+
+/// Shows `plan`, holds it to its windows and to consent, applies and awaits it. Returns when every
+/// action is done (or, with a dry run, when it was shown or validated).
+async fn run(
+    connection: &Connection,
+    printer: &Printer,
+    snapshot: &Snapshot,
+    plan: &Plan,
+    options: &EngineOptions,
+) -> Result<(), Error> {
     show(printer, plan, options.output)?;
     if plan.is_empty() || options.dry_run == DryRun::Client {
         return Ok(());
@@ -115,7 +147,8 @@ async fn run(connection: &Connection, printer: &Printer, plan: &Plan, options: &
     let mut journal = Journal::open(connection, &options.state_dir).await?;
     if !dry_run && journal.entries.is_empty() {
         let path =
-            journal::write_backup(connection, &options.state_dir, &backup_objects(connection, plan).await?).await?;
+            journal::write_backup(connection, &options.state_dir, &backup_objects(connection, snapshot, plan).await?)
+                .await?;
         printer.note(&format!(
             "backup written to {} and to the cluster (namespace {})",
             path.display(),
@@ -311,31 +344,29 @@ async fn check_permissions(connection: &Connection, plan: &Plan) -> Result<(), A
     Ok(())
 }
 
-/// What Section 2.4 of the guide backs up (every Istio, IstioCNI, VirtualService,
-/// DestinationRule, AuthorizationPolicy, RequestAuthentication and Namespace), plus every object
-/// the plan touches.
-async fn backup_objects(connection: &Connection, plan: &Plan) -> Result<Vec<DynamicObject>, ApiError> {
+/// What the backup holds: the snapshot the run planned from (so the backup is also the baseline
+/// the gates and `oc ambient-check --baseline` compare with), every object Section 2.4 of the guide
+/// names among it, plus every object the plan touches that the snapshot lacks. Secrets and
+/// cluster metadata the migration never changes (CRDs, operators, nodes) are left out.
+async fn backup_objects(
+    connection: &Connection,
+    snapshot: &Snapshot,
+    plan: &Plan,
+) -> Result<Vec<DynamicObject>, ApiError> {
     use crate::kinds::Kind;
-    let mut objects = Vec::new();
-    for kind in [
-        Kind::Namespace,
-        Kind::Istio,
-        Kind::IstioCni,
-        Kind::ZTunnel,
-        Kind::VirtualService,
-        Kind::DestinationRule,
-        Kind::AuthorizationPolicy,
-        Kind::RequestAuthentication,
-    ] {
-        let target = crate::change::ResourceRef::new(kind, None, "");
-        let api = apply::api(connection, &target, &apply::api_resource(&target));
-        match api.list(&Default::default()).await {
-            Ok(list) => objects.extend(list.items.into_iter().map(|object| apply::with_type(kind, object))),
-            // A kind the cluster does not serve has nothing to back up.
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(err) => return Err(ApiError::from_kube(err, Request::new("list", &kind.info().resource()), None)),
-        }
-    }
+    const NOT_BACKED_UP: [Kind; 6] = [
+        Kind::Secret,
+        Kind::CustomResourceDefinition,
+        Kind::ClusterServiceVersion,
+        Kind::Node,
+        Kind::ClusterVersion,
+        Kind::OperatorNetwork,
+    ];
+    let mut objects: Vec<DynamicObject> = crate::kinds::ALL
+        .iter()
+        .filter(|info| !NOT_BACKED_UP.contains(&info.kind))
+        .flat_map(|info| snapshot.all(info.kind).iter().cloned())
+        .collect();
     let listed: BTreeSet<_> = objects.iter().filter_map(|object| crate::change::ResourceRef::of(object).ok()).collect();
     for action in &plan.actions {
         let Ok(target) = action.change.target() else { continue };

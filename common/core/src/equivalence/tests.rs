@@ -759,22 +759,28 @@ fn the_engines_conversion_keeps_every_outcome_until_the_sidecars_go() {
 }
 
 #[test]
-fn the_engines_end_state_lets_exempted_callers_bypass_http_rules_by_pod_address() {
+fn the_engines_end_state_keeps_every_outcome_once_step_9_narrows_the_protections() {
     // The engine's bypass protection exempts the sidecar-era callers, which is right while they
-    // skip the waypoint with their sidecars; once they are ambient, the exemption lets them reach
-    // the pods directly with methods the waypoint would refuse. The protection has to be narrowed
-    // when the sidecars go (as the hand conversion's Final protection is).
+    // skip the waypoint with their sidecars; once they are ambient, the exemption would let them
+    // reach the pods directly with methods the waypoint refuses. Step 9 narrows it.
     let input = Snapshot::from_objects(sidecar_era());
-    let stages = stages(&input, &Edit::default(), &converted_by_the_engine(&input));
-    let verification = verify(&stages.start, &stages.end, None);
-    let bypass =
-        find(&verification, Class::Loosened, "bookinfo/productpage-v1 -> pod bookinfo/reviews-v1:9080 DELETE /");
+    let converted = converted_by_the_engine(&input);
+    let stages = stages(&input, &Edit::default(), &converted);
+    let wide = verify(&stages.start, &stages.end, None);
+    let bypass = find(&wide, Class::Loosened, "bookinfo/productpage-v1 -> pod bookinfo/reviews-v1:9080 DELETE /");
     assert!(
         bypass.is_some_and(|d| !d.expected && d.after.explanation.contains("ztunnel allows")),
         "{:#?}",
-        unexpected(&verification)
+        unexpected(&wide)
     );
-    assert!(
-        verification.unexpected().all(|d| d.class == Class::Loosened && d.request.destination.address == Address::Pod)
-    );
+
+    let narrowing: Vec<Change> =
+        crate::convert::narrowed_protections(&stages.end).into_iter().map(|object| Change::Apply { object }).collect();
+    assert!(!narrowing.is_empty());
+    let narrowed = simulate(&stages.end, &narrowing).snapshot;
+    assert_eq!(unexpected(&verify(&stages.start, &narrowed, None)), Vec::<String>::new());
+    assert!(crate::convert::narrowed_protections(&narrowed).is_empty(), "narrowing is idempotent");
+    // `convert --verify` simulates the same end state.
+    let verified = verify_change(&input, &converted.changes(), &[NS.to_string()], None);
+    assert_eq!(unexpected(&verified), Vec::<String>::new());
 }

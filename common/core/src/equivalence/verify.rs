@@ -116,7 +116,9 @@ pub fn verify(before: &Snapshot, after: &Snapshot, namespaces: Option<&BTreeSet<
 /// Compares `input` as it runs today with `input` after `changes` in `state` (by default the end
 /// of the migration of `namespaces`, or of every namespace of the input when empty); requests go
 /// to destinations in `namespaces` (all when empty). Changes the API server would refuse are left
-/// out and named in the notes.
+/// out and named in the notes. In that state the bypass protections are narrowed as Step 9
+/// narrows them ([`crate::convert::narrowed_protections`]): a caller without its sidecar is no
+/// longer exempt.
 pub fn verify_change(
     input: &Snapshot,
     changes: &[Change],
@@ -143,6 +145,9 @@ pub fn verify_change(
     let before = sidecar_era.apply(input);
     let end = MigrationState::fully_migrated(&changed, &scope);
     let after = state.unwrap_or(&end).apply(&sidecar_era.apply(&changed));
+    let narrowing: Vec<Change> =
+        crate::convert::narrowed_protections(&after).into_iter().map(|object| Change::Apply { object }).collect();
+    let after = simulate(&after, &narrowing).snapshot;
     let mut verification = verify(&before, &after, (!namespaces.is_empty()).then_some(&scope));
     for namespace in undescribed {
         verification.notes.push(format!(
