@@ -1,7 +1,7 @@
 //! `oc-ambient-enable` against the simulated cluster (issue 10): Step 2 and Step 3 as the user
 //! runs them, the waypoint gate, dry runs, consent, permissions and the backup.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
@@ -161,13 +161,14 @@ async fn enable_walks_steps_2_and_3_and_stops_at_the_waypoint_gate() {
 }
 
 /// Runs `command` on `namespace` with --yes, accepting every window its plan names (read from a
-/// client-side dry run first), as a user who reviewed them would.
+/// client-side dry run first), as a user who reviewed them would. Returns the run and the requests
+/// the accepted windows announced.
 fn accepting_windows(
     command: fn(&Path, &Path, &[&str]) -> Output,
     kubeconfig: &Path,
     state: &Path,
     namespace: &str,
-) -> Output {
+) -> (Output, BTreeSet<String>) {
     let planned = command(kubeconfig, state, &[namespace, "--dry-run", "-o", "json"]);
     assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
     let plan: Value = serde_json::from_slice(&planned.stdout).unwrap();
@@ -177,7 +178,14 @@ fn accepting_windows(
     for id in &windows {
         args.extend(["--accept", id.as_str()]);
     }
-    command(kubeconfig, state, &args)
+    let announced = plan["windows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|window| window["requests"].as_array().cloned().unwrap_or_default())
+        .filter_map(|request| request.as_str().map(str::to_string))
+        .collect();
+    (command(kubeconfig, state, &args), announced)
 }
 
 /// Windows the plan names, from its JSON.
@@ -185,11 +193,64 @@ fn window_ids(plan: &Value) -> Vec<String> {
     plan["windows"].as_array().into_iter().flatten().filter_map(|w| w["id"].as_str().map(str::to_string)).collect()
 }
 
+/// The cluster as it stood after each action the engine finished: a task that reads the local
+/// journal and loads a snapshot whenever an action is marked done. The test slows every journal
+/// write down (the fault proxy delays them), so the cluster holds still between an action's
+/// `done` and the next action's write for longer than a load takes.
+struct Recorder {
+    states: std::sync::Arc<std::sync::Mutex<Vec<(String, oc_ambient_common::snapshot::Snapshot)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    fn start(kubeconfig: std::path::PathBuf, state: &Path) -> Recorder {
+        let journal = state.join("journal.json");
+        let states = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = states.clone();
+        let task = tokio::spawn(async move {
+            let connection = connect(kubeconfig).await;
+            let mut seen = 0;
+            loop {
+                let done: Vec<String> = std::fs::read_to_string(&journal)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<Vec<Value>>(&text).ok())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|entry| entry["state"] == "done")
+                    .filter_map(|entry| entry["action"].as_str().map(str::to_string))
+                    .collect();
+                if done.len() > seen {
+                    let options = oc_ambient_common::live::LoadOptions::default();
+                    let snapshot = oc_ambient_common::live::load(&connection, &options).await.unwrap();
+                    recorded.lock().unwrap().push((done[done.len() - 1].clone(), snapshot));
+                    seen = done.len();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Recorder { states, task }
+    }
+
+    fn stop(self) -> Vec<(String, oc_ambient_common::snapshot::Snapshot)> {
+        self.task.abort();
+        std::mem::take(&mut *self.states.lock().unwrap())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
+    use oc_ambient_testenv::faults::{Action, Fault};
     let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
-    let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
+    let admin = cluster.plane().kubeconfig().to_path_buf();
+    let proxy = cluster.plane().fault_proxy().await.unwrap();
+    let slow_journal = Fault::new(Action::Delay(Duration::from_millis(1500)), "/configmaps/oc-ambient-journal")
+        .unwrap()
+        .method(http::Method::PATCH)
+        .times(usize::MAX);
+    proxy.inject(slow_journal);
+    let kubeconfig = proxy.kubeconfig().to_path_buf();
     let state = tempfile::tempdir().unwrap();
+    let recorder = Recorder::start(admin.clone(), state.path());
     let first = enable(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     assert!(String::from_utf8_lossy(&first.stderr).contains("oc ambient-waypoint bookinfo"), "{}", text(&first));
@@ -200,7 +261,7 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
     let migrated = waypoint(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
     assert_eq!(migrated.status.code(), Some(0), "{}", text(&migrated));
     assert!(String::from_utf8_lossy(&migrated.stderr).contains("oc ambient-enable bookinfo"), "{}", text(&migrated));
-    let (report, code) = run_check(&["-n", "bookinfo", "--step", "5"], Some(&kubeconfig));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "5"], Some(&admin));
     assert_eq!(code, Some(0), "{report:#}");
     // What Steps 4 and 5 created is what the translator previewed: names, labels, specs.
     let items = expected["items"].as_array().unwrap();
@@ -208,7 +269,7 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
     for item in items {
         let object: DynamicObject = serde_json::from_value(item.clone()).unwrap();
         let target = oc_ambient_common::change::ResourceRef::of(&object).unwrap();
-        let live = oc_ambient_common::engine::apply::fetch(&connect(kubeconfig.clone()).await, &target)
+        let live = oc_ambient_common::engine::apply::fetch(&connect(admin.clone()).await, &target)
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("{target} was not created"));
@@ -223,22 +284,50 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
     // Step 6, then the gate before Step 9: the waypoint is not active yet.
     let enrolled = enable(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
     assert_eq!(enrolled.status.code(), Some(0), "{}", text(&enrolled));
-    let (report, code) = run_check(&["-n", "bookinfo", "--step", "6"], Some(&kubeconfig));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "6"], Some(&admin));
     assert_eq!(code, Some(0), "{report:#}");
     assert!(String::from_utf8_lossy(&enrolled.stderr).contains("oc ambient-waypoint bookinfo"), "{}", text(&enrolled));
 
     // Step 7 with oc-ambient-waypoint, then Step 9 with the windows the plan names accepted.
-    let activated = accepting_windows(waypoint, &kubeconfig, state.path(), "bookinfo");
+    let (activated, mut announced) = accepting_windows(waypoint, &kubeconfig, state.path(), "bookinfo");
     assert_eq!(activated.status.code(), Some(0), "{}", text(&activated));
-    let (report, code) = run_check(&["-n", "bookinfo", "--step", "7"], Some(&kubeconfig));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "7"], Some(&admin));
     assert_eq!(code, Some(0), "{report:#}");
-    let finished = accepting_windows(enable, &kubeconfig, state.path(), "bookinfo");
+    let (finished, step9_windows) = accepting_windows(enable, &kubeconfig, state.path(), "bookinfo");
     assert_eq!(finished.status.code(), Some(0), "{}", text(&finished));
-    let (report, code) = run_check(&["-n", "bookinfo", "--step", "9"], Some(&kubeconfig));
+    announced.extend(step9_windows);
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "9"], Some(&admin));
     assert_eq!(code, Some(0), "{report:#}");
-    let (report, _) = run_check(&["-n", "bookinfo"], Some(&kubeconfig));
+
+    // Acceptance 1: the end is the sidecar era's outcomes, judged against the backup.
+    let backup = state.path().join("backup.yaml");
+    let (report, _) = run_check(&["-n", "bookinfo", "--baseline", &backup.display().to_string()], Some(&admin));
     let bookinfo = report["namespaces"].as_array().unwrap().iter().find(|ns| ns["name"] == "bookinfo").unwrap();
     assert_eq!(bookinfo["phase"], "ambient", "{report:#}");
+    let equivalence: Vec<&Value> =
+        report["findings"].as_array().unwrap().iter().filter(|f| f["id"] == "policy-equivalence").collect();
+    assert!(!equivalence.is_empty(), "the baseline was compared: {report:#}");
+    assert!(equivalence.iter().all(|f| f["severity"] != "fail"), "{equivalence:#?}");
+
+    // Acceptance 2: no state the run passed through differs from the baseline but as announced.
+    let states = recorder.stop();
+    let baseline_text = std::fs::read_to_string(&backup).unwrap();
+    let baseline = oc_ambient_common::snapshot::Snapshot::from_objects(
+        oc_ambient_common::snapshot::parse_documents(&backup, &baseline_text).unwrap(),
+    );
+    let done = states.len();
+    assert!(done > 25, "a state after every action: {done}");
+    let scope = BTreeSet::from(["bookinfo".to_string()]);
+    let mut unannounced = Vec::new();
+    for (action, snapshot) in &states {
+        let verification = oc_ambient_common::equivalence::verify(&baseline, snapshot, Some(&scope));
+        for difference in verification.unexpected() {
+            if !announced.contains(&difference.request.to_string()) {
+                unannounced.push(format!("after {action}: {} ({})", difference.request, difference.explanation));
+            }
+        }
+    }
+    assert!(unannounced.is_empty(), "{} unannounced differences:\n{}", unannounced.len(), unannounced.join("\n"));
 }
 
 /// ReplicaSets per bookinfo Deployment: one, plus one per rollout restart.

@@ -213,18 +213,24 @@ async fn write_configmap(connection: &Connection, name: &str, body: Value) -> Re
     let mut document =
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": STATE_NAMESPACE}});
     merge(&mut document, body);
-    configmaps(connection)
-        .patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(document))
-        .await
-        .map(|_| ())
-        .map_err(|err| {
-            ApiError::from_kube(
-                err,
-                Request::new("patch", "configmaps").in_namespace(Some(STATE_NAMESPACE)).named(name),
-                None,
-            )
-        })
+    let patch = || async {
+        configmaps(connection)
+            .patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(document.clone()))
+            .await
+            .map(|_| ())
+            .map_err(|err| {
+                ApiError::from_kube(
+                    err,
+                    Request::new("patch", "configmaps").in_namespace(Some(STATE_NAMESPACE)).named(name),
+                    None,
+                )
+            })
+    };
+    super::with_retries(WRITE_RETRIES, patch).await
 }
+
+/// How long a journal or backup write is retried while the server cannot take it.
+const WRITE_RETRIES: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn local_failure(dir: &Path, err: std::io::Error) -> ApiError {
     ApiError::Rejected {

@@ -160,7 +160,7 @@ async fn run(
         let resumed = !dry_run && restart_already_issued(connection, &journal, action).await?;
         if !dry_run && !resumed {
             let prior = match action.change.target() {
-                Ok(target) => apply::fetch(connection, &target).await?,
+                Ok(target) => with_retries(options.timeout, || apply::fetch(connection, &target)).await?,
                 Err(_) => None,
             };
             let entry = Entry {
@@ -200,15 +200,16 @@ async fn run(
     Ok(())
 }
 
-/// Sends a write again while the server cannot serve it now (429, 5xx, a lost connection),
-/// backing off exponentially from half a second to eight, until `timeout`. Every write of the
-/// engine is idempotent (server-side apply, merge patches with fixed values, deletes that accept
-/// a 404), so sending one twice is safe. Anything else (a conflict, a denial, an invalid object)
-/// is returned at once: a rerun re-reads the cluster and re-plans.
-async fn with_retries<F, Fut>(timeout: Duration, mut send: F) -> Result<(), ApiError>
+/// Sends a request again while the server cannot serve it now (429, 5xx, a lost connection, no
+/// answer in time: a pooled connection left idle through a long wait can time out on its next
+/// use), backing off exponentially from half a second to eight, until `timeout`. Every request of
+/// the engine is idempotent (reads, server-side apply, merge patches with fixed values, deletes
+/// that accept a 404), so sending one twice is safe. Anything else (a conflict, a denial, an
+/// invalid object) is returned at once: a rerun re-reads the cluster and re-plans.
+pub(crate) async fn with_retries<T, F, Fut>(timeout: Duration, mut send: F) -> Result<T, ApiError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), ApiError>>,
+    Fut: Future<Output = Result<T, ApiError>>,
 {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pause = Duration::from_millis(500);

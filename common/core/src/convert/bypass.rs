@@ -273,8 +273,14 @@ pub fn narrowed_protections(snapshot: &Snapshot) -> Vec<DynamicObject> {
     let model = MeshModel::new(snapshot);
     let principal_of = |workload: &crate::model::Workload| workload.principal();
     let held: BTreeSet<String> = model.workloads().iter().filter_map(principal_of).collect();
-    let sidecars: BTreeSet<String> =
-        model.workloads().iter().filter(|workload| workload.has_sidecar()).filter_map(principal_of).collect();
+    // A gateway's pods run their own proxy, which the model counts as a sidecar; gateways are
+    // judged as gateways below.
+    let sidecars: BTreeSet<String> = model
+        .workloads()
+        .iter()
+        .filter(|workload| workload.has_sidecar() && workload.gateway.is_none())
+        .filter_map(principal_of)
+        .collect();
     let (waypoints, ingress): (Vec<_>, Vec<_>) = model.gateways().iter().partition(|gateway| gateway.is_waypoint());
     let gateway_principals = |gateways: Vec<&crate::model::waypoint::Gateway>| -> BTreeSet<String> {
         gateways
@@ -664,6 +670,102 @@ spec: {}";
             conversion.unsupported
         );
         assert!(!conversion.is_faithful());
+    }
+
+    /// `INPUT` converted and applied, with one running pod per Deployment (a sidecar where
+    /// `sidecars` names it) and the ingress gateway's pod.
+    fn converted_with_pods(input: &str, sidecars: &[&str]) -> Snapshot {
+        let snapshot = snapshot_of(input);
+        let conversion = convert(&snapshot, &ConvertOptions::default());
+        let mut objects: Vec<DynamicObject> = crate::kinds::ALL
+            .iter()
+            .flat_map(|info| snapshot.all(info.kind).iter().cloned())
+            .chain(conversion.items)
+            .collect();
+        for (name, account, labels) in [
+            ("front", "front", json!({"app": "front"})),
+            ("back", "back", json!({"app": "back"})),
+            ("edge", "edge-istio", json!({"gateway.networking.k8s.io/gateway-name": "edge"})),
+        ] {
+            let mut containers = vec![json!({"name": "app"})];
+            if sidecars.contains(&name) || name == "edge" {
+                containers.push(json!({"name": "istio-proxy"}));
+            }
+            objects.push(
+                serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("{name}-1"), "namespace": "shop", "labels": labels},
+                    "spec": {"serviceAccountName": account, "containers": containers},
+                    "status": {"phase": "Running"}}))
+                .unwrap(),
+            );
+        }
+        Snapshot::from_objects(objects)
+    }
+
+    fn exceptions_after_narrowing(snapshot: &Snapshot, service: &str) -> Option<serde_json::Value> {
+        let name = format!("{service}{PROTECTION_SUFFIX}");
+        narrowed_protections(snapshot)
+            .into_iter()
+            .find(|policy| policy.metadata.name.as_deref() == Some(name.as_str()))
+            .map(|policy| policy.data.pointer(EXCEPTIONS).cloned().unwrap_or_default())
+    }
+
+    #[test]
+    fn narrowing_drops_a_caller_once_its_last_sidecar_is_gone() {
+        // `old/legacy` is exempt from back's protection while it has a sidecar (see above).
+        let with_sidecar = converted_with_pods(INPUT, &["front", "back"]);
+        assert_eq!(exceptions_after_narrowing(&with_sidecar, "back"), None, "legacy still has its sidecar");
+        // Step 9 in `old`: enrolled in ambient, the client restarted without its sidecar.
+        let mut objects: Vec<DynamicObject> =
+            crate::kinds::ALL.iter().flat_map(|info| with_sidecar.all(info.kind).iter().cloned()).collect();
+        for object in objects.iter_mut().filter(|object| object.metadata.name.as_deref() == Some("legacy-client")) {
+            object.metadata.annotations = None;
+            object.data["spec"]["containers"] = json!([{"name": "app"}]);
+        }
+        objects.push(
+            serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "old", "labels": {"istio.io/dataplane-mode": "ambient"}}}))
+            .unwrap(),
+        );
+        let ambient_legacy = Snapshot::from_objects(objects);
+        assert_eq!(
+            exceptions_after_narrowing(&ambient_legacy, "back"),
+            Some(json!(["cluster.local/ns/shop/sa/waypoint"]))
+        );
+    }
+
+    #[test]
+    fn narrowing_drops_the_ingress_gateway_only_where_every_service_of_the_pods_is_labelled() {
+        let snapshot = converted_with_pods(INPUT, &[]);
+        assert_eq!(
+            exceptions_after_narrowing(&snapshot, "front"),
+            None,
+            "front is not labelled: the gateway still skips the waypoint, its proxy is no sidecar caller"
+        );
+        let labelled = INPUT.replace(
+            "metadata: {name: front, namespace: shop}\nspec: {selector",
+            "metadata: {name: front, namespace: shop, labels: {istio.io/ingress-use-waypoint: 'true'}}\nspec: {selector",
+        );
+        let mut objects: Vec<DynamicObject> = crate::kinds::ALL
+            .iter()
+            .flat_map(|info| snapshot.all(info.kind).iter().cloned())
+            .filter(|object| {
+                !(object.types.as_ref().is_some_and(|t| t.kind == "Service")
+                    && object.metadata.name.as_deref() == Some("front"))
+            })
+            .collect();
+        objects.extend(
+            snapshot_of(&labelled)
+                .all(Kind::Service)
+                .iter()
+                .filter(|s| s.metadata.name.as_deref() == Some("front"))
+                .cloned(),
+        );
+        let labelled = Snapshot::from_objects(objects);
+        assert_eq!(exceptions_after_narrowing(&labelled, "front"), Some(json!(["cluster.local/ns/shop/sa/waypoint"])));
+        assert!(
+            narrowed_protections(&labelled).iter().all(|policy| is_protection(policy) && policy.metadata.uid.is_none())
+        );
     }
 
     #[test]

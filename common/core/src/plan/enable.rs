@@ -392,10 +392,14 @@ impl Planner {
         self.push(9, "pin", description, Change::Apply { object }, None);
     }
 
-    /// Deletes a replaced object as the plan saw it (uid and resourceVersion as preconditions).
+    /// Deletes a replaced object as the plan saw it (uid and resourceVersion as preconditions; only
+    /// the uid when an earlier action of the plan writes it, which gives it a version the plan
+    /// cannot know).
     fn delete_replaced(&mut self, target: ResourceRef) {
         let Some(object) = self.state.get(target.kind, target.namespace.as_deref(), &target.name) else { return };
-        let (uid, resource_version) = (object.metadata.uid.clone(), object.metadata.resource_version.clone());
+        let written = self.plan.actions.iter().any(|action| action.change.target().is_ok_and(|t| t == target));
+        let uid = object.metadata.uid.clone();
+        let resource_version = object.metadata.resource_version.clone().filter(|_| !written);
         let description = format!("delete {target}: replaced for ambient, wrong once sidecars are gone");
         self.push(9, "delete", description, Change::Delete { target, uid, resource_version }, None);
     }
