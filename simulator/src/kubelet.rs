@@ -15,6 +15,7 @@ use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -291,12 +292,19 @@ async fn execute(client: Client, namespace: String, name: String, action: Action
 pub async fn run(client: Client, nodes: usize) -> Result<(), Error> {
     let pods: Api<Pod> = Api::all(client.clone());
     let mut scheduler = Scheduler::new(nodes);
-    let mut events = std::pin::pin!(kube::runtime::watcher(pods, watcher::Config::default()).map_err(Error::from));
+    // With backoff, and errors logged rather than fatal: a restarted API server must not stop the
+    // kubelets (the re-list that follows brings every pod back to the scheduler).
+    let mut events =
+        std::pin::pin!(kube::runtime::watcher(pods, watcher::Config::default()).default_backoff().map_err(Error::from));
     let mut in_flight = FuturesUnordered::new();
     loop {
         tokio::select! {
             event = events.try_next() => {
-                let pod = match event? {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(err) => { tracing::warn!("kubelet: watch: {err}"); continue; }
+                };
+                let pod = match event {
                     Some(Event::Apply(pod) | Event::InitApply(pod)) => pod,
                     Some(Event::Delete(pod)) => { scheduler.forget(&pod); continue; }
                     Some(Event::Init | Event::InitDone) => continue,

@@ -412,6 +412,62 @@ async fn enable_killed_during_step_3_resumes_without_restarting_twice() {
     assert!(sets.len() >= 6, "{sets:?}");
 }
 
+/// Acceptance 4 with the API server restarted in the middle of Step 3: the run rides it out
+/// (writes retried, watches re-listed), and no Deployment is restarted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_rides_out_an_api_server_restart_during_step_3() {
+    let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
+    let state = tempfile::tempdir().unwrap();
+    let step2 = enable(&kubeconfig, state.path(), &["--yes"]);
+    assert_eq!(step2.status.code(), Some(0), "{}", text(&step2));
+
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("oc-ambient-enable"));
+    command.arg("--kubeconfig").arg(&kubeconfig).arg("--state-dir").arg(state.path());
+    command.args(["bookinfo", "--yes", "--until", "sidecar-hbone", "--timeout", "3m"]);
+    command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+    let journal = state.path().join("journal.json");
+    crate::support::eventually("a restart journalled", Duration::from_secs(120), || async {
+        let text = std::fs::read_to_string(&journal).ok()?;
+        let entries: Vec<Value> = serde_json::from_str(&text).ok()?;
+        entries.iter().any(|e| e["change"]["action"] == "restart" && e["state"] == "done").then_some(())
+    })
+    .await;
+    cluster.plane().restart_apiserver().await.unwrap();
+    let run = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "3"], Some(&kubeconfig));
+    assert_eq!(code, Some(0), "{report:#}");
+    let client = cluster.client().await.unwrap_or(client);
+    let sets = replica_sets(&client).await;
+    assert!(sets.values().all(|count| *count == 2), "no Deployment restarted twice: {sets:?}");
+    assert!(sets.len() >= 6, "{sets:?}");
+}
+
+/// Acceptance 6 on a generated mesh: the backup of the `large` scenario (the whole snapshot the
+/// run planned from) is over 1 MiB, holds every kind Section 2.4 names and every pod, and the
+/// cluster's copy is the same document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backup_of_a_large_mesh_is_whole_locally_and_in_the_cluster() {
+    let cluster = SimulatedCluster::start("large:30x5x2").await.unwrap();
+    let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
+    let state = tempfile::tempdir().unwrap();
+    let step2 = enable(&kubeconfig, state.path(), &["--yes"]);
+    assert_eq!(step2.status.code(), Some(0), "{}", text(&step2));
+    let path = state.path().join("backup.yaml");
+    let local = std::fs::read_to_string(&path).unwrap();
+    assert!(local.len() > 1024 * 1024, "the backup is {} bytes", local.len());
+    let objects = oc_ambient_common::snapshot::parse_documents(&path, &local).unwrap();
+    let count = |kind: &str| objects.iter().filter(|o| o.types.as_ref().is_some_and(|t| t.kind == kind)).count();
+    assert!(count("Pod") >= 300 && count("Namespace") >= 30 && count("Istio") == 1, "{}", objects.len());
+    assert_eq!(count("Secret"), 0, "no Secret is copied into ConfigMaps");
+    let connection = connect(kubeconfig).await;
+    let in_cluster = oc_ambient_common::engine::journal::read_backup(&connection).await.unwrap();
+    assert_eq!(in_cluster.as_deref(), Some(local.as_str()), "the in-cluster backup matches the local one");
+}
+
 /// A backup larger than a Kubernetes object can hold is split across ConfigMaps and reads back
 /// byte for byte (the local file and the cluster's copy are the same document).
 #[tokio::test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::DynamicObject;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
 use super::apply::{api, api_resource, with_type};
@@ -33,7 +34,7 @@ where
         let target = ResourceRef::new(*kind, namespace.filter(|_| kind.info().namespaced), "");
         let api = api(connection, &target, &api_resource(&target));
         let kind = *kind;
-        watcher::watcher(api, watcher::Config::default()).map(move |event| (kind, event)).boxed()
+        watcher::watcher(api, watcher::Config::default()).default_backoff().map(move |event| (kind, event)).boxed()
     });
     let mut events = futures::stream::select_all(streams);
     let mut store: std::collections::BTreeMap<(Kind, Option<String>, String), DynamicObject> = Default::default();
@@ -55,14 +56,17 @@ where
             Ok(Event::Delete(object)) => {
                 store.remove(&key(&object));
             }
+            // A re-list (after a lost watch) replaces the kind's objects: until it is done the
+            // store holds only part of them, which must not satisfy the condition.
             Ok(Event::Init) => {
                 store.retain(|(stored, _, _), _| *stored != kind);
+                listed.remove(&kind);
             }
             Ok(Event::InitDone) => {
                 listed.insert(kind);
             }
-            // The watcher retries by itself (with backoff) after errors; a lost connection or a
-            // restarted API server only delays the wait.
+            // The watcher retries after errors, with backoff; a lost connection or a restarted API
+            // server only delays the wait.
             Err(_) => continue,
         }
         if listed.len() < kinds.len() {
