@@ -290,7 +290,7 @@ pub fn policy_traps(snapshot: &Snapshot, context: &MeshContext, namespaces: &[St
         if policy.action == Action::Allow && !policy.l7_attributes().is_empty() {
             findings.push(
                 Finding::new(ids::L7_ALLOW_DENY_ALL, severity, reference.clone(), format!("selector ALLOW with L7 attributes ({}): becomes deny-all at ztunnel once the pods leave sidecar mode", policy.l7_attributes().join(", ")))
-                    .fix("create the waypoint copy (targetRefs) and remove this policy in Step 8, before removing sidecars"),
+                    .fix("create the waypoint copy (targetRefs) in Step 5; in Step 9 pin this policy to the pods that keep their sidecar (security.istio.io/tlsMode=istio) before the restarts and delete it after them, as `oc ambient-enable NAMESPACE` does: deleted earlier, the sidecars stop enforcing it"),
             );
         }
         if policy.action == Action::Allow {
@@ -414,7 +414,7 @@ fn target_ref_traps(
                     reference.clone(),
                     format!("the bypass protection on pods behind Service {} still exempts {}, whose pods no longer have sidecars: they can address the pods directly and skip the waypoint's policies", target.name, too_wide.join(", ")),
                 )
-                .fix("regenerate the protection for the current state (oc ambient-waypoint convert) so it exempts only the waypoint and callers that really skip it"),
+                .fix("narrow the protection to the waypoint and the callers that still skip it, as `oc ambient-enable NAMESPACE` does after each Step 9 rollout (or regenerate it with oc ambient-waypoint convert)"),
             );
         }
         let denies_waypoint = with(Protection::DeniesWaypoint);
