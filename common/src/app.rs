@@ -7,7 +7,8 @@
 use std::future::Future;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::{Arg, ArgMatches, Command, CommandFactory, FromArgMatches};
+use clap_complete::Shell;
 
 use crate::cli::current_invocation;
 use crate::error::{Error, Exit, chain_line};
@@ -17,9 +18,44 @@ use crate::printer::Printer;
 /// (`oc ambient-check`, `kubectl ambient-check`, or the binary name).
 pub fn parse<T: CommandFactory + FromArgMatches>(binary: &str) -> T {
     let name = current_invocation(binary);
-    let mut command = T::command().bin_name(name.clone()).name(name.clone());
+    let mut command = with_completion(T::command()).bin_name(name.clone()).name(name.clone());
     let matches = command.get_matches_mut();
+    print_completion_if_asked(&mut command, &matches, binary);
     T::from_arg_matches(&matches).unwrap_or_else(|err| err.format(&mut command).exit())
+}
+
+/// Adds `--completion SHELL`, which prints a completion script instead of running the command.
+/// It stands alone on the command line (`exclusive`), so no required argument gets in its way.
+pub fn with_completion(command: Command) -> Command {
+    command.arg(
+        Arg::new(COMPLETION)
+            .long(COMPLETION)
+            .value_name("SHELL")
+            .value_parser(clap::value_parser!(Shell))
+            .exclusive(true)
+            .help("Print a completion script for SHELL (bash, zsh, fish, ...) and exit; see README")
+            .help_heading("Shell completion"),
+    )
+}
+
+const COMPLETION: &str = "completion";
+
+/// With `--completion SHELL`: prints the script for the executable the shell runs (the name this
+/// binary was invoked under: `oc-ambient-check`, `kubectl-ambient_check`, ...) and exits.
+pub fn print_completion_if_asked(command: &mut Command, matches: &ArgMatches, binary: &str) {
+    let Some(shell) = matches.get_one::<Shell>(COMPLETION).copied() else { return };
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let executable = std::path::Path::new(&argv0)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .filter(|name| name.contains("ambient"))
+        .unwrap_or(binary)
+        .to_string();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, command, executable, &mut script);
+    // A closed pipe (`| head`) is not a failure of ours.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+    std::process::exit(0);
 }
 
 /// Runs a plugin's async entry point and turns its result into the process exit code.

@@ -139,3 +139,48 @@ fn kubectl_finds_the_installed_plugins_and_help_shows_what_was_typed() {
     let oc_help = Command::new(prefix.path().join("bin/oc-ambient_check")).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&oc_help.stdout).contains("Usage: oc ambient-check"));
 }
+
+/// Completion scripts for every name a shell runs (the binary and its kubectl-/oc- plugin links):
+/// each is for that name, and bash really completes the shared flags with it.
+#[test]
+fn completion_scripts_complete_every_installed_name() {
+    let prefix = tempfile::tempdir().unwrap();
+    let status = Command::new("bash")
+        .arg(oc_ambient_testenv::workspace_root().join("scripts/install.sh"))
+        .arg(cargo_output_dir())
+        .arg(prefix.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "install.sh failed");
+    for task in ["check", "enable", "waypoint", "rollback"] {
+        for name in [format!("oc-ambient-{task}"), format!("kubectl-ambient_{task}"), format!("oc-ambient_{task}")] {
+            let binary = prefix.path().join("bin").join(&name);
+            for shell in ["bash", "zsh", "fish"] {
+                let output = Command::new(&binary).args(["--completion", shell]).output().unwrap();
+                let script = String::from_utf8_lossy(&output.stdout);
+                assert!(
+                    output.status.success(),
+                    "{name} --completion {shell}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                assert!(script.contains(&name) && script.contains("kubeconfig"), "{name} {shell}:\n{script}");
+            }
+            // Source the bash script and ask it to complete `NAME --kubec`, as bash would on TAB.
+            let probe = format!(
+                r#"source <("{binary}" --completion bash)
+function=$(complete -p {name} | sed -n 's/.*-F \([^ ]*\) .*/\1/p')
+COMP_WORDS=({name} --kubec); COMP_CWORD=1; COMP_LINE="{name} --kubec"; COMP_POINT=${{#COMP_LINE}}
+"$function" {name} --kubec {name}
+printf '%s\n' "${{COMPREPLY[@]}}""#,
+                binary = binary.display()
+            );
+            let completed = Command::new("bash").arg("-c").arg(&probe).output().unwrap();
+            let words = String::from_utf8_lossy(&completed.stdout);
+            assert!(
+                words.lines().any(|word| word.trim() == "--kubeconfig"),
+                "{name}: {words}{}",
+                String::from_utf8_lossy(&completed.stderr)
+            );
+        }
+    }
+}
