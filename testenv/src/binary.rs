@@ -107,3 +107,43 @@ pub fn kubectl_dir() -> Result<PathBuf, Error> {
     }
     Ok(dir)
 }
+
+/// The krew version the packaging tests install with (served by the Go module proxy).
+pub const KREW_VERSION: &str = "v0.4.3";
+
+/// A directory holding `krew` and krew's own manifest validator, `validate-krew-manifest`, built
+/// once per machine from the `sigs.k8s.io/krew` module (as the control plane is), so the suite's
+/// manifests are judged by krew's rules rather than ours.
+pub fn krew_dir() -> Result<PathBuf, Error> {
+    let dir = cache_dir().join(format!("krew-{KREW_VERSION}"));
+    let tools = ["krew", "validate-krew-manifest"];
+    if tools.iter().all(|tool| dir.join(tool).is_file()) {
+        return Ok(dir);
+    }
+    let cache = cache_dir();
+    fs::create_dir_all(&cache).map_err(|source| Error::Io { what: format!("create {}", cache.display()), source })?;
+    let lock_path = cache.join("krew.lock");
+    let lock = File::create(&lock_path)
+        .map_err(|source| Error::Io { what: format!("create {}", lock_path.display()), source })?;
+    lock.lock().map_err(|source| Error::Io { what: format!("lock {}", lock_path.display()), source })?;
+    if tools.iter().all(|tool| dir.join(tool).is_file()) {
+        return Ok(dir);
+    }
+    crate::tell_developer(&format!("building krew {KREW_VERSION} into {} (once per machine)", dir.display()));
+    let partial = cache.join(format!("krew-{KREW_VERSION}.partial"));
+    let _ = fs::remove_dir_all(&partial);
+    for tool in tools {
+        let status = Command::new("go")
+            .args(["install", &format!("sigs.k8s.io/krew/cmd/{tool}@{KREW_VERSION}")])
+            .env("GOBIN", &partial)
+            .status()
+            .map_err(|source| Error::Io { what: "run go install (is Go installed?)".into(), source })?;
+        if !status.success() {
+            return Err(Error::Binary(format!(
+                "go install sigs.k8s.io/krew/cmd/{tool}@{KREW_VERSION} failed ({status}); is the module proxy reachable?"
+            )));
+        }
+    }
+    fs::rename(&partial, &dir).map_err(|source| Error::Io { what: format!("install {}", dir.display()), source })?;
+    Ok(dir)
+}

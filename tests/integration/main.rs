@@ -16,5 +16,6 @@ mod convert;
 mod enable;
 mod equivalence;
 mod faults;
+mod krew;
 mod plugins;
 mod simulator;
