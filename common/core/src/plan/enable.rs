@@ -130,8 +130,13 @@ pub(super) struct Planner {
 impl Planner {
     pub(super) fn push(&mut self, step: u8, verb: &str, description: String, change: Change, wait: Option<Wait>) {
         let target = change.target().map(|target| reference_id(&target)).unwrap_or_default();
-        self.state = simulate(&self.state, std::slice::from_ref(&change)).snapshot;
-        self.plan.actions.push(Action { id: format!("step{step}:{verb}:{target}"), step, description, change, wait });
+        self.push_action(Action { id: format!("step{step}:{verb}:{target}"), step, description, change, wait });
+    }
+
+    /// Adds `action` and projects the state past it.
+    pub(super) fn push_action(&mut self, action: Action) {
+        self.state = simulate(&self.state, std::slice::from_ref(&action.change)).snapshot;
+        self.plan.actions.push(action);
     }
 
     /// Restarts one workload and waits for its rollout, so at most one is in flight.
@@ -351,7 +356,7 @@ fn stop(namespace: &str, reason: &str, next: &str) -> Stop {
 }
 
 /// `Kind/namespace/name`, or `Kind/name` for cluster-scoped objects.
-fn reference_id(target: &ResourceRef) -> String {
+pub(super) fn reference_id(target: &ResourceRef) -> String {
     match &target.namespace {
         Some(namespace) => format!("{}/{namespace}/{}", target.kind.name(), target.name),
         None => format!("{}/{}", target.kind.name(), target.name),
@@ -405,7 +410,7 @@ fn without_nulls(value: Value) -> Value {
 
 /// The controllers (or bare pods) of the live application pods of `namespace` that `select`
 /// picks, in a stable order.
-fn restart_targets(snapshot: &Snapshot, namespace: &str, select: impl Fn(&Pod) -> bool) -> BTreeSet<ResourceRef> {
+pub(super) fn restart_targets(snapshot: &Snapshot, namespace: &str, select: impl Fn(&Pod) -> bool) -> BTreeSet<ResourceRef> {
     let controllers: Vec<(Kind, &DynamicObject)> = [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet]
         .into_iter()
         .flat_map(|kind| snapshot.in_namespace(kind, namespace).map(move |object| (kind, object)))

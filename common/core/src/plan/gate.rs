@@ -29,9 +29,15 @@ use crate::snapshot::Snapshot;
 /// Checks `plan` on `original` (see the module docs): an error names the broken rule; the
 /// windows found replace `plan.windows`.
 pub fn gate(original: &Snapshot, plan: &mut Plan) -> Result<(), PlanError> {
+    gate_against(original, original, plan)
+}
+
+/// [`gate`] for a plan that runs from `start` but must keep the outcomes of `reference`: a
+/// rollback starts from the migrated state and is judged against the state before the migration.
+pub fn gate_against(start: &Snapshot, reference: &Snapshot, plan: &mut Plan) -> Result<(), PlanError> {
     let namespaces = touched_namespaces(&plan.changes());
-    let broken_before = broken_rules(original, &namespaces);
-    let mut state = original.clone();
+    let broken_before = broken_rules(start, &namespaces);
+    let mut state = start.clone();
     // Request (as printed) -> (namespace, index of the action that opened its difference).
     let mut open: BTreeMap<String, (String, usize)> = BTreeMap::new();
     // (opened at, closed at, namespace) -> requests.
@@ -56,7 +62,7 @@ pub fn gate(original: &Snapshot, plan: &mut Plan) -> Result<(), PlanError> {
         if namespaces.is_empty() {
             continue;
         }
-        let verification = verify(original, &state, Some(&namespaces));
+        let verification = verify(reference, &state, Some(&namespaces));
         let now: BTreeMap<String, String> = verification
             .unexpected()
             .map(|difference| (difference.request.to_string(), difference.request.destination.namespace.clone()))

@@ -18,10 +18,11 @@ use crate::change::{Change, ResourceRef};
 mod conditions;
 pub mod enable;
 pub mod gate;
+pub mod rollback;
 pub mod waypoint;
 
 pub use enable::{EnableIntent, Until, plan_enable};
-pub use gate::gate;
+pub use gate::{gate, gate_against};
 
 /// A plan document (`-o json|yaml` prints it as is; its shape is stable).
 #[derive(Debug, Clone, PartialEq, Serialize)]
