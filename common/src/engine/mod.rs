@@ -76,19 +76,27 @@ pub enum EngineError {
     WaitTimedOut { action: String, timeout: Duration, missing: String },
     #[error("no consent: nothing was changed")]
     Declined,
+    #[error(
+        "no journal in the cluster (namespace {}) or in {}: the suite has nothing recorded to roll back; for a migration done by hand, give its backup with --from-backup FILE",
+        journal::STATE_NAMESPACE, .0.display()
+    )]
+    NoJournal(PathBuf),
 }
 
 /// What every mutating command does with its planner's plan: gate it on `snapshot` (the state it
-/// was planned from), refuse a `--step` a gate blocks, run it, and say where it stopped.
+/// was planned from) against the outcomes of `reference` (the same state for a migration step;
+/// the state before the migration for a rollback), refuse a `--step` a gate blocks, run it, and
+/// say where it stopped.
 pub async fn gate_and_run(
     connection: &Connection,
     printer: &Printer,
     snapshot: &crate::snapshot::Snapshot,
+    reference: &crate::snapshot::Snapshot,
     mut plan: Plan,
     only_step: Option<u8>,
     options: &EngineOptions,
 ) -> Result<(), Error> {
-    crate::plan::gate::gate(snapshot, &mut plan)?;
+    crate::plan::gate::gate_against(snapshot, reference, &mut plan)?;
     plan.refuse_blocked_step(only_step)?;
     run(connection, printer, &plan, options).await?;
     report_stops(printer, &plan);
