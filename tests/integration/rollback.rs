@@ -16,7 +16,9 @@ use oc_ambient_simulator::SimulatedCluster;
 use serde_json::{Value, json};
 
 use crate::check_live::run_check;
-use crate::enable::{accepting_windows, connect, enable, replica_sets, run_plugin, text, versions, waypoint, window_ids};
+use crate::enable::{
+    accepting_windows, connect, enable, replica_sets, run_plugin, text, versions, waypoint, window_ids,
+};
 
 fn rollback(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
     run_plugin("oc-ambient-rollback", kubeconfig, state_dir, args)
@@ -244,7 +246,8 @@ async fn an_interrupted_rollback_finishes_from_another_machine() {
     })
     .await;
     child.kill().unwrap();
-    child.wait().unwrap();
+    let killed = child.wait().unwrap();
+    assert_eq!(killed.code(), None, "the rollback was killed midway, not finished: {killed:?}");
 
     let second_machine = tempfile::tempdir().unwrap();
     assert_ok(&accepting_windows(rollback, &kubeconfig, second_machine.path(), &["--all"]));
@@ -270,13 +273,18 @@ async fn a_migration_by_hand_is_rolled_back_from_a_backup() {
     let mut items = Vec::new();
     for kind in COMPARED {
         let target = ResourceRef::new(kind, None, "");
-        if let Ok(list) = Api::<DynamicObject>::all_with(client.clone(), &api_resource(&target)).list(&ListParams::default()).await {
+        if let Ok(list) =
+            Api::<DynamicObject>::all_with(client.clone(), &api_resource(&target)).list(&ListParams::default()).await
+        {
             items.extend(list.items.into_iter().map(|object| with_type(kind, object)));
         }
     }
     let backup = state.path().join("by-hand-backup.yaml");
-    std::fs::write(&backup, serde_yaml_ng::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": items})).unwrap())
-        .unwrap();
+    std::fs::write(
+        &backup,
+        serde_yaml_ng::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": items})).unwrap(),
+    )
+    .unwrap();
 
     // Steps 4 and 5 by hand: the translator's output applied; the namespace enrolled; and a
     // policy of the user's own.
@@ -295,7 +303,10 @@ async fn a_migration_by_hand_is_rolled_back_from_a_backup() {
         "spec": {"selector": {"matchLabels": {"app": "ratings"}}, "action": "ALLOW", "rules": [{}]}});
     let own: DynamicObject = serde_json::from_value(own).unwrap();
     let own_ref = ResourceRef::of(&own).unwrap();
-    api(&connection, &own_ref, &api_resource(&own_ref)).patch("users-own", &by_hand, &Patch::Apply(&own)).await.unwrap();
+    api(&connection, &own_ref, &api_resource(&own_ref))
+        .patch("users-own", &by_hand, &Patch::Apply(&own))
+        .await
+        .unwrap();
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let label = json!({"metadata": {"labels": {"istio.io/dataplane-mode": "ambient"}}});
     namespaces.patch("bookinfo", &PatchParams::default(), &Patch::Merge(&label)).await.unwrap();
@@ -306,7 +317,8 @@ async fn a_migration_by_hand_is_rolled_back_from_a_backup() {
     assert!(String::from_utf8_lossy(&without.stderr).contains("--from-backup"), "{}", text(&without));
 
     let backup_arg = backup.to_string_lossy().to_string();
-    let restored = accepting_windows(rollback, &kubeconfig, state.path(), &["bookinfo", "--all", "--from-backup", &backup_arg]);
+    let restored =
+        accepting_windows(rollback, &kubeconfig, state.path(), &["bookinfo", "--all", "--from-backup", &backup_arg]);
     assert_ok(&restored);
     let mut wanted = original.clone();
     let own_key = "AuthorizationPolicy bookinfo/users-own".to_string();
@@ -320,7 +332,8 @@ async fn a_migration_by_hand_is_rolled_back_from_a_backup() {
         now = mesh_state(&client).await;
         now.remove(&own_key);
     }
-    let differing: Vec<&String> = now.keys().chain(wanted.keys()).filter(|key| now.get(*key) != wanted.get(*key)).collect();
+    let differing: Vec<&String> =
+        now.keys().chain(wanted.keys()).filter(|key| now.get(*key) != wanted.get(*key)).collect();
     assert!(differing.is_empty(), "differs from the backup: {differing:#?}");
 }
 

@@ -131,7 +131,6 @@ impl TryFrom<WireRef> for ResourceRef {
 ///
 /// JSON: tagged by `action` (`apply`, `replace`, `delete`, `setLabels`, `restart`), fields in camelCase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[expect(clippy::large_enum_variant, reason = "a plan holds tens of changes, most of them objects to apply")]
 #[serde(tag = "action", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Change {
     /// Creates the object, or server-side applies it over its namesake (field manager `oc-ambient`):

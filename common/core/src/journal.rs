@@ -99,9 +99,19 @@ mod tests {
 
     fn entry(action: &str, state: EntryState, prior: Option<&str>) -> Entry {
         let target = ResourceRef::new(Kind::Namespace, None, "bookinfo");
-        let prior = prior.map(|name| serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": "bookinfo", "labels": {"seen": name}}})).unwrap());
-        Entry { action: action.into(), state, at: String::new(), change: Change::Restart { target }, prior, accepted: Vec::new() }
+        let prior = prior.map(|name| {
+            serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "bookinfo", "labels": {"seen": name}}}))
+            .unwrap()
+        });
+        Entry {
+            action: action.into(),
+            state,
+            at: String::new(),
+            change: Change::Restart { target },
+            prior,
+            accepted: Vec::new(),
+        }
     }
 
     #[test]
@@ -114,7 +124,10 @@ mod tests {
         let found = outstanding(&entries);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].step, 6);
-        assert_eq!(crate::mesh::labels(found[0].prior.as_ref().unwrap()).get("seen").map(String::as_str), Some("first"));
+        assert_eq!(
+            crate::mesh::labels(found[0].prior.as_ref().unwrap()).get("seen").map(String::as_str),
+            Some("first")
+        );
     }
 
     #[test]

@@ -133,10 +133,16 @@ async fn read_chunked(connection: &Connection, name: &str) -> Result<Option<Stri
         .unwrap_or(1);
     let mut compressed = Vec::new();
     for index in 0..count {
-        let chunk =
-            if index == 0 { Some(first.clone()) } else { read_configmap(connection, &format!("{name}-{index}")).await? };
-        let encoded =
-            chunk.as_ref().and_then(|cm| cm.data.pointer("/binaryData/data.gz")).and_then(Value::as_str).unwrap_or_default();
+        let chunk = if index == 0 {
+            Some(first.clone())
+        } else {
+            read_configmap(connection, &format!("{name}-{index}")).await?
+        };
+        let encoded = chunk
+            .as_ref()
+            .and_then(|cm| cm.data.pointer("/binaryData/data.gz"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         compressed.extend(BASE64.decode(encoded).map_err(|err| corrupt(name, &err.to_string()))?);
     }
     let mut text = String::new();

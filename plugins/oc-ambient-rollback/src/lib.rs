@@ -71,11 +71,8 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
         return Err(PlanError::NamespaceNotFound { namespace: namespace.clone() }.into());
     }
     let options = cli.change.options(cli.global.output, &connection.server);
-    let intent = RollbackIntent {
-        namespaces: cli.namespaces.clone(),
-        to_step: cli.to_step,
-        accept: cli.change.accept.clone(),
-    };
+    let intent =
+        RollbackIntent { namespaces: cli.namespaces.clone(), to_step: cli.to_step, accept: cli.change.accept.clone() };
     let rollback = match &cli.from_backup {
         Some(path) => {
             let backup = oc_ambient_common::input::read_snapshot(std::slice::from_ref(path), &InputLimits::default())?;

@@ -410,7 +410,11 @@ fn without_nulls(value: Value) -> Value {
 
 /// The controllers (or bare pods) of the live application pods of `namespace` that `select`
 /// picks, in a stable order.
-pub(super) fn restart_targets(snapshot: &Snapshot, namespace: &str, select: impl Fn(&Pod) -> bool) -> BTreeSet<ResourceRef> {
+pub(super) fn restart_targets(
+    snapshot: &Snapshot,
+    namespace: &str,
+    select: impl Fn(&Pod) -> bool,
+) -> BTreeSet<ResourceRef> {
     let controllers: Vec<(Kind, &DynamicObject)> = [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet]
         .into_iter()
         .flat_map(|kind| snapshot.in_namespace(kind, namespace).map(move |object| (kind, object)))

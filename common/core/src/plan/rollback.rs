@@ -126,7 +126,8 @@ impl Undo<'_> {
         if namespace.is_some_and(|namespace| namespace == STATE_NAMESPACE) {
             return false;
         }
-        self.intent.namespaces.is_empty() || namespace.is_some_and(|namespace| self.intent.namespaces.contains(namespace))
+        self.intent.namespaces.is_empty()
+            || namespace.is_some_and(|namespace| self.intent.namespaces.contains(namespace))
     }
 
     fn live(&self, target: &ResourceRef) -> Option<&DynamicObject> {
@@ -158,7 +159,10 @@ impl Undo<'_> {
             return true;
         }
         self.planner.plan.stops.push(Stop {
-            namespace: target.namespace.clone().or_else(|| (target.kind == Kind::Namespace).then(|| target.name.clone())),
+            namespace: target
+                .namespace
+                .clone()
+                .or_else(|| (target.kind == Kind::Namespace).then(|| target.name.clone())),
             reason: format!("{target} was changed after step {step} of the migration ({what}): left as it is"),
             next: Some(format!("review it, then rerun with --accept {id} to restore it anyway")),
         });
@@ -262,20 +266,22 @@ impl Undo<'_> {
                 self.replace(id, step, &target, restored, "the fields step {step} set back to their prior values");
             }
             (Change::Apply { .. } | Change::Replace { .. }, Some(prior), None) => {
-                if self.edit_accepted(&target, step, "it was deleted since") {
-                    self.recreate(id, step, &target, prior);
+                if !self.edit_accepted(&target, step, "it was deleted since") {
+                    return;
                 }
+                self.recreate(id, step, &target, prior);
             }
             (Change::Replace { .. }, Some(prior), Some(live)) => {
                 self.replace(id, step, &target, merge_into(&live, prior), "as before step {step}");
             }
             (Change::Delete { .. }, Some(prior), None) => self.recreate(id, step, &target, prior),
             (Change::Delete { .. }, Some(prior), Some(live)) => {
-                if !same_content(&live, prior)
-                    && self.edit_accepted(&target, step, "it was deleted by the tool and created again since")
+                if same_content(&live, prior)
+                    || !self.edit_accepted(&target, step, "it was deleted by the tool and created again since")
                 {
-                    self.replace(id, step, &target, merge_into(&live, prior), "as before step {step}");
+                    return;
                 }
+                self.replace(id, step, &target, merge_into(&live, prior), "as before step {step}");
             }
             // Nothing to undo: the object is gone (or never was), or the action created nothing.
             _ => {}
@@ -330,7 +336,8 @@ impl Undo<'_> {
             }
         }
         for namespace in &namespaces {
-            let mode = self.planner.state.get(Kind::Namespace, None, namespace).map(NamespaceMode::of).unwrap_or_default();
+            let mode =
+                self.planner.state.get(Kind::Namespace, None, namespace).map(NamespaceMode::of).unwrap_or_default();
             let targets = restart_targets(&self.planner.state, namespace, |pod| {
                 pod.sidecar != injects(&mode, pod.labels, annotations(pod.object))
             });

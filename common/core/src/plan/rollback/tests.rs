@@ -50,19 +50,9 @@ impl Cluster {
 
     /// The migration up to `last` (2, 3, 5, 6, 7 or 9), by the suite's planners.
     fn migrate(&mut self, last: u8) {
-        let enable = |until| EnableIntent { namespaces: vec![NS.into()], until, ..EnableIntent::default() };
-        let waypoint = |until| WaypointIntent { namespaces: vec![NS.into()], until, ..WaypointIntent::default() };
-        let stages: [(u8, &dyn Fn(&Snapshot) -> Plan); 6] = [
-            (2, &|state| plan_enable(state, &EnableIntent::default()).unwrap()),
-            (3, &|state| plan_enable(state, &enable(Until::SidecarHbone)).unwrap()),
-            (5, &|state| plan_waypoint(state, &waypoint(WaypointUntil::PoliciesMigrated)).unwrap()),
-            (6, &|state| plan_enable(state, &enable(Until::AmbientEnrolled)).unwrap()),
-            (7, &|state| plan_waypoint(state, &waypoint(WaypointUntil::Active)).unwrap()),
-            (9, &|state| plan_enable(state, &enable(Until::Ambient)).unwrap()),
-        ];
-        for (step, planner) in stages.iter().filter(|(step, _)| *step <= last) {
-            let plan = planner(&self.state);
-            assert!(plan.actions.iter().any(|action| action.step == *step), "step {step}: {plan:#?}");
+        for step in [2, 3, 5, 6, 7, 9].into_iter().filter(|step| *step <= last) {
+            let plan = plan_up_to(&self.state, step);
+            assert!(plan.actions.iter().any(|action| action.step == step), "step {step}: {plan:#?}");
             self.run(&plan);
         }
     }
@@ -75,6 +65,21 @@ impl Cluster {
         };
         plan_rollback(&self.state, RollbackSource::Journal(&self.journal), &intent)
     }
+}
+
+/// The plan of the suite's command that takes bookinfo to `step` from where it is.
+fn plan_up_to(state: &Snapshot, step: u8) -> Plan {
+    let enable = |until| EnableIntent { namespaces: vec![NS.into()], until, ..EnableIntent::default() };
+    let waypoint = |until| WaypointIntent { namespaces: vec![NS.into()], until, ..WaypointIntent::default() };
+    match step {
+        2 => plan_enable(state, &EnableIntent::default()),
+        3 => plan_enable(state, &enable(Until::SidecarHbone)),
+        5 => plan_waypoint(state, &waypoint(WaypointUntil::PoliciesMigrated)),
+        6 => plan_enable(state, &enable(Until::AmbientEnrolled)),
+        7 => plan_waypoint(state, &waypoint(WaypointUntil::Active)),
+        _ => plan_enable(state, &enable(Until::Ambient)),
+    }
+    .unwrap()
 }
 
 /// What the acceptance compares: every object's labels, annotations and fields (status aside),
@@ -106,7 +111,7 @@ fn differences(found: &BTreeMap<String, Value>, wanted: &BTreeMap<String, Value>
     found
         .keys()
         .chain(wanted.keys())
-        .collect::<std::collections::BTreeSet<_>>()
+        .collect::<BTreeSet<_>>()
         .into_iter()
         .filter(|key| found.get(*key) != wanted.get(*key))
         .map(|key| format!("{key}:\n  found  {:?}\n  wanted {:?}", found.get(key), wanted.get(key)))
@@ -144,7 +149,8 @@ fn undo_order_brings_sidecars_and_policies_back_before_the_waypoint_goes() {
     cluster.migrate(9);
     let rollback = cluster.rollback(None, &[]);
     let ids: Vec<&str> = rollback.plan.actions.iter().map(|action| action.id.as_str()).collect();
-    let position = |prefix: &str| ids.iter().position(|id| id.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {ids:#?}"));
+    let position =
+        |prefix: &str| ids.iter().position(|id| id.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {ids:#?}"));
     let last = |prefix: &str| ids.iter().rposition(|id| id.starts_with(prefix)).unwrap();
     // The sidecar-era policies and the injection label come back before any pod regains its sidecar.
     assert!(last("undo:step9:delete:") < position("undo:step9:restart:"), "{ids:#?}");
@@ -223,7 +229,9 @@ fn a_users_edit_after_the_migration_is_left_alone_unless_accepted() {
     assert!(!targets.contains(&route), "the edited route is not deleted");
 
     let accepted = cluster.rollback(None, &[&id]);
-    assert!(accepted.plan.actions.iter().any(|a| matches!(&a.change, Change::Delete { target, .. } if *target == route)));
+    assert!(
+        accepted.plan.actions.iter().any(|a| matches!(&a.change, Change::Delete { target, .. } if *target == route))
+    );
 }
 
 #[test]
