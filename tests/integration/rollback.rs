@@ -124,20 +124,40 @@ fn assert_ok(output: &Output) {
     assert_eq!(output.status.code(), Some(0), "{}", text(output));
 }
 
-/// Bookinfo migrated with the suite up to step `last` (3, 5 or 9).
+/// Bookinfo migrated with the suite up to step `last` (2, 3, 5, 7 or 9).
 fn migrate(kubeconfig: &Path, state: &Path, last: u8) {
     assert_ok(&enable(kubeconfig, state, &["--yes"]));
-    assert_ok(&enable(kubeconfig, state, &["bookinfo", "--until", "sidecar-hbone", "--yes"]));
+    if last >= 3 {
+        assert_ok(&enable(kubeconfig, state, &["bookinfo", "--until", "sidecar-hbone", "--yes"]));
+    }
     if last >= 5 {
         assert_ok(&waypoint(kubeconfig, state, &["bookinfo", "--until", "policies-migrated", "--yes"]));
     }
-    if last >= 9 {
+    if last >= 7 {
         assert_ok(&enable(kubeconfig, state, &["bookinfo", "--until", "ambient-enrolled", "--yes"]));
         assert_ok(&accepting_windows(waypoint, kubeconfig, state, &["bookinfo"]));
-        assert_ok(&accepting_windows(enable, kubeconfig, state, &["bookinfo"]));
-        let (report, code) = run_check(&["-n", "bookinfo", "--step", "9"], Some(kubeconfig));
-        assert_eq!(code, Some(0), "{report:#}");
     }
+    if last >= 9 {
+        assert_ok(&accepting_windows(enable, kubeconfig, state, &["bookinfo"]));
+    }
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", &last.to_string()], Some(kubeconfig));
+    assert_eq!(code, Some(0), "{report:#}");
+}
+
+/// The whole cluster as `oc get -o yaml` dumps it, written to `path` (a baseline for the check).
+async fn dump(kubeconfig: &Path, path: &Path) {
+    let connection = connect(kubeconfig.to_path_buf()).await;
+    let snapshot =
+        oc_ambient_common::live::load(&connection, &oc_ambient_common::live::LoadOptions::default()).await.unwrap();
+    let items: Vec<&DynamicObject> = snapshot.kinds().flat_map(|(kind, _)| snapshot.all(kind)).collect();
+    let text = serde_yaml_ng::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": items})).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// The requests the verifier finds answered differently from `baseline` in bookinfo.
+fn differences_from(kubeconfig: &Path, baseline: &Path) -> usize {
+    let (report, _) = run_check(&["-n", "bookinfo", "--baseline", &baseline.to_string_lossy()], Some(kubeconfig));
+    report["findings"].as_array().unwrap().iter().filter(|finding| finding["id"] == "policy-equivalence").count()
 }
 
 fn phase(kubeconfig: &Path) -> String {
@@ -158,14 +178,17 @@ async fn rollback_brings_back_the_sidecar_era_after_any_step() {
     let state = tempfile::tempdir().unwrap();
     let original = mesh_state(&client).await;
     assert_eq!(phase(&kubeconfig), "sidecar");
+    let sidecar_era = state.path().join("sidecar-era.yaml");
+    dump(&kubeconfig, &sidecar_era).await;
 
-    for last in [3, 5] {
+    for last in [2, 3, 5, 7] {
         migrate(&kubeconfig, state.path(), last);
         assert_ok(&accepting_windows(rollback, &kubeconfig, state.path(), &["--all"]));
         assert_back_to(&client, &original, &format!("after step {last} and --all")).await;
     }
 
     migrate(&kubeconfig, state.path(), 9);
+    assert!(differences_from(&kubeconfig, &sidecar_era) > 0, "Step 9 leaves the windows the migration accepted");
     // A client-side dry run prints the plan; a server-side one sends it with dryRun=All: neither
     // stores anything, nor does a run without consent or with a view-only identity.
     let before = versions(&client).await;
@@ -199,6 +222,7 @@ async fn rollback_brings_back_the_sidecar_era_after_any_step() {
     assert_ok(&accepting_windows(rollback, &kubeconfig, state.path(), &["--all"]));
     assert_back_to(&client, &original, "after the whole migration and --all").await;
     assert_eq!(phase(&kubeconfig), "sidecar");
+    assert_eq!(differences_from(&kubeconfig, &sidecar_era), 0, "the verifier sees the sidecar era again");
     // The rollback is journalled: a second one has nothing to do.
     let again = rollback(&kubeconfig, state.path(), &["--all", "--yes", "-o", "json"]);
     assert_ok(&again);

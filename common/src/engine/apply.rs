@@ -117,6 +117,9 @@ pub async fn apply(connection: &Connection, change: &Change, dry_run: bool, now:
         Change::Replace { object, resource_version } => {
             let api = api(connection, &target, &resource);
             match api.get_opt(&target.name).await {
+                // Already restored (a retry after a lost answer): nothing to send, and the
+                // precondition would no longer hold.
+                Ok(Some(live)) if crate::change::replaced(&live, object) == live => Ok(()),
                 Ok(Some(live)) => {
                     let mut restored = crate::change::replaced(&live, object);
                     if resource_version.is_some() {

@@ -19,6 +19,10 @@
 //! A rerun after an interruption plans again from the cluster (the planners are idempotent: done
 //! work is not planned again) and reads the journal: an action journalled as started is not
 //! written again, only awaited, so no workload is restarted twice.
+//!
+//! A rollback is a plan like any other: its planner (`plan::rollback`) reads the journal's prior
+//! states, and its actions (`undo:<id>`) are journalled the same way, so an interrupted rollback
+//! resumes and a finished one is not repeated.
 
 pub mod apply;
 pub mod journal;

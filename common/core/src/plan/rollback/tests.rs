@@ -281,3 +281,32 @@ fn from_a_backup_only_what_the_suite_made_is_deleted() {
     let again = plan_rollback(&back, RollbackSource::Backup(&backup), &intent);
     assert_eq!(again.plan.actions, Vec::new(), "{:#?}", again.plan.actions);
 }
+
+/// Acceptance 3 on the largest rollback: at every intermediate state, each request the verifier
+/// finds answered differently from the state before the migration is in a window the gated plan
+/// names, open at that action.
+#[test]
+fn every_difference_on_the_way_back_is_announced() {
+    let mut cluster = Cluster::new();
+    cluster.migrate(9);
+    let rollback = cluster.rollback(Some(5), &[]);
+    let mut plan = rollback.plan.clone();
+    gate_against(&cluster.state, &rollback.reference, &mut plan).unwrap();
+    assert!(!plan.windows.is_empty(), "undoing Step 9 passes through differences");
+    let index_of = |id: &str| plan.actions.iter().position(|action| action.id == id);
+    let namespaces = BTreeSet::from([NS.to_string()]);
+    let mut state = cluster.state.clone();
+    for (index, action) in plan.actions.iter().enumerate() {
+        state = simulate(&state, std::slice::from_ref(&action.change)).snapshot;
+        let verification = crate::equivalence::verify(&rollback.reference, &state, Some(&namespaces));
+        for difference in verification.unexpected() {
+            let request = difference.request.to_string();
+            let announced = plan.windows.iter().any(|window| {
+                let opens = index_of(&window.opens_after).unwrap();
+                let closes = index_of(&window.closes_after).unwrap_or(usize::MAX);
+                opens <= index && index < closes && window.requests.contains(&request)
+            });
+            assert!(announced, "after {}: {request} is not announced", action.id);
+        }
+    }
+}
