@@ -163,6 +163,29 @@ fn equivalence_to(kubeconfig: &Path, baseline: &Path) -> Vec<String> {
     equivalence.map(|finding| finding["severity"].as_str().unwrap_or_default().to_string()).collect()
 }
 
+/// A user edits the rules of an HTTPRoute Step 5 created: the rollback reports it, leaves it and
+/// rolls back everything else; a rerun with the edit accepted (`--accept edit:<ref>`) deletes it.
+async fn edited_route_survives_until_accepted(client: &kube::Client, kubeconfig: &Path, state: &Path) {
+    let routes: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "bookinfo",
+        &api_resource(&ResourceRef::new(Kind::HttpRoute, Some("bookinfo"), "")),
+    );
+    let generated =
+        routes.list(&ListParams::default().labels("app.kubernetes.io/managed-by=oc-ambient")).await.unwrap();
+    let name = generated.items.first().and_then(|route| route.metadata.name.clone()).expect("Step 5 made a route");
+    let edit = json!({"spec": {"rules": [{"backendRefs": [{"name": "reviews", "port": 9080}]}]}});
+    routes.patch(&name, &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
+
+    let partial = accepting_windows(rollback, kubeconfig, state, &["--all"]);
+    assert_ok(&partial);
+    let accept = format!("edit:HTTPRoute/bookinfo/{name}");
+    assert!(String::from_utf8_lossy(&partial.stderr).contains(&accept), "{}", text(&partial));
+    assert!(routes.get_opt(&name).await.unwrap().is_some(), "the edited route is left alone");
+    assert_ok(&accepting_windows(rollback, kubeconfig, state, &["--all", "--accept", &accept]));
+    assert!(routes.get_opt(&name).await.unwrap().is_none(), "accepted, the edited route goes");
+}
+
 fn phase(kubeconfig: &Path) -> String {
     let (report, _) = run_check(&["-n", "bookinfo"], Some(kubeconfig));
     let namespaces = report["namespaces"].as_array().unwrap();
@@ -186,6 +209,9 @@ async fn rollback_brings_back_the_sidecar_era_after_any_step() {
 
     for last in [2, 3, 5, 7] {
         migrate(&kubeconfig, state.path(), last);
+        if last == 5 {
+            edited_route_survives_until_accepted(&client, &kubeconfig, state.path()).await;
+        }
         assert_ok(&accepting_windows(rollback, &kubeconfig, state.path(), &["--all"]));
         assert_back_to(&client, &original, &format!("after step {last} and --all")).await;
     }
