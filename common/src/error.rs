@@ -85,7 +85,7 @@ impl Error {
             Error::ConsentRefused { .. }
             | Error::Plan(_)
             | Error::Engine(EngineError::WindowsNotAccepted(_) | EngineError::Declined) => Exit::NotReady,
-            Error::Engine(EngineError::WaitTimedOut { .. }) => Exit::Error,
+            Error::Engine(EngineError::WaitTimedOut { .. } | EngineError::NoJournal(_)) => Exit::Error,
             Error::Client(_)
             | Error::Api(_)
             | Error::Input(_)

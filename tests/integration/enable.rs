@@ -14,16 +14,16 @@ use serde_json::Value;
 use crate::check_live::run_check;
 use crate::support::plugin;
 
-fn enable(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn enable(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
     run_plugin("oc-ambient-enable", kubeconfig, state_dir, args)
 }
 
-fn waypoint(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn waypoint(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
     run_plugin("oc-ambient-waypoint", kubeconfig, state_dir, args)
 }
 
 /// A mutating plugin with the test's kubeconfig and its own state directory.
-fn run_plugin(name: &str, kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn run_plugin(name: &str, kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
     plugin(name)
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -36,7 +36,7 @@ fn run_plugin(name: &str, kubeconfig: &Path, state_dir: &Path, args: &[&str]) ->
 }
 
 /// A connection as the plugins make it, to read what the engine stored in the cluster.
-async fn connect(kubeconfig: std::path::PathBuf) -> oc_ambient_common::client::Connection {
+pub(crate) async fn connect(kubeconfig: std::path::PathBuf) -> oc_ambient_common::client::Connection {
     let args = oc_ambient_common::cli::GlobalArgs {
         kubeconfig: Some(kubeconfig),
         context: None,
@@ -50,7 +50,7 @@ async fn connect(kubeconfig: std::path::PathBuf) -> oc_ambient_common::client::C
     oc_ambient_common::client::connect(&args, &oc_ambient_common::printer::Printer::plain()).await.unwrap()
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         output.status.code(),
@@ -65,7 +65,7 @@ fn api(client: &kube::Client, group: &str, version: &str, kind: &str, plural: &s
 }
 
 /// resourceVersion of every object of the kinds a plan for Step 2 and 3 writes.
-async fn versions(client: &kube::Client) -> BTreeMap<String, String> {
+pub(crate) async fn versions(client: &kube::Client) -> BTreeMap<String, String> {
     let mut found = BTreeMap::new();
     for (group, version, kind, plural) in [
         ("sailoperator.io", "v1", "Istio", "istios"),
@@ -160,23 +160,33 @@ async fn enable_walks_steps_2_and_3_and_stops_at_the_waypoint_gate() {
     assert!(restarts >= 6, "every bookinfo workload restarted once: {restarts}");
 }
 
-/// Runs `command` on `namespace` with --yes, accepting every window its plan names (read from a
-/// client-side dry run first), as a user who reviewed them would. Returns the run and the requests
-/// the accepted windows announced.
-fn accepting_windows(
+/// Runs `command` with `args` and --yes, accepting every window its plan names (read from a
+/// client-side dry run first), as a user who reviewed them would.
+pub(crate) fn accepting_windows(
     command: fn(&Path, &Path, &[&str]) -> Output,
     kubeconfig: &Path,
     state: &Path,
-    namespace: &str,
+    args: &[&str],
+) -> Output {
+    accepting_announced_windows(command, kubeconfig, state, args).0
+}
+
+/// [`accepting_windows`], also returning the requests the accepted windows announced.
+fn accepting_announced_windows(
+    command: fn(&Path, &Path, &[&str]) -> Output,
+    kubeconfig: &Path,
+    state: &Path,
+    args: &[&str],
 ) -> (Output, BTreeSet<String>) {
-    let planned = command(kubeconfig, state, &[namespace, "--dry-run", "-o", "json"]);
+    let planned = command(kubeconfig, state, &[args, &["--dry-run", "-o", "json"]].concat());
     assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
     let plan: Value = serde_json::from_slice(&planned.stdout).unwrap();
     let windows = window_ids(&plan);
-    eprintln!("{namespace}: accepting {} window(s): {windows:?}", windows.len());
-    let mut args = vec![namespace, "--yes"];
+    eprintln!("{args:?}: accepting {} window(s): {windows:?}", windows.len());
+    let mut all = args.to_vec();
+    all.push("--yes");
     for id in &windows {
-        args.extend(["--accept", id.as_str()]);
+        all.extend(["--accept", id.as_str()]);
     }
     let announced = plan["windows"]
         .as_array()
@@ -185,11 +195,11 @@ fn accepting_windows(
         .flat_map(|window| window["requests"].as_array().cloned().unwrap_or_default())
         .filter_map(|request| request.as_str().map(str::to_string))
         .collect();
-    (command(kubeconfig, state, &args), announced)
+    (command(kubeconfig, state, &all), announced)
 }
 
 /// Windows the plan names, from its JSON.
-fn window_ids(plan: &Value) -> Vec<String> {
+pub(crate) fn window_ids(plan: &Value) -> Vec<String> {
     plan["windows"].as_array().into_iter().flatten().filter_map(|w| w["id"].as_str().map(str::to_string)).collect()
 }
 
@@ -289,11 +299,11 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
     assert!(String::from_utf8_lossy(&enrolled.stderr).contains("oc ambient-waypoint bookinfo"), "{}", text(&enrolled));
 
     // Step 7 with oc-ambient-waypoint, then Step 9 with the windows the plan names accepted.
-    let (activated, mut announced) = accepting_windows(waypoint, &kubeconfig, state.path(), "bookinfo");
+    let (activated, mut announced) = accepting_announced_windows(waypoint, &kubeconfig, state.path(), &["bookinfo"]);
     assert_eq!(activated.status.code(), Some(0), "{}", text(&activated));
     let (report, code) = run_check(&["-n", "bookinfo", "--step", "7"], Some(&admin));
     assert_eq!(code, Some(0), "{report:#}");
-    let (finished, step9_windows) = accepting_windows(enable, &kubeconfig, state.path(), "bookinfo");
+    let (finished, step9_windows) = accepting_announced_windows(enable, &kubeconfig, state.path(), &["bookinfo"]);
     assert_eq!(finished.status.code(), Some(0), "{}", text(&finished));
     announced.extend(step9_windows);
     let (report, code) = run_check(&["-n", "bookinfo", "--step", "9"], Some(&admin));
@@ -331,7 +341,7 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
 }
 
 /// ReplicaSets per bookinfo Deployment: one, plus one per rollout restart.
-async fn replica_sets(client: &kube::Client) -> BTreeMap<String, usize> {
+pub(crate) async fn replica_sets(client: &kube::Client) -> BTreeMap<String, usize> {
     let sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(client.clone(), "bookinfo");
     let mut count = BTreeMap::new();
     for set in sets.list(&ListParams::default()).await.unwrap() {

@@ -80,7 +80,8 @@ fn the_release_archive_installs_with_krew_and_runs_as_a_kubectl_plugin() {
     let kubectl_dir = oc_ambient_testenv::binary::kubectl_dir().unwrap();
     let path = format!("{}:{}:/usr/bin:/bin", krew_root.path().join("bin").display(), kubectl_dir.display());
     for task in TASKS {
-        let help = Command::new("kubectl").args([&format!("ambient-{task}"), "--help"]).env("PATH", &path).output().unwrap();
+        let help =
+            Command::new("kubectl").args([&format!("ambient-{task}"), "--help"]).env("PATH", &path).output().unwrap();
         let text = String::from_utf8_lossy(&help.stdout);
         assert!(help.status.success(), "kubectl ambient-{task} --help: {}", String::from_utf8_lossy(&help.stderr));
         assert!(text.contains(&format!("Usage: kubectl ambient-{task}")), "{text}");

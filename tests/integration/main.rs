@@ -18,4 +18,5 @@ mod equivalence;
 mod faults;
 mod krew;
 mod plugins;
+mod rollback;
 mod simulator;

@@ -10,6 +10,12 @@ use crate::support::{plane, plugin};
 
 const PLUGINS: [&str; 4] = ["oc-ambient-check", "oc-ambient-enable", "oc-ambient-waypoint", "oc-ambient-rollback"];
 
+/// The arguments a plugin cannot run without: how far `oc-ambient-rollback` goes back is never
+/// a default.
+fn required_args(plugin: &str) -> &'static [&'static str] {
+    if plugin == "oc-ambient-rollback" { &["--all"] } else { &[] }
+}
+
 fn cargo_output_dir() -> PathBuf {
     let binary = assert_cmd::cargo::cargo_bin("oc-ambient-check");
     binary.parent().expect("binaries live in a directory").to_path_buf()
@@ -45,7 +51,13 @@ fn assert_one_clean_line(stderr: &[u8]) -> String {
 fn every_plugin_connects_and_says_so_with_verbose() {
     let plane = plane();
     for name in PLUGINS {
-        let output = plugin(name).arg("--kubeconfig").arg(plane.kubeconfig()).arg("-v").output().unwrap();
+        let output = plugin(name)
+            .args(required_args(name))
+            .arg("--kubeconfig")
+            .arg(plane.kubeconfig())
+            .arg("-v")
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         let expected = format!("connected to {}: Kubernetes v1.34.4", plane.server());
         assert!(stderr.contains(&expected), "{name}: {stderr}");
@@ -69,6 +81,7 @@ fn an_unreachable_server_fails_within_the_request_timeout_naming_its_url() {
         for name in PLUGINS {
             let started = Instant::now();
             let output = plugin(name)
+                .args(required_args(name))
                 .args(["--request-timeout", "2s", "--kubeconfig"])
                 .arg(&kubeconfig)
                 .timeout(Duration::from_secs(20))
@@ -90,13 +103,18 @@ fn a_malformed_kubeconfig_or_unknown_context_is_one_line() {
     let broken = dir.path().join("broken");
     std::fs::write(&broken, "clusters: [this is: not: valid").unwrap();
     for name in PLUGINS {
-        let output = plugin(name).arg("--kubeconfig").arg(&broken).output().unwrap();
+        let output = plugin(name).args(required_args(name)).arg("--kubeconfig").arg(&broken).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{name}");
         let line = assert_one_clean_line(&output.stderr);
         assert!(line.contains("kubeconfig"), "{name}: {line}");
 
-        let output =
-            plugin(name).arg("--kubeconfig").arg(plane.kubeconfig()).args(["--context", "nope"]).output().unwrap();
+        let output = plugin(name)
+            .args(required_args(name))
+            .arg("--kubeconfig")
+            .arg(plane.kubeconfig())
+            .args(["--context", "nope"])
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(2), "{name}");
         let line = assert_one_clean_line(&output.stderr);
         assert!(line.contains("context \"nope\" not found"), "{name}: {line}");

@@ -130,14 +130,24 @@ impl TryFrom<WireRef> for ResourceRef {
 
 /// One change to a cluster.
 ///
-/// JSON: tagged by `action` (`apply`, `delete`, `setLabels`, `restart`), fields in camelCase.
+/// JSON: tagged by `action` (`apply`, `replace`, `delete`, `setLabels`, `restart`), fields in camelCase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[expect(clippy::large_enum_variant, reason = "a plan holds tens of changes, most of them objects to apply")]
 #[serde(tag = "action", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Change {
     /// Creates the object, or server-side applies it over its namesake (field manager `oc-ambient`):
     /// the object may be partial, and is merged (see the module docs).
     Apply { object: DynamicObject },
+    /// Restores an existing object: its labels, annotations and every top-level field of `object`
+    /// but metadata and status are set to exactly these (a field absent from `object`'s maps is
+    /// removed), the rest of the object is kept. Server-side apply cannot remove a field another
+    /// manager owns, so a rollback writes back what was there with an update, under a
+    /// `resourceVersion` precondition when the plan saw the object (a conflict means it changed
+    /// since: re-plan, never overwrite).
+    Replace {
+        object: DynamicObject,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resource_version: Option<String>,
+    },
     /// Deletes the object when it is still the one the plan saw: the server refuses the delete
     /// when a given `uid` or `resourceVersion` no longer matches. Deleting what is gone does nothing.
     Delete {
@@ -159,7 +169,7 @@ impl Change {
     /// or without a name.
     pub fn target(&self) -> Result<ResourceRef, ResourceRefError> {
         match self {
-            Change::Apply { object } => ResourceRef::of(object),
+            Change::Apply { object } | Change::Replace { object, .. } => ResourceRef::of(object),
             Change::Delete { target, .. } | Change::SetLabels { target, .. } | Change::Restart { target } => {
                 Ok(target.clone())
             }
@@ -174,6 +184,10 @@ impl fmt::Display for Change {
             Change::Apply { object } => match ResourceRef::of(object) {
                 Ok(target) => write!(f, "apply {target}"),
                 Err(err) => write!(f, "apply ({err})"),
+            },
+            Change::Replace { object, .. } => match ResourceRef::of(object) {
+                Ok(target) => write!(f, "restore {target}"),
+                Err(err) => write!(f, "restore ({err})"),
             },
             Change::Delete { target, .. } => write!(f, "delete {target}"),
             Change::SetLabels { target, labels } => {
@@ -245,6 +259,12 @@ fn apply_one(snapshot: &mut Snapshot, change: &Change) -> Result<(), RefusalReas
                 None => objects.push(object.clone()),
             }
         }
+        Change::Replace { object, resource_version } => {
+            let target = ResourceRef::of(object).map_err(RefusalReason::Invalid)?;
+            let existing = find_mut(snapshot, &target)?;
+            precondition(&target, "resourceVersion", resource_version, &existing.metadata.resource_version)?;
+            *existing = replaced(existing, object);
+        }
         Change::Delete { target, uid, resource_version } => {
             let objects = snapshot.objects_mut(target.kind);
             let Some(position) = objects.iter().position(|existing| target.names(existing)) else {
@@ -268,6 +288,20 @@ fn apply_one(snapshot: &mut Snapshot, change: &Change) -> Result<(), RefusalReas
         Change::Restart { target } => restart(snapshot, target)?,
     }
     Ok(())
+}
+
+/// `existing` with the labels, annotations and top-level fields of `restored` (see
+/// [`Change::Replace`]): what the API server stores after that update.
+pub fn replaced(existing: &DynamicObject, restored: &DynamicObject) -> DynamicObject {
+    let mut result = existing.clone();
+    result.metadata.labels = restored.metadata.labels.clone().filter(|labels| !labels.is_empty());
+    result.metadata.annotations = restored.metadata.annotations.clone().filter(|annotations| !annotations.is_empty());
+    if let (Some(into), Some(from)) = (result.data.as_object_mut(), restored.data.as_object()) {
+        for (key, value) in from.iter().filter(|(key, _)| key.as_str() != "status") {
+            into.insert(key.clone(), value.clone());
+        }
+    }
+    result
 }
 
 /// `applied` merged into `existing`: maps recursively, other values replaced.

@@ -5,6 +5,8 @@
 //!   --force-conflicts` does: the user asked for these values).
 //! - `Delete` carries the uid and resourceVersion preconditions of the object that was planned
 //!   from: a conflict means the object changed since, so re-read and re-plan, never overwrite.
+//! - `Replace` reads the object and updates it with the restored labels, annotations and fields
+//!   (`change::replaced`), under the plan's `resourceVersion` precondition when it has one.
 //! - `SetLabels` is a JSON merge patch of `metadata.labels` (`null` removes a label).
 //! - `Restart` sets `kubectl.kubernetes.io/restartedAt` on the pod template, as
 //!   `kubectl rollout restart` does.
@@ -12,7 +14,7 @@
 //! `--dry-run=server` sends every write with `dryRun=All`: the API server validates and
 //! admits it, and stores nothing.
 
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::{Value, json};
 
 use super::journal::FIELD_MANAGER;
@@ -70,6 +72,7 @@ pub fn permission(change: &Change) -> Option<(&'static str, ResourceRef)> {
     let target = change.target().ok()?;
     let verb = match change {
         Change::Delete { .. } => "delete",
+        Change::Replace { .. } => "update",
         Change::Apply { .. } | Change::SetLabels { .. } | Change::Restart { .. } => "patch",
     };
     Some((verb, target))
@@ -111,6 +114,29 @@ pub async fn apply(connection: &Connection, change: &Change, dry_run: bool, now:
                 .await
                 .map(|_| ())
         }
+        Change::Replace { object, resource_version } => {
+            let api = api(connection, &target, &resource);
+            match api.get_opt(&target.name).await {
+                // Already restored (a retry after a lost answer): nothing to send, and the
+                // precondition would no longer hold.
+                Ok(Some(live)) if crate::change::replaced(&live, object) == live => Ok(()),
+                Ok(Some(live)) => {
+                    let mut restored = crate::change::replaced(&live, object);
+                    if resource_version.is_some() {
+                        restored.metadata.resource_version.clone_from(resource_version);
+                    }
+                    let params = PostParams { dry_run, ..PostParams::default() };
+                    api.replace(&target.name, &params, &restored).await.map(|_| ())
+                }
+                Ok(None) => Err(kube::Error::Api(kube::core::ErrorResponse {
+                    status: "Failure".into(),
+                    message: format!("{target} does not exist"),
+                    reason: "NotFound".into(),
+                    code: 404,
+                })),
+                Err(err) => Err(err),
+            }
+        }
         Change::Delete { uid, resource_version, .. } => {
             let delete = DeleteParams {
                 dry_run,
@@ -132,6 +158,10 @@ pub async fn apply(connection: &Connection, change: &Change, dry_run: bool, now:
             api(connection, &target, &resource).patch(&target.name, &merge, &Patch::Merge(body)).await.map(|_| ())
         }
     };
-    let verb = if matches!(change, Change::Delete { .. }) { "delete" } else { "patch" };
+    let verb = match change {
+        Change::Delete { .. } => "delete",
+        Change::Replace { .. } => "update",
+        _ => "patch",
+    };
     result.map_err(|err| ApiError::from_kube(err, request(verb, &target), None))
 }

@@ -5,11 +5,14 @@
 //! guide's Section 2.4 names plus every object the plan touches. Both live in two places: a local
 //! directory (the path is printed) and the cluster, so that a colleague on another machine can
 //! resume or roll back. In the cluster they are ConfigMaps in the `oc-ambient` namespace; a
-//! ConfigMap holds at most about 1 MiB, so the backup is gzip-compressed and split across numbered
-//! ConfigMaps, as Helm stores its releases.
+//! ConfigMap holds at most about 1 MiB, so both documents are gzip-compressed and split across
+//! numbered ConfigMaps (`oc-ambient-backup-N`, `oc-ambient-journal-N`), as Helm stores its
+//! releases: a long journal (each entry carries the prior object) never hits the limit.
 //!
 //! The journal is append-only JSON: a rerun after an interruption reads it to recognise actions
-//! already done (a restart is never issued twice: once journalled as started, a rerun only waits).
+//! already done (a restart is never issued twice: once journalled as started, a rerun only waits),
+//! and `oc ambient-rollback` reads it to undo exactly what was done (the entries are the core's
+//! [`crate::journal::Entry`]).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -20,49 +23,23 @@ use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::change::{Change, merge};
+use crate::change::merge;
 use crate::client::Connection;
 use crate::error::{ApiError, Request};
 
-/// The namespace the suite keeps its journal and backups in.
-pub const STATE_NAMESPACE: &str = "oc-ambient";
 /// Field manager of every write the suite makes.
 pub const FIELD_MANAGER: &str = "oc-ambient";
 const JOURNAL_CONFIGMAP: &str = "oc-ambient-journal";
 const BACKUP_CONFIGMAP: &str = "oc-ambient-backup";
-/// Bytes of compressed backup per ConfigMap, under the API server's 1 MiB object limit with room
+/// Label on chunk 0 of a chunked document: how many chunks it has.
+const CHUNKS_LABEL: &str = "oc-ambient.io/chunks";
+/// Bytes of compressed document per ConfigMap, under the API server's 1 MiB object limit with room
 /// for metadata and base64 (binaryData is base64 in JSON: 4/3 of this).
 const CHUNK_BYTES: usize = 700 * 1024;
 
-/// What happened to one action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum EntryState {
-    /// About to be applied: the prior state is recorded; the write may or may not have happened.
-    Started,
-    /// Applied, and its wait condition held.
-    Done,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Entry {
-    /// The plan action's id.
-    pub action: String,
-    pub state: EntryState,
-    /// RFC 3339.
-    pub at: String,
-    pub change: Change,
-    /// The object the change touches as it was before (None when it did not exist).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prior: Option<DynamicObject>,
-    /// Differences the user accepted for this run (`--accept`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub accepted: Vec<String>,
-}
+pub use crate::journal::{Entry, EntryState, STATE_NAMESPACE};
 
 /// The journal of one cluster, local and in the cluster.
 #[derive(Debug, Clone)]
@@ -81,13 +58,13 @@ impl Journal {
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default();
-        let remote = read_configmap(connection, JOURNAL_CONFIGMAP).await?;
-        let entries = match remote.as_ref().and_then(|cm| cm.data.pointer("/data/journal.json")).and_then(Value::as_str)
-        {
-            Some(text) => serde_json::from_str(text).unwrap_or(local),
+        let remote = read_chunked(connection, JOURNAL_CONFIGMAP).await?;
+        let namespace_ready = remote.is_some();
+        let entries = match remote {
+            Some(text) => serde_json::from_str(&text).map_err(|err| corrupt(JOURNAL_CONFIGMAP, &err.to_string()))?,
             None => local,
         };
-        Ok(Journal { dir: dir.to_path_buf(), entries, namespace_ready: remote.is_some() })
+        Ok(Journal { dir: dir.to_path_buf(), entries, namespace_ready })
     }
 
     /// When the action was last journalled as started, if it was not finished since.
@@ -108,7 +85,7 @@ impl Journal {
             ensure_state_namespace(connection).await?;
             self.namespace_ready = true;
         }
-        write_configmap(connection, JOURNAL_CONFIGMAP, json!({"data": {"journal.json": text}})).await
+        write_chunked(connection, JOURNAL_CONFIGMAP, &text).await
     }
 }
 
@@ -124,27 +101,40 @@ pub async fn write_backup(connection: &Connection, dir: &Path, objects: &[Dynami
         .collect();
     let path = dir.join("backup.yaml");
     std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, &text)).map_err(|err| local_failure(dir, err))?;
-    let compressed = compress(text.as_bytes()).map_err(|err| local_failure(dir, err))?;
     ensure_state_namespace(connection).await?;
-    let chunks: Vec<&[u8]> = compressed.chunks(CHUNK_BYTES).collect();
-    for (index, chunk) in chunks.iter().enumerate() {
-        let body = json!({
-            "metadata": {"labels": {"oc-ambient.io/backup-chunks": chunks.len().to_string()}},
-            "binaryData": {"backup.yaml.gz": BASE64.encode(chunk)},
-        });
-        write_configmap(connection, &format!("{BACKUP_CONFIGMAP}-{index}"), body).await?;
-    }
+    write_chunked(connection, BACKUP_CONFIGMAP, &text).await?;
     Ok(path)
 }
 
 /// Reads the in-cluster backup back (for rollback from another machine, and for tests).
 pub async fn read_backup(connection: &Connection) -> Result<Option<String>, ApiError> {
-    let Some(first) = read_configmap(connection, &format!("{BACKUP_CONFIGMAP}-0")).await? else { return Ok(None) };
+    read_chunked(connection, BACKUP_CONFIGMAP).await
+}
+
+/// Writes `text` gzip-compressed across ConfigMaps `<name>-0`, `<name>-1`, ... of the state
+/// namespace; chunk 0 says how many there are, and is written last, so a reader never sees a count
+/// of chunks not written yet.
+async fn write_chunked(connection: &Connection, name: &str, text: &str) -> Result<(), ApiError> {
+    let compressed = compress(text.as_bytes()).map_err(|err| corrupt(name, &err.to_string()))?;
+    let chunks: Vec<&[u8]> = compressed.chunks(CHUNK_BYTES).collect();
+    for (index, chunk) in chunks.iter().enumerate().rev() {
+        let body = json!({
+            "metadata": {"labels": {CHUNKS_LABEL: chunks.len().to_string()}},
+            "binaryData": {"data.gz": BASE64.encode(chunk)},
+        });
+        write_configmap(connection, &format!("{name}-{index}"), body).await?;
+    }
+    Ok(())
+}
+
+/// Reads a document [`write_chunked`] wrote; None when there is none.
+async fn read_chunked(connection: &Connection, name: &str) -> Result<Option<String>, ApiError> {
+    let Some(first) = read_configmap(connection, &format!("{name}-0")).await? else { return Ok(None) };
     let count: usize = first
         .metadata
         .labels
         .as_ref()
-        .and_then(|labels| labels.get("oc-ambient.io/backup-chunks"))
+        .and_then(|labels| labels.get(CHUNKS_LABEL))
         .and_then(|count| count.parse().ok())
         .unwrap_or(1);
     let mut compressed = Vec::new();
@@ -152,23 +142,23 @@ pub async fn read_backup(connection: &Connection) -> Result<Option<String>, ApiE
         let chunk = if index == 0 {
             Some(first.clone())
         } else {
-            read_configmap(connection, &format!("{BACKUP_CONFIGMAP}-{index}")).await?
+            read_configmap(connection, &format!("{name}-{index}")).await?
         };
         let encoded = chunk
             .as_ref()
-            .and_then(|cm| cm.data.pointer("/binaryData/backup.yaml.gz"))
+            .and_then(|cm| cm.data.pointer("/binaryData/data.gz"))
             .and_then(Value::as_str)
             .unwrap_or_default();
-        compressed.extend(BASE64.decode(encoded).map_err(|err| corrupt(&err.to_string()))?);
+        compressed.extend(BASE64.decode(encoded).map_err(|err| corrupt(name, &err.to_string()))?);
     }
     let mut text = String::new();
-    GzDecoder::new(compressed.as_slice()).read_to_string(&mut text).map_err(|err| corrupt(&err.to_string()))?;
+    GzDecoder::new(compressed.as_slice()).read_to_string(&mut text).map_err(|err| corrupt(name, &err.to_string()))?;
     Ok(Some(text))
 }
 
-fn corrupt(message: &str) -> ApiError {
+fn corrupt(name: &str, message: &str) -> ApiError {
     ApiError::Rejected {
-        request: Box::new(Request::new("read", "the in-cluster backup")),
+        request: Box::new(Request::new("read", &format!("the in-cluster document {name}"))),
         code: 0,
         reason: "Corrupt".into(),
         message: message.into(),

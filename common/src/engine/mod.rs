@@ -19,6 +19,10 @@
 //! A rerun after an interruption plans again from the cluster (the planners are idempotent: done
 //! work is not planned again) and reads the journal: an action journalled as started is not
 //! written again, only awaited, so no workload is restarted twice.
+//!
+//! A rollback is a plan like any other: its planner (`plan::rollback`) reads the journal's prior
+//! states, and its actions (`undo:<id>`) are journalled the same way, so an interrupted rollback
+//! resumes and a finished one is not repeated.
 
 pub mod apply;
 pub mod journal;
@@ -77,20 +81,31 @@ pub enum EngineError {
     WaitTimedOut { action: String, timeout: Duration, missing: String },
     #[error("no consent: nothing was changed")]
     Declined,
+    #[error(
+        "no journal in the cluster (namespace {}) or in {}: the suite has nothing recorded to roll back; for a migration done by hand, give its backup with --from-backup FILE",
+        journal::STATE_NAMESPACE, .0.display()
+    )]
+    NoJournal(PathBuf),
 }
 
 /// What every mutating command does with its planner's plan: gate it on `snapshot` (the state it
-/// was planned from) against the migration's baseline, refuse a `--step` a gate blocks, run it,
-/// and say where it stopped.
+/// was planned from) against the outcomes of `reference` (a rollback's: the state before the
+/// migration) or, without one, of the migration's baseline; refuse a `--step` a gate blocks, run
+/// it, and say where it stopped.
 pub async fn gate_and_run(
     connection: &Connection,
     printer: &Printer,
     snapshot: &Snapshot,
+    reference: Option<&Snapshot>,
     mut plan: Plan,
     only_step: Option<u8>,
     options: &EngineOptions,
 ) -> Result<(), Error> {
-    match baseline(connection, printer).await {
+    let baseline = match reference {
+        Some(reference) => Some(reference.clone()),
+        None => baseline(connection, printer).await,
+    };
+    match baseline {
         Some(baseline) => crate::plan::gate::gate_against(&baseline, snapshot, &mut plan)?,
         None => crate::plan::gate::gate(snapshot, &mut plan)?,
     }

@@ -74,7 +74,8 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
     };
     let plan = plan_enable(&snapshot, &intent)?;
     let options = cli.change.options(cli.global.output, &connection.server);
-    oc_ambient_common::engine::gate_and_run(&connection, &printer, &snapshot, plan, intent.only_step, &options).await?;
+    oc_ambient_common::engine::gate_and_run(&connection, &printer, &snapshot, None, plan, intent.only_step, &options)
+        .await?;
     printer.detail(&format!("{} API requests", connection.requests()));
     Ok(Exit::Success)
 }

@@ -161,7 +161,8 @@ async fn run_steps(cli: &Cli) -> Result<Exit, Error> {
     };
     let plan = plan_waypoint(&snapshot, &intent)?;
     let options = cli.change.options(cli.global.output, &connection.server);
-    oc_ambient_common::engine::gate_and_run(&connection, &printer, &snapshot, plan, intent.only_step, &options).await?;
+    oc_ambient_common::engine::gate_and_run(&connection, &printer, &snapshot, None, plan, intent.only_step, &options)
+        .await?;
     Ok(Exit::Success)
 }
 

@@ -96,6 +96,7 @@ impl Edit {
                 Change::Delete { target, .. } => edit.removed.push(target),
                 labels @ Change::SetLabels { .. } => edit.labels.push(labels),
                 Change::Restart { target } => panic!("a conversion restarts nothing, not {target}"),
+                restore @ Change::Replace { .. } => panic!("a conversion restores nothing, not {restore}"),
             }
         }
         edit

@@ -130,13 +130,13 @@ pub(super) struct Planner {
 impl Planner {
     pub(super) fn push(&mut self, step: u8, verb: &str, description: String, change: Change, wait: Option<Wait>) {
         let target = change.target().map(|target| reference_id(&target)).unwrap_or_default();
-        self.push_as(format!("step{step}:{verb}:{target}"), step, description, change, wait);
+        self.push_action(Action { id: format!("step{step}:{verb}:{target}"), step, description, change, wait });
     }
 
-    /// [`Self::push`] with an explicit id, for a change planned more than once on one object.
-    fn push_as(&mut self, id: String, step: u8, description: String, change: Change, wait: Option<Wait>) {
-        self.state = simulate(&self.state, std::slice::from_ref(&change)).snapshot;
-        self.plan.actions.push(Action { id, step, description, change, wait });
+    /// Adds `action` and projects the state past it.
+    pub(super) fn push_action(&mut self, action: Action) {
+        self.state = simulate(&self.state, std::slice::from_ref(&action.change)).snapshot;
+        self.plan.actions.push(action);
     }
 
     /// Restarts one workload and waits for its rollout, so at most one is in flight.
@@ -353,7 +353,13 @@ impl Planner {
             let id = format!("step9:narrow:{}:after:{}", reference_id(&target), reference_id(restarted));
             let description =
                 format!("narrow {target}: callers that lost their sidecar with {restarted} are no longer exempt");
-            self.push_as(id, 9, description, Change::Apply { object: protection }, None);
+            self.push_action(Action {
+                id,
+                step: 9,
+                description,
+                change: Change::Apply { object: protection },
+                wait: None,
+            });
         }
     }
 
@@ -426,7 +432,7 @@ fn stop(namespace: &str, reason: &str, next: &str) -> Stop {
 }
 
 /// `Kind/namespace/name`, or `Kind/name` for cluster-scoped objects.
-fn reference_id(target: &ResourceRef) -> String {
+pub(super) fn reference_id(target: &ResourceRef) -> String {
     match &target.namespace {
         Some(namespace) => format!("{}/{namespace}/{}", target.kind.name(), target.name),
         None => format!("{}/{}", target.kind.name(), target.name),
@@ -480,7 +486,11 @@ fn without_nulls(value: Value) -> Value {
 
 /// The controllers (or bare pods) of the live application pods of `namespace` that `select`
 /// picks, in a stable order.
-fn restart_targets(snapshot: &Snapshot, namespace: &str, select: impl Fn(&Pod) -> bool) -> BTreeSet<ResourceRef> {
+pub(super) fn restart_targets(
+    snapshot: &Snapshot,
+    namespace: &str,
+    select: impl Fn(&Pod) -> bool,
+) -> BTreeSet<ResourceRef> {
     workload_pods(snapshot, namespace, select).into_keys().collect()
 }
 

@@ -37,8 +37,9 @@ pub fn gate(original: &Snapshot, plan: &mut Plan) -> Result<(), PlanError> {
     gate_against(original, original, plan)
 }
 
-/// Checks `plan`, which starts from `start`, with outcomes compared to `baseline`: differences
-/// already there at `start` are the earlier plans' and open no window while they last.
+/// Checks `plan`, which starts from `start`, with outcomes compared to `baseline` (the migration's
+/// sidecar era; for a rollback, the state before the migration): differences already there at
+/// `start` are the earlier plans' and open no window while they last.
 pub fn gate_against(baseline: &Snapshot, start: &Snapshot, plan: &mut Plan) -> Result<(), PlanError> {
     let namespaces = touched_namespaces(&plan.changes());
     let broken_before = broken_rules(start, &namespaces);

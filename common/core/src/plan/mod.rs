@@ -18,6 +18,7 @@ use crate::change::{Change, ResourceRef};
 mod conditions;
 pub mod enable;
 pub mod gate;
+pub mod rollback;
 pub mod waypoint;
 
 pub use enable::{EnableIntent, Until, plan_enable};
@@ -82,7 +83,8 @@ pub struct Action {
     /// Stable and unique within the plan (`step3:restart:Deployment/bookinfo/reviews-v1`): the
     /// journal records actions by id, so a rerun recognises what is done.
     pub id: String,
-    /// The guide's step this action belongs to (2 to 9).
+    /// The guide's step this action belongs to (2 to 9); for a rollback, the step it undoes (0
+    /// when it restores a backup, which records no steps).
     pub step: u8,
     /// One line for people.
     pub description: String,

@@ -15,9 +15,9 @@ use crate::kinds::Kind;
 use crate::model::dataplane::{injected_proxy, set_proxy_container};
 use crate::snapshot::{Snapshot, parse_documents};
 
-const NS: &str = "bookinfo";
+pub(super) const NS: &str = "bookinfo";
 
-fn object(value: Value) -> DynamicObject {
+pub(super) fn object(value: Value) -> DynamicObject {
     serde_json::from_value(value).unwrap()
 }
 
@@ -75,7 +75,7 @@ fn pods_of(objects: &[DynamicObject], hbone: bool) -> Vec<DynamicObject> {
 }
 
 /// Bookinfo in the sidecar era, running, on a control plane of the default profile.
-fn bookinfo(hbone: bool) -> Snapshot {
+pub(super) fn bookinfo(hbone: bool) -> Snapshot {
     let mut objects = crate::equivalence::tests::sidecar_era();
     objects.extend(pods_of(&objects, hbone));
     objects.extend([istio(None), cni()]);
