@@ -66,7 +66,10 @@ pub enum Routing<'a> {
 pub enum RouteTable<'a> {
     VirtualService(&'a Named<VirtualServiceSpec>),
     /// The HTTPRoutes of one namespace attached to the Service, oldest first.
-    HttpRoutes { namespace: &'a str, routes: Vec<&'a Named<HttpRouteSpec>> },
+    HttpRoutes {
+        namespace: &'a str,
+        routes: Vec<&'a Named<HttpRouteSpec>>,
+    },
 }
 
 /// Which of istiod's VirtualService lists a VirtualService is in, for one client namespace, in
@@ -142,7 +145,12 @@ impl Topology {
     /// first, in Istio's order, of the VirtualServices for the host visible to the client and the
     /// HTTPRoutes attached to the Service (grouped by namespace, as istiod merges them into one
     /// internal VirtualService per namespace). None: the sidecar uses the Service's endpoints.
-    pub fn sidecar_route_table<'a>(&'a self, client: &Workload, service: &Service, port: u32) -> Option<RouteTable<'a>> {
+    pub fn sidecar_route_table<'a>(
+        &'a self,
+        client: &Workload,
+        service: &Service,
+        port: u32,
+    ) -> Option<RouteTable<'a>> {
         let mut tables: Vec<(SidecarOrder, RouteTable<'a>)> = Vec::new();
         for vs in self.virtual_services.iter().filter(|vs| !vs.spec.is_gateway_only()) {
             let for_host = vs.spec.hosts.iter().any(|host| {
@@ -510,8 +518,10 @@ spec:
 
     /// MESH without its HTTPRoutes: the sidecar-era configuration.
     fn sidecar_era() -> Topology {
-        let documents: Vec<&str> = MESH.split("\n---\n").filter(|document| !document.contains("kind: HTTPRoute")).collect();
-        let snapshot = Snapshot::from_objects(parse_documents(std::path::Path::new("t"), &documents.join("\n---\n")).unwrap());
+        let documents: Vec<&str> =
+            MESH.split("\n---\n").filter(|document| !document.contains("kind: HTTPRoute")).collect();
+        let snapshot =
+            Snapshot::from_objects(parse_documents(std::path::Path::new("t"), &documents.join("\n---\n")).unwrap());
         Topology::from_snapshot(&snapshot)
     }
 
@@ -520,17 +530,12 @@ spec:
         let topology = sidecar_era();
         let client = topology.workload("ns/web-v1").unwrap().clone();
         let web = topology.service("ns", "web").unwrap();
-        let route =
-            |method, path| served(&topology.route_for_sidecar(&client, web, 80, Some(&get(method, path))));
+        let route = |method, path| served(&topology.route_for_sidecar(&client, web, 80, Some(&get(method, path))));
         assert_eq!(route("POST", "/api/v12"), vec!["web-v2"], "full regex match and method");
         assert_eq!(route("POST", "/api/v12/x"), vec!["web-v1"], "a regex matches the whole path");
         assert!(route("GET", "/missing")[0].contains("subset v9 of ns/web is not defined (503)"));
         assert!(route("GET", "/moved")[0].starts_with("answered"));
-        assert_eq!(
-            served(&topology.route_for_sidecar(&client, web, 80, None)),
-            vec!["web-v1", "web-v2"],
-            "TCP"
-        );
+        assert_eq!(served(&topology.route_for_sidecar(&client, web, 80, None)), vec!["web-v1", "web-v2"], "TCP");
     }
 
     #[test]
@@ -631,7 +636,8 @@ spec:
     /// A route not on the cluster yet (a simulated state has no creation time) is the newest.
     #[test]
     fn a_route_without_a_creation_time_is_newer_than_every_virtual_service() {
-        let text = coexisting("2025-01-01T00:00:00Z", "['*']", "ns").replace(", creationTimestamp: '2025-06-01T00:00:00Z'", "");
+        let text = coexisting("2025-01-01T00:00:00Z", "['*']", "ns")
+            .replace(", creationTimestamp: '2025-06-01T00:00:00Z'", "");
         let topology = with_client(&text, "other");
         assert_eq!(sidecar_route(&topology, "other/sleep"), ["web-v1"]);
     }

@@ -359,7 +359,11 @@ fn the_guides_literal_order_cleans_up_while_sidecars_still_route() {
         };
         let routed = Topology::from_snapshot(&after).evaluate(&request).explanation;
         assert!(routed.contains("HTTPRoute bookinfo/reviews"), "{routed}");
-        assert!(find(&verification, Class::Rerouted, &request.to_string()).is_none(), "{:#?}", unexpected(&verification));
+        assert!(
+            find(&verification, Class::Rerouted, &request.to_string()).is_none(),
+            "{:#?}",
+            unexpected(&verification)
+        );
     }
     let loosened =
         find(&verification, Class::Loosened, "bookinfo/productpage-v1 -> svc bookinfo/reviews:9080 DELETE /");
