@@ -1144,7 +1144,11 @@ spec:
             ]
         );
         assert!(route(&conversion).is_some(), "the rest of the route is still emitted");
-        assert!(conversion.replaces.is_empty(), "a partly converted VirtualService is not replaced");
+        assert!(
+            !conversion.replaces.iter().any(|replaced| replaced.kind == Kind::VirtualService),
+            "a partly converted VirtualService is not replaced: {:?}",
+            conversion.replaces
+        );
     }
 
     #[test]

@@ -278,18 +278,25 @@ fn clean_up(planner: &mut Planner, namespace: &str, name: Option<&str>) -> Resul
     }
     let options = ConvertOptions { namespaces: vec![namespace.to_string()], waypoint: name.map(str::to_string) };
     let replaced = convert(&planner.state, &options).replaces;
-    let mut kept = Vec::new();
-    for target in replaced {
-        let Some(object) = planner.state.get(target.kind, target.namespace.as_deref(), &target.name) else { continue };
-        let readers = sidecar_readers(&MeshModel::new(&planner.state), target.kind, object);
-        if readers.is_empty() {
-            let (uid, resource_version) = (object.metadata.uid.clone(), object.metadata.resource_version.clone());
-            let description = format!("delete {target}: replaced for ambient, read by no sidecar");
-            planner.push(8, "delete", description, Change::Delete { target, uid, resource_version }, None);
-        } else {
-            kept.push(format!("{target} (read by the sidecars of {})", summary(&readers)));
-        }
+    // Deleting routes, subsets and policies moves no pod: who reads what is decided once.
+    let model = MeshModel::new(&planner.state);
+    let (unread, kept): (Vec<_>, Vec<_>) = replaced
+        .into_iter()
+        .filter_map(|target| {
+            let object = planner.state.get(target.kind, target.namespace.as_deref(), &target.name)?;
+            let readers = sidecar_readers(&model, target.kind, object);
+            let preconditions = (object.metadata.uid.clone(), object.metadata.resource_version.clone());
+            Some((target, preconditions, readers))
+        })
+        .partition(|(_, _, readers)| readers.is_empty());
+    for (target, (uid, resource_version), _) in unread {
+        let description = format!("delete {target}: replaced for ambient, read by no sidecar");
+        planner.push(8, "delete", description, Change::Delete { target, uid, resource_version }, None);
     }
+    let kept: Vec<String> = kept
+        .into_iter()
+        .map(|(target, _, readers)| format!("{target} (read by the sidecars of {})", summary(&readers)))
+        .collect();
     if kept.is_empty() {
         return Ok(());
     }
