@@ -17,5 +17,5 @@ mod enable;
 mod equivalence;
 mod faults;
 mod plugins;
-mod waypoint;
 mod simulator;
+mod waypoint;

@@ -129,7 +129,9 @@ async fn waypoint_survives_throttling_and_server_errors_and_stops_at_a_conflict(
     let patch = http::Method::PATCH;
     proxy.inject(Fault::new(Action::throttle(1), r"/gateways/waypoint\?").unwrap().method(patch.clone()));
     proxy.inject(Fault::new(Action::status(500), r"/httproutes/reviews\?").unwrap().method(patch.clone()).times(2));
-    proxy.inject(Fault::new(Action::Drop, r"/authorizationpolicies/reviews-viewer-waypoint\?").unwrap().method(patch.clone()));
+    proxy.inject(
+        Fault::new(Action::Drop, r"/authorizationpolicies/reviews-viewer-waypoint\?").unwrap().method(patch.clone()),
+    );
     proxy.inject(
         Fault::new(Action::status(409), r"/authorizationpolicies/ratings-ztunnel-protection\?").unwrap().method(patch),
     );
@@ -214,9 +216,10 @@ async fn a_step_in_place_is_a_no_op_and_a_hand_edit_is_reported_not_overwritten(
     let plan: Value = serde_json::from_slice(&rerun.stdout).unwrap();
     let ids: Vec<&str> = plan["actions"].as_array().unwrap().iter().filter_map(|a| a["id"].as_str()).collect();
     assert!(!ids.contains(&"step5:apply:HTTPRoute/bookinfo/reviews"), "{ids:?}");
-    let reported = plan["stops"].as_array().unwrap().iter().filter_map(|stop| stop["reason"].as_str()).any(|reason| {
-        reason.starts_with("HTTPRoute bookinfo/reviews differs") && reason.contains("not overwritten")
-    });
+    let reported =
+        plan["stops"].as_array().unwrap().iter().filter_map(|stop| stop["reason"].as_str()).any(|reason| {
+            reason.starts_with("HTTPRoute bookinfo/reviews differs") && reason.contains("not overwritten")
+        });
     assert!(reported, "{plan:#}");
     // Asked for alone, the step is refused with the same report.
     let step5 = waypoint(&kubeconfig, state.path(), &["bookinfo", "--yes", "--step", "5"]);
