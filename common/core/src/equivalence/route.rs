@@ -6,10 +6,14 @@
 //! # A VirtualService and an HTTPRoute for one host, seen from a sidecar
 //!
 //! AMBIENT-NOTES leaves open what a sidecar client does between Step 5 (HTTPRoutes created next to
-//! the sidecar-era VirtualServices) and Step 8 (the VirtualServices deleted). Istio 1.27 answers
-//! it in its source (`release-1.27`; the paths below, read at istio/istio commits
-//! `80376b789e02f522ff40a470098a8d1c4504156b` for `push_context.go` and
-//! `8f6bf4c282ad3477cf912631acbe545783f207bc` for `virtualservice.go`):
+//! the sidecar-era VirtualServices) and Step 8 (the VirtualServices deleted). Istio answers it in
+//! its source. Read in istio/istio at
+//! <https://github.com/istio/istio/blob/80376b789e02f522ff40a470098a8d1c4504156b/pilot/pkg/model/push_context.go>
+//! and
+//! <https://github.com/istio/istio/blob/8f6bf4c282ad3477cf912631acbe545783f207bc/pilot/pkg/model/virtualservice.go>
+//! (copies of the 1.2x line; the same functions are on `release-1.27`, where
+//! `PILOT_UNIFIED_SIDECAR_SCOPE` defaults to true), with `pilot/pkg/networking/core/httproute.go`
+//! and `pilot/pkg/config/kube/gateway/conversion.go` of the same line:
 //!
 //! 1. The Gateway API controller turns every HTTPRoute whose parent is a Service into an internal
 //!    VirtualService for the mesh gateway: `hosts: [<svc>.<ns>.svc.<domain>]`, `gateways: [mesh]`,
