@@ -56,7 +56,8 @@ pub struct ChangeArgs {
     /// Do not ask for confirmation (required without a terminal).
     #[arg(short = 'y', long)]
     pub yes: bool,
-    /// Accept a window the plan names (a difference in outcomes no order of actions avoids); repeatable.
+    /// Accept a window the plan names (a difference in outcomes no order of actions avoids), or a
+    /// loss the conversion reports (`unsupported:<Kind>/<ns>/<name>:<field>`); repeatable.
     #[arg(long = "accept", value_name = "ID")]
     pub accept: Vec<String>,
     /// How long to wait for each action's result (a rollout, a resource becoming healthy).

@@ -3,88 +3,29 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-use kube::api::{Api, ApiResource, DynamicObject, ListParams};
-use kube::core::GroupVersionKind;
+use kube::api::{Api, DynamicObject, ListParams};
 use oc_ambient_simulator::SimulatedCluster;
 use serde_json::Value;
 
 use crate::check_live::run_check;
-use crate::support::plugin;
-
-pub(crate) fn enable(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
-    run_plugin("oc-ambient-enable", kubeconfig, state_dir, args)
-}
-
-pub(crate) fn waypoint(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
-    run_plugin("oc-ambient-waypoint", kubeconfig, state_dir, args)
-}
-
-/// A mutating plugin with the test's kubeconfig and its own state directory.
-pub(crate) fn run_plugin(name: &str, kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
-    plugin(name)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--state-dir")
-        .arg(state_dir)
-        .args(["--timeout", "3m"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// A connection as the plugins make it, to read what the engine stored in the cluster.
-pub(crate) async fn connect(kubeconfig: std::path::PathBuf) -> oc_ambient_common::client::Connection {
-    let args = oc_ambient_common::cli::GlobalArgs {
-        kubeconfig: Some(kubeconfig),
-        context: None,
-        namespace: None,
-        output: oc_ambient_common::cli::OutputFormat::Table,
-        color: oc_ambient_common::cli::ColorChoice::Never,
-        verbose: 0,
-        quiet: true,
-        request_timeout: Duration::from_secs(30),
-    };
-    oc_ambient_common::client::connect(&args, &oc_ambient_common::printer::Printer::plain()).await.unwrap()
-}
-
-pub(crate) fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn api(client: &kube::Client, group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk(group, version, kind);
-    Api::all_with(client.clone(), &ApiResource::from_gvk_with_plural(&gvk, plural))
-}
+use crate::support::{accepting_announced_windows, connect, enable, resource_versions, text, waypoint};
 
 /// resourceVersion of every object of the kinds a plan for Step 2 and 3 writes.
 pub(crate) async fn versions(client: &kube::Client) -> BTreeMap<String, String> {
-    let mut found = BTreeMap::new();
-    for (group, version, kind, plural) in [
-        ("sailoperator.io", "v1", "Istio", "istios"),
-        ("sailoperator.io", "v1", "IstioCNI", "istiocnis"),
-        ("sailoperator.io", "v1", "ZTunnel", "ztunnels"),
-        ("", "v1", "Namespace", "namespaces"),
-        ("apps", "v1", "Deployment", "deployments"),
-        ("", "v1", "ConfigMap", "configmaps"),
-    ] {
-        for object in api(client, group, version, kind, plural).list(&ListParams::default()).await.unwrap() {
-            let key = format!(
-                "{kind} {}/{}",
-                object.metadata.namespace.unwrap_or_default(),
-                object.metadata.name.unwrap_or_default()
-            );
-            found.insert(key, object.metadata.resource_version.unwrap_or_default());
-        }
-    }
-    found
+    resource_versions(
+        client,
+        &[
+            ("sailoperator.io", "v1", "Istio", "istios"),
+            ("sailoperator.io", "v1", "IstioCNI", "istiocnis"),
+            ("sailoperator.io", "v1", "ZTunnel", "ztunnels"),
+            ("", "v1", "Namespace", "namespaces"),
+            ("apps", "v1", "Deployment", "deployments"),
+            ("", "v1", "ConfigMap", "configmaps"),
+        ],
+    )
+    .await
 }
 
 // The simulator runs in this process: the plugin runs block one thread, so the simulator needs others.
@@ -158,49 +99,6 @@ async fn enable_walks_steps_2_and_3_and_stops_at_the_waypoint_gate() {
     let entries: Vec<Value> = serde_json::from_str(&journal).unwrap();
     let restarts = entries.iter().filter(|e| e["state"] == "started" && e["change"]["action"] == "restart").count();
     assert!(restarts >= 6, "every bookinfo workload restarted once: {restarts}");
-}
-
-/// Runs `command` with `args` and --yes, accepting every window its plan names (read from a
-/// client-side dry run first), as a user who reviewed them would.
-pub(crate) fn accepting_windows(
-    command: fn(&Path, &Path, &[&str]) -> Output,
-    kubeconfig: &Path,
-    state: &Path,
-    args: &[&str],
-) -> Output {
-    accepting_announced_windows(command, kubeconfig, state, args).0
-}
-
-/// [`accepting_windows`], also returning the requests the accepted windows announced.
-fn accepting_announced_windows(
-    command: fn(&Path, &Path, &[&str]) -> Output,
-    kubeconfig: &Path,
-    state: &Path,
-    args: &[&str],
-) -> (Output, BTreeSet<String>) {
-    let planned = command(kubeconfig, state, &[args, &["--dry-run", "-o", "json"]].concat());
-    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
-    let plan: Value = serde_json::from_slice(&planned.stdout).unwrap();
-    let windows = window_ids(&plan);
-    eprintln!("{args:?}: accepting {} window(s): {windows:?}", windows.len());
-    let mut all = args.to_vec();
-    all.push("--yes");
-    for id in &windows {
-        all.extend(["--accept", id.as_str()]);
-    }
-    let announced = plan["windows"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|window| window["requests"].as_array().cloned().unwrap_or_default())
-        .filter_map(|request| request.as_str().map(str::to_string))
-        .collect();
-    (command(kubeconfig, state, &all), announced)
-}
-
-/// Windows the plan names, from its JSON.
-pub(crate) fn window_ids(plan: &Value) -> Vec<String> {
-    plan["windows"].as_array().into_iter().flatten().filter_map(|w| w["id"].as_str().map(str::to_string)).collect()
 }
 
 /// The cluster as it stood after each action the engine finished: a task that reads the local
@@ -299,15 +197,27 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
     assert!(String::from_utf8_lossy(&enrolled.stderr).contains("oc ambient-waypoint bookinfo"), "{}", text(&enrolled));
 
     // Step 7 with oc-ambient-waypoint, then Step 9 with the windows the plan names accepted.
+    // Step 8 comes with it and keeps what the sidecars still read, naming Step 9.
     let (activated, mut announced) = accepting_announced_windows(waypoint, &kubeconfig, state.path(), &["bookinfo"]);
     assert_eq!(activated.status.code(), Some(0), "{}", text(&activated));
     let (report, code) = run_check(&["-n", "bookinfo", "--step", "7"], Some(&admin));
     assert_eq!(code, Some(0), "{report:#}");
+    let stderr = String::from_utf8_lossy(&activated.stderr);
+    assert!(stderr.contains("sidecars still read") && stderr.contains("next: oc ambient-enable bookinfo"), "{stderr}");
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "8"], Some(&admin));
+    assert_eq!(code, Some(1), "the replaced configuration is still there: {report:#}");
     let (finished, step9_windows) = accepting_announced_windows(enable, &kubeconfig, state.path(), &["bookinfo"]);
     assert_eq!(finished.status.code(), Some(0), "{}", text(&finished));
     announced.extend(step9_windows);
     let (report, code) = run_check(&["-n", "bookinfo", "--step", "9"], Some(&admin));
     assert_eq!(code, Some(0), "{report:#}");
+    let (report, code) = run_check(&["-n", "bookinfo", "--step", "8"], Some(&admin));
+    assert_eq!(code, Some(0), "{report:#}");
+    // Nothing is left for Step 8: a no-op.
+    let cleaned = waypoint(&kubeconfig, state.path(), &["bookinfo", "--step", "8", "--yes", "-o", "json"]);
+    assert_eq!(cleaned.status.code(), Some(0), "{}", text(&cleaned));
+    let plan: Value = serde_json::from_slice(&cleaned.stdout).unwrap();
+    assert_eq!(plan["actions"], serde_json::json!([]), "{plan:#}");
 
     // Acceptance 1: the end is the sidecar era's outcomes, judged against the backup.
     let backup = state.path().join("backup.yaml");

@@ -20,3 +20,4 @@ mod krew;
 mod plugins;
 mod rollback;
 mod simulator;
+mod waypoint;

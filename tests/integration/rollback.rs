@@ -16,9 +16,8 @@ use oc_ambient_simulator::SimulatedCluster;
 use serde_json::{Value, json};
 
 use crate::check_live::run_check;
-use crate::enable::{
-    accepting_windows, connect, enable, replica_sets, run_plugin, text, versions, waypoint, window_ids,
-};
+use crate::enable::{replica_sets, versions};
+use crate::support::{accepting_windows, connect, enable, run_plugin, text, waypoint, window_ids};
 
 fn rollback(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
     run_plugin("oc-ambient-rollback", kubeconfig, state_dir, args)

@@ -3,9 +3,10 @@
 //!
 //! `convert` reads YAML/JSON dumps, or the live cluster when no file is given (the same list
 //! calls as the check), runs the translation engine ([`oc_ambient_common::convert`]) and prints
-//! the generated objects and the report; it never changes the cluster. The live
-//! actions (deploy, activate, clean up) arrive with the change engine; without a subcommand the
-//! plugin connects and says so.
+//! the generated objects and the report; it never changes the cluster. With namespaces, the live
+//! steps (deploy, migrate, activate, clean up: Steps 4, 5, 7 and 8) are planned by the core's
+//! waypoint planner and run through the change engine; with neither, the plugin connects and says
+//! what it needs.
 //!
 //! `-n` is the suite's global namespace flag. For `convert` it may be repeated (`-n a -n b`): the
 //! plugin turns the global flag into an appending one when it builds its command line (see
@@ -27,15 +28,18 @@ mod verify;
 const BINARY: &str = "oc-ambient-waypoint";
 
 /// Deploy waypoints (Step 4), migrate VirtualServices, DestinationRules and AuthorizationPolicies
-/// next to the sidecar-era configuration (Step 5) and activate waypoints (Step 7), each namespace
-/// as far as the guide's gates allow; `convert` previews the translation.
+/// next to the sidecar-era configuration (Step 5), activate waypoints (Step 7) and delete the
+/// replaced configuration no sidecar reads any more (Step 8), each namespace as far as the guide's
+/// gates allow; `convert` previews the translation.
 ///
 /// Nothing changes without a plan shown first and consent (a prompt on a terminal, or --yes).
+/// A conversion that is not faithful is refused with the report; each loss has an id
+/// (unsupported:<Kind>/<ns>/<name>:<field>) that --accept takes to migrate without it.
 /// Exit codes: 0 done (or stopped at a gate, printed with the next command), 1 refused (a gate,
 /// an unfaithful conversion, a window not accepted, no consent), 2 could not finish.
 ///
 /// Examples:
-///   oc ambient-waypoint bookinfo --dry-run        # the plan for Steps 4, 5 and 7
+///   oc ambient-waypoint bookinfo --dry-run        # the plan for Steps 4, 5, 7 and 8
 ///   oc ambient-waypoint bookinfo --yes            # deploy and migrate; activate once enrolled
 ///   oc ambient-waypoint convert -n bookinfo --verify
 #[derive(Debug, Parser)]
@@ -55,7 +59,7 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "PHASE")]
     pub until: Option<UntilPhase>,
     /// Run only this step of the guide.
-    #[arg(long, value_name = "N", value_parser = ["4", "5", "7"])]
+    #[arg(long, value_name = "N", value_parser = ["4", "5", "7", "8"])]
     pub step: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -129,6 +133,7 @@ pub enum UntilPhase {
     Deployed,
     PoliciesMigrated,
     Active,
+    Cleaned,
 }
 
 pub async fn run(cli: Cli) -> Result<Exit, Error> {
@@ -139,7 +144,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
     }
 }
 
-/// Steps 4, 5 and 7 for the named namespaces, through the change engine.
+/// Steps 4, 5, 7 and 8 for the named namespaces, through the change engine.
 async fn run_steps(cli: &Cli) -> Result<Exit, Error> {
     let printer = Printer::new(&cli.global);
     let connection = oc_ambient_common::client::connect(&cli.global, &printer).await?;
@@ -152,12 +157,14 @@ async fn run_steps(cli: &Cli) -> Result<Exit, Error> {
     let intent = WaypointIntent {
         namespaces: cli.targets.clone(),
         name: cli.name.clone(),
-        until: match cli.until.unwrap_or(UntilPhase::Active) {
+        until: match cli.until.unwrap_or(UntilPhase::Cleaned) {
             UntilPhase::Deployed => WaypointUntil::Deployed,
             UntilPhase::PoliciesMigrated => WaypointUntil::PoliciesMigrated,
             UntilPhase::Active => WaypointUntil::Active,
+            UntilPhase::Cleaned => WaypointUntil::Cleaned,
         },
         only_step: cli.step.as_deref().and_then(|step| step.parse().ok()),
+        accepted: cli.change.accept.clone(),
     };
     let plan = plan_waypoint(&snapshot, &intent)?;
     let options = cli.change.options(cli.global.output, &connection.server);

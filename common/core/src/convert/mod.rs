@@ -59,6 +59,17 @@ pub struct Unsupported {
     /// Path of the field in the source object, e.g. `spec.http[0].retries`.
     pub field: String,
     pub reason: String,
+    /// Stable name of this loss, `unsupported:<Kind>/<namespace>/<name>:<field>`: what
+    /// `oc ambient-waypoint --accept` names to migrate without it.
+    pub id: String,
+}
+
+impl Unsupported {
+    fn new(object: &ObjectRef, field: String, reason: String) -> Self {
+        let namespace = object.namespace.as_deref().map(|ns| format!("{ns}/")).unwrap_or_default();
+        let id = format!("unsupported:{}/{namespace}{}:{field}", object.kind, object.name);
+        Unsupported { object: object.clone(), field, reason, id }
+    }
 }
 
 /// Something the user must know although the conversion is faithful.
@@ -157,7 +168,7 @@ impl Conversion {
     pub fn report_text(&self) -> String {
         let mut lines = Vec::new();
         for entry in &self.unsupported {
-            lines.push(format!("unsupported: {} {}: {}", entry.object, entry.field, entry.reason));
+            lines.push(format!("unsupported: {} {}: {} [{}]", entry.object, entry.field, entry.reason, entry.id));
         }
         for warning in &self.warnings {
             lines.push(format!("warning: {}: {}", warning.object, warning.message));
@@ -188,7 +199,7 @@ pub(crate) struct Report {
 
 impl Report {
     pub(crate) fn unsupported(&mut self, object: &ObjectRef, field: impl Into<String>, reason: impl Into<String>) {
-        let entry = Unsupported { object: object.clone(), field: field.into(), reason: reason.into() };
+        let entry = Unsupported::new(object, field.into(), reason.into());
         if !self.unsupported.contains(&entry) {
             self.unsupported.push(entry);
         }

@@ -130,8 +130,10 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
         out.add(version, report);
     }
     let unreplaced = hosts_routed_by_unreplaced(mesh, &routed.replaced);
+    let inert = inert_subset_rules(mesh, &used_rules);
     result.replaced = used_rules
         .into_iter()
+        .chain(inert)
         .filter(|rule| all_users_replaced(mesh, rule, &unreplaced))
         .map(|rule| ResourceRef::new(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name))
         .collect();
@@ -185,6 +187,30 @@ fn report_policy(rule: &ObjectRef, field: &str, policy: &Value, applies_to: &str
             ),
         );
     }
+}
+
+/// DestinationRules of converted namespaces that no converted route uses and that hold nothing
+/// but subsets (no traffic policy, no other field): without a route to their subsets they change
+/// nothing in either mode, so they are replaced too (the Step 8 checkpoint counts every subset
+/// rule as a leftover). A rule whose subsets an unconverted route uses is kept by
+/// [`all_users_replaced`].
+fn inert_subset_rules(mesh: &Mesh, used: &[ObjectRef]) -> Vec<ObjectRef> {
+    let in_converted_namespace =
+        |rule: &&DynamicObject| rule.metadata.namespace.as_deref().is_some_and(|ns| mesh.in_scope(ns));
+    mesh.snapshot
+        .all(Kind::DestinationRule)
+        .iter()
+        .filter(in_converted_namespace)
+        .filter(|rule| {
+            let Ok(rule_spec) = spec::<DestinationRuleSpec>(rule) else { return false };
+            !rule_spec.subsets.is_empty()
+                && rule_spec.traffic_policy.is_none()
+                && rule_spec.extra.is_empty()
+                && rule_spec.subsets.iter().all(|subset| subset.traffic_policy.is_none())
+        })
+        .map(ObjectRef::of)
+        .filter(|rule| !used.contains(rule))
+        .collect()
 }
 
 /// The hosts, as (service, namespace), to whose subsets a VirtualService that was not replaced
@@ -308,5 +334,42 @@ spec:
   subsets: [{name: v1, labels: {app: other}}, {name: v3, labels: {version: v3}}]");
         assert_eq!(conversion.unsupported[0].field, "spec.subsets[0].labels");
         assert_eq!(services(&conversion).len(), 1);
+    }
+
+    #[test]
+    fn a_rule_of_unused_subsets_alone_is_replaced_and_one_with_a_policy_or_an_unconverted_user_is_not() {
+        let rules = "
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec: {host: reviews, subsets: [{name: v1, labels: {version: v1}}, {name: v3, labels: {version: v3}}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: details, namespace: shop}
+spec: {host: details, subsets: [{name: v1, labels: {version: v1}}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings, namespace: shop}
+spec: {host: ratings, trafficPolicy: {loadBalancer: {simple: RANDOM}}, subsets: [{name: v1, labels: {version: v1}}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: orders, namespace: shop}
+spec: {host: orders, subsets: [{name: v1, labels: {version: v1}}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: orders, namespace: front}
+spec: {hosts: [orders.shop.svc.cluster.local], http: [{route: [{destination: {host: orders.shop.svc.cluster.local, subset: v1}}]}]}
+";
+        let options = ConvertOptions { namespaces: vec!["shop".into()], ..ConvertOptions::default() };
+        let conversion = convert(&snapshot_of(&format!("{INPUT}---\n{rules}")), &options);
+        let replaced: Vec<String> = conversion.replaces.iter().map(|r| r.name.clone()).collect();
+        assert!(replaced.contains(&"details".to_string()), "{replaced:?}");
+        assert!(replaced.contains(&"reviews".to_string()), "{replaced:?}");
+        assert!(!replaced.contains(&"ratings".to_string()), "its traffic policy still applies: {replaced:?}");
+        assert!(!replaced.contains(&"orders".to_string()), "front's route still uses it: {replaced:?}");
     }
 }

@@ -176,7 +176,7 @@ impl Topology {
                     }
                     None => {
                         let routing = match client.mode {
-                            Mode::Sidecar => self.route_by_virtual_services(&client, service, target.port, http),
+                            Mode::Sidecar => self.route_for_sidecar(&client, service, target.port, http),
                             _ => self.route_by_selector(service, target.port, "the Service's endpoints".into()),
                         };
                         push_routing(&mut steps, &routing);

@@ -32,9 +32,11 @@
 //! Sidecar clients, other ingress traffic, clients outside the mesh and every pod-address request
 //! skip it. The waypoint routes by the HTTPRoutes whose parent is the Service (Gateway API
 //! precedence: exact path, longest prefix, method, most headers, then oldest route and rule
-//! order). Without a waypoint, a sidecar client routes by the VirtualService for the host (first
-//! matching rule; subsets through DestinationRules); everyone else reaches the Service's
-//! endpoints. An ingress gateway's own routes (which pick the Service) do not change in a
+//! order). Without a waypoint, a sidecar client routes by the first route table istiod gives it
+//! for the host: a VirtualService (first matching rule; subsets through DestinationRules) or the
+//! HTTPRoutes attached to the Service, which Istio 1.27 applies to sidecars too. Which one comes
+//! first (the HTTPRoute of the client's own namespace, else the older) is read from Istio's
+//! source; [`route`] cites it. Everyone else reaches the Service's endpoints. An ingress gateway's own routes (which pick the Service) do not change in a
 //! migration and are not modelled: a gateway request is the one it sends to the Service.
 //!
 //! **Enforcement.** At the waypoint, the policies attached with `targetRefs` to the Service or to
@@ -70,9 +72,12 @@
 //! # What the model says about sequencing
 //!
 //! Replaying the guide on bookinfo (see the tests) shows three facts the mutating commands must
-//! respect. Clean-up (Step 8) while sidecars remain reroutes and loosens: sidecar clients skip the
-//! waypoint, so they lose the VirtualService and the selector policies; it belongs with the sidecar
-//! removal (Step 9). `istio.io/ingress-use-waypoint` while the destination keeps its sidecar makes
+//! respect. Clean-up (Step 8) while sidecars remain loosens: sidecar clients skip the waypoint, so
+//! they lose the selector policies their destination's sidecar enforced (their routes survive in
+//! the HTTPRoutes, which sidecars read too); it belongs with the sidecar removal (Step 9). Creating
+//! an HTTPRoute next to a VirtualService (Step 5) changes which table routes the sidecar clients
+//! of the route's namespace, so it must route exactly as the VirtualService does from the moment
+//! it exists: the version Services it names come first. `istio.io/ingress-use-waypoint` while the destination keeps its sidecar makes
 //! the sidecar see the waypoint's identity, which sidecar-era policies do not admit. A bypass
 //! protection that exempts sidecar-era callers is right while they have sidecars, and once they are
 //! ambient lets them reach pods directly with requests the waypoint would refuse: it has to be

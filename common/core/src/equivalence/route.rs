@@ -1,15 +1,58 @@
-//! Which workloads serve a request addressed to a Service: by the client sidecar's
-//! VirtualServices (first matching rule), by the waypoint's HTTPRoutes (Gateway API precedence),
-//! or, for every other client, by the Service's selector alone.
+//! Which workloads serve a request addressed to a Service: by the route table istiod gives the
+//! client's sidecar (a VirtualService, or the HTTPRoutes whose parent is the Service), by the
+//! waypoint's HTTPRoutes (Gateway API precedence), or, for every other client, by the Service's
+//! selector alone.
+//!
+//! # A VirtualService and an HTTPRoute for one host, seen from a sidecar
+//!
+//! AMBIENT-NOTES leaves open what a sidecar client does between Step 5 (HTTPRoutes created next to
+//! the sidecar-era VirtualServices) and Step 8 (the VirtualServices deleted). Istio answers it in
+//! its source. Read in istio/istio at
+//! <https://github.com/istio/istio/blob/80376b789e02f522ff40a470098a8d1c4504156b/pilot/pkg/model/push_context.go>
+//! and
+//! <https://github.com/istio/istio/blob/8f6bf4c282ad3477cf912631acbe545783f207bc/pilot/pkg/model/virtualservice.go>
+//! (copies of the 1.2x line; the same functions are on `release-1.27`, where
+//! `PILOT_UNIFIED_SIDECAR_SCOPE` defaults to true), with `pilot/pkg/networking/core/httproute.go`
+//! and `pilot/pkg/config/kube/gateway/conversion.go` of the same line:
+//!
+//! 1. The Gateway API controller turns every HTTPRoute whose parent is a Service into an internal
+//!    VirtualService for the mesh gateway: `hosts: [<svc>.<ns>.svc.<domain>]`, `gateways: [mesh]`,
+//!    the route's namespace and creation time, no `exportTo` (so public), annotated
+//!    `internal.istio.io/route-semantics: gateway`; the routes of one namespace for one
+//!    host are merged into it, sorted by Gateway API precedence
+//!    (`pilot/pkg/config/kube/gateway/conversion.go`, `convertHTTPRoute`/`routeMeta`).
+//! 2. `initVirtualServices` indexes all VirtualServices, user and generated alike, sorted by
+//!    creation time, then name, then namespace (`mergeVirtualServicesIfNeeded` →
+//!    `sortConfigByCreationTime`), into private (`exportTo: .`), exported-to-namespace and public
+//!    lists (`pilot/pkg/model/push_context.go`).
+//! 3. A sidecar's scope selects them in the order private to its namespace, exported to its
+//!    namespace, then public; within each list, with `PILOT_UNIFIED_SIDECAR_SCOPE` (default
+//!    true), gateway-semantics ones in the client's own namespace first, the "consumer override"
+//!    (`SelectVirtualServices` in `pilot/pkg/model/virtualservice.go`;
+//!    `VirtualServicesForGateway` in `push_context.go` orders the same way).
+//! 4. The sidecar's outbound route configuration builds one virtual host per host and port from
+//!    the first VirtualService in that order and drops every later one for the same host as a
+//!    duplicate (`buildSidecarOutboundVirtualHosts`, `vhosts.InsertContains(name)` → "duplicate
+//!    domain from virtual service", `pilot/pkg/networking/core/httproute.go`). Nothing is merged.
+//!
+//! So, for one host: a sidecar client in the **HTTPRoute's namespace** is routed by the HTTPRoutes
+//! and the public VirtualService is ignored (unless that VirtualService is private to, or exported
+//! by name to, the client's namespace); a sidecar client in **any other namespace** is routed by
+//! whichever is older, which for the migration is the sidecar-era VirtualService. The Step 5 plan
+//! therefore changes the routing of the sidecar clients in the migrated namespace the moment an
+//! HTTPRoute exists: it is shaped so that this changes no outcome (the translator emits only
+//! HTTPRoutes whose rule order Gateway API keeps, and the version Services they route to come
+//! before them in the plan), and the gate replays exactly this model on every intermediate state.
+//! [`Topology::sidecar_route_table`] is that selection.
 
 use std::collections::BTreeMap;
 
-use crate::mesh::gateway_api::{HttpRouteMatch, MatchOrder, NamedMatch, path_prefix_matches};
-use crate::mesh::networking::{HttpMatchRequest, StringMatch, service_of_host};
+use crate::mesh::gateway_api::{HttpRouteMatch, HttpRouteSpec, MatchOrder, NamedMatch, path_prefix_matches};
+use crate::mesh::networking::{HttpMatchRequest, StringMatch, VirtualServiceSpec, service_of_host};
 use crate::mesh::selector_matches;
 
 use super::evaluate::HttpRequest;
-use super::topology::{Service, Topology, Workload};
+use super::topology::{Named, Service, Topology, Workload};
 
 /// Where the routing layer sends a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +63,74 @@ pub enum Routing<'a> {
     Answered { how: String },
     /// No backend: no rule matched (404), an unknown host or subset (503), no endpoints.
     Unrouted { why: String },
+}
+
+/// What a sidecar routes a host by (see [`Topology::sidecar_route_table`]).
+#[derive(Debug, Clone)]
+pub enum RouteTable<'a> {
+    VirtualService(&'a Named<VirtualServiceSpec>),
+    /// The HTTPRoutes of one namespace attached to the Service, oldest first.
+    HttpRoutes {
+        namespace: &'a str,
+        routes: Vec<&'a Named<HttpRouteSpec>>,
+    },
+}
+
+/// Which of istiod's VirtualService lists a VirtualService is in, for one client namespace, in
+/// the order a sidecar's scope reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Tier {
+    /// `exportTo: .` (or the own namespace by name), in the client's namespace.
+    Private,
+    /// `exportTo` names the client's namespace.
+    Exported,
+    /// No `exportTo` (the mesh default `*`) or `*`.
+    Public,
+}
+
+/// A route table's place in a sidecar's selection: tier, then the consumer override, then age,
+/// name and namespace, as istiod sorts them. An object not on the cluster yet (no creation time,
+/// in a simulated state) is the newest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct SidecarOrder {
+    tier: Tier,
+    not_consumer_override: bool,
+    not_created_yet: bool,
+    created: String,
+    name: String,
+    namespace: String,
+}
+
+impl SidecarOrder {
+    fn new(tier: Tier, not_consumer_override: bool, created: &str, name: &str, namespace: &str) -> Self {
+        SidecarOrder {
+            tier,
+            not_consumer_override,
+            not_created_yet: created.is_empty(),
+            created: created.into(),
+            name: name.into(),
+            namespace: namespace.into(),
+        }
+    }
+}
+
+/// The tier of a VirtualService of `namespace` with `export_to` for a client in `client`; None
+/// when the client cannot see it (`~`, or exported elsewhere).
+fn visibility(export_to: &[String], namespace: &str, client: &str) -> Option<Tier> {
+    if export_to.is_empty() || export_to.iter().any(|to| to == "*") {
+        return Some(Tier::Public);
+    }
+    if export_to.iter().any(|to| to == "~") {
+        return None;
+    }
+    let private = export_to.iter().any(|to| to == "." || to == namespace);
+    if private && namespace == client {
+        Some(Tier::Private)
+    } else if export_to.iter().any(|to| to == client) {
+        Some(Tier::Exported)
+    } else {
+        None
+    }
 }
 
 impl Topology {
@@ -34,36 +145,72 @@ impl Topology {
         Routing::Backends { workloads, how }
     }
 
-    /// A sidecar client: the VirtualService for the host visible to the client, first matching
-    /// HTTP rule, subsets resolved through DestinationRules. TCP requests are not routed by the
-    /// model (`tcp` routes are rare in VirtualServices that are migrated; they go to the Service).
-    pub fn route_by_virtual_services<'a>(
+    /// The route table istiod gives `client`'s sidecar for `service` (see the module docs): the
+    /// first, in Istio's order, of the VirtualServices for the host visible to the client and the
+    /// HTTPRoutes attached to the Service (grouped by namespace, as istiod merges them into one
+    /// internal VirtualService per namespace). None: the sidecar uses the Service's endpoints.
+    pub fn sidecar_route_table<'a>(
+        &'a self,
+        client: &Workload,
+        service: &Service,
+        port: u32,
+    ) -> Option<RouteTable<'a>> {
+        let mut tables: Vec<(SidecarOrder, RouteTable<'a>)> = Vec::new();
+        for vs in self.virtual_services.iter().filter(|vs| !vs.spec.is_gateway_only()) {
+            let for_host = vs.spec.hosts.iter().any(|host| {
+                service_of_host(host, &vs.namespace) == Some((service.name.as_str(), service.namespace.as_str()))
+            });
+            let Some(tier) = visibility(&vs.spec.export_to, &vs.namespace, &client.namespace) else { continue };
+            if for_host {
+                let order = SidecarOrder::new(tier, true, &vs.created, &vs.name, &vs.namespace);
+                tables.push((order, RouteTable::VirtualService(vs)));
+            }
+        }
+        let mut by_namespace: BTreeMap<&str, Vec<&'a Named<HttpRouteSpec>>> = BTreeMap::new();
+        for route in self.attached_routes(service, port) {
+            by_namespace.entry(route.namespace.as_str()).or_default().push(route);
+        }
+        for (namespace, routes) in by_namespace {
+            // `http_routes` is sorted oldest first: the merged VirtualService is the oldest route's.
+            let oldest = routes[0];
+            let consumer_override = namespace == client.namespace;
+            let order = SidecarOrder::new(Tier::Public, !consumer_override, &oldest.created, &oldest.name, namespace);
+            tables.push((order, RouteTable::HttpRoutes { namespace, routes }));
+        }
+        tables.into_iter().min_by(|(a, _), (b, _)| a.cmp(b)).map(|(_, table)| table)
+    }
+
+    /// A sidecar client: its route table for the host ([`Self::sidecar_route_table`]). A
+    /// VirtualService routes by its first matching HTTP rule, subsets resolved through
+    /// DestinationRules; HTTPRoutes by Gateway API precedence, as at a waypoint. TCP requests are
+    /// not routed by the model (`tcp` routes are rare in VirtualServices that are migrated; they
+    /// go to the Service).
+    pub fn route_for_sidecar<'a>(
         &'a self,
         client: &Workload,
         service: &'a Service,
         port: u32,
         http: Option<&HttpRequest>,
     ) -> Routing<'a> {
-        let visible = |export_to: &[String], namespace: &str| {
-            export_to.is_empty()
-                || export_to
-                    .iter()
-                    .any(|to| to == "*" || to == &client.namespace || (to == "." && namespace == client.namespace))
-        };
-        let mut candidates: Vec<_> = self
-            .virtual_services
-            .iter()
-            .filter(|vs| !vs.spec.is_gateway_only() && visible(&vs.spec.export_to, &vs.namespace))
-            .filter(|vs| {
-                vs.spec.hosts.iter().any(|host| {
-                    service_of_host(host, &vs.namespace) == Some((service.name.as_str(), service.namespace.as_str()))
-                })
-            })
-            .collect();
-        // Istio prefers the client's own namespace, then the oldest object.
-        candidates.sort_by_key(|vs| (vs.namespace != client.namespace, vs.created.clone(), vs.key()));
-        let (Some(virtual_service), Some(http)) = (candidates.first(), http) else {
-            return self.route_by_selector(service, port, "no VirtualService: the Service's endpoints".into());
+        match self.sidecar_route_table(client, service, port) {
+            None => self.route_by_selector(service, port, "no VirtualService: the Service's endpoints".into()),
+            Some(RouteTable::HttpRoutes { routes, .. }) => self.route_by_http_routes(&routes, service, port, http),
+            Some(RouteTable::VirtualService(virtual_service)) => {
+                self.route_by_virtual_service(virtual_service, client, service, port, http)
+            }
+        }
+    }
+
+    fn route_by_virtual_service<'a>(
+        &'a self,
+        virtual_service: &Named<VirtualServiceSpec>,
+        client: &Workload,
+        service: &'a Service,
+        port: u32,
+        http: Option<&HttpRequest>,
+    ) -> Routing<'a> {
+        let Some(http) = http else {
+            return self.route_by_selector(service, port, "TCP: the Service's endpoints".into());
         };
         if virtual_service.spec.http.is_empty() {
             return self.route_by_selector(
@@ -128,22 +275,34 @@ impl Topology {
         rules.iter().find_map(|dr| dr.spec.subsets.iter().find(|s| s.name == subset).map(|s| s.labels.clone()))
     }
 
-    /// A waypoint: the HTTPRoutes whose parent is the Service; across all their rules the match
-    /// first in Gateway API precedence ([`MatchOrder`]) among those the request satisfies decides.
-    /// With no route, the Service's endpoints.
+    /// A waypoint: the HTTPRoutes whose parent is the Service, all namespaces together.
     pub fn route_at_waypoint<'a>(&'a self, service: &'a Service, port: u32, http: Option<&HttpRequest>) -> Routing<'a> {
-        let attached: Vec<_> = self
-            .http_routes
-            .iter()
-            .filter(|route| {
-                route.spec.parent_refs.iter().any(|parent| {
-                    parent.is_service()
-                        && parent.name == service.name
-                        && parent.namespace.as_deref().unwrap_or(&route.namespace) == service.namespace
-                        && parent.port.is_none_or(|parent_port| parent_port == port)
-                })
+        let attached: Vec<_> = self.attached_routes(service, port).collect();
+        self.route_by_http_routes(&attached, service, port, http)
+    }
+
+    /// The HTTPRoutes whose parent is `service` and applies on `port`, oldest first.
+    fn attached_routes<'a>(&'a self, service: &Service, port: u32) -> impl Iterator<Item = &'a Named<HttpRouteSpec>> {
+        let (name, namespace) = (service.name.clone(), service.namespace.clone());
+        self.http_routes.iter().filter(move |route| {
+            route.spec.parent_refs.iter().any(|parent| {
+                parent.is_service()
+                    && parent.name == name
+                    && parent.namespace.as_deref().unwrap_or(&route.namespace) == namespace
+                    && parent.port.is_none_or(|parent_port| parent_port == port)
             })
-            .collect();
+        })
+    }
+
+    /// Across all rules of `attached`, the match first in Gateway API precedence ([`MatchOrder`])
+    /// among those the request satisfies decides. With no route, or TCP, the Service's endpoints.
+    fn route_by_http_routes<'a>(
+        &'a self,
+        attached: &[&'a Named<HttpRouteSpec>],
+        service: &'a Service,
+        port: u32,
+        http: Option<&HttpRequest>,
+    ) -> Routing<'a> {
         let (false, Some(http)) = (attached.is_empty(), http) else {
             return self.route_by_selector(service, port, "no HTTPRoute: the Service's endpoints".into());
         };
@@ -361,22 +520,26 @@ spec:
         }
     }
 
+    /// MESH without its HTTPRoutes: the sidecar-era configuration.
+    fn sidecar_era() -> Topology {
+        let documents: Vec<&str> =
+            MESH.split("\n---\n").filter(|document| !document.contains("kind: HTTPRoute")).collect();
+        let snapshot =
+            Snapshot::from_objects(parse_documents(std::path::Path::new("t"), &documents.join("\n---\n")).unwrap());
+        Topology::from_snapshot(&snapshot)
+    }
+
     #[test]
     fn virtual_services_route_by_first_matching_rule() {
-        let topology = topology();
+        let topology = sidecar_era();
         let client = topology.workload("ns/web-v1").unwrap().clone();
         let web = topology.service("ns", "web").unwrap();
-        let route =
-            |method, path| served(&topology.route_by_virtual_services(&client, web, 80, Some(&get(method, path))));
+        let route = |method, path| served(&topology.route_for_sidecar(&client, web, 80, Some(&get(method, path))));
         assert_eq!(route("POST", "/api/v12"), vec!["web-v2"], "full regex match and method");
         assert_eq!(route("POST", "/api/v12/x"), vec!["web-v1"], "a regex matches the whole path");
         assert!(route("GET", "/missing")[0].contains("subset v9 of ns/web is not defined (503)"));
         assert!(route("GET", "/moved")[0].starts_with("answered"));
-        assert_eq!(
-            served(&topology.route_by_virtual_services(&client, web, 80, None)),
-            vec!["web-v1", "web-v2"],
-            "TCP"
-        );
+        assert_eq!(served(&topology.route_for_sidecar(&client, web, 80, None)), vec!["web-v1", "web-v2"], "TCP");
     }
 
     #[test]
@@ -389,5 +552,97 @@ spec:
         assert!(route("/elsewhere")[0].contains("no HTTPRoute rule for ns/web matches (404)"));
         let direct = topology.service("ns", "web-v2").unwrap();
         assert_eq!(served(&topology.route_at_waypoint(direct, 80, Some(&get("GET", "/")))), vec!["web-v2"]);
+    }
+
+    /// A client of `namespace` (a sidecar pod of a Deployment there) added to `objects`.
+    fn with_client(objects: &str, namespace: &str) -> Topology {
+        let client = format!(
+            "
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {namespace}, labels: {{istio-injection: enabled}}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: sleep, namespace: {namespace}}}
+spec: {{selector: {{matchLabels: {{app: sleep}}}}, template: {{metadata: {{labels: {{app: sleep}}}}, spec: {{containers: [{{name: s}}]}}}}}}
+"
+        );
+        let text = format!("{objects}{}", if namespace == "ns" { String::new() } else { client });
+        Topology::from_snapshot(&Snapshot::from_objects(parse_documents(std::path::Path::new("t"), &text).unwrap()))
+    }
+
+    /// The VirtualService of MESH (routes `/` to subset v1), created at `created`, exported to
+    /// `export_to`, and one HTTPRoute in `route_namespace` sending `/` to web-v2, created later.
+    fn coexisting(created: &str, export_to: &str, route_namespace: &str) -> String {
+        format!(
+            "{}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: web, namespace: ns, creationTimestamp: '{created}'}}
+spec:
+  hosts: [web.ns.svc.cluster.local]
+  exportTo: {export_to}
+  http: [{{route: [{{destination: {{host: web, subset: v1}}}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: {route_namespace}, creationTimestamp: '2025-06-01T00:00:00Z'}}
+spec:
+  parentRefs: [{{kind: Service, group: '', name: web, namespace: ns}}]
+  rules: [{{backendRefs: [{{name: web-v2, namespace: ns, port: 80}}]}}]
+",
+            MESH.split("\n---\n")
+                .filter(|document| !document.contains("kind: HTTPRoute") && !document.contains("kind: VirtualService"))
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        )
+    }
+
+    /// Who serves `GET /` on `web` for the sidecar client `client` (`ns/web-v1` or `NS/sleep`).
+    fn sidecar_route(topology: &Topology, client: &str) -> Vec<String> {
+        let client = topology.workload(client).unwrap().clone();
+        let web = topology.service("ns", "web").unwrap();
+        served(&topology.route_for_sidecar(&client, web, 80, Some(&get("GET", "/"))))
+    }
+
+    /// Istio 1.27 (see the module docs): a sidecar in the HTTPRoute's namespace takes the
+    /// HTTPRoute (consumer override) unless the VirtualService is private to it or exported to it
+    /// by name; elsewhere the older of the two wins.
+    #[test]
+    fn a_sidecar_takes_the_first_route_table_in_istios_order() {
+        let old = "2025-01-01T00:00:00Z";
+        let new = "2025-12-01T00:00:00Z";
+        // Producer namespace: the HTTPRoute wins over an older public VirtualService.
+        let topology = with_client(&coexisting(old, "['*']", "ns"), "ns");
+        assert_eq!(sidecar_route(&topology, "ns/web-v1"), ["web-v2"]);
+        // ... but not over one private to the namespace.
+        let topology = with_client(&coexisting(old, "['.']", "ns"), "ns");
+        assert_eq!(sidecar_route(&topology, "ns/web-v1"), ["web-v1"]);
+        // Another namespace: the older wins, whichever it is.
+        let topology = with_client(&coexisting(old, "['*']", "ns"), "other");
+        assert_eq!(sidecar_route(&topology, "other/sleep"), ["web-v1"]);
+        let topology = with_client(&coexisting(new, "['*']", "ns"), "other");
+        assert_eq!(sidecar_route(&topology, "other/sleep"), ["web-v2"]);
+        // Exported to the client's namespace by name: ahead of every public table.
+        let topology = with_client(&coexisting(new, "[other]", "ns"), "other");
+        assert_eq!(sidecar_route(&topology, "other/sleep"), ["web-v1"]);
+        // A consumer route in the client's own namespace overrides the producer's VirtualService.
+        let topology = with_client(&coexisting(old, "['*']", "other"), "other");
+        assert_eq!(sidecar_route(&topology, "other/sleep"), ["web-v2"]);
+        // Not visible (exported elsewhere): the HTTPRoute is all the client has.
+        let topology = with_client(&coexisting(old, "[elsewhere]", "ns"), "other");
+        assert_eq!(sidecar_route(&topology, "other/sleep"), ["web-v2"]);
+    }
+
+    /// A route not on the cluster yet (a simulated state has no creation time) is the newest.
+    #[test]
+    fn a_route_without_a_creation_time_is_newer_than_every_virtual_service() {
+        let text = coexisting("2025-01-01T00:00:00Z", "['*']", "ns")
+            .replace(", creationTimestamp: '2025-06-01T00:00:00Z'", "");
+        let topology = with_client(&text, "other");
+        assert_eq!(sidecar_route(&topology, "other/sleep"), ["web-v1"]);
     }
 }

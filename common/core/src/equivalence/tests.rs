@@ -340,17 +340,32 @@ fn bookinfo_keeps_every_outcome_through_the_migration() {
 
 #[test]
 fn the_guides_literal_order_cleans_up_while_sidecars_still_route() {
-    // Step 8 before Step 9: sidecar clients skip the waypoint, so deleting the VirtualService and
-    // the selector policies leaves them unrouted and unchecked.
-    let input = Snapshot::from_objects(sidecar_era());
+    // Step 8 before Step 9: sidecar clients skip the waypoint, so deleting the selector policies
+    // leaves them unchecked. Their routes survive: Istio gives sidecars the HTTPRoutes attached to
+    // the Service once no VirtualService is older (in the route's namespace, even before; see
+    // `route`), here for a client in the namespace and one from another namespace alike.
+    let mut objects = sidecar_era();
+    objects.extend(yaml(LEGACY_CLIENT));
+    let input = Snapshot::from_objects(objects);
     let mut step8 = hand_conversion(Protection::DuringMigration);
     step8.removed = replaced();
     step8.added.retain(|object| !step8.removed.iter().any(|reference| is(object, reference)));
-    let verification =
-        verify(&state(false, false, true).apply(&input), &state(true, true, true).apply(&on(&step8, &input)), None);
-    assert!(
-        find(&verification, Class::Rerouted, "bookinfo/productpage-v1 -> svc bookinfo/reviews:9080 GET /").is_some()
-    );
+    let after = state(true, true, true).apply(&on(&step8, &input));
+    let verification = verify(&state(false, false, true).apply(&input), &after, None);
+    for client in [PRODUCTPAGE, "legacy/sleep"] {
+        let request = Request {
+            source: client.into(),
+            destination: Target { address: SVC, namespace: NS.into(), name: "reviews".into(), port: 9080 },
+            http: Some(HttpRequest { method: "GET".into(), path: "/".into(), headers: BTreeMap::new() }),
+        };
+        let routed = Topology::from_snapshot(&after).evaluate(&request).explanation;
+        assert!(routed.contains("HTTPRoute bookinfo/reviews"), "{routed}");
+        assert!(
+            find(&verification, Class::Rerouted, &request.to_string()).is_none(),
+            "{:#?}",
+            unexpected(&verification)
+        );
+    }
     let loosened =
         find(&verification, Class::Loosened, "bookinfo/productpage-v1 -> svc bookinfo/reviews:9080 DELETE /");
     assert!(loosened.is_some_and(|d| !d.expected), "{:#?}", unexpected(&verification));
@@ -463,9 +478,11 @@ fn step7_sidecar_clients_skip_the_waypoint_and_ingress_goes_through_it() {
         destination: Target { address: SVC, namespace: NS.into(), name: name.into(), port: 9080 },
         http: Some(HttpRequest { method: "GET".into(), path: "/".into(), headers: BTreeMap::new() }),
     };
+    // The sidecar routes by the HTTPRoute of its own namespace, not the older VirtualService: the
+    // "consumer override" of Istio 1.27 (see `route`).
     let sidecar_client = topology.evaluate(&request(PRODUCTPAGE, "reviews")).explanation;
     assert!(
-        sidecar_client.contains("VirtualService bookinfo/reviews") && !sidecar_client.contains("via waypoint"),
+        sidecar_client.contains("HTTPRoute bookinfo/reviews") && !sidecar_client.contains("via waypoint"),
         "{sidecar_client}"
     );
     let ingress = topology.evaluate(&request(GW, "productpage")).explanation;

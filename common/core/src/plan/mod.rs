@@ -157,8 +157,12 @@ pub enum PlanError {
     NoIstio,
     #[error("step {step} is not one this command performs (it performs steps 2, 3, 6 and 9)")]
     StepNotApplicable { step: u8 },
-    /// The translator could not convert the namespace faithfully; nothing is planned for it.
-    #[error("{namespace} cannot be converted faithfully, so its policies and routes are not migrated: {}", unsupported.join("; "))]
+    /// The translator could not convert the namespace faithfully and the losses were not
+    /// accepted; nothing is planned for it. Each entry ends with the id `--accept` takes.
+    #[error(
+        "{namespace} cannot be converted faithfully, so its policies and routes are not migrated: {}; to migrate without these, accept each by its id (--accept ID)",
+        unsupported.join("; ")
+    )]
     Unfaithful { namespace: String, unsupported: Vec<String> },
     /// A gate refused the plan: an intermediate state breaks a sequencing rule of the guide.
     #[error("plan refused by {rule} after {after}: {reason}{}", requests_suffix(requests))]

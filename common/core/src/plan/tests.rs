@@ -21,7 +21,7 @@ pub(super) fn object(value: Value) -> DynamicObject {
     serde_json::from_value(value).unwrap()
 }
 
-fn yaml(text: &str) -> Vec<DynamicObject> {
+pub(super) fn yaml(text: &str) -> Vec<DynamicObject> {
     parse_documents(Path::new("test.yaml"), text).unwrap()
 }
 
@@ -83,7 +83,7 @@ pub(super) fn bookinfo(hbone: bool) -> Snapshot {
 }
 
 /// `snapshot` after Step 2.
-fn ambient_ready(snapshot: &Snapshot) -> Snapshot {
+pub(super) fn ambient_ready(snapshot: &Snapshot) -> Snapshot {
     after(snapshot, &plan_enable(snapshot, &EnableIntent::default()).unwrap())
 }
 
@@ -97,7 +97,7 @@ fn converted(snapshot: &Snapshot) -> Snapshot {
     simulation.snapshot
 }
 
-fn intent(namespaces: &[&str], until: Until, only_step: Option<u8>) -> EnableIntent {
+pub(super) fn intent(namespaces: &[&str], until: Until, only_step: Option<u8>) -> EnableIntent {
     EnableIntent {
         namespaces: namespaces.iter().map(|ns| ns.to_string()).collect(),
         until,
@@ -106,23 +106,23 @@ fn intent(namespaces: &[&str], until: Until, only_step: Option<u8>) -> EnableInt
     }
 }
 
-fn ids_of(plan: &Plan) -> Vec<&str> {
+pub(super) fn ids_of(plan: &Plan) -> Vec<&str> {
     plan.actions.iter().map(|action| action.id.as_str()).collect()
 }
 
-fn after(snapshot: &Snapshot, plan: &Plan) -> Snapshot {
+pub(super) fn after(snapshot: &Snapshot, plan: &Plan) -> Snapshot {
     let simulation = simulate(snapshot, &plan.changes());
     assert_eq!(simulation.refused, Vec::new());
     simulation.snapshot
 }
 
-fn set_labels(kind: Kind, name: &str, labels: &[(&str, Option<&str>)]) -> Change {
+pub(super) fn set_labels(kind: Kind, name: &str, labels: &[(&str, Option<&str>)]) -> Change {
     let namespace = (kind != Kind::Namespace).then_some(NS);
     let labels = labels.iter().map(|(key, value)| (key.to_string(), value.map(str::to_string))).collect();
     Change::SetLabels { target: ResourceRef::new(kind, namespace, name), labels }
 }
 
-fn plan_of(changes: Vec<Change>) -> Plan {
+pub(super) fn plan_of(changes: Vec<Change>) -> Plan {
     let mut plan = Plan::new("test");
     for (index, change) in changes.into_iter().enumerate() {
         plan.actions.push(Action { id: format!("a{index}"), step: 6, description: String::new(), change, wait: None });

@@ -1,4 +1,4 @@
-//! The plan of `oc ambient-waypoint NAMESPACE...`: the L7 half of the migration (Steps 4, 5, 7).
+//! The plan of `oc ambient-waypoint NAMESPACE...`: the L7 half of the migration (Steps 4, 5, 7, 8).
 //!
 //! - **Step 4** deploys the namespace's waypoint (the translator's Gateway: class
 //!   `istio-waypoint`, listener `mesh` on 15008 HBONE, `istio.io/waypoint-for: service`) and
@@ -6,25 +6,50 @@
 //! - **Step 5** applies the translator's output for the namespace next to the sidecar-era
 //!   configuration, which stays in force for sidecar clients: version Services, HTTPRoutes,
 //!   waypoint policies, the waypoint principal in L4 policies, bypass protection, label changes.
-//!   A conversion that is not faithful stops the plan with the translator's report.
+//!   A conversion that is not faithful stops the plan with the translator's report, unless every
+//!   loss is accepted by its id (`unsupported:<Kind>/<ns>/<name>:<field>`, `--accept`).
+//!   Istio 1.27 applies an HTTPRoute whose parent is a Service to sidecar clients too, and to
+//!   those of the route's own namespace ahead of the VirtualService (see
+//!   [`crate::equivalence::route`]): the plan keeps the translator's order (version Services
+//!   before the HTTPRoutes that name them), so that from the moment a route exists it routes
+//!   those clients exactly as the VirtualService did, and the gate checks this on every state.
 //! - **Step 7** activates the waypoint (`istio.io/use-waypoint` on the namespace), once the
 //!   namespace is enrolled (Step 6, `oc ambient-enable`); before that it is a stop naming the
 //!   command.
+//! - **Step 8** deletes the sidecar-era objects the conversion superseded
+//!   ([`crate::convert::Conversion::replaces`]) that no sidecar reads any more: a VirtualService or
+//!   DestinationRule is read by every sidecar of a namespace it is exported to, a selector
+//!   AuthorizationPolicy by the sidecars of the pods it selects. What a sidecar still reads is kept
+//!   and named in a stop: Step 9 (`oc ambient-enable`) deletes it with the sidecars, workload by
+//!   workload. The gate then holds every deletion to the verifier (no outcome may change).
 //!
 //! What the translator generates is the same object whether planned from the sidecar era or
-//! from a later state, so a rerun plans only what is missing or differs. A namespace the model
-//! says needs no waypoint is told so, and nothing is deployed for it.
+//! from a later state, so a rerun plans only what is missing or differs. Every object applied
+//! carries what was applied ([`APPLIED`]): an existing object that no longer holds it (edited by
+//! hand, or not made by this tool) is reported in a stop and never overwritten. A namespace the
+//! model says needs no waypoint is told so, and nothing is deployed for it.
 
-use serde_json::Value;
+use std::collections::BTreeSet;
+
+use kube_core::DynamicObject;
+use serde_json::{Value, json};
 
 use super::enable::Planner;
 use super::{Plan, PlanError, Stop, Wait};
 use crate::change::{Change, ResourceRef, holds};
+use crate::check::phase::{MeshContext, milestones};
 use crate::convert::{ConvertOptions, convert};
+use crate::equivalence::topology::ROOT_NAMESPACE;
 use crate::kinds::Kind;
+use crate::mesh::authz::AuthorizationPolicySpec;
 use crate::mesh::labels::{USE_WAYPOINT, WAYPOINT_CLASS};
-use crate::model::MeshModel;
+use crate::mesh::{selector_matches, spec};
+use crate::model::{MeshModel, Pod};
 use crate::snapshot::Snapshot;
+
+/// The annotation recording what the suite applied to a generated object (its labels and spec,
+/// as JSON): a later run tells its own earlier output from a hand edit by it.
+pub const APPLIED: &str = "oc-ambient.io/applied";
 
 /// What the user asked `oc ambient-waypoint` for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,8 +58,10 @@ pub struct WaypointIntent {
     /// The waypoint's name (default: the namespace's, else `waypoint`).
     pub name: Option<String>,
     pub until: WaypointUntil,
-    /// `--step N`: only that step (4, 5 or 7).
+    /// `--step N`: only that step (4, 5, 7 or 8).
     pub only_step: Option<u8>,
+    /// `--accept ID`: the ids of unsupported conversions the user accepts losing.
+    pub accepted: Vec<String>,
 }
 
 /// How far to take the namespaces (`--until`), named after the phase reached.
@@ -42,8 +69,9 @@ pub struct WaypointIntent {
 pub enum WaypointUntil {
     Deployed,
     PoliciesMigrated,
-    #[default]
     Active,
+    #[default]
+    Cleaned,
 }
 
 impl WaypointUntil {
@@ -52,13 +80,17 @@ impl WaypointUntil {
             WaypointUntil::Deployed => 4,
             WaypointUntil::PoliciesMigrated => 5,
             WaypointUntil::Active => 7,
+            WaypointUntil::Cleaned => 8,
         }
     }
 }
 
+/// The steps `oc ambient-waypoint` performs.
+pub const WAYPOINT_STEPS: [u8; 4] = [4, 5, 7, 8];
+
 /// The plan for `intent` (not gated yet: run [`super::gate::gate`] on it).
 pub fn plan_waypoint(snapshot: &Snapshot, intent: &WaypointIntent) -> Result<Plan, PlanError> {
-    if let Some(step) = intent.only_step.filter(|step| ![4, 5, 7].contains(step)) {
+    if let Some(step) = intent.only_step.filter(|step| !WAYPOINT_STEPS.contains(step)) {
         return Err(PlanError::StepNotApplicable { step });
     }
     for namespace in &intent.namespaces {
@@ -77,69 +109,130 @@ pub fn plan_waypoint(snapshot: &Snapshot, intent: &WaypointIntent) -> Result<Pla
             });
             continue;
         }
-        let options = ConvertOptions { namespaces: vec![namespace.clone()], waypoint: intent.name.clone() };
-        let conversion = convert(snapshot, &options);
-        if !conversion.is_faithful() {
-            return Err(PlanError::Unfaithful {
-                namespace: namespace.clone(),
-                unsupported: conversion
-                    .unsupported
-                    .iter()
-                    .map(|entry| format!("{} {}: {}", entry.object, entry.field, entry.reason))
-                    .collect(),
-            });
+        if wanted(4) || wanted(5) {
+            migrate(&mut planner, snapshot, namespace, intent, &wanted)?;
         }
-        let (gateways, others): (Vec<Change>, Vec<Change>) = conversion
-            .changes()
-            .into_iter()
-            .filter(|change| !matches!(change, Change::Delete { .. }))
-            .partition(|change| matches!(change, Change::Apply { object } if is_waypoint(object)));
-        if wanted(4) {
-            for change in gateways {
-                apply_unless_held(&mut planner, 4, change, "deploy the waypoint");
+        let later: [(u8, NamespaceStep); 2] = [(7, activate), (8, clean_up)];
+        for (_, step) in later.iter().filter(|(number, _)| wanted(*number)) {
+            if let Err(stop) = step(&mut planner, namespace, intent.name.as_deref()) {
+                planner.plan.stops.push(stop);
+                break;
             }
-        }
-        if wanted(5) {
-            for change in others {
-                apply_unless_held(&mut planner, 5, change, "migrate");
-            }
-        }
-        if wanted(7)
-            && let Err(stop) = activate(&mut planner, namespace, intent.name.as_deref())
-        {
-            planner.plan.stops.push(stop);
         }
     }
     Ok(planner.plan)
 }
 
-fn is_waypoint(object: &kube_core::DynamicObject) -> bool {
+/// Step 7 or 8 for one namespace; `Err` stops the namespace there.
+type NamespaceStep = fn(&mut Planner, &str, Option<&str>) -> Result<(), Stop>;
+
+/// Steps 4 and 5: the translator's output for `namespace`, computed from the `snapshot` the
+/// user's objects are in, refused when a loss is not accepted.
+fn migrate(
+    planner: &mut Planner,
+    snapshot: &Snapshot,
+    namespace: &str,
+    intent: &WaypointIntent,
+    wanted: &dyn Fn(u8) -> bool,
+) -> Result<(), PlanError> {
+    let options = ConvertOptions { namespaces: vec![namespace.to_string()], waypoint: intent.name.clone() };
+    let conversion = convert(snapshot, &options);
+    let refused: Vec<String> = conversion
+        .unsupported
+        .iter()
+        .filter(|entry| !intent.accepted.contains(&entry.id))
+        .map(|entry| format!("{} {}: {} [{}]", entry.object, entry.field, entry.reason, entry.id))
+        .collect();
+    if !refused.is_empty() {
+        return Err(PlanError::Unfaithful { namespace: namespace.to_string(), unsupported: refused });
+    }
+    let (gateways, others): (Vec<Change>, Vec<Change>) = conversion
+        .changes()
+        .into_iter()
+        .filter(|change| !matches!(change, Change::Delete { .. }))
+        .partition(|change| matches!(change, Change::Apply { object } if is_waypoint(object)));
+    for (step, changes, purpose) in [(4, gateways, "deploy the waypoint"), (5, others, "migrate")] {
+        if wanted(step) {
+            for change in changes {
+                apply_unless_held(planner, step, change, purpose);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_waypoint(object: &DynamicObject) -> bool {
     object.data.pointer("/spec/gatewayClassName").and_then(Value::as_str) == Some(WAYPOINT_CLASS)
 }
 
-/// Adds `change` unless the projected state already holds it.
+/// The fields of a generated object the suite owns: its labels and spec.
+fn owned_fields(object: &DynamicObject) -> Value {
+    let mut owned = json!({"spec": object.data.get("spec")});
+    if let Some(labels) = &object.metadata.labels {
+        owned["metadata"] = json!({"labels": labels});
+    }
+    owned
+}
+
+/// Adds `change` unless the projected state already holds it. An existing object that differs
+/// is updated only when it still holds what the suite applied before (the translator's output
+/// changed); otherwise it was edited by hand, or made by someone else, and a stop reports it.
 fn apply_unless_held(planner: &mut Planner, step: u8, change: Change, purpose: &str) {
     let Ok(target) = change.target() else { return };
     let existing = planner.state.get(target.kind, target.namespace.as_deref(), &target.name);
-    let held = match (&change, existing) {
-        (Change::Apply { object }, Some(existing)) => holds(
-            &serde_json::to_value(existing).unwrap_or(Value::Null),
-            &serde_json::json!({"metadata": {"labels": object.metadata.labels}, "spec": object.data.get("spec")}),
-        ),
-        (Change::SetLabels { labels, .. }, Some(existing)) => labels.iter().all(|(key, value)| {
-            existing.metadata.labels.as_ref().and_then(|current| current.get(key)) == value.as_ref()
-        }),
-        _ => false,
+    let change = match (change, existing) {
+        (Change::Apply { mut object }, Some(existing)) => {
+            let current = serde_json::to_value(existing).unwrap_or(Value::Null);
+            let owned = owned_fields(&object);
+            if holds(&current, &owned) {
+                return;
+            }
+            let applied = existing
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|annotations| annotations.get(APPLIED))
+                .and_then(|text| serde_json::from_str::<Value>(text).ok());
+            if !applied.is_some_and(|applied| holds(&current, &applied)) {
+                planner.plan.stops.push(Stop {
+                    namespace: target.namespace.clone(),
+                    reason: format!(
+                        "{target} differs from the translator's output and was changed since oc-ambient applied it (or was not created by it): it is not overwritten"
+                    ),
+                    next: Some(format!(
+                        "compare with `oc ambient-waypoint convert -n {}`; delete {target} to have it recreated",
+                        target.namespace.as_deref().unwrap_or_default()
+                    )),
+                });
+                return;
+            }
+            record_applied(&mut object, &owned);
+            Change::Apply { object }
+        }
+        (Change::Apply { mut object }, None) => {
+            let owned = owned_fields(&object);
+            record_applied(&mut object, &owned);
+            Change::Apply { object }
+        }
+        (Change::SetLabels { target, labels }, Some(existing)) => {
+            let current = existing.metadata.labels.as_ref();
+            if labels.iter().all(|(key, value)| current.and_then(|labels| labels.get(key)) == value.as_ref()) {
+                return;
+            }
+            Change::SetLabels { target, labels }
+        }
+        (other, _) => other,
     };
-    if held {
-        return;
-    }
     let wait = match &change {
         Change::Apply { object } if is_waypoint(object) => Some(Wait::Programmed { target: target.clone() }),
         _ => None,
     };
     let verb = if matches!(change, Change::SetLabels { .. }) { "label" } else { "apply" };
     planner.push(step, verb, format!("{purpose}: {change}"), change, wait);
+}
+
+fn record_applied(object: &mut DynamicObject, owned: &Value) {
+    object.metadata.annotations.get_or_insert_default().insert(APPLIED.to_string(), owned.to_string());
 }
 
 /// Step 7: `istio.io/use-waypoint` on the namespace, once it is enrolled in ambient.
@@ -169,3 +262,95 @@ fn activate(planner: &mut Planner, namespace: &str, name: Option<&str>) -> Resul
     planner.push(7, "label", format!("activate waypoint {waypoint} for {namespace}"), change, None);
     Ok(())
 }
+
+/// Step 8: delete what the conversion replaced and no sidecar reads any more (see the module
+/// docs); a stop names what is kept and why.
+fn clean_up(planner: &mut Planner, namespace: &str, name: Option<&str>) -> Result<(), Stop> {
+    let context = MeshContext::new(&planner.state);
+    if !milestones(&planner.state, &context, namespace, true).waypoint_active {
+        return Err(Stop {
+            namespace: Some(namespace.into()),
+            reason: format!(
+                "{namespace}'s waypoint is not active (Step 7): the sidecar-era configuration is all that serves it"
+            ),
+            next: Some(format!("oc ambient-waypoint {namespace} --step 7")),
+        });
+    }
+    let options = ConvertOptions { namespaces: vec![namespace.to_string()], waypoint: name.map(str::to_string) };
+    let replaced = convert(&planner.state, &options).replaces;
+    // Deleting routes, subsets and policies moves no pod: who reads what is decided once.
+    let model = MeshModel::new(&planner.state);
+    let (unread, kept): (Vec<_>, Vec<_>) = replaced
+        .into_iter()
+        .filter_map(|target| {
+            let object = planner.state.get(target.kind, target.namespace.as_deref(), &target.name)?;
+            let readers = sidecar_readers(&model, target.kind, object);
+            let preconditions = (object.metadata.uid.clone(), object.metadata.resource_version.clone());
+            Some((target, preconditions, readers))
+        })
+        .partition(|(_, _, readers)| readers.is_empty());
+    for (target, (uid, resource_version), _) in unread {
+        let description = format!("delete {target}: replaced for ambient, read by no sidecar");
+        planner.push(8, "delete", description, Change::Delete { target, uid, resource_version }, None);
+    }
+    let kept: Vec<String> = kept
+        .into_iter()
+        .map(|(target, _, readers)| format!("{target} (read by the sidecars of {})", summary(&readers)))
+        .collect();
+    if kept.is_empty() {
+        return Ok(());
+    }
+    Err(Stop {
+        namespace: Some(namespace.into()),
+        reason: format!(
+            "kept {} sidecar-era object(s) that sidecars still read: {}; Step 9 deletes them as the sidecars go",
+            kept.len(),
+            kept.join(", ")
+        ),
+        next: Some(format!("oc ambient-enable {namespace}")),
+    })
+}
+
+/// The workloads (`namespace/name`) whose sidecars read `object` of `kind`: for a
+/// VirtualService or DestinationRule, every sidecar of a namespace it is exported to; for a
+/// selector or namespace-wide AuthorizationPolicy, the sidecars of the pods it applies to.
+fn sidecar_readers(model: &MeshModel, kind: Kind, object: &DynamicObject) -> BTreeSet<String> {
+    let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
+    let sidecars = model.all_pods().filter(|pod| pod.sidecar && pod.gateway.is_none());
+    let readers: Box<dyn Fn(&Pod) -> bool> = match kind {
+        Kind::VirtualService | Kind::DestinationRule => {
+            let export_to: Vec<String> = object
+                .data
+                .pointer("/spec/exportTo")
+                .and_then(|value| serde_json::from_value(value.clone()).ok())
+                .unwrap_or_default();
+            Box::new(move |pod: &Pod| exported_to(&export_to, namespace, pod.namespace))
+        }
+        Kind::AuthorizationPolicy => {
+            let Ok(policy) = spec::<AuthorizationPolicySpec>(object) else { return BTreeSet::new() };
+            Box::new(move |pod: &Pod| {
+                (namespace == ROOT_NAMESPACE || pod.namespace == namespace)
+                    && policy.selector_labels().is_none_or(|selector| selector_matches(selector, pod.labels))
+            })
+        }
+        _ => return BTreeSet::new(),
+    };
+    sidecars.filter(|pod| readers(pod)).map(|pod| format!("{}/{}", pod.namespace, pod.workload())).collect()
+}
+
+/// Istio's `exportTo`: empty or `*` is every namespace, `.` the object's own, `~` none.
+fn exported_to(export_to: &[String], namespace: &str, reader: &str) -> bool {
+    export_to.is_empty() || export_to.iter().any(|to| to == "*" || to == reader || (to == "." && namespace == reader))
+}
+
+/// At most three names, then how many more.
+fn summary(names: &BTreeSet<String>) -> String {
+    let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
+    match names.len().saturating_sub(shown.len()) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
