@@ -114,8 +114,11 @@ pub(crate) fn protect(
             );
         }
         let is_input_service = mesh.service(namespace, name).is_some();
-        let labelled = labels(service).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true");
-        if !labelled {
+        // The label routes the gateway through the waypoint only once the waypoint is in use; before
+        // that (Step 5 sets the label) the gateway still skips it, and a rerun must say the same.
+        let routed_through_waypoint = labels(service).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true")
+            && mesh.model.namespace(namespace).use_waypoint.is_some();
+        if !routed_through_waypoint {
             for gateway in ingress_gateways.iter().filter(|p| admits.admit(p)).cloned() {
                 report.warn(
                     &reference,
@@ -318,10 +321,14 @@ pub fn narrowed_protections(snapshot: &Snapshot) -> Vec<DynamicObject> {
         .collect()
 }
 
-/// Every Service that selects a pod `protection` protects is labelled to send ingress traffic
-/// through the waypoint, so an ingress gateway reaches those pods only through it.
+/// The namespace's waypoint is in use and every Service that selects a pod `protection` protects
+/// is labelled to send ingress traffic through it, so an ingress gateway reaches those pods only
+/// through the waypoint.
 fn ingress_uses_waypoint(model: &MeshModel, protection: &DynamicObject) -> bool {
     let Some(namespace) = protection.metadata.namespace.as_deref() else { return false };
+    if model.namespace(namespace).use_waypoint.is_none() {
+        return false;
+    }
     let selector: BTreeMap<String, String> = protection
         .data
         .pointer("/spec/selector/matchLabels")
@@ -608,17 +615,26 @@ spec:
     }
 
     #[test]
-    fn a_labelled_service_needs_no_gateway_exception() {
-        let input = INPUT.replace(
+    fn a_labelled_service_needs_no_gateway_exception_once_the_waypoint_is_in_use() {
+        let labelled = INPUT.replace(
             "metadata: {name: front, namespace: shop}\nspec: {selector",
             "metadata: {name: front, namespace: shop, labels: {istio.io/ingress-use-waypoint: 'true'}}\nspec: {selector",
         );
-        let conversion = convert(&snapshot_of(&input), &ConvertOptions::default());
+        let exceptions = |input: &str| {
+            let conversion = convert(&snapshot_of(input), &ConvertOptions::default());
+            protection(&conversion, "front").map(|spec| spec["rules"][0]["from"][0]["source"]["notPrincipals"].clone())
+        };
+        // Step 5 labels the Service, but until Step 7 the gateway still skips the waypoint: a
+        // rerun of the conversion then must not drop its exception.
         assert_eq!(
-            protection(&conversion, "front").map(|spec| spec["rules"][0]["from"][0]["source"]["notPrincipals"].clone()),
-            Some(json!(["cluster.local/ns/shop/sa/waypoint"]))
+            exceptions(&labelled),
+            Some(json!(["cluster.local/ns/shop/sa/edge-istio", "cluster.local/ns/shop/sa/waypoint"]))
         );
-        assert!(conversion.label_changes.is_empty());
+        let active = format!(
+            "{labelled}---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: shop, labels: {{istio.io/use-waypoint: waypoint}}}}\n"
+        );
+        assert_eq!(exceptions(&active), Some(json!(["cluster.local/ns/shop/sa/waypoint"])));
+        assert!(convert(&snapshot_of(&active), &ConvertOptions::default()).label_changes.is_empty());
     }
 
     #[test]
@@ -760,6 +776,13 @@ spec: {}";
                 .iter()
                 .filter(|s| s.metadata.name.as_deref() == Some("front"))
                 .cloned(),
+        );
+        let labelled = Snapshot::from_objects(objects.clone());
+        assert_eq!(exceptions_after_narrowing(&labelled, "front"), None, "the waypoint is not in use yet");
+        objects.push(
+            serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "shop", "labels": {"istio.io/use-waypoint": "waypoint"}}}))
+            .unwrap(),
         );
         let labelled = Snapshot::from_objects(objects);
         assert_eq!(exceptions_after_narrowing(&labelled, "front"), Some(json!(["cluster.local/ns/shop/sa/waypoint"])));

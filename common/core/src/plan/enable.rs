@@ -348,8 +348,11 @@ impl Planner {
 
     /// Narrows the bypass protections the restart of `restarted` made too wide.
     fn narrow_protections(&mut self, restarted: &ResourceRef) {
-        for protection in narrowed_protections(&self.state) {
+        for mut protection in narrowed_protections(&self.state) {
             let Ok(target) = ResourceRef::of(&protection) else { continue };
+            // What the suite applied, so `oc ambient-waypoint` does not take it for a hand edit.
+            let owned = super::waypoint::owned_fields(&protection);
+            super::waypoint::record_applied(&mut protection, &owned);
             let id = format!("step9:narrow:{}:after:{}", reference_id(&target), reference_id(restarted));
             let description =
                 format!("narrow {target}: callers that lost their sidecar with {restarted} are no longer exempt");

@@ -166,7 +166,7 @@ fn is_waypoint(object: &DynamicObject) -> bool {
 }
 
 /// The fields of a generated object the suite owns: its labels and spec.
-fn owned_fields(object: &DynamicObject) -> Value {
+pub(super) fn owned_fields(object: &DynamicObject) -> Value {
     let mut owned = json!({"spec": object.data.get("spec")});
     if let Some(labels) = &object.metadata.labels {
         owned["metadata"] = json!({"labels": labels});
@@ -231,7 +231,7 @@ fn apply_unless_held(planner: &mut Planner, step: u8, change: Change, purpose: &
     planner.push(step, verb, format!("{purpose}: {change}"), change, wait);
 }
 
-fn record_applied(object: &mut DynamicObject, owned: &Value) {
+pub(super) fn record_applied(object: &mut DynamicObject, owned: &Value) {
     object.metadata.annotations.get_or_insert_default().insert(APPLIED.to_string(), owned.to_string());
 }
 
