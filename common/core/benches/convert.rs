@@ -1,6 +1,7 @@
 //! The translator and the verifier on large and hostile input (issue 17): each input goes from
-//! JSON text through the loader, `convert` and the YAML stream `oc ambient-waypoint convert`
-//! prints, and with `policy=` through `convert --verify`'s verification too.
+//! text (a JSON List, as `oc get -A -o json` gives; YAML documents with `yaml`) through the
+//! loader, `convert` and the YAML stream `oc ambient-waypoint convert` prints, and with `policy=`
+//! through `convert --verify`'s verification too.
 //!
 //! `cargo bench -p oc-ambient-core --bench convert -- [INPUT ...]`, where INPUT is
 //! - `NSxSVCxPODS`: a mesh of the simulator's `large` shape
@@ -57,8 +58,10 @@ impl std::str::FromStr for Input {
 }
 
 fn main() -> ExitCode {
-    // `cargo bench` passes `--bench`; everything else is an input.
-    let arguments: Vec<String> = std::env::args().skip(1).filter(|argument| !argument.starts_with("--")).collect();
+    // `cargo bench` passes `--bench`; everything else is an input, or `yaml`.
+    let mut arguments: Vec<String> = std::env::args().skip(1).filter(|argument| !argument.starts_with("--")).collect();
+    let yaml = arguments.iter().any(|argument| argument == "yaml");
+    arguments.retain(|argument| argument != "yaml");
     let inputs: Result<Vec<Input>, String> = if arguments.is_empty() {
         Ok(vec![
             Input::Mesh(MeshSize { namespaces: 1000, services: 10, pods: 3 }),
@@ -86,8 +89,15 @@ fn main() -> ExitCode {
                 (format!("policy={principals}x{paths}x{headers}"), huge_policy(principals, paths, headers), true)
             }
         };
-        let text = objects.iter().map(|object| serde_json::to_string(object).unwrap_or_default()).collect::<Vec<_>>();
-        run(&label, &text.join("\n---\n"), verify);
+        // As `oc get -A -o json` gives it; `yaml` puts each object in a YAML document instead.
+        let text = if yaml {
+            let documents: Vec<String> =
+                objects.iter().filter_map(|object| serde_yaml_ng::to_string(object).ok()).collect();
+            documents.join("---\n")
+        } else {
+            serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string()
+        };
+        run(&label, &text, verify);
     }
     ExitCode::SUCCESS
 }

@@ -22,7 +22,8 @@ use super::objects::{generated, invalid_name};
 use super::{ConvertOptions, Report};
 use crate::kinds::Kind;
 use crate::mesh::labels::{USE_WAYPOINT, WAYPOINT_CLASS, WAYPOINT_FOR, WAYPOINT_PORT};
-use crate::mesh::{ObjectRef, labels, selector_matches};
+use crate::mesh::networking::VirtualServiceSpec;
+use crate::mesh::{ObjectRef, labels, selector_matches, spec};
 use crate::model::MeshModel;
 pub use crate::model::Workload;
 use crate::model::identity::{DEFAULT_TRUST_DOMAIN, TrustDomain, TrustDomainProblem, TrustDomainSource};
@@ -42,6 +43,9 @@ pub struct Mesh<'a> {
     /// Positions of the workloads carrying each label, by (namespace, key, value): a selector's
     /// workloads are found from one of its labels instead of testing every workload.
     workloads_by_label: HashMap<(String, String, String), Vec<usize>>,
+    /// The VirtualServices with their specs decoded once: the route and subset rules both read
+    /// them, and a huge one took seconds per decoding.
+    virtual_services: Vec<(&'a DynamicObject, Result<VirtualServiceSpec, String>)>,
 }
 
 impl<'a> Mesh<'a> {
@@ -62,8 +66,17 @@ impl<'a> Mesh<'a> {
                 workloads_by_label.entry(label).or_default().push(position);
             }
         }
-        let mut mesh =
-            Mesh { snapshot, model, scope, waypoints: BTreeMap::new(), workloads_by_namespace, workloads_by_label };
+        let virtual_services =
+            snapshot.all(Kind::VirtualService).iter().map(|vs| (vs, spec::<VirtualServiceSpec>(vs))).collect();
+        let mut mesh = Mesh {
+            snapshot,
+            model,
+            scope,
+            waypoints: BTreeMap::new(),
+            workloads_by_namespace,
+            workloads_by_label,
+            virtual_services,
+        };
         let explicit = !options.namespaces.is_empty();
         for namespace in mesh.scope.clone() {
             if explicit || mesh.model.needs_waypoint(&namespace) {
@@ -76,6 +89,11 @@ impl<'a> Mesh<'a> {
             }
         }
         mesh
+    }
+
+    /// Every VirtualService of the input, with its spec or why it does not decode.
+    pub fn virtual_services(&self) -> &[(&'a DynamicObject, Result<VirtualServiceSpec, String>)] {
+        &self.virtual_services
     }
 
     /// True when `namespace` is converted at all.

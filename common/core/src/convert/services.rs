@@ -21,7 +21,7 @@ use super::routes::{Routed, SubsetUse};
 use super::scope::{Mesh, service_ports, service_selector};
 use crate::change::ResourceRef;
 use crate::kinds::Kind;
-use crate::mesh::networking::{DestinationRuleSpec, VirtualServiceSpec, service_of_host};
+use crate::mesh::networking::{DestinationRuleSpec, service_of_host};
 use crate::mesh::{ObjectRef, spec};
 
 #[derive(Debug, Default)]
@@ -201,12 +201,12 @@ fn report_policy(rule: &ObjectRef, field: &str, policy: &Value, applies_to: &str
 fn hosts_routed_by_unreplaced(mesh: &Mesh, replaced: &[ResourceRef]) -> BTreeSet<(String, String)> {
     let replaced: BTreeSet<&ResourceRef> = replaced.iter().collect();
     let mut hosts = BTreeSet::new();
-    for vs in mesh.snapshot.all(Kind::VirtualService) {
+    for (vs, decoded) in mesh.virtual_services() {
         if ResourceRef::of(vs).is_ok_and(|vs| replaced.contains(&vs)) {
             continue;
         }
         let vs_namespace = vs.metadata.namespace.as_deref().unwrap_or_default();
-        let Ok(vs_spec) = spec::<VirtualServiceSpec>(vs) else { continue };
+        let Ok(vs_spec) = decoded else { continue };
         for (host, _) in vs_spec.subset_destinations() {
             if let Some((name, namespace)) = service_of_host(host, vs_namespace) {
                 hosts.insert((name.to_string(), namespace.to_string()));
