@@ -8,6 +8,8 @@
 // A benchmark prints its figures itself: it is not plugin output, which goes through the printer.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod support;
+
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -61,12 +63,6 @@ fn run(size: MeshSize) {
         evaluations / seconds,
         verification.differences.len(),
         verification.unexpected().count(),
-        peak_memory().unwrap_or_else(|| "unknown".into()),
+        support::peak_memory().unwrap_or_else(|| "unknown".into()),
     );
-}
-
-/// VmHWM of this process (Linux), e.g. `41236 kB`.
-fn peak_memory() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|line| line.strip_prefix("VmHWM:")).map(|value| value.trim().to_string())
 }

@@ -25,14 +25,14 @@
 //! of this rule: the protections of a state with every such principal dropped, which Step 9 applies
 //! after each rollout that takes the last sidecar of a principal away.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kube_core::DynamicObject;
 use serde_json::{Map, json};
 
 use super::objects::{Items, generated, invalid_name, is_generated};
 use super::policies::Enforced;
-use super::scope::{Mesh, selects, service_selector};
+use super::scope::{Mesh, service_selector};
 use super::{LabelChange, Report};
 use crate::change::ResourceRef;
 use crate::kinds::Kind;
@@ -47,8 +47,7 @@ use crate::snapshot::Snapshot;
 const PROTECTION_SUFFIX: &str = "-ztunnel-protection";
 
 /// Who may reach one protected Service's pods without the waypoint.
-struct Protection<'a> {
-    service: &'a DynamicObject,
+struct Protection {
     reference: ObjectRef,
     sources: Vec<ObjectRef>,
     selector: BTreeMap<String, String>,
@@ -147,7 +146,6 @@ pub(crate) fn protect(
             }
         }
         by_namespace.entry(namespace.as_str()).or_default().push(Protection {
-            service,
             reference,
             sources: sources.clone(),
             selector,
@@ -217,14 +215,25 @@ fn merge_shared_pods(
     protections: &[Protection],
     report: &mut Report,
 ) -> Vec<BTreeSet<String>> {
-    let workloads: Vec<_> = mesh.workloads_in(namespace).collect();
+    // Which protections select each workload, so that sharing is found per pod, not by testing
+    // every pair of Services against every pod (cubic in a namespace's size).
+    let selected: Vec<Vec<usize>> =
+        protections.iter().map(|protection| mesh.selected_positions(namespace, &protection.selector)).collect();
+    let mut selecting: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (index, positions) in selected.iter().enumerate() {
+        for position in positions {
+            selecting.entry(*position).or_default().push(index);
+        }
+    }
     protections
         .iter()
-        .map(|protection| {
+        .zip(&selected)
+        .map(|(protection, positions)| {
             let mut merged = protection.exceptions.clone();
-            for other in protections {
-                let shares = workloads.iter().any(|w| selects(protection.service, w) && selects(other.service, w));
-                if shares && !other.exceptions.is_subset(&protection.exceptions) {
+            let sharing: BTreeSet<usize> =
+                positions.iter().filter_map(|position| selecting.get(position)).flatten().copied().collect();
+            for other in sharing.into_iter().map(|index| &protections[index]) {
+                if !other.exceptions.is_subset(&protection.exceptions) {
                     merged.extend(other.exceptions.iter().cloned());
                     report.warn(
                         &protection.reference,
@@ -337,7 +346,9 @@ fn ingress_uses_waypoint(model: &MeshModel, protection: &DynamicObject) -> bool 
     let protected: Vec<_> =
         model.workloads_in(namespace).filter(|workload| selector_matches(&selector, &workload.labels)).collect();
     model.snapshot.in_namespace(Kind::Service, namespace).all(|service| {
-        let reaches = protected.iter().any(|workload| selects(service, workload));
+        let selector = service_selector(service);
+        let reaches =
+            !selector.is_empty() && protected.iter().any(|workload| selector_matches(&selector, &workload.labels));
         !reaches || labels(service).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true")
     })
 }

@@ -28,7 +28,7 @@ mod routes;
 mod scope;
 mod services;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use kube_core::DynamicObject;
 use serde::Serialize;
@@ -190,26 +190,24 @@ impl Conversion {
     }
 }
 
-/// Collects the report while the rules run.
+/// Collects the report while the rules run. Sets, not lists: entries are deduplicated and the
+/// refused objects looked up on every insertion, which a scan made quadratic in the report's size
+/// (a hostile input can make every rule of every object unsupported).
 #[derive(Debug, Default)]
 pub(crate) struct Report {
-    unsupported: Vec<Unsupported>,
-    warnings: Vec<Warning>,
+    unsupported: BTreeSet<Unsupported>,
+    warnings: BTreeSet<Warning>,
+    refused: HashSet<ObjectRef>,
 }
 
 impl Report {
     pub(crate) fn unsupported(&mut self, object: &ObjectRef, field: impl Into<String>, reason: impl Into<String>) {
-        let entry = Unsupported::new(object, field.into(), reason.into());
-        if !self.unsupported.contains(&entry) {
-            self.unsupported.push(entry);
-        }
+        self.refused.insert(object.clone());
+        self.unsupported.insert(Unsupported::new(object, field.into(), reason.into()));
     }
 
     pub(crate) fn warn(&mut self, object: &ObjectRef, message: impl Into<String>) {
-        let entry = Warning { object: object.clone(), message: message.into() };
-        if !self.warnings.contains(&entry) {
-            self.warnings.push(entry);
-        }
+        self.warnings.insert(Warning { object: object.clone(), message: message.into() });
     }
 
     /// Number of unsupported entries so far; rules compare before and after to learn whether an
@@ -220,7 +218,7 @@ impl Report {
 
     /// True when some unsupported entry names `object`.
     pub(crate) fn refused(&self, object: &ObjectRef) -> bool {
-        self.unsupported.iter().any(|entry| &entry.object == object)
+        self.refused.contains(object)
     }
 }
 
@@ -248,9 +246,8 @@ pub fn convert(snapshot: &Snapshot, options: &ConvertOptions) -> Conversion {
     replaces.sort();
     replaces.dedup();
 
-    let Report { mut unsupported, mut warnings } = report;
-    unsupported.sort();
-    warnings.sort();
+    let Report { unsupported, warnings, .. } = report;
+    let (unsupported, warnings) = (unsupported.into_iter().collect(), warnings.into_iter().collect());
     Conversion { items: out.into_items(), unsupported, warnings, replaces, label_changes }
 }
 

@@ -6,7 +6,7 @@
 //! Names are checked before anything is emitted: an invalid or taken name is reported, never sent
 //! to the API server to fail there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use kube_core::{DynamicObject, ObjectMeta, TypeMeta};
 use serde_json::Value;
@@ -82,13 +82,15 @@ pub fn invalid_name(name: &str, dns_label: bool) -> Option<String> {
 pub(crate) struct Items<'a> {
     snapshot: &'a Snapshot,
     items: Vec<DynamicObject>,
+    /// Position of each item by its reference, so that adding stays constant time.
+    positions: HashMap<ObjectRef, usize>,
     /// Names two different objects competed for; nothing is emitted under them.
-    conflicts: Vec<ObjectRef>,
+    conflicts: HashSet<ObjectRef>,
 }
 
 impl<'a> Items<'a> {
     pub(crate) fn new(snapshot: &'a Snapshot) -> Self {
-        Items { snapshot, items: Vec::new(), conflicts: Vec::new() }
+        Items { snapshot, items: Vec::new(), positions: HashMap::new(), conflicts: HashSet::new() }
     }
 
     /// Why `name` cannot be used for a new `kind` object in `namespace`: an object of the input,
@@ -111,30 +113,33 @@ impl<'a> Items<'a> {
         if self.conflicts.contains(&key) {
             return;
         }
-        let Some(existing) = self.items.iter_mut().find(|other| ObjectRef::of(other) == key) else {
+        let Some(&position) = self.positions.get(&key) else {
+            self.positions.insert(key, self.items.len());
             self.items.push(item);
             return;
         };
+        let existing = &mut self.items[position];
         if existing.data != item.data {
             report.unsupported(
                 &key,
                 "metadata.name",
                 "two different objects would be generated under this name; neither is emitted",
             );
-            self.items.retain(|other| ObjectRef::of(other) != key);
-            self.conflicts.push(key);
+            // Left in place and dropped by `into_items`: removing it here would shift positions.
+            self.conflicts.insert(key);
             return;
         }
         let merged: Vec<String> = [annotations(existing), annotations(&item)]
             .iter()
             .filter_map(|annotations| annotations.get(SOURCE_ANNOTATION))
             .flat_map(|sources| sources.split(','))
-            .fold(Vec::new(), |mut all, source| {
-                if !all.iter().any(|known| known == source) {
+            .fold((Vec::new(), HashSet::new()), |(mut all, mut seen), source| {
+                if seen.insert(source) {
                     all.push(source.to_string());
                 }
-                all
-            });
+                (all, seen)
+            })
+            .0;
         existing
             .metadata
             .annotations
@@ -163,6 +168,8 @@ impl<'a> Items<'a> {
             let kind = item.types.as_ref().and_then(|t| Kind::from_type(&t.api_version, &t.kind));
             ORDER.iter().position(|k| Some(*k) == kind).unwrap_or(ORDER.len())
         };
+        let conflicts = &self.conflicts;
+        self.items.retain(|item| !conflicts.contains(&ObjectRef::of(item)));
         self.items.sort_by_key(rank);
         self.items
     }

@@ -23,14 +23,14 @@
 //! in `replaces` when converted completely: left in place once the pods leave sidecar mode, an L7 ALLOW becomes deny-all at
 //! ztunnel.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use kube_core::DynamicObject;
 use serde_json::{Map, Value, json};
 
 use super::Report;
 use super::objects::{Items, generated, invalid_name, is_generated};
-use super::scope::{Mesh, Workload, selects, service_selector};
+use super::scope::{Mesh, Workload, service_selector};
 use crate::change::ResourceRef;
 use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec};
@@ -65,6 +65,7 @@ pub(crate) fn convert_policies(
     report: &mut Report,
 ) -> Enforced {
     let mut enforced = Enforced::default();
+    let targetable = TargetableServices::new(mesh, version_services);
     for kind in POLICY_KINDS {
         for policy in mesh.snapshot.all(kind) {
             let reference = ObjectRef::of(policy);
@@ -77,7 +78,7 @@ pub(crate) fn convert_policies(
                 continue;
             }
             let spec = policy.data.get("spec").cloned().unwrap_or_else(|| json!({}));
-            let services = services_in(mesh, namespace, version_services);
+            let services = targetable.in_namespace(namespace);
             if spec.get("targetRefs").is_some() || spec.get("targetRef").is_some() {
                 if kind == Kind::AuthorizationPolicy {
                     note_existing_targets(&spec, namespace, &reference, &mut enforced);
@@ -102,11 +103,11 @@ pub(crate) fn convert_policies(
             let proxy_only = authz.as_ref().is_none_or(|authz| !authz.l7_attributes().is_empty());
             let before = report.unsupported_count();
             if selector.is_none() && proxy_only {
-                report_uncovered_workloads(mesh, &reference, &services, report);
+                report_uncovered_workloads(mesh, &reference, services, report);
             }
             let targets = match &selector {
                 None => Targets::Waypoint(waypoint),
-                Some(selector) => Targets::Services(target_services(mesh, &reference, selector, &services, report)),
+                Some(selector) => Targets::Services(target_services(mesh, &reference, selector, services, report)),
             };
             let target_refs: Vec<Value> = match &targets {
                 Targets::Waypoint(name) => {
@@ -121,7 +122,7 @@ pub(crate) fn convert_policies(
             }
             if let Some(authz) = &authz {
                 let protected: Vec<String> = match &targets {
-                    Targets::Waypoint(_) => services.iter().filter_map(|s| s.metadata.name.clone()).collect(),
+                    Targets::Waypoint(_) => services.services.iter().map(|service| service.name.to_string()).collect(),
                     Targets::Services(names) => names.clone(),
                 };
                 for service in &protected {
@@ -157,24 +158,88 @@ pub(crate) fn convert_policies(
     enforced
 }
 
-/// Services of the namespace a policy can target: the input's (with a selector) and the
-/// generated version Services.
-fn services_in<'a>(mesh: &Mesh<'a>, namespace: &str, version_services: &'a [DynamicObject]) -> Vec<&'a DynamicObject> {
-    let mut services: Vec<&DynamicObject> = mesh
-        .snapshot
-        .all(Kind::Service)
-        .iter()
-        .filter(|service| service.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|service| !service_selector(service).is_empty())
-        .collect();
-    for version in version_services {
-        let same = |service: &&DynamicObject| service.metadata.name == version.metadata.name;
-        if version.metadata.namespace.as_deref() == Some(namespace) && !services.iter().any(same) {
-            services.push(version);
-        }
+/// A Service a policy can target, with its selector decoded once.
+struct Targetable<'a> {
+    name: &'a str,
+    selector: BTreeMap<String, String>,
+}
+
+impl Targetable<'_> {
+    /// True when the Service selects the pods of `workload` (of the Service's namespace).
+    fn selects(&self, workload: &Workload) -> bool {
+        selector_matches(&self.selector, &workload.labels)
     }
-    services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    services
+}
+
+/// The Services policies can target, by namespace: the input's (with a selector) and the
+/// generated version Services, sorted by name. Built once: per policy, it was a scan of every
+/// Service of the mesh.
+struct TargetableServices<'a> {
+    by_namespace: HashMap<&'a str, NamespaceServices<'a>>,
+    /// What a namespace without such Services has.
+    none: NamespaceServices<'a>,
+}
+
+/// The targetable Services of one namespace, and which of them each selector label starts.
+#[derive(Default)]
+struct NamespaceServices<'a> {
+    services: Vec<Targetable<'a>>,
+    /// Positions in `services` by the first label of their selector: a workload's Services are
+    /// among those its labels start, so finding them does not test every Service.
+    by_first_label: HashMap<(String, String), Vec<usize>>,
+}
+
+impl<'a> NamespaceServices<'a> {
+    /// The Services that select `workload`, in name order.
+    fn selecting(&self, workload: &Workload) -> impl Iterator<Item = &Targetable<'a>> {
+        let mut positions: Vec<usize> = workload
+            .labels
+            .iter()
+            .filter_map(|(key, value)| self.by_first_label.get(&(key.clone(), value.clone())))
+            .flatten()
+            .copied()
+            .filter(|position| self.services[*position].selects(workload))
+            .collect();
+        positions.sort_unstable();
+        positions.into_iter().map(|position| &self.services[position])
+    }
+}
+
+impl<'a> TargetableServices<'a> {
+    fn new(mesh: &Mesh<'a>, version_services: &'a [DynamicObject]) -> Self {
+        let mut by_namespace: HashMap<&'a str, NamespaceServices<'a>> = HashMap::new();
+        let mut known: HashSet<(&str, &str)> = HashSet::new();
+        let input = mesh.snapshot.all(Kind::Service).iter().map(|service| (service, true));
+        for (service, from_input) in input.chain(version_services.iter().map(|service| (service, false))) {
+            let (Some(namespace), Some(name)) =
+                (service.metadata.namespace.as_deref(), service.metadata.name.as_deref())
+            else {
+                continue;
+            };
+            let selector = service_selector(service);
+            if selector.is_empty() {
+                continue;
+            }
+            // A version Service the input already holds (by name) is not added twice.
+            if !known.insert((namespace, name)) && !from_input {
+                continue;
+            }
+            by_namespace.entry(namespace).or_default().services.push(Targetable { name, selector });
+        }
+        for namespace in by_namespace.values_mut() {
+            namespace.services.sort_by(|a, b| a.name.cmp(b.name));
+            for (position, service) in namespace.services.iter().enumerate() {
+                if let Some((key, value)) = service.selector.first_key_value() {
+                    namespace.by_first_label.entry((key.clone(), value.clone())).or_default().push(position);
+                }
+            }
+        }
+        TargetableServices { by_namespace, none: NamespaceServices::default() }
+    }
+
+    fn in_namespace(&self, namespace: &str) -> &NamespaceServices<'a> {
+        self.by_namespace.get(namespace).unwrap_or(&self.none)
+    }
 }
 
 /// `spec.selector.matchLabels`; None for a namespace-wide policy (no or an empty selector).
@@ -191,16 +256,16 @@ fn selector_labels(spec: &Value) -> Option<BTreeMap<String, String>> {
 /// True when the selector picks gateway pods only (by its labels, or by the pods it selects).
 /// Gateways are proxies: they keep enforcing selector policies themselves, so these stay.
 fn gateway_policy(mesh: &Mesh, namespace: &str, selector: &BTreeMap<String, String>) -> bool {
-    let mut selected = mesh.workloads_in(namespace).filter(|w| selector_matches(selector, &w.labels)).peekable();
+    let mut selected = mesh.selected(namespace, selector).peekable();
     is_gateway(selector) || (selected.peek().is_some() && selected.all(|w| is_gateway(&w.labels)))
 }
 
 /// A namespace-wide policy only a proxy enforces reaches, at the waypoint, only pods behind a
 /// Service: the others lose it.
-fn report_uncovered_workloads(mesh: &Mesh, policy: &ObjectRef, services: &[&DynamicObject], report: &mut Report) {
+fn report_uncovered_workloads(mesh: &Mesh, policy: &ObjectRef, services: &NamespaceServices, report: &mut Report) {
     let namespace = policy.namespace.as_deref().unwrap_or_default();
     for workload in mesh.workloads_in(namespace).filter(|w| !is_gateway(&w.labels)) {
-        if !services.iter().any(|service| selects(service, workload)) {
+        if services.selecting(workload).next().is_none() {
             report.unsupported(
                 policy,
                 "spec",
@@ -220,12 +285,11 @@ fn target_services(
     mesh: &Mesh,
     policy: &ObjectRef,
     selector: &BTreeMap<String, String>,
-    services: &[&DynamicObject],
+    services: &NamespaceServices,
     report: &mut Report,
 ) -> Vec<String> {
     let namespace = policy.namespace.as_deref().unwrap_or_default();
-    let workloads: Vec<&Workload> = mesh.workloads_in(namespace).collect();
-    let selected: Vec<&&Workload> = workloads.iter().filter(|w| selector_matches(selector, &w.labels)).collect();
+    let selected: Vec<&Workload> = mesh.selected(namespace, selector).collect();
     if selected.is_empty() {
         report.unsupported(
             policy,
@@ -234,12 +298,12 @@ fn target_services(
         );
         return Vec::new();
     }
-    let mut targets = BTreeSet::new();
+    let mut targets: BTreeMap<&str, &Targetable> = BTreeMap::new();
     for workload in &selected {
         let mut covered = false;
-        for service in services.iter().filter(|service| selects(service, workload)) {
+        for service in services.selecting(workload) {
             covered = true;
-            targets.insert(service.metadata.name.clone().unwrap_or_default());
+            targets.insert(service.name, service);
         }
         if !covered {
             report.unsupported(
@@ -253,20 +317,20 @@ fn target_services(
             );
         }
     }
-    for service in services.iter().filter(|s| targets.contains(s.metadata.name.as_deref().unwrap_or_default())) {
-        for other in workloads.iter().filter(|w| selects(service, w) && !selector_matches(selector, &w.labels)) {
+    for service in targets.values() {
+        for other in mesh.selected(namespace, &service.selector).filter(|w| !selector_matches(selector, &w.labels)) {
             report.warn(
                 policy,
                 format!(
                     "Service {} also selects {}, which the policy's selector did not: at the waypoint the policy \
                      applies to all traffic to the Service, a wider scope",
-                    service.metadata.name.as_deref().unwrap_or_default(),
+                    service.name,
                     other.source.clone()
                 ),
             );
         }
     }
-    targets.into_iter().collect()
+    targets.into_keys().map(str::to_string).collect()
 }
 
 fn emit_waypoint_copy(

@@ -44,6 +44,7 @@ use super::objects::{Items, generated, invalid_name, is_generated};
 use super::scope::{Mesh, service_ports};
 use crate::change::ResourceRef;
 use crate::kinds::Kind;
+use crate::mesh::ObjectRef;
 use crate::mesh::gateway_api::{
     HEADER_NAME, HOSTNAME, MAX_BACKENDS, MAX_HEADER_CHANGES, MAX_HEADER_MATCHES, MAX_HEADER_VALUE, MAX_MATCHES,
     MAX_MATCHES_PER_RULE, MAX_PATH, MAX_RULES, MAX_WEIGHT, METHODS, gateway_duration, invalid_path, invalid_regex,
@@ -53,7 +54,6 @@ use crate::mesh::gateway_api::{HttpRouteMatch, MatchOrder, NamedMatch};
 use crate::mesh::networking::{
     Destination, HeaderOperations, HttpMatchRequest, HttpRoute, StringMatch, VirtualServiceSpec, service_of_host,
 };
-use crate::mesh::{ObjectRef, spec};
 
 /// A DestinationRule subset an emitted route sends traffic to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -78,13 +78,13 @@ pub struct Routed {
 pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mut Report) -> Routed {
     let mut routed = Routed::default();
     let mut claimed = routes_of_the_input(mesh);
-    for vs in mesh.snapshot.all(Kind::VirtualService) {
+    for (vs, decoded) in mesh.virtual_services() {
         let reference = ObjectRef::of(vs);
         let Some(namespace) = vs.metadata.namespace.as_deref() else {
             report.unsupported(&reference, "metadata.namespace", "the object has no namespace; pass -n NS");
             continue;
         };
-        if !routes_in_scope(mesh, vs, namespace) || is_generated(vs) {
+        if !routes_in_scope(mesh, decoded, namespace) || is_generated(vs) {
             continue;
         }
         let before = report.unsupported_count();
@@ -97,7 +97,7 @@ pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mu
             fatal: false,
             subsets: vec![],
         };
-        let route = converter.convert(vs, out);
+        let route = converter.convert(vs, decoded, out);
         let mut subsets = std::mem::take(&mut converter.subsets);
         if let Some(route) = route
             && claim_parents(&route, &reference, &mut claimed, report)
@@ -114,9 +114,9 @@ pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mu
 
 /// True when the VirtualService lives in a namespace being converted or routes for a host there
 /// (its route will live there, see the module docs).
-fn routes_in_scope(mesh: &Mesh, vs: &DynamicObject, namespace: &str) -> bool {
+fn routes_in_scope(mesh: &Mesh, decoded: &Result<VirtualServiceSpec, String>, namespace: &str) -> bool {
     mesh.in_scope(namespace)
-        || spec::<VirtualServiceSpec>(vs).is_ok_and(|spec| {
+        || decoded.as_ref().is_ok_and(|spec| {
             spec.hosts.iter().any(|host| service_of_host(host, namespace).is_some_and(|(_, ns)| mesh.in_scope(ns)))
         })
 }
@@ -242,11 +242,16 @@ impl RouteConverter<'_, '_> {
         self.report.unsupported(self.vs, field, reason);
     }
 
-    fn convert(&mut self, vs: &DynamicObject, out: &Items) -> Option<DynamicObject> {
-        let spec: VirtualServiceSpec = match spec(vs) {
+    fn convert(
+        &mut self,
+        vs: &DynamicObject,
+        decoded: &Result<VirtualServiceSpec, String>,
+        out: &Items,
+    ) -> Option<DynamicObject> {
+        let spec = match decoded {
             Ok(spec) => spec,
             Err(err) => {
-                self.refuse("spec", err);
+                self.refuse("spec", err.clone());
                 return None;
             }
         };
@@ -274,7 +279,7 @@ impl RouteConverter<'_, '_> {
             self.refuse("metadata.name", reason);
         }
         let reported = self.report.unsupported_count();
-        let (parents, hostnames) = self.parents(&spec);
+        let (parents, hostnames) = self.parents(spec);
         if parents.is_empty() && self.report.unsupported_count() == reported {
             self.refuse("spec.hosts", "no host is a Service (or Gateway API gateway) this conversion can attach to");
         } else if parents.is_empty() {

@@ -13,7 +13,7 @@
 //! warning, since an offline dump often lacks the cluster-scoped Istio resource). An unknown
 //! trust domain is reported, and everything that needs a principal is then refused, not guessed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kube_core::DynamicObject;
 use serde_json::{Map, Value, json};
@@ -22,7 +22,8 @@ use super::objects::{generated, invalid_name};
 use super::{ConvertOptions, Report};
 use crate::kinds::Kind;
 use crate::mesh::labels::{USE_WAYPOINT, WAYPOINT_CLASS, WAYPOINT_FOR, WAYPOINT_PORT};
-use crate::mesh::{ObjectRef, labels, selector_matches};
+use crate::mesh::networking::VirtualServiceSpec;
+use crate::mesh::{ObjectRef, labels, selector_matches, spec};
 use crate::model::MeshModel;
 pub use crate::model::Workload;
 use crate::model::identity::{DEFAULT_TRUST_DOMAIN, TrustDomain, TrustDomainProblem, TrustDomainSource};
@@ -36,6 +37,15 @@ pub struct Mesh<'a> {
     scope: BTreeSet<String>,
     /// Namespaces that use a waypoint, with the waypoint's name.
     waypoints: BTreeMap<String, String>,
+    /// Positions of each namespace's workloads in the model's list, so that the rules, which ask
+    /// once per policy or Service, do not scan the whole mesh each time.
+    workloads_by_namespace: HashMap<String, Vec<usize>>,
+    /// Positions of the workloads carrying each label, by (namespace, key, value): a selector's
+    /// workloads are found from one of its labels instead of testing every workload.
+    workloads_by_label: HashMap<(String, String, String), Vec<usize>>,
+    /// The VirtualServices with their specs decoded once: the route and subset rules both read
+    /// them, and a huge one took seconds per decoding.
+    virtual_services: Vec<(&'a DynamicObject, Result<VirtualServiceSpec, String>)>,
 }
 
 impl<'a> Mesh<'a> {
@@ -47,7 +57,26 @@ impl<'a> Mesh<'a> {
         } else {
             options.namespaces.iter().cloned().collect()
         };
-        let mut mesh = Mesh { snapshot, model, scope, waypoints: BTreeMap::new() };
+        let mut workloads_by_namespace: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut workloads_by_label: HashMap<(String, String, String), Vec<usize>> = HashMap::new();
+        for (position, workload) in model.workloads().iter().enumerate() {
+            workloads_by_namespace.entry(workload.namespace.clone()).or_default().push(position);
+            for (key, value) in &workload.labels {
+                let label = (workload.namespace.clone(), key.clone(), value.clone());
+                workloads_by_label.entry(label).or_default().push(position);
+            }
+        }
+        let virtual_services =
+            snapshot.all(Kind::VirtualService).iter().map(|vs| (vs, spec::<VirtualServiceSpec>(vs))).collect();
+        let mut mesh = Mesh {
+            snapshot,
+            model,
+            scope,
+            waypoints: BTreeMap::new(),
+            workloads_by_namespace,
+            workloads_by_label,
+            virtual_services,
+        };
         let explicit = !options.namespaces.is_empty();
         for namespace in mesh.scope.clone() {
             if explicit || mesh.model.needs_waypoint(&namespace) {
@@ -60,6 +89,11 @@ impl<'a> Mesh<'a> {
             }
         }
         mesh
+    }
+
+    /// Every VirtualService of the input, with its spec or why it does not decode.
+    pub fn virtual_services(&self) -> &[(&'a DynamicObject, Result<VirtualServiceSpec, String>)] {
+        &self.virtual_services
     }
 
     /// True when `namespace` is converted at all.
@@ -127,8 +161,33 @@ impl<'a> Mesh<'a> {
         self.snapshot.get(Kind::Service, Some(namespace), name)
     }
 
-    pub fn workloads_in<'s>(&'s self, namespace: &'s str) -> impl Iterator<Item = &'s Workload> + 's {
-        self.model.workloads_in(namespace)
+    /// The workloads of `namespace`, in the model's order.
+    pub fn workloads_in<'s>(&'s self, namespace: &str) -> impl Iterator<Item = &'s Workload> + 's {
+        let workloads = self.model.workloads();
+        let positions = self.workloads_by_namespace.get(namespace).map(Vec::as_slice).unwrap_or_default();
+        positions.iter().map(move |position| &workloads[*position])
+    }
+
+    /// Positions in [`Mesh::workloads`] of the workloads of `namespace` that `selector` selects
+    /// (all of them for an empty selector), in the model's order.
+    pub fn selected_positions(&self, namespace: &str, selector: &BTreeMap<String, String>) -> Vec<usize> {
+        let candidates = match selector.iter().next() {
+            None => self.workloads_by_namespace.get(namespace),
+            Some((key, value)) => self.workloads_by_label.get(&(namespace.to_string(), key.clone(), value.clone())),
+        };
+        let workloads = self.model.workloads();
+        let candidates = candidates.map(Vec::as_slice).unwrap_or_default();
+        candidates.iter().copied().filter(|position| selector_matches(selector, &workloads[*position].labels)).collect()
+    }
+
+    /// The workloads of `namespace` that `selector` selects, in the model's order.
+    pub fn selected<'s>(
+        &'s self,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> impl Iterator<Item = &'s Workload> + 's {
+        let workloads = self.model.workloads();
+        self.selected_positions(namespace, selector).into_iter().map(move |position| &workloads[position])
     }
 
     pub fn workloads(&self) -> &[Workload] {
@@ -189,14 +248,6 @@ pub fn service_ports(service: &DynamicObject) -> Vec<Map<String, Value>> {
         .and_then(Value::as_array)
         .map(|ports| ports.iter().filter_map(|port| port.as_object().cloned()).collect())
         .unwrap_or_default()
-}
-
-/// True when `service` selects the pods of `workload`.
-pub fn selects(service: &DynamicObject, workload: &Workload) -> bool {
-    let selector = service_selector(service);
-    !selector.is_empty()
-        && service.metadata.namespace.as_deref() == Some(workload.namespace.as_str())
-        && selector_matches(&selector, &workload.labels)
 }
 
 fn all_namespaces(snapshot: &Snapshot) -> BTreeSet<String> {
@@ -309,7 +360,11 @@ spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
         let mut report = Report::default();
         let mesh = Mesh::new(&offline, &ConvertOptions::default(), &mut report);
         assert_eq!(mesh.principal("n", "s").as_deref(), Some("cluster.local/ns/n/sa/s"));
-        assert!(report.warnings[0].message.contains("assuming trust domain cluster.local"), "{:?}", report.warnings);
+        assert!(
+            report.warnings.first().unwrap().message.contains("assuming trust domain cluster.local"),
+            "{:?}",
+            report.warnings
+        );
 
         let istio = "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: default}\nspec: {values: {meshConfig: {trustDomain: corp.example}}}";
         let with_istio = snapshot_of(istio);
@@ -331,7 +386,11 @@ apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: b}\nspec: {}";
         let mut report = Report::default();
         let mesh = Mesh::new(&snapshot, &ConvertOptions::default(), &mut report);
         assert_eq!(mesh.principal("ns", "sa"), None);
-        assert!(report.unsupported[0].reason.contains("a.example, cluster.local"), "{:?}", report.unsupported);
+        assert!(
+            report.unsupported.first().unwrap().reason.contains("a.example, cluster.local"),
+            "{:?}",
+            report.unsupported
+        );
 
         let mut flagged = snapshot.clone();
         flagged.trust_domain = Some("bad domain/x".into());

@@ -10,7 +10,7 @@
 //! applies to its host, not to the new Services the routes now target. Both are reported, except
 //! `tls.mode: ISTIO_MUTUAL` alone, which ambient's HBONE mTLS makes redundant (a warning).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use kube_core::DynamicObject;
 use serde_json::{Map, Value, json};
@@ -21,7 +21,7 @@ use super::routes::{Routed, SubsetUse};
 use super::scope::{Mesh, service_ports, service_selector};
 use crate::change::ResourceRef;
 use crate::kinds::Kind;
-use crate::mesh::networking::{DestinationRuleSpec, VirtualServiceSpec, service_of_host};
+use crate::mesh::networking::{DestinationRuleSpec, service_of_host};
 use crate::mesh::{ObjectRef, spec};
 
 #[derive(Debug, Default)]
@@ -42,11 +42,13 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
         let key = (subset_use.namespace.as_str(), subset_use.service.as_str(), subset_use.subset.as_str());
         uses.entry(key).or_default().push(subset_use);
     }
+    let rules = DestinationRules::new(mesh);
     let mut used_rules: Vec<ObjectRef> = Vec::new();
+    let mut seen_rules: HashSet<ObjectRef> = HashSet::new();
     for ((namespace, service_name, subset), users) in uses {
         let Some(service) = mesh.service(namespace, service_name) else { continue };
         let Some(first) = users.first().copied() else { continue };
-        let Some(rule) = destination_rule(mesh, &first.route, namespace, service_name) else {
+        let Some(rule) = rules.find(&first.route, namespace, service_name) else {
             for user in &users {
                 report.unsupported(
                     &user.route,
@@ -57,7 +59,7 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
             continue;
         };
         let rule_ref = ObjectRef::of(rule);
-        if !used_rules.contains(&rule_ref) {
+        if seen_rules.insert(rule_ref.clone()) {
             used_rules.push(rule_ref.clone());
         }
         let rule_spec: DestinationRuleSpec = match spec(rule) {
@@ -140,25 +142,32 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
     result
 }
 
-/// The DestinationRule for a host as Istio finds it: in the route's namespace, then the host's.
-fn destination_rule<'a>(
-    mesh: &Mesh<'a>,
-    route: &ObjectRef,
-    namespace: &str,
-    service: &str,
-) -> Option<&'a DynamicObject> {
-    let route_namespace = route.namespace.as_deref().unwrap_or(namespace);
-    [route_namespace, namespace].into_iter().find_map(|candidate| {
-        let snapshot = mesh.snapshot;
-        let in_candidate = |rule: &&DynamicObject| rule.metadata.namespace.as_deref() == Some(candidate);
-        snapshot.all(Kind::DestinationRule).iter().filter(in_candidate).find(|rule| {
-            rule.data
-                .pointer("/spec/host")
-                .and_then(Value::as_str)
-                .and_then(|host| service_of_host(host, candidate))
-                .is_some_and(|target| target == (service, namespace))
-        })
-    })
+/// The DestinationRules by (their namespace, host Service, host namespace), the first of each in
+/// input order: looked up per subset a route uses, which a scan of every rule made quadratic.
+struct DestinationRules<'a> {
+    by_host: HashMap<(&'a str, &'a str, &'a str), &'a DynamicObject>,
+}
+
+impl<'a> DestinationRules<'a> {
+    fn new(mesh: &Mesh<'a>) -> Self {
+        let mut by_host = HashMap::new();
+        for rule in mesh.snapshot.all(Kind::DestinationRule) {
+            let Some(namespace) = rule.metadata.namespace.as_deref() else { continue };
+            let host = rule.data.pointer("/spec/host").and_then(Value::as_str);
+            if let Some((service, host_namespace)) = host.and_then(|host| service_of_host(host, namespace)) {
+                by_host.entry((namespace, service, host_namespace)).or_insert(rule);
+            }
+        }
+        DestinationRules { by_host }
+    }
+
+    /// The DestinationRule for a host as Istio finds it: in the route's namespace, then the host's.
+    fn find(&self, route: &ObjectRef, namespace: &str, service: &str) -> Option<&'a DynamicObject> {
+        let route_namespace = route.namespace.as_deref().unwrap_or(namespace);
+        [route_namespace, namespace]
+            .into_iter()
+            .find_map(|candidate| self.by_host.get(&(candidate, service, namespace)).copied())
+    }
 }
 
 /// The DestinationRule's own policy and fields apply to its host, not to the version Services.
@@ -218,12 +227,12 @@ fn inert_subset_rules(mesh: &Mesh, used: &[ObjectRef]) -> Vec<ObjectRef> {
 fn hosts_routed_by_unreplaced(mesh: &Mesh, replaced: &[ResourceRef]) -> BTreeSet<(String, String)> {
     let replaced: BTreeSet<&ResourceRef> = replaced.iter().collect();
     let mut hosts = BTreeSet::new();
-    for vs in mesh.snapshot.all(Kind::VirtualService) {
+    for (vs, decoded) in mesh.virtual_services() {
         if ResourceRef::of(vs).is_ok_and(|vs| replaced.contains(&vs)) {
             continue;
         }
         let vs_namespace = vs.metadata.namespace.as_deref().unwrap_or_default();
-        let Ok(vs_spec) = spec::<VirtualServiceSpec>(vs) else { continue };
+        let Ok(vs_spec) = decoded else { continue };
         for (host, _) in vs_spec.subset_destinations() {
             if let Some((name, namespace)) = service_of_host(host, vs_namespace) {
                 hosts.insert((name.to_string(), namespace.to_string()));

@@ -10,7 +10,7 @@
 //! without them (so it denies more), except at ztunnel where Istio 1.27 ignores a DENY rule made
 //! only of HTTP attributes (istio/istio#61126).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::mesh::authz::{Action, Condition, Operation, Rule, Source};
 
@@ -86,9 +86,7 @@ pub fn decide(
     let http_readable = enforcer != Enforcer::Ztunnel && attributes.http.is_some();
     let matches = |policy: &Policy| {
         policy
-            .policy
-            .spec
-            .rules()
+            .rules
             .iter()
             .any(|rule| rule_matches(rule, policy.policy.spec.action, enforcer, http_readable, attributes))
     };
@@ -142,75 +140,200 @@ fn is_bypass_protection(policy: &Policy, is_waypoint_principal: &dyn Fn(&str) ->
     })
 }
 
-fn rule_matches(rule: &Rule, action: Action, enforcer: Enforcer, http_readable: bool, attributes: &Attributes) -> bool {
-    let has_l7 = !rule.l7_attributes().is_empty();
-    if has_l7 && !http_readable {
+/// A rule compiled for evaluation: its L4 and L7 nature decided once, and its value lists as
+/// [`Patterns`], so that a policy naming thousands of principals or paths costs a look-up per
+/// request instead of a scan (the verifier evaluates up to its budget of requests against it).
+#[derive(Debug, Clone)]
+pub struct RuleMatch {
+    has_l7: bool,
+    has_l4: bool,
+    from: Vec<SourceMatch>,
+    to: Vec<OperationMatch>,
+    when: Vec<ConditionMatch>,
+}
+
+impl RuleMatch {
+    pub fn new(rule: &Rule) -> Self {
+        RuleMatch {
+            has_l7: !rule.l7_attributes().is_empty(),
+            has_l4: rule.has_l4_attributes(),
+            from: rule.from.iter().map(|from| SourceMatch::new(&from.source)).collect(),
+            to: rule.to.iter().map(|to| OperationMatch::new(&to.operation)).collect(),
+            when: rule.when.iter().map(ConditionMatch::new).collect(),
+        }
+    }
+}
+
+/// Istio string patterns ([`istio_match`]): exact values in a set, the others (`*`, prefixes,
+/// suffixes) in a list.
+#[derive(Debug, Clone, Default)]
+struct Patterns {
+    exact: HashSet<String>,
+    wildcards: Vec<String>,
+}
+
+impl Patterns {
+    fn new<'p>(patterns: impl IntoIterator<Item = &'p String>) -> Self {
+        let mut compiled = Patterns::default();
+        for pattern in patterns {
+            if pattern.starts_with('*') || pattern.ends_with('*') {
+                compiled.wildcards.push(pattern.clone());
+            } else {
+                compiled.exact.insert(pattern.clone());
+            }
+        }
+        compiled
+    }
+
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wildcards.is_empty()
+    }
+
+    fn matches(&self, value: &str) -> bool {
+        self.exact.contains(value) || self.wildcards.iter().any(|pattern| istio_match(pattern, value))
+    }
+}
+
+/// A field with `values` and `not_values` (principals and notPrincipals, say).
+#[derive(Debug, Clone, Default)]
+struct Field {
+    values: Patterns,
+    not_values: Patterns,
+}
+
+impl Field {
+    fn new(values: &[String], not_values: &[String]) -> Self {
+        Field { values: Patterns::new(values), not_values: Patterns::new(not_values) }
+    }
+
+    /// `values` must match when present, `not_values` must not; an unknown value (no identity, no
+    /// IP) matches no `values` and no `not_values`.
+    fn matches(&self, value: Option<&str>) -> bool {
+        let matches_any = |patterns: &Patterns| value.is_some_and(|value| patterns.matches(value));
+        (self.values.is_empty() || matches_any(&self.values))
+            && (self.not_values.is_empty() || !matches_any(&self.not_values))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SourceMatch {
+    principals: Field,
+    namespaces: Field,
+    service_accounts: Field,
+    ip_blocks: Field,
+    remote_ip_blocks: Field,
+    request_principals: Field,
+}
+
+impl SourceMatch {
+    fn new(source: &Source) -> Self {
+        SourceMatch {
+            principals: Field::new(&source.principals, &source.not_principals),
+            namespaces: Field::new(&source.namespaces, &source.not_namespaces),
+            service_accounts: Field::new(&source.service_accounts, &source.not_service_accounts),
+            ip_blocks: Field::new(&source.ip_blocks, &source.not_ip_blocks),
+            remote_ip_blocks: Field::new(&source.remote_ip_blocks, &source.not_remote_ip_blocks),
+            request_principals: Field::new(&source.request_principals, &source.not_request_principals),
+        }
+    }
+
+    fn matches(&self, http_readable: bool, attributes: &Attributes) -> bool {
+        let account = attributes.service_account();
+        let l4 = self.principals.matches(attributes.principal)
+            && self.namespaces.matches(attributes.source_namespace())
+            && self.service_accounts.matches(account.as_deref())
+            // Addresses are not modelled: IP blocks match nothing, and their negations everything.
+            && self.ip_blocks.matches(None)
+            && self.remote_ip_blocks.matches(None);
+        // No request carries a JWT, so there is no request principal.
+        let l7 = !http_readable || self.request_principals.matches(None);
+        l4 && l7
+    }
+}
+
+#[derive(Debug, Clone)]
+struct OperationMatch {
+    /// Lowercased: Host headers are compared case-insensitively.
+    hosts: Field,
+    ports: Field,
+    methods: Field,
+    paths: Field,
+}
+
+impl OperationMatch {
+    fn new(operation: &Operation) -> Self {
+        let lowercase = |hosts: &[String]| hosts.iter().map(|host| host.to_ascii_lowercase()).collect::<Vec<_>>();
+        OperationMatch {
+            hosts: Field::new(&lowercase(&operation.hosts), &lowercase(&operation.not_hosts)),
+            ports: Field::new(&operation.ports, &operation.not_ports),
+            methods: Field::new(&operation.methods, &operation.not_methods),
+            paths: Field::new(&operation.paths, &operation.not_paths),
+        }
+    }
+
+    fn matches(&self, http_readable: bool, attributes: &Attributes) -> bool {
+        let port = attributes.port.to_string();
+        let l4 = self.ports.matches(Some(&port));
+        if !http_readable {
+            return l4;
+        }
+        let http = attributes.http;
+        let hosts_match = |patterns: &Patterns| attributes.hosts.iter().any(|host| patterns.matches(host));
+        let hosts = (self.hosts.values.is_empty() || hosts_match(&self.hosts.values))
+            && (self.hosts.not_values.is_empty() || !hosts_match(&self.hosts.not_values));
+        l4 && hosts
+            && self.methods.matches(http.map(|h| h.method.as_str()))
+            && self.paths.matches(http.map(|h| h.path.as_str()))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ConditionMatch {
+    key: String,
+    field: Field,
+}
+
+impl ConditionMatch {
+    fn new(condition: &Condition) -> Self {
+        ConditionMatch { key: condition.key.clone(), field: Field::new(&condition.values, &condition.not_values) }
+    }
+
+    fn matches(&self, http_readable: bool, attributes: &Attributes) -> bool {
+        let key = self.key.as_str();
+        let port = attributes.port.to_string();
+        let value: Option<&str> = match key {
+            "source.principal" => attributes.principal,
+            "source.namespace" => attributes.source_namespace(),
+            "destination.port" => Some(&port),
+            "source.ip" | "remote.ip" | "destination.ip" => None,
+            _ if !http_readable => return true,
+            _ => match key.strip_prefix("request.headers[").and_then(|rest| rest.strip_suffix(']')) {
+                Some(name) => attributes.header(name),
+                None => None,
+            },
+        };
+        self.field.matches(value)
+    }
+}
+
+fn rule_matches(
+    rule: &RuleMatch,
+    action: Action,
+    enforcer: Enforcer,
+    http_readable: bool,
+    attributes: &Attributes,
+) -> bool {
+    if rule.has_l7 && !http_readable {
         match action {
             // The rule keeps a requirement nobody can check: it matches nothing.
             Action::Allow | Action::Custom | Action::Audit => return false,
-            Action::Deny if enforcer == Enforcer::Ztunnel && !rule.has_l4_attributes() => return false,
+            Action::Deny if enforcer == Enforcer::Ztunnel && !rule.has_l4 => return false,
             Action::Deny => {}
         }
     }
-    let from =
-        rule.from.is_empty() || rule.from.iter().any(|from| source_matches(&from.source, http_readable, attributes));
-    let to = rule.to.is_empty() || rule.to.iter().any(|to| operation_matches(&to.operation, http_readable, attributes));
-    let when = rule.when.iter().all(|condition| condition_matches(condition, http_readable, attributes));
-    from && to && when
-}
-
-/// `values` must match when present, `not_values` must not; an unknown value (no identity, no IP)
-/// matches no `values` and no `not_values`.
-fn field(value: Option<&str>, values: &[String], not_values: &[String]) -> bool {
-    let matches_any = |patterns: &[String]| value.is_some_and(|value| patterns.iter().any(|p| istio_match(p, value)));
-    (values.is_empty() || matches_any(values)) && (not_values.is_empty() || !matches_any(not_values))
-}
-
-fn source_matches(source: &Source, http_readable: bool, attributes: &Attributes) -> bool {
-    let account = attributes.service_account();
-    let l4 = field(attributes.principal, &source.principals, &source.not_principals)
-        && field(attributes.source_namespace(), &source.namespaces, &source.not_namespaces)
-        && field(account.as_deref(), &source.service_accounts, &source.not_service_accounts)
-        // Addresses are not modelled: IP blocks match nothing, and their negations everything.
-        && field(None, &source.ip_blocks, &source.not_ip_blocks)
-        && field(None, &source.remote_ip_blocks, &source.not_remote_ip_blocks);
-    // No request carries a JWT, so there is no request principal.
-    let l7 = !http_readable || field(None, &source.request_principals, &source.not_request_principals);
-    l4 && l7
-}
-
-fn operation_matches(operation: &Operation, http_readable: bool, attributes: &Attributes) -> bool {
-    let port = attributes.port.to_string();
-    let l4 = field(Some(&port), &operation.ports, &operation.not_ports);
-    if !http_readable {
-        return l4;
-    }
-    let http = attributes.http;
-    let hosts_match = |patterns: &[String]| {
-        attributes.hosts.iter().any(|host| patterns.iter().any(|p| istio_match(&p.to_ascii_lowercase(), host)))
-    };
-    let hosts = (operation.hosts.is_empty() || hosts_match(&operation.hosts))
-        && (operation.not_hosts.is_empty() || !hosts_match(&operation.not_hosts));
-    l4 && hosts
-        && field(http.map(|h| h.method.as_str()), &operation.methods, &operation.not_methods)
-        && field(http.map(|h| h.path.as_str()), &operation.paths, &operation.not_paths)
-}
-
-fn condition_matches(condition: &Condition, http_readable: bool, attributes: &Attributes) -> bool {
-    let key = condition.key.as_str();
-    let port = attributes.port.to_string();
-    let value: Option<&str> = match key {
-        "source.principal" => attributes.principal,
-        "source.namespace" => attributes.source_namespace(),
-        "destination.port" => Some(&port),
-        "source.ip" | "remote.ip" | "destination.ip" => None,
-        _ if !http_readable => return true,
-        _ => match key.strip_prefix("request.headers[").and_then(|rest| rest.strip_suffix(']')) {
-            Some(name) => attributes.header(name),
-            None => None,
-        },
-    };
-    field(value, &condition.values, &condition.not_values)
+    (rule.from.is_empty() || rule.from.iter().any(|from| from.matches(http_readable, attributes)))
+        && (rule.to.is_empty() || rule.to.iter().any(|to| to.matches(http_readable, attributes)))
+        && rule.when.iter().all(|condition| condition.matches(http_readable, attributes))
 }
 
 /// Istio's string match: `*` matches any non-empty value, `abc*` a prefix, `*abc` a suffix,
@@ -281,10 +404,7 @@ mod tests {
 
     fn policy(name: &str, yaml: &str) -> Policy {
         let spec: AuthorizationPolicySpec = crate::mesh::from_yaml(yaml);
-        Policy {
-            policy: Named { namespace: "ns".into(), name: name.into(), created: String::new(), spec },
-            rejected: None,
-        }
+        Policy::new(Named { namespace: "ns".into(), name: name.into(), created: String::new(), spec }, None)
     }
 
     fn get(path: &str) -> HttpRequest {

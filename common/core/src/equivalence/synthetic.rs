@@ -149,6 +149,63 @@ fn add_service(mesh: &mut SyntheticMesh, ns: &str, service: usize, pods: usize) 
     mesh.removed.push(ResourceRef::new(Kind::AuthorizationPolicy, Some(ns), &app));
 }
 
+/// One namespace with a Service and its pod, and a VirtualService for that Service with `rules`
+/// header-matched HTTP rules: far beyond what an HTTPRoute holds when `rules` is large, so the
+/// translator must refuse it for its size, and quickly.
+pub fn virtual_service_with_rules(rules: usize) -> Vec<DynamicObject> {
+    let ns = namespace_name(0);
+    let http: Vec<Value> = (0..rules)
+        .map(|rule| {
+            json!({"match": [{"headers": {"x-rule": {"exact": rule.to_string()}}}],
+                   "route": [{"destination": {"host": "svc-0"}}]})
+        })
+        .collect();
+    vec![
+        object(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"istio.io/rev": "default"}}}),
+        ),
+        object(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc-0", "namespace": ns},
+            "spec": {"selector": {"app": "svc-0"}, "ports": [{"name": "http", "port": 8080}]}})),
+        object(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "svc-0-0", "namespace": ns, "labels": {"app": "svc-0"}},
+            "spec": {"serviceAccountName": "svc-0", "containers": [{"name": "app"}, {"name": "istio-proxy"}]}})),
+        object(json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "svc-0", "namespace": ns}, "spec": {"hosts": ["svc-0"], "http": http}})),
+    ]
+}
+
+/// One namespace with a client and a `reviews` Deployment and Service, and one ALLOW policy on
+/// `reviews` whose single rule names `principals` principals, `paths` paths and `headers` header
+/// conditions: the cross product the verifier must sample instead of enumerating.
+pub fn huge_policy(principals: usize, paths: usize, headers: usize) -> Vec<DynamicObject> {
+    let ns = namespace_name(0);
+    let mut objects = vec![object(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"istio-injection": "enabled"}}}),
+    )];
+    for app in ["reviews", "client"] {
+        objects.push(object(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": app, "namespace": ns},
+            "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": 9080}]}})));
+        objects.push(object(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": app, "namespace": ns},
+            "spec": {"selector": {"matchLabels": {"app": app}}, "template": {"metadata": {"labels": {"app": app}},
+                     "spec": {"serviceAccountName": app, "containers": [{"name": "app", "image": "app"}]}}}}),
+        ));
+    }
+    let principals: Vec<String> = (0..principals).map(|i| format!("cluster.local/ns/{ns}/sa/caller-{i}")).collect();
+    let paths: Vec<String> = (0..paths).map(|i| format!("/api/v{i}")).collect();
+    let conditions: Vec<Value> = (0..headers)
+        .map(|i| json!({"key": format!("request.headers[x-h-{i}]"), "values": [format!("v{i}")]}))
+        .collect();
+    objects.push(object(json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+    "metadata": {"name": "huge", "namespace": ns},
+    "spec": {"selector": {"matchLabels": {"app": "reviews"}}, "action": "ALLOW", "rules": [{
+        "from": [{"source": {"principals": principals}}],
+        "to": [{"operation": {"paths": paths, "methods": ["GET"]}}],
+        "when": conditions,
+    }]}})));
+    objects
+}
+
 /// The `bookinfo-sidecar` scenario's access rules: each app, the service account that may call
 /// it, and with which methods (the ingress gateway `bookinfo-gateway` of class `istio` runs as
 /// `bookinfo-gateway-istio`).

@@ -21,6 +21,8 @@ use crate::model::dataplane::NamespaceMode;
 use crate::model::identity::principal_in;
 use crate::snapshot::Snapshot;
 
+use super::authorize::RuleMatch;
+
 /// Policies without selector or targetRefs in this namespace apply to every workload of the mesh.
 pub const ROOT_NAMESPACE: &str = "istio-system";
 
@@ -100,6 +102,15 @@ pub struct Policy {
     /// Why admission rejects the policy (an invalid condition key, say); a rejected policy does
     /// not exist on the cluster and enforces nothing.
     pub rejected: Option<String>,
+    /// The rules compiled for evaluation, once per policy rather than per request.
+    pub rules: Vec<RuleMatch>,
+}
+
+impl Policy {
+    pub fn new(policy: Named<AuthorizationPolicySpec>, rejected: Option<String>) -> Self {
+        let rules = policy.spec.rules().iter().map(RuleMatch::new).collect();
+        Policy { policy, rejected, rules }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -154,7 +165,7 @@ impl Topology {
         }
         for named in topology.decode::<AuthorizationPolicySpec>(snapshot, Kind::AuthorizationPolicy) {
             let rejected = rejection(&named.spec);
-            topology.policies.push(Policy { policy: named, rejected });
+            topology.policies.push(Policy::new(named, rejected));
         }
         topology.virtual_services = topology.decode(snapshot, Kind::VirtualService);
         topology.destination_rules = topology.decode(snapshot, Kind::DestinationRule);
