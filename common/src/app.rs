@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::process::ExitCode;
 
-use clap::{Arg, ArgMatches, Command, CommandFactory, FromArgMatches};
+use clap::{Arg, Command, CommandFactory, FromArgMatches};
 use clap_complete::Shell;
 
 use crate::cli::current_invocation;
@@ -19,13 +19,14 @@ use crate::printer::Printer;
 pub fn parse<T: CommandFactory + FromArgMatches>(binary: &str) -> T {
     let name = current_invocation(binary);
     let mut command = with_completion(T::command()).bin_name(name.clone()).name(name.clone());
+    print_completion_if_asked(&mut command, binary);
     let matches = command.get_matches_mut();
-    print_completion_if_asked(&mut command, &matches, binary);
     T::from_arg_matches(&matches).unwrap_or_else(|err| err.format(&mut command).exit())
 }
 
 /// Adds `--completion SHELL`, which prints a completion script instead of running the command.
-/// It stands alone on the command line (`exclusive`), so no required argument gets in its way.
+/// Documented in `--help` like any flag, but answered before parsing ([`print_completion_if_asked`]),
+/// so no required argument of the command gets in its way.
 pub fn with_completion(command: Command) -> Command {
     command.arg(
         Arg::new(COMPLETION)
@@ -40,12 +41,19 @@ pub fn with_completion(command: Command) -> Command {
 
 const COMPLETION: &str = "completion";
 
-/// With `--completion SHELL`: prints the script for the executable the shell runs (the name this
-/// binary was invoked under: `oc-ambient-check`, `kubectl-ambient_check`, ...) and exits.
-pub fn print_completion_if_asked(command: &mut Command, matches: &ArgMatches, binary: &str) {
-    let Some(shell) = matches.get_one::<Shell>(COMPLETION).copied() else { return };
-    let argv0 = std::env::args_os().next().unwrap_or_default();
-    let executable = std::path::Path::new(&argv0)
+/// With `--completion SHELL` as the only flag: prints the script for the executable the shell runs
+/// (the name this binary was invoked under: `oc-ambient-check`, `kubectl-ambient_check`, ...) and
+/// exits. Anything else (an unknown shell, other arguments) is left to clap, which says what is
+/// wrong.
+pub fn print_completion_if_asked(command: &mut Command, binary: &str) {
+    let args: Vec<String> = std::env::args().collect();
+    let shell = match args.as_slice() {
+        [_, flag, value] if flag == "--completion" => Some(value.as_str()),
+        [_, flag] => flag.strip_prefix("--completion="),
+        _ => None,
+    };
+    let Some(shell) = shell.and_then(|shell| <Shell as clap::ValueEnum>::from_str(shell, true).ok()) else { return };
+    let executable = std::path::Path::new(&args[0])
         .file_name()
         .and_then(|name| name.to_str())
         .filter(|name| name.contains("ambient"))

@@ -30,6 +30,21 @@ async fn versions(client: &kube::Client) -> BTreeMap<String, String> {
     resource_versions(client, &WRITTEN).await
 }
 
+/// [`versions`] once the simulator has stopped writing status (a fresh cluster's controllers
+/// settle for a while): the same for two reads a second apart, within half a minute.
+async fn settled_versions(client: &kube::Client) -> BTreeMap<String, String> {
+    let mut last = versions(client).await;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = versions(client).await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the simulated cluster keeps writing: {last:?}");
+}
+
 fn api(client: &kube::Client, (group, version, kind, plural): KindPath<'_>, namespace: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk(group, version, kind);
     Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk_with_plural(&gvk, plural))
@@ -50,7 +65,7 @@ async fn waypoint_dry_runs_consent_and_permissions_write_nothing() {
     let proxy = cluster.plane().fault_proxy().await.unwrap();
     let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
     let state = tempfile::tempdir().unwrap();
-    let before = versions(&client).await;
+    let before = settled_versions(&client).await;
 
     // Client side: the plan, and not one write request on the wire.
     let planned = waypoint(proxy.kubeconfig(), state.path(), &["bookinfo", "--dry-run=client", "-o", "json"]);

@@ -115,8 +115,8 @@ pub fn command() -> clap::Command {
 pub fn parse() -> Cli {
     let name = oc_ambient_common::cli::current_invocation(BINARY);
     let mut command = oc_ambient_common::app::with_completion(command()).bin_name(name.clone()).name(name);
+    oc_ambient_common::app::print_completion_if_asked(&mut command, BINARY);
     let matches = command.get_matches_mut();
-    oc_ambient_common::app::print_completion_if_asked(&mut command, &matches, BINARY);
     from_matches(&matches).unwrap_or_else(|err| err.format(&mut command).exit())
 }
 
