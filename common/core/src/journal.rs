@@ -17,6 +17,8 @@ use crate::change::Change;
 pub const STATE_NAMESPACE: &str = "oc-ambient";
 /// Prefix of the id of an action that undoes a journalled one.
 pub const UNDO_PREFIX: &str = "undo:";
+/// Joins the ids of several actions one undo reverses (see [`merge_per_object`]).
+pub const UNDO_JOIN: char = '+';
 
 /// What happened to one action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +72,8 @@ pub fn outstanding(entries: &[Entry]) -> Vec<Outstanding> {
     for entry in entries {
         if let Some(undone) = entry.action.strip_prefix(UNDO_PREFIX) {
             if entry.state == EntryState::Done {
-                found.retain(|action| action.action != undone);
+                let undone: Vec<&str> = undone.split(UNDO_JOIN).collect();
+                found.retain(|action| !undone.contains(&action.action.as_str()));
             }
             continue;
         }
@@ -91,9 +94,85 @@ pub fn outstanding(entries: &[Entry]) -> Vec<Outstanding> {
     found
 }
 
+/// `actions` (in start order) with the actions of one step that wrote one object merged into one:
+/// the prior state of the first (what was there before the step touched it), the change of the
+/// last, and the ids joined with [`UNDO_JOIN`]. One undo then restores the object as it was,
+/// rather than replaying each write backwards (Step 9 pins a policy, then deletes it: it is
+/// re-created as it was before the pin). Writes of different steps stay apart, so each is undone
+/// in its step's turn. Restarts are never merged: each is its own rollout.
+pub fn merge_per_object(actions: Vec<Outstanding>) -> Vec<Outstanding> {
+    let mut merged: Vec<Outstanding> = Vec::new();
+    for action in actions {
+        let target = action.change.target().ok().filter(|_| !matches!(action.change, Change::Restart { .. }));
+        let earlier = target.as_ref().and_then(|target| {
+            merged.iter().position(|other| {
+                other.step == action.step
+                    && !matches!(other.change, Change::Restart { .. })
+                    && other.change.target().ok().as_ref() == Some(target)
+            })
+        });
+        match earlier {
+            Some(position) => {
+                let first = merged.remove(position);
+                merged.push(Outstanding {
+                    action: format!("{}{UNDO_JOIN}{}", first.action, action.action),
+                    step: first.step,
+                    change: action.change,
+                    prior: first.prior,
+                });
+            }
+            None => merged.push(action),
+        }
+    }
+    merged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_of_one_object_in_one_step_are_undone_as_one_and_journalled_as_both() {
+        let policy = |selector: &str| -> DynamicObject {
+            serde_json::from_value(serde_json::json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                "metadata": {"name": "viewer", "namespace": "shop"}, "spec": {"selector": {"matchLabels": {"app": selector}}}}))
+            .unwrap()
+        };
+        let target = ResourceRef::of(&policy("a")).unwrap();
+        let pin = Outstanding {
+            action: "step9:pin:p".into(),
+            step: 9,
+            change: Change::Apply { object: policy("pinned") },
+            prior: Some(policy("a")),
+        };
+        let delete = Outstanding {
+            action: "step9:delete:p".into(),
+            step: 9,
+            change: Change::Delete { target: target.clone(), uid: None, resource_version: None },
+            prior: Some(policy("pinned")),
+        };
+        let created = Outstanding { action: "step5:apply:p".into(), step: 5, change: pin.change.clone(), prior: None };
+        let merged = merge_per_object(vec![created.clone(), pin, delete]);
+        assert_eq!(merged.len(), 2, "step 5's write stays apart");
+        assert_eq!(merged[1].action, "step9:pin:p+step9:delete:p");
+        assert_eq!(merged[1].prior, Some(policy("a")), "the state before the pin");
+        assert!(matches!(merged[1].change, Change::Delete { .. }));
+        // The undo's id names both, so both are done once it is.
+        let entry = |action: &str, state: EntryState| Entry {
+            action: action.into(),
+            state,
+            at: String::new(),
+            change: Change::Delete { target: target.clone(), uid: None, resource_version: None },
+            prior: None,
+            accepted: Vec::new(),
+        };
+        let journal = [
+            entry("step9:pin:p", EntryState::Started),
+            entry("step9:delete:p", EntryState::Started),
+            entry("undo:step9:pin:p+step9:delete:p", EntryState::Done),
+        ];
+        assert!(outstanding(&journal).is_empty());
+    }
     use crate::change::ResourceRef;
     use crate::kinds::Kind;
 

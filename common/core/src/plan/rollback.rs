@@ -47,7 +47,7 @@ use serde_json::{Map, Value, json};
 use super::enable::{Planner, reference_id, restart_targets};
 use super::{Action, Plan, Stop, Wait};
 use crate::change::{Change, ResourceRef, holds};
-use crate::journal::{Entry, Outstanding, STATE_NAMESPACE, UNDO_PREFIX, outstanding};
+use crate::journal::{Entry, Outstanding, STATE_NAMESPACE, UNDO_PREFIX, merge_per_object, outstanding};
 use crate::kinds::Kind;
 use crate::mesh::labels::{MANAGED_BY, MANAGED_BY_VALUE};
 use crate::mesh::{annotations, labels};
@@ -171,11 +171,13 @@ impl Undo<'_> {
 
     fn journal(&mut self, entries: &[Entry]) {
         let undone = |action: &Outstanding| self.intent.to_step.is_none_or(|to| action.step > to);
-        let actions: Vec<Outstanding> = outstanding(entries)
-            .into_iter()
-            .filter(|action| undone(action))
-            .filter(|action| action.change.target().is_ok_and(|target| self.in_scope(&target)))
-            .collect();
+        let actions: Vec<Outstanding> = merge_per_object(
+            outstanding(entries)
+                .into_iter()
+                .filter(|action| undone(action))
+                .filter(|action| action.change.target().is_ok_and(|target| self.in_scope(&target)))
+                .collect(),
+        );
         let steps: BTreeSet<u8> = actions.iter().map(|action| action.step).collect();
         let mut hbone_restarts = Vec::new();
         for &step in steps.iter().rev() {
