@@ -158,10 +158,25 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
     proxy.inject(slow_journal);
     let kubeconfig = proxy.kubeconfig().to_path_buf();
     let state = tempfile::tempdir().unwrap();
+    // Issue 11, acceptance 3: each step's checkpoint fails right before the step and passes after.
+    let checkpoint = |step: &str| run_check(&["-n", "bookinfo", "--step", step], Some(&admin)).1;
+    let fails_before = |steps: &[&str]| {
+        for step in steps {
+            assert_eq!(checkpoint(step), Some(1), "the Step {step} checkpoint fails before the step");
+        }
+    };
+    let passes_after = |steps: &[&str]| {
+        for step in steps {
+            assert_eq!(checkpoint(step), Some(0), "the Step {step} checkpoint passes after the step");
+        }
+    };
     let recorder = Recorder::start(admin.clone(), state.path());
+    fails_before(&["2", "3"]);
     let first = enable(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     assert!(String::from_utf8_lossy(&first.stderr).contains("oc ambient-waypoint bookinfo"), "{}", text(&first));
+    passes_after(&["2", "3"]);
+    fails_before(&["4", "5"]);
 
     // Steps 4 and 5 with oc-ambient-waypoint, which then stops: the namespace is not enrolled.
     let preview = waypoint(&kubeconfig, state.path(), &["convert", "-n", "bookinfo", "-o", "json"]);
@@ -169,8 +184,7 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
     let migrated = waypoint(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
     assert_eq!(migrated.status.code(), Some(0), "{}", text(&migrated));
     assert!(String::from_utf8_lossy(&migrated.stderr).contains("oc ambient-enable bookinfo"), "{}", text(&migrated));
-    let (report, code) = run_check(&["-n", "bookinfo", "--step", "5"], Some(&admin));
-    assert_eq!(code, Some(0), "{report:#}");
+    passes_after(&["4", "5"]);
     // What Steps 4 and 5 created is what the translator previewed: names, labels, specs.
     let items = expected["items"].as_array().unwrap();
     assert!(items.len() > 5, "{expected:#}");
@@ -190,6 +204,7 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
     }
 
     // Step 6, then the gate before Step 9: the waypoint is not active yet.
+    fails_before(&["6"]);
     let enrolled = enable(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
     assert_eq!(enrolled.status.code(), Some(0), "{}", text(&enrolled));
     let (report, code) = run_check(&["-n", "bookinfo", "--step", "6"], Some(&admin));
@@ -198,6 +213,7 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
 
     // Step 7 with oc-ambient-waypoint, then Step 9 with the windows the plan names accepted.
     // Step 8 comes with it and keeps what the sidecars still read, naming Step 9.
+    fails_before(&["7"]);
     let (activated, mut announced) = accepting_announced_windows(waypoint, &kubeconfig, state.path(), &["bookinfo"]);
     assert_eq!(activated.status.code(), Some(0), "{}", text(&activated));
     let (report, code) = run_check(&["-n", "bookinfo", "--step", "7"], Some(&admin));
@@ -206,6 +222,7 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
     assert!(stderr.contains("sidecars still read") && stderr.contains("next: oc ambient-enable bookinfo"), "{stderr}");
     let (report, code) = run_check(&["-n", "bookinfo", "--step", "8"], Some(&admin));
     assert_eq!(code, Some(1), "the replaced configuration is still there: {report:#}");
+    fails_before(&["9"]);
     let (finished, step9_windows) = accepting_announced_windows(enable, &kubeconfig, state.path(), &["bookinfo"]);
     assert_eq!(finished.status.code(), Some(0), "{}", text(&finished));
     announced.extend(step9_windows);
