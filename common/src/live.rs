@@ -82,6 +82,22 @@ struct DiscoveryKind {
 
 const AGGREGATED_DISCOVERY: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
+/// What a mutating command starts from: its printer, its connection, and the whole cluster read
+/// once (its plan is computed from this one snapshot, and gated against it).
+pub struct Session {
+    pub printer: crate::printer::Printer,
+    pub connection: Connection,
+    pub snapshot: Snapshot,
+}
+
+/// Connects as `global` says and reads every kind the suite knows, with progress on stderr.
+pub async fn open_session(global: &crate::cli::GlobalArgs) -> Result<Session, crate::error::Error> {
+    let printer = crate::printer::Printer::new(global);
+    let connection = crate::client::connect(global, &printer).await?;
+    let snapshot = load_with_progress(&connection, &printer, &LoadOptions::default()).await?;
+    Ok(Session { printer, connection, snapshot })
+}
+
 /// [`load`] with a spinner on stderr naming the server.
 pub async fn load_with_progress(
     connection: &Connection,

@@ -301,24 +301,28 @@ async fn enable_survives_throttling_server_errors_and_dropped_connections() {
     assert!(replica_sets(&client).await.values().all(|count| *count == 2), "each Deployment restarted once");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enable_killed_during_step_3_resumes_without_restarting_twice() {
+/// Bookinfo after Step 2, and Step 3 started in the background as a user runs it (`stdio` for
+/// its output): the scene of the interruption tests.
+async fn step_3_running(
+    stdio: fn() -> std::process::Stdio,
+) -> (SimulatedCluster, kube::Client, std::path::PathBuf, tempfile::TempDir, std::process::Child) {
     let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
     let client = cluster.client().await.unwrap();
     let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
     let state = tempfile::tempdir().unwrap();
     let step2 = enable(&kubeconfig, state.path(), &["--yes"]);
     assert_eq!(step2.status.code(), Some(0), "{}", text(&step2));
-
     let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("oc-ambient-enable"));
-    command.arg("--kubeconfig").arg(&kubeconfig).arg("--state-dir").arg(state.path()).args([
-        "bookinfo",
-        "--yes",
-        "--until",
-        "sidecar-hbone",
-    ]);
-    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-    let mut child = command.spawn().unwrap();
+    command.arg("--kubeconfig").arg(&kubeconfig).arg("--state-dir").arg(state.path());
+    command.args(["bookinfo", "--yes", "--until", "sidecar-hbone", "--timeout", "3m"]);
+    command.stdout(stdio()).stderr(stdio());
+    let child = command.spawn().unwrap();
+    (cluster, client, kubeconfig, state, child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_killed_during_step_3_resumes_without_restarting_twice() {
+    let (_cluster, client, kubeconfig, state, mut child) = step_3_running(std::process::Stdio::null).await;
     let journal = state.path().join("journal.json");
     let restarted = || {
         std::fs::read_to_string(&journal)
@@ -353,18 +357,7 @@ async fn enable_killed_during_step_3_resumes_without_restarting_twice() {
 /// (writes retried, watches re-listed), and no Deployment is restarted twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enable_rides_out_an_api_server_restart_during_step_3() {
-    let cluster = SimulatedCluster::start("bookinfo-sidecar").await.unwrap();
-    let client = cluster.client().await.unwrap();
-    let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
-    let state = tempfile::tempdir().unwrap();
-    let step2 = enable(&kubeconfig, state.path(), &["--yes"]);
-    assert_eq!(step2.status.code(), Some(0), "{}", text(&step2));
-
-    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("oc-ambient-enable"));
-    command.arg("--kubeconfig").arg(&kubeconfig).arg("--state-dir").arg(state.path());
-    command.args(["bookinfo", "--yes", "--until", "sidecar-hbone", "--timeout", "3m"]);
-    command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    let child = command.spawn().unwrap();
+    let (cluster, client, kubeconfig, state, child) = step_3_running(std::process::Stdio::piped).await;
     let journal = state.path().join("journal.json");
     crate::support::eventually("a restart journalled", Duration::from_secs(120), || async {
         let text = std::fs::read_to_string(&journal).ok()?;
@@ -412,17 +405,7 @@ async fn a_backup_over_one_mebibyte_is_split_and_reads_back_whole() {
     let plane = crate::support::plane();
     let connection = connect(plane.kubeconfig().to_path_buf()).await;
     // Incompressible content: gzip cannot shrink it below a chunk.
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut noise = |length: usize| -> String {
-        (0..length)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                char::from(b'a' + (seed % 26) as u8)
-            })
-            .collect()
-    };
+    let mut noise = crate::support::noise(0x9e37_79b9_7f4a_7c15);
     let objects: Vec<DynamicObject> = (0..24)
         .map(|index| {
             serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",

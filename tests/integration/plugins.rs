@@ -21,6 +21,19 @@ fn cargo_output_dir() -> PathBuf {
     binary.parent().expect("binaries live in a directory").to_path_buf()
 }
 
+/// The plugins installed by `scripts/install.sh` into a temporary prefix, with their plugin names.
+fn installed() -> tempfile::TempDir {
+    let prefix = tempfile::tempdir().unwrap();
+    let status = Command::new("bash")
+        .arg(oc_ambient_testenv::workspace_root().join("scripts/install.sh"))
+        .arg(cargo_output_dir())
+        .arg(prefix.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "install.sh failed");
+    prefix
+}
+
 fn kubeconfig_for(server: &str, dir: &Path) -> PathBuf {
     let path = dir.join("kubeconfig");
     std::fs::write(
@@ -123,14 +136,7 @@ fn a_malformed_kubeconfig_or_unknown_context_is_one_line() {
 
 #[test]
 fn kubectl_finds_the_installed_plugins_and_help_shows_what_was_typed() {
-    let prefix = tempfile::tempdir().unwrap();
-    let status = Command::new("bash")
-        .arg(oc_ambient_testenv::workspace_root().join("scripts/install.sh"))
-        .arg(cargo_output_dir())
-        .arg(prefix.path())
-        .status()
-        .unwrap();
-    assert!(status.success(), "install.sh failed");
+    let prefix = installed();
     let kubectl_dir = oc_ambient_testenv::binary::kubectl_dir().unwrap();
     let path = format!("{}:{}:/usr/bin:/bin", prefix.path().join("bin").display(), kubectl_dir.display());
 
@@ -162,14 +168,7 @@ fn kubectl_finds_the_installed_plugins_and_help_shows_what_was_typed() {
 /// each is for that name, and bash really completes the shared flags with it.
 #[test]
 fn completion_scripts_complete_every_installed_name() {
-    let prefix = tempfile::tempdir().unwrap();
-    let status = Command::new("bash")
-        .arg(oc_ambient_testenv::workspace_root().join("scripts/install.sh"))
-        .arg(cargo_output_dir())
-        .arg(prefix.path())
-        .status()
-        .unwrap();
-    assert!(status.success(), "install.sh failed");
+    let prefix = installed();
     for task in ["check", "enable", "waypoint", "rollback"] {
         for name in [format!("oc-ambient-{task}"), format!("kubectl-ambient_{task}"), format!("oc-ambient_{task}")] {
             let binary = prefix.path().join("bin").join(&name);

@@ -400,17 +400,7 @@ async fn a_long_journal_is_chunked_and_read_back_from_another_machine() {
     use oc_ambient_common::engine::journal::{Entry, EntryState, Journal};
     let plane = crate::support::plane();
     let connection = connect(plane.kubeconfig().to_path_buf()).await;
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut noise = |length: usize| -> String {
-        (0..length)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                char::from(b'a' + (seed % 26) as u8)
-            })
-            .collect()
-    };
+    let mut noise = crate::support::noise(0x2545_f491_4f6c_dd1d);
     let first_machine = tempfile::tempdir().unwrap();
     let mut journal = Journal::open(&connection, first_machine.path()).await.unwrap();
     let target = ResourceRef::new(Kind::Namespace, None, "journal-test");

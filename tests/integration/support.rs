@@ -165,3 +165,18 @@ pub fn journal(state_dir: &Path) -> Vec<Value> {
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or_default()
 }
+
+/// Incompressible text of the given length, from a xorshift generator seeded with `seed`: gzip
+/// cannot shrink it, so a document made of it really needs several ConfigMaps.
+pub fn noise(mut seed: u64) -> impl FnMut(usize) -> String {
+    move |length| {
+        (0..length)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b'a' + (seed % 26) as u8)
+            })
+            .collect()
+    }
+}

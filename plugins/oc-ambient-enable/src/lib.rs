@@ -10,7 +10,6 @@ use clap::{Parser, ValueEnum};
 use oc_ambient_common::cli::{ChangeArgs, GlobalArgs};
 use oc_ambient_common::error::{Error, Exit};
 use oc_ambient_common::plan::enable::{EnableIntent, Until, plan_enable};
-use oc_ambient_common::printer::Printer;
 
 /// Move a mesh to ambient mode: without NAMESPACE, the cluster (Step 2); with namespaces, each as
 /// far as the gates allow (Steps 3, 6 and 9), stopping where a waypoint step comes first.
@@ -54,14 +53,8 @@ pub enum UntilPhase {
 }
 
 pub async fn run(cli: Cli) -> Result<Exit, Error> {
-    let printer = Printer::new(&cli.global);
-    let connection = oc_ambient_common::client::connect(&cli.global, &printer).await?;
-    let snapshot = oc_ambient_common::live::load_with_progress(
-        &connection,
-        &printer,
-        &oc_ambient_common::live::LoadOptions::default(),
-    )
-    .await?;
+    let oc_ambient_common::live::Session { printer, connection, snapshot } =
+        oc_ambient_common::live::open_session(&cli.global).await?;
     let intent = EnableIntent {
         namespaces: cli.namespaces.clone(),
         until: match cli.until.unwrap_or(UntilPhase::Ambient) {

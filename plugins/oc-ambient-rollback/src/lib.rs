@@ -18,7 +18,6 @@ use oc_ambient_common::error::{Error, Exit};
 use oc_ambient_common::kinds::Kind;
 use oc_ambient_common::plan::PlanError;
 use oc_ambient_common::plan::rollback::{RollbackIntent, RollbackSource, plan_rollback};
-use oc_ambient_common::printer::Printer;
 use oc_ambient_common::snapshot::InputLimits;
 
 /// Back out migration steps: the steps after N (--to-step N), or every step (--all), in the
@@ -59,14 +58,8 @@ pub struct Cli {
 }
 
 pub async fn run(cli: Cli) -> Result<Exit, Error> {
-    let printer = Printer::new(&cli.global);
-    let connection = oc_ambient_common::client::connect(&cli.global, &printer).await?;
-    let snapshot = oc_ambient_common::live::load_with_progress(
-        &connection,
-        &printer,
-        &oc_ambient_common::live::LoadOptions::default(),
-    )
-    .await?;
+    let oc_ambient_common::live::Session { printer, connection, snapshot } =
+        oc_ambient_common::live::open_session(&cli.global).await?;
     if let Some(namespace) = cli.namespaces.iter().find(|ns| snapshot.get(Kind::Namespace, None, ns).is_none()) {
         return Err(PlanError::NamespaceNotFound { namespace: namespace.clone() }.into());
     }

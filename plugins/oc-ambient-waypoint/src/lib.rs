@@ -146,14 +146,8 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
 
 /// Steps 4, 5, 7 and 8 for the named namespaces, through the change engine.
 async fn run_steps(cli: &Cli) -> Result<Exit, Error> {
-    let printer = Printer::new(&cli.global);
-    let connection = oc_ambient_common::client::connect(&cli.global, &printer).await?;
-    let snapshot = oc_ambient_common::live::load_with_progress(
-        &connection,
-        &printer,
-        &oc_ambient_common::live::LoadOptions::default(),
-    )
-    .await?;
+    let oc_ambient_common::live::Session { printer, connection, snapshot } =
+        oc_ambient_common::live::open_session(&cli.global).await?;
     let intent = WaypointIntent {
         namespaces: cli.targets.clone(),
         name: cli.name.clone(),
