@@ -420,14 +420,7 @@ async fn a_backup_over_one_mebibyte_is_split_and_reads_back_whole() {
     assert!(local.len() > 2 * 1024 * 1024, "the backup is {} bytes", local.len());
     let in_cluster = oc_ambient_common::engine::journal::read_backup(&connection).await.unwrap();
     assert_eq!(in_cluster.as_deref(), Some(local.as_str()));
-    let chunks = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(connection.client.clone(), "oc-ambient")
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|cm| cm.metadata.name.as_deref().is_some_and(|name| name.starts_with("oc-ambient-backup-")))
-        .count();
+    let chunks = crate::support::state_chunks(&connection, "oc-ambient-backup-").await;
     assert!(chunks >= 3, "{chunks} ConfigMaps");
 }
 

@@ -425,13 +425,6 @@ async fn a_long_journal_is_chunked_and_read_back_from_another_machine() {
     let second_machine = tempfile::tempdir().unwrap();
     let read = Journal::open(&connection, second_machine.path()).await.unwrap();
     assert_eq!(read.entries, journal.entries);
-    let chunks = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(connection.client.clone(), "oc-ambient")
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|cm| cm.metadata.name.as_deref().is_some_and(|name| name.starts_with("oc-ambient-journal-")))
-        .count();
+    let chunks = crate::support::state_chunks(&connection, "oc-ambient-journal-").await;
     assert!(chunks >= 3, "{chunks} ConfigMaps");
 }

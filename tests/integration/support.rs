@@ -180,3 +180,16 @@ pub fn noise(mut seed: u64) -> impl FnMut(usize) -> String {
             .collect()
     }
 }
+
+/// How many ConfigMaps of the suite's state namespace are named `<prefix>N` (chunks of the
+/// journal or of the backup).
+pub async fn state_chunks(connection: &oc_ambient_common::client::Connection, prefix: &str) -> usize {
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(connection.client.clone(), "oc-ambient")
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|cm| cm.metadata.name.as_deref().is_some_and(|name| name.starts_with(prefix)))
+        .count()
+}
