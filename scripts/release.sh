@@ -5,6 +5,7 @@
 #   RELEASE_URL  where the archives will be downloaded from (default: the GitHub release of the
 #                version in Cargo.toml)
 #   TARGETS      Rust target triples to build (default: the host's; others only if installed)
+#   BUILT_DIR    package the host's binaries from this directory instead of building them
 #
 # OUT_DIR receives one oc-ambient-VERSION-OS-ARCH.tar.gz per target (the four binaries and
 # LICENSE), and krew/ambient-*.yaml: one krew Plugin manifest per command (krew reads one plugin
@@ -34,7 +35,9 @@ platform() {
 platforms=()   # "os arch archive sha256" per target
 for target in $targets; do
   read -r os arch < <(platform "$target")
-  if [ "$target" = "$host" ]; then
+  if [ "$target" = "$host" ] && [ -n "${BUILT_DIR:-}" ]; then
+    built=$BUILT_DIR
+  elif [ "$target" = "$host" ]; then
     (cd "$root" && cargo build --release --bins --locked)
     built="$root/target/release"
   else
