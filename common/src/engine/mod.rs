@@ -101,12 +101,12 @@ pub async fn gate_and_run(
     only_step: Option<u8>,
     options: &EngineOptions,
 ) -> Result<(), Error> {
-    let baseline = match reference {
-        Some(reference) => Some(reference.clone()),
+    let read = match reference {
+        Some(_) => None,
         None => baseline(connection, printer).await,
     };
-    match baseline {
-        Some(baseline) => crate::plan::gate::gate_against(&baseline, snapshot, &mut plan)?,
+    match reference.or(read.as_ref()) {
+        Some(baseline) => crate::plan::gate::gate_against(baseline, snapshot, &mut plan)?,
         None => crate::plan::gate::gate(snapshot, &mut plan)?,
     }
     plan.refuse_blocked_step(only_step)?;
