@@ -534,25 +534,28 @@ fn callees_first(snapshot: &Snapshot, namespace: &str, targets: &BTreeMap<Resour
     let principals = |pods: &[Pod]| -> BTreeSet<String> {
         pods.iter().filter_map(|pod| model.principal(namespace, &pod.service_account)).collect()
     };
-    let callers = |pods: &[Pod]| -> BTreeSet<&String> {
-        policies
-            .iter()
-            .filter(|policy| {
-                policy
-                    .selector_labels()
-                    .is_some_and(|selector| pods.iter().any(|pod| selector_matches(selector, pod.labels)))
-            })
-            .flat_map(|policy| policy.rules().iter().flat_map(|rule| rule.principals()))
-            .collect()
-    };
+    // target -> the principals its selector policies admit (its callers), computed once.
+    let admitted: BTreeMap<&ResourceRef, BTreeSet<&String>> = targets
+        .iter()
+        .map(|(target, pods)| {
+            let selects =
+                |selector: &BTreeMap<String, String>| pods.iter().any(|pod| selector_matches(selector, pod.labels));
+            let callers = policies
+                .iter()
+                .filter(|policy| policy.selector_labels().is_some_and(selects))
+                .flat_map(|policy| policy.rules().iter().flat_map(|rule| rule.principals()))
+                .collect();
+            (target, callers)
+        })
+        .collect();
     // target -> the targets it calls (restarted before it).
     let mut waits: BTreeMap<&ResourceRef, BTreeSet<&ResourceRef>> = BTreeMap::new();
     for (caller, caller_pods) in targets {
         let own = principals(caller_pods);
-        let callees = targets
+        let callees = admitted
             .iter()
-            .filter(|(callee, callee_pods)| *callee != caller && callers(callee_pods).iter().any(|p| own.contains(*p)))
-            .map(|(callee, _)| callee)
+            .filter(|(callee, callers)| **callee != caller && callers.iter().any(|p| own.contains(*p)))
+            .map(|(callee, _)| *callee)
             .collect();
         waits.insert(caller, callees);
     }
