@@ -56,34 +56,51 @@ pub fn ensure_binary() -> Result<PathBuf, Error> {
     }
     let module = go_module_dir();
     let digest = input_digest(&module)?;
-    let cache = cache_dir();
-    fs::create_dir_all(&cache).map_err(|source| Error::Io { what: format!("create {}", cache.display()), source })?;
-    let target = cache.join(format!("kube-testenv-{digest}"));
-    if target.is_file() {
+    let target = cache_dir().join(format!("kube-testenv-{digest}"));
+    build_once(target, "kube-testenv", "the Kubernetes control plane", |partial| {
+        let status = Command::new("bash")
+            .arg(module.join("build.sh"))
+            .arg(partial)
+            .status()
+            .map_err(|source| Error::Io { what: "run testenv/go/build.sh (is bash installed?)".into(), source })?;
+        if !status.success() {
+            return Err(Error::Binary(format!(
+                "testenv/go/build.sh failed ({status}); is Go installed and the module proxy reachable?"
+            )));
+        }
+        Ok(())
+    })
+}
+
+/// `target` in the cache, built by `build` into a `.partial` path and renamed into place, so a
+/// `target` that exists is complete; a file lock named after `lock` keeps several test binaries
+/// from building it at the same time, and the one that waited finds it built.
+fn build_once(
+    target: PathBuf,
+    lock: &str,
+    what: &str,
+    build: impl FnOnce(&Path) -> Result<(), Error>,
+) -> Result<PathBuf, Error> {
+    if target.exists() {
         return Ok(target);
     }
-    let lock_path = cache.join("kube-testenv.lock");
+    let cache = cache_dir();
+    fs::create_dir_all(&cache).map_err(|source| Error::Io { what: format!("create {}", cache.display()), source })?;
+    let lock_path = cache.join(format!("{lock}.lock"));
     let lock = File::create(&lock_path)
         .map_err(|source| Error::Io { what: format!("create {}", lock_path.display()), source })?;
     lock.lock().map_err(|source| Error::Io { what: format!("lock {}", lock_path.display()), source })?;
-    if target.is_file() {
+    if target.exists() {
         return Ok(target);
     }
-    crate::tell_developer(&format!(
-        "building the Kubernetes control plane into {} (once per machine)",
-        target.display()
-    ));
-    let partial = cache.join(format!("kube-testenv-{digest}.partial"));
-    let status = Command::new("bash")
-        .arg(module.join("build.sh"))
-        .arg(&partial)
-        .status()
-        .map_err(|source| Error::Io { what: "run testenv/go/build.sh (is bash installed?)".into(), source })?;
-    if !status.success() {
-        return Err(Error::Binary(format!(
-            "testenv/go/build.sh failed ({status}); is Go installed and the module proxy reachable?"
-        )));
-    }
+    crate::tell_developer(&format!("building {what} into {} (once per machine)", target.display()));
+    let mut partial = target.clone().into_os_string();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    // What an interrupted build left.
+    let _ = fs::remove_dir_all(&partial);
+    let _ = fs::remove_file(&partial);
+    build(&partial)?;
     fs::rename(&partial, &target)
         .map_err(|source| Error::Io { what: format!("install {}", target.display()), source })?;
     Ok(target)
@@ -116,34 +133,19 @@ pub const KREW_VERSION: &str = "v0.4.3";
 /// manifests are judged by krew's rules rather than ours.
 pub fn krew_dir() -> Result<PathBuf, Error> {
     let dir = cache_dir().join(format!("krew-{KREW_VERSION}"));
-    let tools = ["krew", "validate-krew-manifest"];
-    if tools.iter().all(|tool| dir.join(tool).is_file()) {
-        return Ok(dir);
-    }
-    let cache = cache_dir();
-    fs::create_dir_all(&cache).map_err(|source| Error::Io { what: format!("create {}", cache.display()), source })?;
-    let lock_path = cache.join("krew.lock");
-    let lock = File::create(&lock_path)
-        .map_err(|source| Error::Io { what: format!("create {}", lock_path.display()), source })?;
-    lock.lock().map_err(|source| Error::Io { what: format!("lock {}", lock_path.display()), source })?;
-    if tools.iter().all(|tool| dir.join(tool).is_file()) {
-        return Ok(dir);
-    }
-    crate::tell_developer(&format!("building krew {KREW_VERSION} into {} (once per machine)", dir.display()));
-    let partial = cache.join(format!("krew-{KREW_VERSION}.partial"));
-    let _ = fs::remove_dir_all(&partial);
-    for tool in tools {
-        let status = Command::new("go")
-            .args(["install", &format!("sigs.k8s.io/krew/cmd/{tool}@{KREW_VERSION}")])
-            .env("GOBIN", &partial)
-            .status()
-            .map_err(|source| Error::Io { what: "run go install (is Go installed?)".into(), source })?;
-        if !status.success() {
-            return Err(Error::Binary(format!(
-                "go install sigs.k8s.io/krew/cmd/{tool}@{KREW_VERSION} failed ({status}); is the module proxy reachable?"
-            )));
+    build_once(dir, "krew", &format!("krew {KREW_VERSION}"), |partial| {
+        for tool in ["krew", "validate-krew-manifest"] {
+            let status = Command::new("go")
+                .args(["install", &format!("sigs.k8s.io/krew/cmd/{tool}@{KREW_VERSION}")])
+                .env("GOBIN", partial)
+                .status()
+                .map_err(|source| Error::Io { what: "run go install (is Go installed?)".into(), source })?;
+            if !status.success() {
+                return Err(Error::Binary(format!(
+                    "go install sigs.k8s.io/krew/cmd/{tool}@{KREW_VERSION} failed ({status}); is the module proxy reachable?"
+                )));
+            }
         }
-    }
-    fs::rename(&partial, &dir).map_err(|source| Error::Io { what: format!("install {}", dir.display()), source })?;
-    Ok(dir)
+        Ok(())
+    })
 }
