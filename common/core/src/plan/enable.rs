@@ -339,10 +339,10 @@ impl Planner {
             let (due, later): (Vec<ResourceRef>, Vec<ResourceRef>) =
                 replaced.into_iter().partition(|target| self.selects_only_ambient_pods(target));
             replaced = later;
-            due.into_iter().for_each(|target| self.delete_replaced(target));
+            due.into_iter().for_each(|target| self.delete_replaced(9, target, "wrong once sidecars are gone"));
         }
         // What sidecar clients still read (routes, subsets, namespace-wide policies) goes last.
-        replaced.into_iter().for_each(|target| self.delete_replaced(target));
+        replaced.into_iter().for_each(|target| self.delete_replaced(9, target, "wrong once sidecars are gone"));
         Ok(())
     }
 
@@ -404,13 +404,13 @@ impl Planner {
     /// Deletes a replaced object as the plan saw it (uid and resourceVersion as preconditions; only
     /// the uid when an earlier action of the plan writes it, which gives it a version the plan
     /// cannot know).
-    fn delete_replaced(&mut self, target: ResourceRef) {
+    pub(super) fn delete_replaced(&mut self, step: u8, target: ResourceRef, why: &str) {
         let Some(object) = self.state.get(target.kind, target.namespace.as_deref(), &target.name) else { return };
         let written = self.plan.actions.iter().any(|action| action.change.target().is_ok_and(|t| t == target));
         let uid = object.metadata.uid.clone();
         let resource_version = object.metadata.resource_version.clone().filter(|_| !written);
-        let description = format!("delete {target}: replaced for ambient, wrong once sidecars are gone");
-        self.push(9, "delete", description, Change::Delete { target, uid, resource_version }, None);
+        let description = format!("delete {target}: replaced for ambient, {why}");
+        self.push(step, "delete", description, Change::Delete { target, uid, resource_version }, None);
     }
 
     /// `target` is a selector AuthorizationPolicy whose pods all run without a sidecar now.

@@ -285,18 +285,16 @@ fn clean_up(planner: &mut Planner, namespace: &str, name: Option<&str>) -> Resul
         .filter_map(|target| {
             let object = planner.state.get(target.kind, target.namespace.as_deref(), &target.name)?;
             let readers = sidecar_readers(&model, target.kind, object);
-            let preconditions = (object.metadata.uid.clone(), object.metadata.resource_version.clone());
-            Some((target, preconditions, readers))
+            Some((target, readers))
         })
-        .partition(|(_, _, readers)| readers.is_empty());
-    for (target, (uid, resource_version), _) in unread {
-        let description = format!("delete {target}: replaced for ambient, read by no sidecar");
-        planner.push(8, "delete", description, Change::Delete { target, uid, resource_version }, None);
-    }
+        .partition(|(_, readers)| readers.is_empty());
     let kept: Vec<String> = kept
         .into_iter()
-        .map(|(target, _, readers)| format!("{target} (read by the sidecars of {})", summary(&readers)))
+        .map(|(target, readers)| format!("{target} (read by the sidecars of {})", summary(&readers)))
         .collect();
+    for (target, _) in unread {
+        planner.delete_replaced(8, target, "read by no sidecar");
+    }
     if kept.is_empty() {
         return Ok(());
     }
