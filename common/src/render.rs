@@ -186,8 +186,15 @@ pub fn plan_table(plan: &Plan, printer: &Printer) -> String {
             window.closes_after,
             window.description
         );
-        for request in &window.requests {
+        for request in window.requests.iter().take(WINDOW_REQUESTS_SHOWN) {
             let _ = writeln!(out, "       {}", printer.paint(request, Tone::Dim));
+        }
+        if let Some(more) = window.requests.len().checked_sub(WINDOW_REQUESTS_SHOWN).filter(|more| *more > 0) {
+            let _ = writeln!(
+                out,
+                "       {}",
+                printer.paint(&format!("... and {more} more (-o json lists them all)"), Tone::Dim)
+            );
         }
     }
     for stop in &plan.stops {
@@ -199,6 +206,9 @@ pub fn plan_table(plan: &Plan, printer: &Printer) -> String {
     }
     out
 }
+
+/// Requests listed under a window in the table: enough to see what changes; `-o json` has all.
+const WINDOW_REQUESTS_SHOWN: usize = 6;
 
 pub fn wait_words(wait: &Wait) -> String {
     match wait {

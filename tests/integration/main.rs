@@ -13,6 +13,7 @@ mod check_offline;
 mod check_scenarios;
 mod controlplane;
 mod convert;
+mod e2e;
 mod enable;
 mod equivalence;
 mod faults;

@@ -22,7 +22,7 @@ fn cargo_output_dir() -> PathBuf {
 }
 
 /// The plugins installed by `scripts/install.sh` into a temporary prefix, with their plugin names.
-fn installed() -> tempfile::TempDir {
+pub(crate) fn installed() -> tempfile::TempDir {
     let prefix = tempfile::tempdir().unwrap();
     let status = Command::new("bash")
         .arg(oc_ambient_testenv::workspace_root().join("scripts/install.sh"))

@@ -43,7 +43,7 @@ const COMPARED: [Kind; 12] = [
 /// [`COMPARED`] without uid, resourceVersion, managedFields, generation, timestamps and status
 /// (and without the suite's own state namespace), plus, per bookinfo pod, whether it has a sidecar
 /// and whether that speaks HBONE.
-async fn mesh_state(client: &kube::Client) -> BTreeMap<String, Value> {
+pub(crate) async fn mesh_state(client: &kube::Client) -> BTreeMap<String, Value> {
     let list_api = |kind: Kind| {
         let target = ResourceRef::new(kind, None, "");
         let resource = api_resource(&target);
@@ -95,7 +95,7 @@ async fn mesh_state(client: &kube::Client) -> BTreeMap<String, Value> {
 
 /// Waits until the cluster equals `wanted` (deleted namespaces and rollouts take a moment), else
 /// fails naming every object that differs.
-async fn assert_back_to(client: &kube::Client, wanted: &BTreeMap<String, Value>, when: &str) {
+pub(crate) async fn assert_back_to(client: &kube::Client, wanted: &BTreeMap<String, Value>, when: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let found = mesh_state(client).await;

@@ -142,7 +142,8 @@ pub enum Change {
     /// removed), the rest of the object is kept. Server-side apply cannot remove a field another
     /// manager owns, so a rollback writes back what was there with an update, under a
     /// `resourceVersion` precondition when the plan saw the object (a conflict means it changed
-    /// since: re-plan, never overwrite).
+    /// since: re-plan, never overwrite). With the precondition, `object`'s `metadata.generation`
+    /// is the generation the plan saw: a change of status alone since then is not a conflict.
     Replace {
         object: DynamicObject,
         #[serde(default, skip_serializing_if = "Option::is_none")]

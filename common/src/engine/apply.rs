@@ -6,7 +6,8 @@
 //! - `Delete` carries the uid and resourceVersion preconditions of the object that was planned
 //!   from: a conflict means the object changed since, so re-read and re-plan, never overwrite.
 //! - `Replace` reads the object and updates it with the restored labels, annotations and fields
-//!   (`change::replaced`), under the plan's `resourceVersion` precondition when it has one.
+//!   (`change::replaced`), under the plan's `resourceVersion` precondition when it has one, unless
+//!   only the object's status changed since (same generation).
 //! - `SetLabels` is a JSON merge patch of `metadata.labels` (`null` removes a label).
 //! - `Restart` sets `kubectl.kubernetes.io/restartedAt` on the pod template, as
 //!   `kubectl rollout restart` does.
@@ -25,6 +26,47 @@ use crate::kinds::Kind;
 
 /// The pod-template annotation `kubectl rollout restart` sets; its value is the restart's stamp.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// How often a `Replace` reads and updates an object whose status keeps changing under it.
+const STATUS_RACE_ATTEMPTS: u32 = 3;
+
+/// One read and update of a [`Change::Replace`].
+async fn replace(
+    api: &Api<DynamicObject>,
+    target: &ResourceRef,
+    object: &DynamicObject,
+    resource_version: Option<&str>,
+    params: &PostParams,
+) -> Result<(), kube::Error> {
+    match api.get_opt(&target.name).await? {
+        // Already restored (a retry after a lost answer): nothing to send, and the precondition
+        // would no longer hold.
+        Some(live) if crate::change::replaced(&live, object) == live => Ok(()),
+        Some(live) => {
+            let mut restored = crate::change::replaced(&live, object);
+            if resource_version.is_some() && !only_status_changed(&live, object) {
+                restored.metadata.resource_version = resource_version.map(str::to_string);
+            }
+            api.replace(&target.name, params, &restored).await.map(|_| ())
+        }
+        None => Err(kube::Error::Api(kube::core::ErrorResponse {
+            status: "Failure".into(),
+            message: format!("{target} does not exist"),
+            reason: "NotFound".into(),
+            code: 404,
+        })),
+    }
+}
+
+/// True when `live` differs from the object a `Replace` was planned from in its status at most:
+/// the `metadata.generation` the plan saw (which `planned` carries) is still the live one, which
+/// the API server raises on every change but those of status and metadata. An operator reporting
+/// health (Sail on its `Istio` while the rollback takes ztunnel away) then does not fail the
+/// restore, which replaces labels and annotations with the planned ones anyway. Kinds without a
+/// generation keep the plan's resourceVersion precondition.
+fn only_status_changed(live: &DynamicObject, planned: &DynamicObject) -> bool {
+    live.metadata.generation.is_some() && live.metadata.generation == planned.metadata.generation
+}
 
 /// The API resource of a reference, at the version the suite reads.
 pub fn api_resource(target: &ResourceRef) -> ApiResource {
@@ -116,25 +158,16 @@ pub async fn apply(connection: &Connection, change: &Change, dry_run: bool, now:
         }
         Change::Replace { object, resource_version } => {
             let api = api(connection, &target, &resource);
-            match api.get_opt(&target.name).await {
-                // Already restored (a retry after a lost answer): nothing to send, and the
-                // precondition would no longer hold.
-                Ok(Some(live)) if crate::change::replaced(&live, object) == live => Ok(()),
-                Ok(Some(live)) => {
-                    let mut restored = crate::change::replaced(&live, object);
-                    if resource_version.is_some() {
-                        restored.metadata.resource_version.clone_from(resource_version);
+            let params = PostParams { dry_run, ..PostParams::default() };
+            let mut attempts = 1;
+            loop {
+                match replace(&api, &target, object, resource_version.as_deref(), &params).await {
+                    // The status changed between the read and the update: read again.
+                    Err(kube::Error::Api(status)) if status.code == 409 && attempts < STATUS_RACE_ATTEMPTS => {
+                        attempts += 1;
                     }
-                    let params = PostParams { dry_run, ..PostParams::default() };
-                    api.replace(&target.name, &params, &restored).await.map(|_| ())
+                    other => break other,
                 }
-                Ok(None) => Err(kube::Error::Api(kube::core::ErrorResponse {
-                    status: "Failure".into(),
-                    message: format!("{target} does not exist"),
-                    reason: "NotFound".into(),
-                    code: 404,
-                })),
-                Err(err) => Err(err),
             }
         }
         Change::Delete { uid, resource_version, .. } => {

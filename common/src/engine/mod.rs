@@ -41,7 +41,7 @@ use crate::change::Change;
 use crate::cli::OutputFormat;
 use crate::client::Connection;
 use crate::error::{ApiError, Error, Request};
-use crate::plan::{Action, Plan, Wait};
+use crate::plan::{Action, Plan, Wait, accepts};
 use crate::printer::Printer;
 use crate::snapshot::Snapshot;
 
@@ -69,12 +69,19 @@ pub struct EngineOptions {
     pub state_dir: PathBuf,
 }
 
+/// The `--accept` pattern of the first window (`window:9:bookinfo:*`), for the refusal's hint.
+fn accept_pattern(ids: &[String]) -> String {
+    let first = ids.first().map(String::as_str).unwrap_or("window:STEP:NAMESPACE:N");
+    first.rsplit_once(':').map_or_else(|| first.to_string(), |(prefix, _)| format!("{prefix}:*"))
+}
+
 /// Why the engine stopped before the plan was done.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(
-        "the plan changes outcomes between some of its actions ({}); review them in the plan and accept each with --accept ID",
-        .0.join(", ")
+        "the plan changes outcomes between some of its actions ({}); review them in the plan and accept each with --accept ID (a trailing * accepts every id it begins: --accept '{}')",
+        .0.join(", "),
+        accept_pattern(.0)
     )]
     WindowsNotAccepted(Vec<String>),
     #[error("action {action}: still waiting after {timeout:?}: {missing}; rerun the same command to resume")]
@@ -150,7 +157,7 @@ async fn run(
         return Ok(());
     }
     let unaccepted: Vec<String> =
-        plan.windows.iter().map(|window| window.id.clone()).filter(|id| !options.accept.contains(id)).collect();
+        plan.windows.iter().map(|window| window.id.clone()).filter(|id| !accepts(&options.accept, id)).collect();
     if !unaccepted.is_empty() {
         return Err(EngineError::WindowsNotAccepted(unaccepted).into());
     }

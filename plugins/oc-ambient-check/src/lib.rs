@@ -16,8 +16,14 @@ use oc_ambient_common::printer::Printer;
 ///
 /// Without -n or -A it covers every namespace with sidecar injection, ambient enrolment or mesh
 /// configuration. Exit codes: 0 ready (nothing failed), 1 not ready, 2 could not evaluate.
+///
+/// Examples:
+///   oc ambient-check                                    # every meshed namespace
+///   oc ambient-check -n bookinfo --step 3               # the checkpoint of Step 3
+///   oc ambient-check -f dump.yaml -o json               # offline, one JSON document
+///   oc ambient-check -n bookinfo --baseline backup.yaml # outcomes against the sidecar era
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, verbatim_doc_comment)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -122,6 +122,16 @@ impl Wait {
     }
 }
 
+/// Whether one of the `--accept` values names `id`: exactly, or as a prefix ending in `*`
+/// (`window:9:bookinfo:*` accepts every window of that step and namespace). A window is a
+/// reviewed risk, so a bare `*` is not a pattern: it names nothing.
+pub fn accepts(patterns: &[String], id: &str) -> bool {
+    patterns.iter().any(|pattern| match pattern.strip_suffix('*') {
+        Some(prefix) if !prefix.is_empty() => id.starts_with(prefix),
+        _ => pattern == id,
+    })
+}
+
 /// A difference in outcomes that no order of the actions avoids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

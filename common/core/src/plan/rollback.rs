@@ -155,7 +155,7 @@ impl Undo<'_> {
     /// Leaves an edited object alone unless its edit is accepted; true when it may be written.
     fn edit_accepted(&mut self, target: &ResourceRef, step: u8, what: &str) -> bool {
         let id = format!("edit:{}", reference_id(target));
-        if self.intent.accept.contains(&id) {
+        if super::accepts(&self.intent.accept, &id) {
             return true;
         }
         self.planner.plan.stops.push(Stop {
@@ -297,6 +297,8 @@ impl Undo<'_> {
             return;
         }
         let resource_version = self.precondition(target);
+        let mut restored = restored;
+        restored.metadata.generation = live.metadata.generation.filter(|_| resource_version.is_some());
         let wait = is_sail(target.kind).then(|| Wait::Healthy { target: target.clone() });
         let description = format!("restore {target}: {}", purpose.replace("{step}", &step.to_string()));
         self.push(id, step, description, Change::Replace { object: restored, resource_version }, wait);

@@ -450,3 +450,16 @@ fn a_step_asked_for_and_blocked_by_a_gate_is_refused() {
     assert!(matches!(&refused, PlanError::Refused { reason, .. } if reason.contains("not enrolled")), "{refused}");
     assert_eq!(plan.refuse_blocked_step(None), Ok(()), "without --step a stop is not a refusal");
 }
+
+#[test]
+fn accept_takes_exact_ids_and_prefixes_ending_in_a_star() {
+    let patterns = vec!["window:9:bookinfo:*".to_string(), "unsupported:VirtualService/shop/cart:mirror".to_string()];
+    assert!(accepts(&patterns, "window:9:bookinfo:1"));
+    assert!(accepts(&patterns, "window:9:bookinfo:12"));
+    assert!(!accepts(&patterns, "window:9:shop:1"));
+    assert!(!accepts(&patterns, "window:7:bookinfo:1"));
+    assert!(accepts(&patterns, "unsupported:VirtualService/shop/cart:mirror"));
+    assert!(!accepts(&patterns, "unsupported:VirtualService/shop/cart:mirrorPercentage"));
+    // A bare star is not a review of anything.
+    assert!(!accepts(&["*".to_string()], "window:9:bookinfo:1"));
+}

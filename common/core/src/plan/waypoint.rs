@@ -140,7 +140,7 @@ fn migrate(
     let refused: Vec<String> = conversion
         .unsupported
         .iter()
-        .filter(|entry| !intent.accepted.contains(&entry.id))
+        .filter(|entry| !super::accepts(&intent.accepted, &entry.id))
         .map(|entry| format!("{} {}: {} [{}]", entry.object, entry.field, entry.reason, entry.id))
         .collect();
     if !refused.is_empty() {
