@@ -327,12 +327,20 @@ impl Planner {
             self.push(9, "label", description, Change::SetLabels { target, labels: injection }, None);
         }
         let options = ConvertOptions { namespaces: vec![namespace.to_string()], waypoint: None };
-        let mut replaced = convert(&self.state, &options).replaces;
+        let conversion = convert(&self.state, &options);
+        let mut ingress_labels = super::waypoint::ingress_labels_wanted(&conversion);
+        let mut replaced = conversion.replaces;
         for target in &replaced {
             self.pin_to_sidecar_pods(target);
         }
         for target in callees_first(&self.state, namespace, &workload_pods(&self.state, namespace, |pod| pod.sidecar)) {
             self.restart(9, target.clone(), "without its sidecar");
+            for change in super::waypoint::ingress_labels_due(&self.state, &mut ingress_labels) {
+                let description = format!(
+                    "{change}: the ingress gateway's requests go through the waypoint now that no sidecar serves it"
+                );
+                self.push(9, "label", description, change, None);
+            }
             self.narrow_protections(&target);
             // A selector policy ztunnel now enforces on its pods (an L7 ALLOW denies all there)
             // goes right after their restart, so the window it leaves lasts one rollout.

@@ -29,7 +29,7 @@
 //! hand, or not made by this tool) is reported in a stop and never overwritten. A namespace the
 //! model says needs no waypoint is told so, and nothing is deployed for it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kube_core::DynamicObject;
 use serde_json::{Value, json};
@@ -38,11 +38,11 @@ use super::enable::Planner;
 use super::{Plan, PlanError, Stop, Wait};
 use crate::change::{Change, ResourceRef, holds};
 use crate::check::phase::{MeshContext, milestones};
-use crate::convert::{ConvertOptions, convert};
+use crate::convert::{Conversion, ConvertOptions, convert};
 use crate::equivalence::topology::ROOT_NAMESPACE;
 use crate::kinds::Kind;
 use crate::mesh::authz::AuthorizationPolicySpec;
-use crate::mesh::labels::{USE_WAYPOINT, WAYPOINT_CLASS};
+use crate::mesh::labels::{INGRESS_USE_WAYPOINT, USE_WAYPOINT, WAYPOINT_CLASS};
 use crate::mesh::{selector_matches, spec};
 use crate::model::{MeshModel, Pod};
 use crate::snapshot::Snapshot;
@@ -154,11 +154,86 @@ fn migrate(
     for (step, changes, purpose) in [(4, gateways, "deploy the waypoint"), (5, others, "migrate")] {
         if wanted(step) {
             for change in changes {
-                apply_unless_held(planner, step, change, purpose);
+                if let Some(change) = without_early_ingress_label(&planner.state, change) {
+                    apply_unless_held(planner, step, change, purpose);
+                }
             }
         }
     }
     Ok(())
+}
+
+/// `change` without `istio.io/ingress-use-waypoint` on a Service whose pods still run sidecars
+/// (None when that label was all it set). Once the waypoint is active (Step 7) the label sends
+/// the ingress gateway through it, and a destination sidecar then sees the waypoint's identity,
+/// which its sidecar-era policies do not admit: the application's front door would be shut from
+/// Step 7 until Step 9. Step 9 sets the label right after the Service's last sidecar pod goes
+/// ([`ingress_labels_due`]).
+fn without_early_ingress_label(state: &Snapshot, change: Change) -> Option<Change> {
+    match change {
+        Change::SetLabels { target, mut labels }
+            if target.kind == Kind::Service && labels.contains_key(INGRESS_USE_WAYPOINT) =>
+        {
+            let service = state.get(Kind::Service, target.namespace.as_deref(), &target.name);
+            if service.is_some_and(|service| serves_sidecar_pods(state, service)) {
+                labels.remove(INGRESS_USE_WAYPOINT);
+            }
+            (!labels.is_empty()).then_some(Change::SetLabels { target, labels })
+        }
+        Change::Apply { mut object } if is_labelled_service(&object) && serves_sidecar_pods(state, &object) => {
+            object.metadata.labels.as_mut().map(|labels| labels.remove(INGRESS_USE_WAYPOINT));
+            Some(Change::Apply { object })
+        }
+        other => Some(other),
+    }
+}
+
+fn is_labelled_service(object: &DynamicObject) -> bool {
+    object.types.as_ref().is_some_and(|types| types.kind == "Service")
+        && crate::mesh::labels(object).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true")
+}
+
+/// Some running pod selected by `service` has a sidecar.
+fn serves_sidecar_pods(state: &Snapshot, service: &DynamicObject) -> bool {
+    let Some(selector) = service_selector(service).filter(|selector| !selector.is_empty()) else { return false };
+    let namespace = service.metadata.namespace.as_deref();
+    state.in_namespace(Kind::Pod, namespace.unwrap_or_default()).map(Pod::of).any(|pod| {
+        pod.is_live() && pod.sidecar && selector.iter().all(|(key, value)| pod.labels.get(key) == Some(value))
+    })
+}
+
+fn service_selector(service: &DynamicObject) -> Option<BTreeMap<String, String>> {
+    serde_json::from_value(service.data.pointer("/spec/selector")?.clone()).ok()
+}
+
+/// The Services the translator labels `istio.io/ingress-use-waypoint` in `conversion`.
+pub(super) fn ingress_labels_wanted(conversion: &Conversion) -> BTreeSet<ResourceRef> {
+    let labelled = conversion.items.iter().filter(|object| is_labelled_service(object));
+    let set = conversion.label_changes.iter().filter(|change| change.labels.contains_key(INGRESS_USE_WAYPOINT));
+    labelled.filter_map(|object| ResourceRef::of(object).ok()).chain(set.map(|change| change.object.clone())).collect()
+}
+
+/// The labels of `wanted` that no sidecar pod stands in the way of any more (see
+/// [`without_early_ingress_label`]), taken out of `wanted`: what Step 9 sets after a rollout.
+pub(super) fn ingress_labels_due(state: &Snapshot, wanted: &mut BTreeSet<ResourceRef>) -> Vec<Change> {
+    let due: Vec<ResourceRef> = wanted
+        .iter()
+        .filter(|target| {
+            state
+                .get(Kind::Service, target.namespace.as_deref(), &target.name)
+                .is_some_and(|service| !serves_sidecar_pods(state, service))
+        })
+        .cloned()
+        .collect();
+    let label = || [(INGRESS_USE_WAYPOINT.to_string(), Some("true".to_string()))].into();
+    due.into_iter()
+        .filter_map(|target| {
+            wanted.remove(&target);
+            let service = state.get(Kind::Service, target.namespace.as_deref(), &target.name)?;
+            let labelled = crate::mesh::labels(service).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true");
+            (!labelled).then(|| Change::SetLabels { target, labels: label() })
+        })
+        .collect()
 }
 
 fn is_waypoint(object: &DynamicObject) -> bool {

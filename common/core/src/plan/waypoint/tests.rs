@@ -245,3 +245,51 @@ fn step_8_deletes_what_no_sidecar_reads_and_keeps_what_another_namespace_does() 
         stop_reasons(&plan)
     );
 }
+
+/// The ingress gateway keeps the access the sidecar era gave it through the whole migration, as
+/// the planners order it: `istio.io/ingress-use-waypoint` on a Service whose pods keep their
+/// sidecars would, from Step 7 on, send the gateway through the waypoint to sidecars that admit
+/// the gateway's identity and see the waypoint's. Step 5 leaves the label out, Step 7 changes no
+/// outcome, and Step 9 sets the label right after the Service's pods lost their sidecars, before
+/// the protection stops exempting the gateway. Labelled in Step 5 (as before this test), the
+/// activation's gate finds every gateway request to productpage denied until Step 9.
+#[test]
+fn the_ingress_gateway_keeps_its_access_from_activation_until_the_sidecars_go() {
+    let sidecar_era = ready();
+    let enrolled = migrated_and_enrolled(&sidecar_era);
+    let productpage = enrolled.get(Kind::Service, Some(NS), "productpage").unwrap();
+    assert_eq!(crate::mesh::labels(productpage).get(INGRESS_USE_WAYPOINT), None, "not labelled in Step 5");
+
+    let mut activation = plan_waypoint(&enrolled, &waypoint_intent(WaypointUntil::Active, Some(7))).unwrap();
+    crate::plan::gate::gate_against(&sidecar_era, &enrolled, &mut activation).unwrap();
+    assert_eq!(activation.windows, [], "activating the waypoint keeps every outcome");
+
+    let active = after(&enrolled, &activation);
+    let mut removal = plan_enable(&active, &intent(&[NS], Until::Ambient, None)).unwrap();
+    crate::plan::gate::gate_against(&sidecar_era, &active, &mut removal).unwrap();
+    let ids = ids_of(&removal);
+    let position = |id: &str| ids.iter().position(|other| *other == id).unwrap_or_else(|| panic!("{id} in {ids:?}"));
+    let restart = position("step9:restart:Deployment/bookinfo/productpage-v1");
+    let label = position("step9:label:Service/bookinfo/productpage");
+    let narrowed = position(
+        "step9:narrow:AuthorizationPolicy/bookinfo/productpage-ztunnel-protection:after:Deployment/bookinfo/productpage-v1",
+    );
+    assert!(restart < label && label < narrowed, "{ids:?}");
+    // Between the rollout and the label (the narrowing, for pod addresses) the gateway reaches the
+    // new pods directly, where only ztunnel enforces: methods the sidecar refused pass for those
+    // actions, announced. GET,
+    // which the sidecar era allowed, is never denied.
+    for window in removal
+        .windows
+        .iter()
+        .filter(|window| window.requests.iter().any(|r| r.starts_with("bookinfo/bookinfo-gateway")))
+    {
+        assert_eq!(window.opens_after, "step9:restart:Deployment/bookinfo/productpage-v1", "{window:?}");
+        assert!(position(&window.closes_after) <= narrowed, "closes with the label or the narrowing: {window:?}");
+        assert!(window.requests.iter().all(|request| !request.contains(" GET ")), "{window:?}");
+    }
+    let end = after(&active, &removal);
+    let unexpected: Vec<String> =
+        crate::equivalence::verify(&sidecar_era, &end, None).unexpected().map(|d| d.request.to_string()).collect();
+    assert_eq!(unexpected, Vec::<String>::new());
+}
