@@ -41,11 +41,13 @@ pub fn with_completion(command: Command) -> Command {
 
 const COMPLETION: &str = "completion";
 
-/// With `--completion SHELL` as the only flag: prints the script for the executable the shell runs
+/// Started as `kubectl_complete-<plugin>`, answers kubectl's completion request
+/// ([`crate::complete`]). With `--completion SHELL` as the only flag: prints the script for the executable the shell runs
 /// (the name this binary was invoked under: `oc-ambient-check`, `kubectl-ambient_check`, ...) and
 /// exits. Anything else (an unknown shell, other arguments) is left to clap, which says what is
 /// wrong.
 pub fn print_completion_if_asked(command: &mut Command, binary: &str) {
+    crate::complete::answer_if_asked(command);
     let args: Vec<String> = std::env::args().collect();
     let shell = match args.as_slice() {
         [_, flag, value] if flag == "--completion" => Some(value.as_str()),

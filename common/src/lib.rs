@@ -12,6 +12,7 @@ pub use oc_ambient_core::{change, check, convert, duration, equivalence, journal
 pub mod app;
 pub mod cli;
 pub mod client;
+pub mod complete;
 pub mod engine;
 pub mod error;
 pub mod input;

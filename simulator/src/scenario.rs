@@ -50,6 +50,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "ambient control plane; bookinfo labelled ambient with sidecars removed from some workloads before any waypoint exists",
     ),
     ("large", "a generated mesh for benchmarks: large or large:NAMESPACESxSERVICESxPODS"),
+    (
+        "ring",
+        "ring:N namespaces (default 2) of Deployments with sidecars, each calling the next: cross-namespace L7 policies",
+    ),
 ];
 
 /// The names of the scenarios ([`SCENARIOS`]).
@@ -87,6 +91,7 @@ pub enum Extra {
 pub enum Workload {
     Bookinfo { gateway: bool, extras: Vec<Extra> },
     Large(Size),
+    Ring(usize),
 }
 
 /// A loadable scenario.
@@ -132,6 +137,13 @@ impl Scenario {
             }
             "envoyfilter-and-sidecar" => scenario.workload = bookinfo(vec![Extra::EnvoyFilterAndSidecar]),
             "half-migrated-wrong-order" => scenario.workload = bookinfo(vec![Extra::HalfMigrated]),
+            _ if name == "ring" || name.starts_with("ring:") => {
+                let count = name.strip_prefix("ring:").map_or(Some(RING_DEFAULT), |n| n.parse().ok());
+                let count = count
+                    .filter(|count| *count >= 2)
+                    .ok_or_else(|| Error::Invalid(format!("{name}: expected ring or ring:N with N of at least 2")))?;
+                scenario.workload = Workload::Ring(count);
+            }
             _ => match name.strip_prefix("large") {
                 Some("") => scenario.workload = Workload::Large(Size::default()),
                 Some(size) => scenario.workload = Workload::Large(parse_size(size.trim_start_matches(':'))?),
@@ -153,6 +165,7 @@ impl Scenario {
         match &self.workload {
             Workload::Bookinfo { gateway, extras } => load_bookinfo(client, *gateway, extras).await?,
             Workload::Large(size) => load_large(client, *size).await?,
+            Workload::Ring(count) => load_ring(client, *count).await?,
         }
         tracing::info!("scenario {} loaded", self.name);
         Ok(())
@@ -558,6 +571,67 @@ async fn load_large(client: &Client, size: Size) -> Result<(), Error> {
     Ok(())
 }
 
+/// The namespaces of `ring` without a count.
+const RING_DEFAULT: usize = 2;
+
+/// The name of the `index`-th namespace of the `ring` scenario.
+pub fn ring_namespace(index: usize) -> String {
+    format!("ring-{index}")
+}
+
+/// One namespace of the `ring` scenario: Deployments `front` and `back` (own service accounts,
+/// sidecars injected) behind Services of the same names; `back` admits GET and POST from its own
+/// namespace's `front` and from the previous namespace's (L7: a waypoint is needed), `front`
+/// admits its own namespace and the next one's (L4); a VirtualService sends `x-canary: yes` to
+/// `back`'s subset v1. So every namespace serves, and calls into, its neighbours.
+fn ring_namespace_objects(index: usize, count: usize) -> Result<Vec<DynamicObject>, Error> {
+    let ns = ring_namespace(index);
+    let previous = ring_namespace((index + count - 1) % count);
+    let next = ring_namespace((index + 1) % count);
+    let mut values = Vec::new();
+    for app in ["front", "back"] {
+        let labels = json!({"app": app, "version": "v1"});
+        values.push(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": app, "namespace": ns}}));
+        values.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": app, "namespace": ns, "labels": {"app": app}},
+            "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": 8080}]}}));
+        values.push(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": format!("{app}-v1"), "namespace": ns, "labels": labels},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels},
+                "spec": {"serviceAccountName": app, "containers": [{"name": app, "image": format!("registry.example/{app}:1"), "ports": [{"containerPort": 8080}]}]}}}}));
+    }
+    let principal = |namespace: &str| format!("cluster.local/ns/{namespace}/sa/front");
+    values.push(json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "back", "namespace": ns},
+        "spec": {"selector": {"matchLabels": {"app": "back"}}, "action": "ALLOW", "rules": [{
+            "from": [{"source": {"principals": [principal(&ns), principal(&previous)]}}],
+            "to": [{"operation": {"methods": ["GET", "POST"]}}]}]}}));
+    values.push(json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "front", "namespace": ns},
+        "spec": {"selector": {"matchLabels": {"app": "front"}}, "action": "ALLOW", "rules": [{
+            "from": [{"source": {"namespaces": [ns.clone(), next]}}]}]}}));
+    values.push(json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "back", "namespace": ns},
+        "spec": {"host": "back", "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}}));
+    values.push(json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "back", "namespace": ns},
+        "spec": {"hosts": ["back"], "http": [
+            {"match": [{"headers": {"x-canary": {"exact": "yes"}}}], "route": [{"destination": {"host": "back", "subset": "v1"}}]},
+            {"route": [{"destination": {"host": "back"}}]}]}}));
+    values.into_iter().map(|value| from_json("ring scenario object", value)).collect()
+}
+
+async fn load_ring(client: &Client, count: usize) -> Result<(), Error> {
+    let namespaces: Vec<DynamicObject> = (0..count)
+        .map(|index| namespace(&ring_namespace(index), json!({"istio.io/rev": "default"})))
+        .collect::<Result<_, _>>()?;
+    apply_all(client, namespaces).await?;
+    wait_for_injection(client, &ring_namespace(0)).await?;
+    let mut objects = Vec::new();
+    for index in 0..count {
+        objects.extend(ring_namespace_objects(index, count)?);
+    }
+    apply_all(client, objects).await?;
+    for index in 0..count {
+        wait_for_rollouts(client, &ring_namespace(index)).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,6 +643,9 @@ mod tests {
         }
         assert!(Scenario::named("bookinfo").is_err());
         assert!(Scenario::named("large:0").is_err());
+        assert!(Scenario::named("ring:1").is_err() && Scenario::named("ring:x").is_err());
+        assert_eq!(Scenario::named("ring").unwrap().workload, Workload::Ring(2));
+        assert_eq!(Scenario::named("ring:5").unwrap().workload, Workload::Ring(5));
         assert!(Scenario::named("large:3x").is_err());
         assert_eq!(
             Scenario::named("large:1000x3x1").unwrap().workload,

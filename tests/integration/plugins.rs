@@ -201,3 +201,32 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
         }
     }
 }
+
+/// `kubectl ambient-check <TAB>`: kubectl's own completion (`kubectl __complete`, what its
+/// shell scripts call) finds `kubectl_complete-ambient_check` and offers the plugin's flags and
+/// their values.
+#[test]
+fn kubectl_completes_the_arguments_of_every_plugin() {
+    let prefix = installed();
+    let kubectl_dir = oc_ambient_testenv::binary::kubectl_dir().unwrap();
+    let path = format!("{}:{}:/usr/bin:/bin", prefix.path().join("bin").display(), kubectl_dir.display());
+    let complete = |words: &[&str]| {
+        let output = Command::new("kubectl").arg("__complete").args(words).env("PATH", &path).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    for task in ["check", "enable", "waypoint", "rollback"] {
+        let plugin = format!("ambient-{task}");
+        let words = complete(&[&plugin, "--kubec"]);
+        assert!(words.contains(&"--kubeconfig".to_string()), "{plugin}: {words:?}");
+        let words = complete(&[&plugin, "-o", ""]);
+        assert!(
+            ["table", "json", "yaml"].iter().all(|format| words.contains(&format.to_string())),
+            "{plugin}: {words:?}"
+        );
+    }
+    let words = complete(&["ambient-enable", "--until", "amb"]);
+    assert!(words.contains(&"ambient-enrolled".to_string()) && words.contains(&"ambient".to_string()), "{words:?}");
+    let words = complete(&["ambient-waypoint", "co"]);
+    assert!(words.contains(&"convert".to_string()), "{words:?}");
+}

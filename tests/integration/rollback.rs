@@ -44,6 +44,11 @@ const COMPARED: [Kind; 12] = [
 /// (and without the suite's own state namespace), plus, per bookinfo pod, whether it has a sidecar
 /// and whether that speaks HBONE.
 pub(crate) async fn mesh_state(client: &kube::Client) -> BTreeMap<String, Value> {
+    mesh_state_with_pods_of(client, &["bookinfo"]).await
+}
+
+/// [`mesh_state`] with the pods of `namespaces`.
+pub(crate) async fn mesh_state_with_pods_of(client: &kube::Client, namespaces: &[&str]) -> BTreeMap<String, Value> {
     let list_api = |kind: Kind| {
         let target = ResourceRef::new(kind, None, "");
         let resource = api_resource(&target);
@@ -68,28 +73,30 @@ pub(crate) async fn mesh_state(client: &kube::Client) -> BTreeMap<String, Value>
             );
         }
     }
-    let pods: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        "bookinfo",
-        &api_resource(&ResourceRef::new(Kind::Pod, Some("bookinfo"), "")),
-    );
-    let mut sidecars: Vec<String> = pods
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
-        .map(|pod| with_type(Kind::Pod, pod))
-        .map(|pod| {
-            let model = oc_ambient_common::model::Pod::of(&pod);
-            let labels = oc_ambient_common::mesh::labels(&pod);
-            let workload = labels.get("app").or(labels.get("gateway.networking.k8s.io/gateway-name"));
-            format!("{:?}/{:?} sidecar={} hbone={}", workload, labels.get("version"), model.sidecar, model.hbone)
-        })
-        .collect();
-    sidecars.sort();
-    found.insert("pods bookinfo".into(), json!(sidecars));
+    for namespace in namespaces {
+        let pods: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            namespace,
+            &api_resource(&ResourceRef::new(Kind::Pod, Some(namespace), "")),
+        );
+        let mut sidecars: Vec<String> = pods
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+            .map(|pod| with_type(Kind::Pod, pod))
+            .map(|pod| {
+                let model = oc_ambient_common::model::Pod::of(&pod);
+                let labels = oc_ambient_common::mesh::labels(&pod);
+                let workload = labels.get("app").or(labels.get("gateway.networking.k8s.io/gateway-name"));
+                format!("{:?}/{:?} sidecar={} hbone={}", workload, labels.get("version"), model.sidecar, model.hbone)
+            })
+            .collect();
+        sidecars.sort();
+        found.insert(format!("pods {namespace}"), json!(sidecars));
+    }
     found
 }
 
@@ -97,8 +104,9 @@ pub(crate) async fn mesh_state(client: &kube::Client) -> BTreeMap<String, Value>
 /// fails naming every object that differs.
 pub(crate) async fn assert_back_to(client: &kube::Client, wanted: &BTreeMap<String, Value>, when: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
+    let namespaces: Vec<&str> = wanted.keys().filter_map(|key| key.strip_prefix("pods ")).collect();
     loop {
-        let found = mesh_state(client).await;
+        let found = mesh_state_with_pods_of(client, &namespaces).await;
         let differences: Vec<String> = found
             .keys()
             .chain(wanted.keys())

@@ -164,6 +164,7 @@ async fn run_steps(cli: &Cli) -> Result<Exit, Error> {
     let options = cli.change.options(cli.global.output, &connection.server);
     oc_ambient_common::engine::gate_and_run(&connection, &printer, &snapshot, None, plan, intent.only_step, &options)
         .await?;
+    printer.detail(&format!("{} API requests", connection.requests()));
     Ok(Exit::Success)
 }
 

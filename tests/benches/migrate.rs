@@ -1,0 +1,104 @@
+//! Benchmark: a whole migration of many namespaces with the release plugins against the
+//! simulator's `ring:N` scenario (N namespaces of two Deployments each, every namespace calling
+//! the next under an L7 policy), one command per step for all namespaces at once, as a platform
+//! team would run it.
+//!
+//! It prints, per command, wall time and API requests (the plugins' own count, `-v`), and per
+//! namespace; then whether the end state keeps every outcome of the sidecar era
+//! (`oc-ambient-check -A --baseline`). Run with
+//! `cargo build --release --bins && cargo bench -p oc-ambient-tests --bench migrate -- 50`
+//! (CI runs it at a smoke size). Windows the plans announce are accepted by prefix (`window:*`):
+//! the bench measures the run, the integration tests review the windows.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// A benchmark prints its table itself: it is not plugin output, which goes through the printer.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use oc_ambient_simulator::SimulatedCluster;
+use oc_ambient_simulator::scenario::ring_namespace;
+
+fn release_binary(name: &str) -> PathBuf {
+    let path = oc_ambient_testenv::workspace_root().join("target/release").join(name);
+    assert!(path.exists(), "{} missing: run `cargo build --release --bins`", path.display());
+    path
+}
+
+/// Runs one plugin with `-v`; returns wall seconds and the API requests it reports.
+fn run(binary: &str, kubeconfig: &Path, state: &Path, args: &[String]) -> (f64, usize) {
+    let started = Instant::now();
+    let output = Command::new(release_binary(binary))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["-v", "--timeout", "10m"])
+        .args(args)
+        .output()
+        .unwrap();
+    let wall = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{binary} {args:?} failed:\n{stderr}");
+    let requests = stderr
+        .lines()
+        .find_map(|line| line.strip_suffix(" API requests").and_then(|n| n.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{binary} printed no request count:\n{stderr}"));
+    (wall, requests)
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|arg| arg.parse().ok()).collect();
+    let sizes = if sizes.is_empty() { vec![50] } else { sizes };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    println!("| namespaces | command | wall | API requests | requests per namespace |");
+    println!("|---|---|---|---|---|");
+    for count in sizes {
+        let cluster = runtime.block_on(SimulatedCluster::start(&format!("ring:{count}"))).expect("ring scenario");
+        eprintln!("loaded ring:{count} in {:.1}s", cluster.load_time().as_secs_f64());
+        let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
+        let state = tempfile::tempdir().unwrap();
+        let namespaces: Vec<String> = (0..count).map(ring_namespace).collect();
+        let accept = ["--accept".to_string(), "window:*".to_string()];
+        let yes = ["--yes".to_string()];
+        let with = |parts: &[&[String]]| parts.concat();
+        let commands: [(&str, &str, Vec<String>); 6] = [
+            ("Step 2", "oc-ambient-enable", yes.to_vec()),
+            ("Step 3", "oc-ambient-enable", with(&[&namespaces, &yes])),
+            ("Steps 4, 5", "oc-ambient-waypoint", with(&[&namespaces, &yes])),
+            ("Step 6", "oc-ambient-enable", with(&[&namespaces, &yes])),
+            ("Step 7", "oc-ambient-waypoint", with(&[&namespaces, &yes, &accept])),
+            ("Steps 9, 8", "oc-ambient-enable", with(&[&namespaces, &yes, &accept])),
+        ];
+        let (mut total_wall, mut total_requests) = (0.0, 0);
+        for (steps, binary, args) in commands {
+            let (wall, requests) = run(binary, &kubeconfig, state.path(), &args);
+            total_wall += wall;
+            total_requests += requests;
+            let per_namespace = requests as f64 / count as f64;
+            println!("| {count} | {steps}: {binary} | {wall:.1}s | {requests} | {per_namespace:.1} |");
+        }
+        let per_namespace = total_requests as f64 / count as f64;
+        println!("| {count} | whole migration | {total_wall:.1}s | {total_requests} | {per_namespace:.1} |");
+
+        let backup = state.path().join("backup.yaml");
+        let output = Command::new(release_binary("oc-ambient-check"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["-A", "-o", "json", "--baseline"])
+            .arg(&backup)
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("the check's report");
+        let findings = report["findings"].as_array().cloned().unwrap_or_default();
+        let differences =
+            findings.iter().filter(|f| f["id"] == "policy-equivalence" && f["severity"] == "fail").count();
+        let ambient =
+            report["namespaces"].as_array().into_iter().flatten().filter(|ns| ns["phase"] == "ambient").count();
+        eprintln!(
+            "ring:{count}: {ambient} of {count} namespaces ambient, {differences} outcome differences from the sidecar era"
+        );
+        assert_eq!((ambient, differences), (count, 0), "the migration ends ambient with every outcome kept");
+    }
+}
