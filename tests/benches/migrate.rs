@@ -65,9 +65,9 @@ fn main() {
         let with = |parts: &[&[String]]| parts.concat();
         let commands: [(&str, &str, Vec<String>); 6] = [
             ("Step 2", "oc-ambient-enable", yes.to_vec()),
-            ("Step 3", "oc-ambient-enable", with(&[&namespaces, &yes])),
-            ("Steps 4, 5", "oc-ambient-waypoint", with(&[&namespaces, &yes])),
-            ("Step 6", "oc-ambient-enable", with(&[&namespaces, &yes])),
+            ("Step 3", "oc-ambient-enable", with(&[&namespaces, &yes, &accept])),
+            ("Steps 4, 5", "oc-ambient-waypoint", with(&[&namespaces, &yes, &accept])),
+            ("Step 6", "oc-ambient-enable", with(&[&namespaces, &yes, &accept])),
             ("Step 7", "oc-ambient-waypoint", with(&[&namespaces, &yes, &accept])),
             ("Steps 9, 8", "oc-ambient-enable", with(&[&namespaces, &yes, &accept])),
         ];
