@@ -342,8 +342,7 @@ pub fn observed_features(sides: [(&Topology, &RouteIndex); SIDES], namespace: &s
             consulted.extend(topology.waypoint_of(service).map(|waypoint| waypoint.namespace.clone()));
         }
         let positions = |map: &HashMap<String, BTreeSet<usize>>| map.get(namespace).cloned().unwrap_or_default();
-        for vs in positions(&routes.virtual_services).into_iter().map(|position| &topology.virtual_services[position])
-        {
+        for vs in positions(&routes.virtual_services).into_iter().map(|position| &topology.virtual_services[position]) {
             features.insert(Feature::ClientNamespace(vs.namespace.clone()));
             features.extend(vs.spec.export_to.iter().cloned().map(Feature::ClientNamespace));
             for rule in &vs.spec.http {
@@ -437,8 +436,9 @@ spec: {selector: {app: a}, ports: [{name: http, port: 80}]}
 
     fn sources(extra: &str) -> (Sources, Topology) {
         let text = format!("{MESH}{extra}");
-        let topology =
-            Topology::from_snapshot(&Snapshot::from_objects(parse_documents(std::path::Path::new("t"), &text).unwrap()));
+        let topology = Topology::from_snapshot(&Snapshot::from_objects(
+            parse_documents(std::path::Path::new("t"), &text).unwrap(),
+        ));
         let mut names: Vec<String> = topology.workloads().iter().map(Workload::key).collect();
         names.sort();
         (Sources::new(names, &topology, &topology), topology)

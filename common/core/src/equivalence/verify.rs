@@ -10,8 +10,8 @@ use crate::kinds::Kind;
 use crate::snapshot::Snapshot;
 
 use super::authorize::policy_vocabulary;
-use super::evaluate::{Address, HttpRequest, OUTSIDE_CLIENT, Outcome, Request, Target};
 use super::classes::{RouteIndex, SourceSet, Sources, observed_features};
+use super::evaluate::{Address, HttpRequest, OUTSIDE_CLIENT, Outcome, Request, Target};
 use super::route::route_vocabulary;
 use super::state::MigrationState;
 use super::topology::{ROOT_NAMESPACE, Topology};
@@ -168,9 +168,9 @@ fn run(
         };
         let vocabulary = HttpVocabulary::new(&before, &after, &namespace);
         let variants = |is_http: bool| if is_http { vocabulary.len() } else { 1 };
-        let total = targets
-            .iter()
-            .fold(0_usize, |total, (_, is_http)| total.saturating_add(classes.len().saturating_mul(variants(*is_http))));
+        let total = targets.iter().fold(0_usize, |total, (_, is_http)| {
+            total.saturating_add(classes.len().saturating_mul(variants(*is_http)))
+        });
         let mut sampler = Sampler::new(&namespace, total);
         for (target, is_http) in &targets {
             let variants = variants(*is_http);
