@@ -40,8 +40,9 @@
 //! # Cost
 //!
 //! Features are found through indexes (principal, namespace, service account, labels to
-//! sources), so a partition costs the sources its features match plus one pass over the
-//! remainder of each base, not a comparison of every source with every pattern.
+//! sources; routes by the Service they concern), so a partition costs the sources its features
+//! match plus one pass over the remainder of each base, not a comparison of every source with
+//! every pattern.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -288,100 +289,63 @@ impl Sources {
     }
 }
 
-/// Routes, DestinationRules and VirtualServices of one configuration by the namespace of the
-/// Services they concern, built once per verification so that finding a destination namespace's
-/// features does not scan the mesh.
-pub struct RouteIndex {
-    /// VirtualService positions by the namespace of a host's Service.
-    virtual_services: HashMap<String, BTreeSet<usize>>,
-    /// HTTPRoute positions by the namespace of a parent.
-    http_routes: HashMap<String, BTreeSet<usize>>,
-    /// DestinationRule positions by the namespace of the host's Service.
-    destination_rules: HashMap<String, BTreeSet<usize>>,
-}
-
-impl RouteIndex {
-    pub fn new(topology: &Topology) -> Self {
-        let mut index = RouteIndex {
-            virtual_services: HashMap::new(),
-            http_routes: HashMap::new(),
-            destination_rules: HashMap::new(),
-        };
-        for (position, vs) in topology.virtual_services.iter().enumerate() {
-            for host in &vs.spec.hosts {
-                if let Some((_, namespace)) = service_of_host(host, &vs.namespace) {
-                    index.virtual_services.entry(namespace.to_string()).or_default().insert(position);
-                }
-            }
-        }
-        for (position, route) in topology.http_routes.iter().enumerate() {
-            for parent in &route.spec.parent_refs {
-                let namespace = parent.namespace.as_deref().unwrap_or(&route.namespace);
-                index.http_routes.entry(namespace.to_string()).or_default().insert(position);
-            }
-        }
-        for (position, rule) in topology.destination_rules.iter().enumerate() {
-            if let Some((_, namespace)) = service_of_host(&rule.spec.host, &rule.namespace) {
-                index.destination_rules.entry(namespace.to_string()).or_default().insert(position);
-            }
-        }
-        index
-    }
-}
-
 /// What the evaluation of requests to the destinations of `namespace` can observe about a source,
 /// in either configuration (see the module docs).
-pub fn observed_features(sides: [(&Topology, &RouteIndex); SIDES], namespace: &str) -> BTreeSet<Feature> {
+pub fn observed_features(sides: [&Topology; SIDES], namespace: &str) -> BTreeSet<Feature> {
     let mut features = BTreeSet::new();
-    for (topology, routes) in sides {
+    for topology in sides {
         // Namespaces whose policies can be consulted: the destinations', the root, their
         // waypoints', and those of every Service their routes send to.
         let mut consulted: BTreeSet<String> = [namespace.to_string(), ROOT_NAMESPACE.to_string()].into();
         let services = topology.services.range((namespace.to_string(), String::new())..);
         for service in services.take_while(|(key, _)| key.0 == namespace).map(|(_, service)| service) {
             consulted.extend(topology.waypoint_of(service).map(|waypoint| waypoint.namespace.clone()));
-        }
-        let positions = |map: &HashMap<String, BTreeSet<usize>>| map.get(namespace).cloned().unwrap_or_default();
-        for vs in positions(&routes.virtual_services).into_iter().map(|position| &topology.virtual_services[position]) {
-            features.insert(Feature::ClientNamespace(vs.namespace.clone()));
-            features.extend(vs.spec.export_to.iter().cloned().map(Feature::ClientNamespace));
-            for rule in &vs.spec.http {
-                for selector in rule.matches.iter().map(|m| &m.source_labels).filter(|labels| !labels.is_empty()) {
-                    features.insert(Feature::Labels(selector.clone()));
-                }
-                for destination in &rule.route {
-                    let host = service_of_host(&destination.destination.host, &vs.namespace);
-                    consulted.extend(host.map(|(_, namespace)| namespace.to_string()));
-                }
-            }
-        }
-        for route in positions(&routes.http_routes).into_iter().map(|position| &topology.http_routes[position]) {
-            features.insert(Feature::ClientNamespace(route.namespace.clone()));
-            for backend in route.spec.rules.iter().flat_map(|rule| &rule.backend_refs) {
-                consulted.insert(backend.namespace.clone().unwrap_or_else(|| route.namespace.clone()));
-            }
-        }
-        for consulted_namespace in &consulted {
-            let rules = routes.destination_rules.get(consulted_namespace).into_iter().flatten();
-            for rule in rules.map(|position| &topology.destination_rules[*position]) {
-                features.insert(Feature::ClientNamespace(rule.namespace.clone()));
-            }
-            for rule in topology.policies_in(consulted_namespace).flat_map(|policy| policy.policy.spec.rules()) {
-                for source in rule.from.iter().map(|from| &from.source) {
-                    let principals = source.principals.iter().chain(&source.not_principals);
-                    features.extend(principals.cloned().map(Feature::Principal));
-                    let namespaces = source.namespaces.iter().chain(&source.not_namespaces);
-                    features.extend(namespaces.cloned().map(Feature::Namespace));
-                    let accounts = source.service_accounts.iter().chain(&source.not_service_accounts);
-                    features.extend(accounts.cloned().map(Feature::Account));
-                }
-                for condition in &rule.when {
-                    let values = condition.values.iter().chain(&condition.not_values).cloned();
-                    match condition.key.as_str() {
-                        "source.principal" => features.extend(values.map(Feature::Principal)),
-                        "source.namespace" => features.extend(values.map(Feature::Namespace)),
-                        _ => {}
+            for vs in topology.virtual_services_for(service) {
+                features.insert(Feature::ClientNamespace(vs.namespace.clone()));
+                features.extend(vs.spec.export_to.iter().cloned().map(Feature::ClientNamespace));
+                for rule in &vs.spec.http {
+                    for selector in rule.matches.iter().map(|m| &m.source_labels).filter(|labels| !labels.is_empty()) {
+                        features.insert(Feature::Labels(selector.clone()));
                     }
+                    for destination in &rule.route {
+                        let Some((name, host_namespace)) =
+                            service_of_host(&destination.destination.host, &vs.namespace)
+                        else {
+                            continue;
+                        };
+                        consulted.insert(host_namespace.to_string());
+                        // Subsets resolve through the DestinationRules of the client's namespace first.
+                        let rules = topology.service(host_namespace, name).into_iter().flat_map(|target| {
+                            topology.destination_rules_for(target).map(|rule| rule.namespace.clone())
+                        });
+                        features.extend(rules.map(Feature::ClientNamespace));
+                    }
+                }
+            }
+            for route in topology.http_routes_for(service) {
+                features.insert(Feature::ClientNamespace(route.namespace.clone()));
+                for backend in route.spec.rules.iter().flat_map(|rule| &rule.backend_refs) {
+                    consulted.insert(backend.namespace.clone().unwrap_or_else(|| route.namespace.clone()));
+                }
+            }
+        }
+        for rule in
+            consulted.iter().flat_map(|consulted| topology.policies_in(consulted)).flat_map(|p| p.policy.spec.rules())
+        {
+            for source in rule.from.iter().map(|from| &from.source) {
+                let principals = source.principals.iter().chain(&source.not_principals);
+                features.extend(principals.cloned().map(Feature::Principal));
+                let namespaces = source.namespaces.iter().chain(&source.not_namespaces);
+                features.extend(namespaces.cloned().map(Feature::Namespace));
+                let accounts = source.service_accounts.iter().chain(&source.not_service_accounts);
+                features.extend(accounts.cloned().map(Feature::Account));
+            }
+            for condition in &rule.when {
+                let values = condition.values.iter().chain(&condition.not_values).cloned();
+                match condition.key.as_str() {
+                    "source.principal" => features.extend(values.map(Feature::Principal)),
+                    "source.namespace" => features.extend(values.map(Feature::Namespace)),
+                    _ => {}
                 }
             }
         }
@@ -446,8 +410,7 @@ spec: {selector: {app: a}, ports: [{name: http, port: 80}]}
 
     fn classes(extra: &str) -> Vec<Vec<String>> {
         let (sources, topology) = sources(extra);
-        let routes = RouteIndex::new(&topology);
-        let features = observed_features([(&topology, &routes), (&topology, &routes)], "shop");
+        let features = observed_features([&topology, &topology], "shop");
         sources.partition(&features).iter().map(|class| class.names().map(str::to_string).collect()).collect()
     }
 

@@ -10,7 +10,7 @@ use crate::kinds::Kind;
 use crate::snapshot::Snapshot;
 
 use super::authorize::policy_vocabulary;
-use super::classes::{RouteIndex, SourceSet, Sources, observed_features};
+use super::classes::{SourceSet, Sources, observed_features};
 use super::evaluate::{Address, HttpRequest, OUTSIDE_CLIENT, Outcome, Request, Target};
 use super::route::route_vocabulary;
 use super::state::MigrationState;
@@ -156,14 +156,11 @@ fn run(
         }
     }
     let sources = Sources::new(source_names(&before, &after), &before, &after);
-    let routes = [RouteIndex::new(&before), RouteIndex::new(&after)];
     let mut verification =
         Verification { kind: "AmbientEquivalence", evaluated: 0, requests: 0, differences: Vec::new(), notes };
     for (namespace, targets) in targets_by_namespace(&before, &after, namespaces) {
         let classes = match partitioning {
-            Partitioning::Classes => {
-                sources.partition(&observed_features([(&before, &routes[0]), (&after, &routes[1])], &namespace))
-            }
+            Partitioning::Classes => sources.partition(&observed_features([&before, &after], &namespace)),
             Partitioning::EverySource => sources.singletons(),
         };
         let vocabulary = HttpVocabulary::new(&before, &after, &namespace);
