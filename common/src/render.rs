@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use oc_ambient_core::check::{Report, Severity};
 use oc_ambient_core::equivalence::Outcome;
-use oc_ambient_core::equivalence::verify::{Class, EXPECTED_REASON, Verification};
+use oc_ambient_core::equivalence::verify::{Class, Difference, EXPECTED_REASON, Verification};
 use oc_ambient_core::plan::{Plan, Wait};
 
 use crate::printer::{Printer, Tone};
@@ -132,20 +132,35 @@ pub fn verification_table(verification: &Verification, printer: &Printer) -> Str
             outcome_text(&difference.after),
             printer.paint(&difference.after.explanation, Tone::Dim),
         ));
+        if difference.count() > 1 {
+            out.push_str(&format!("  {}\n", alike_sources(difference)));
+        }
         if difference.expected {
             out.push_str(&format!("  {EXPECTED_REASON}\n"));
         }
     }
-    let unexpected = verification.unexpected().count();
+    let unexpected = verification.unexpected_requests();
     let summary = format!(
-        "{} requests evaluated, {} differences, {} unexpected",
+        "{} requests evaluated ({} representatives), {} differ, {} unexpectedly",
+        verification.requests,
         verification.evaluated,
-        verification.differences.len(),
+        verification.differing_requests(),
         unexpected
     );
     out.push_str(&printer.paint(&summary, if unexpected == 0 { Tone::Pass } else { Tone::Fail }));
     out.push('\n');
     out
+}
+
+/// How many sources to name after a difference that holds for a class of them.
+const LISTED_SOURCES: usize = 5;
+
+/// The other sources a difference holds for: the first few by name, then how many more.
+fn alike_sources(difference: &Difference) -> String {
+    let others: Vec<&str> = difference.sources.names().skip(1).take(LISTED_SOURCES).collect();
+    let rest = difference.count() - 1 - others.len();
+    let more = if rest > 0 { format!(" and {rest} more") } else { String::new() };
+    format!("the same from {}{more} (sources the policies and routes treat alike)", others.join(", "))
 }
 
 fn outcome_text(outcome: &Outcome) -> String {

@@ -259,8 +259,8 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
     for (action, snapshot) in &states {
         let verification = oc_ambient_common::equivalence::verify(&baseline, snapshot, Some(&scope));
         for difference in verification.unexpected() {
-            if !announced.contains(&difference.request.to_string()) {
-                unannounced.push(format!("after {action}: {} ({})", difference.request, difference.explanation));
+            for request in difference.requests().filter(|request| !announced.contains(&request.to_string())) {
+                unannounced.push(format!("after {action}: {request} ({})", difference.explanation));
             }
         }
     }

@@ -175,7 +175,8 @@ fn equivalence_findings(baseline: &Snapshot, current: &Snapshot, namespaces: &[S
     let scope: std::collections::BTreeSet<String> = namespaces.iter().cloned().collect();
     let verification = crate::equivalence::verify(baseline, current, Some(&scope));
     let unexpected: Vec<&crate::equivalence::Difference> = verification.unexpected().collect();
-    let expected = verification.differences.len() - unexpected.len();
+    let unexpected_requests = verification.unexpected_requests();
+    let expected = verification.differing_requests() - unexpected_requests;
     let mut findings: Vec<Finding> = unexpected
         .iter()
         .take(MAX_LISTED_DIFFERENCES)
@@ -187,19 +188,30 @@ fn equivalence_findings(baseline: &Snapshot, current: &Snapshot, namespaces: &[S
                 ids::POLICY_EQUIVALENCE,
                 Severity::Fail,
                 object,
-                format!("{} {}: {}", difference.class.word(), difference.request, difference.explanation),
+                format!(
+                    "{} {}{}: {}",
+                    difference.class.word(),
+                    difference.request,
+                    if difference.count() > 1 {
+                        format!(" (and the same from {} sources treated alike)", difference.count() - 1)
+                    } else {
+                        String::new()
+                    },
+                    difference.explanation
+                ),
             )
             .fix("compare with `oc ambient-waypoint convert --verify` on the baseline; fix the policy or route before going on")
         })
         .collect();
     if unexpected.len() > MAX_LISTED_DIFFERENCES {
+        let listed: usize = unexpected.iter().take(MAX_LISTED_DIFFERENCES).map(|difference| difference.count()).sum();
         findings.push(Finding::new(
             ids::POLICY_EQUIVALENCE,
             Severity::Fail,
             None,
             format!(
                 "{} more requests differ from the baseline (see `-o json` of convert --verify)",
-                unexpected.len() - MAX_LISTED_DIFFERENCES
+                unexpected_requests - listed
             ),
         ));
     }
@@ -210,7 +222,7 @@ fn equivalence_findings(baseline: &Snapshot, current: &Snapshot, namespaces: &[S
             None,
             format!(
                 "{} requests evaluated: every outcome matches the baseline{}",
-                verification.evaluated,
+                verification.requests,
                 if expected > 0 {
                     format!(" but {expected} intended ones (pod-address traffic now sent through the waypoint)")
                 } else {

@@ -48,12 +48,12 @@ pub struct Attributes<'a> {
 }
 
 impl Attributes<'_> {
-    fn source_namespace(&self) -> Option<&str> {
+    pub(super) fn source_namespace(&self) -> Option<&str> {
         self.principal.and_then(|principal| principal.split("/ns/").nth(1)).and_then(|rest| rest.split('/').next())
     }
 
     /// `namespace/serviceaccount`, what `serviceAccounts` fields name.
-    fn service_account(&self) -> Option<String> {
+    pub(super) fn service_account(&self) -> Option<String> {
         let principal = self.principal?;
         let (_, rest) = principal.split_once("/ns/")?;
         let (namespace, account) = rest.split_once("/sa/")?;

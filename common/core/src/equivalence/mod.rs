@@ -58,13 +58,20 @@
 //!
 //! # The verifier
 //!
-//! [`verify::verify`] builds representative requests (every source, including every principal the
-//! policies name without a workload, to every Service port and pod address in scope, crossed with the methods, paths and header values of the routes and policies
-//! of the destination's namespace, plus a method and a path none of them names; bounded by
+//! [`verify::verify`] builds representative requests (from every source, including every
+//! principal the policies name without a workload, to every Service port and pod address in
+//! scope, crossed with the methods, paths and header values of the routes and policies of the
+//! destination's namespace, plus a method and a path none of them names; bounded by
 //! [`verify::MAX_VALUES_PER_DIMENSION`]) and classifies each difference as `loosened` (a security
 //! regression), `tightened` (an outage) or `rerouted`. Only pod-address traffic that a bypass
 //! protection (a DENY policy exempting a waypoint principal) now refuses is `expected`.
-
+//!
+//! Sources are not enumerated one by one: for the destinations of each namespace they are
+//! partitioned into classes that every rule, route and path in scope treats alike
+//! ([`classes`]), one representative per class is evaluated, and a difference holds for every
+//! member (its `sources`), so counts are exact. [`verify::verify_exhaustive`] evaluates every
+//! source instead; it is the reference a property test holds the classes to, difference for
+//! difference.
 //!
 //! [`verify::verify_change`] is what `oc-ambient-waypoint convert --verify` runs: the input as it
 //! runs today against the input plus the conversion, fully migrated (or in a `--state`).
@@ -84,6 +91,7 @@
 //! narrowed to the waypoint (and ingress gateways that skip it) when the sidecars go.
 
 pub mod authorize;
+pub mod classes;
 pub mod evaluate;
 pub mod route;
 pub mod state;
@@ -94,7 +102,7 @@ pub mod verify;
 pub use evaluate::{Address, HttpRequest, Outcome, Request, Target};
 pub use state::MigrationState;
 pub use topology::Topology;
-pub use verify::{Class, Difference, Verification, verify};
+pub use verify::{Class, Difference, Verification, verify, verify_exhaustive};
 
 #[cfg(test)]
 pub(crate) mod tests;

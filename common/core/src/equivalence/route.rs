@@ -152,19 +152,14 @@ impl Topology {
     pub fn sidecar_route_table<'a>(
         &'a self,
         client: &Workload,
-        service: &Service,
+        service: &'a Service,
         port: u32,
     ) -> Option<RouteTable<'a>> {
         let mut tables: Vec<(SidecarOrder, RouteTable<'a>)> = Vec::new();
-        for vs in self.virtual_services.iter().filter(|vs| !vs.spec.is_gateway_only()) {
-            let for_host = vs.spec.hosts.iter().any(|host| {
-                service_of_host(host, &vs.namespace) == Some((service.name.as_str(), service.namespace.as_str()))
-            });
+        for vs in self.virtual_services_for(service).filter(|vs| !vs.spec.is_gateway_only()) {
             let Some(tier) = visibility(&vs.spec.export_to, &vs.namespace, &client.namespace) else { continue };
-            if for_host {
-                let order = SidecarOrder::new(tier, true, &vs.created, &vs.name, &vs.namespace);
-                tables.push((order, RouteTable::VirtualService(vs)));
-            }
+            let order = SidecarOrder::new(tier, true, &vs.created, &vs.name, &vs.namespace);
+            tables.push((order, RouteTable::VirtualService(vs)));
         }
         let mut by_namespace: BTreeMap<&str, Vec<&'a Named<HttpRouteSpec>>> = BTreeMap::new();
         for route in self.attached_routes(service, port) {
@@ -263,14 +258,7 @@ impl Topology {
     }
 
     fn subset_labels(&self, client: &Workload, service: &Service, subset: &str) -> Option<BTreeMap<String, String>> {
-        let mut rules: Vec<_> = self
-            .destination_rules
-            .iter()
-            .filter(|dr| {
-                service_of_host(&dr.spec.host, &dr.namespace)
-                    == Some((service.name.as_str(), service.namespace.as_str()))
-            })
-            .collect();
+        let mut rules: Vec<_> = self.destination_rules_for(service).collect();
         rules.sort_by_key(|dr| (dr.namespace != client.namespace, dr.created.clone(), dr.key()));
         rules.iter().find_map(|dr| dr.spec.subsets.iter().find(|s| s.name == subset).map(|s| s.labels.clone()))
     }
@@ -282,13 +270,16 @@ impl Topology {
     }
 
     /// The HTTPRoutes whose parent is `service` and applies on `port`, oldest first.
-    fn attached_routes<'a>(&'a self, service: &Service, port: u32) -> impl Iterator<Item = &'a Named<HttpRouteSpec>> {
-        let (name, namespace) = (service.name.clone(), service.namespace.clone());
-        self.http_routes.iter().filter(move |route| {
+    fn attached_routes<'a>(
+        &'a self,
+        service: &'a Service,
+        port: u32,
+    ) -> impl Iterator<Item = &'a Named<HttpRouteSpec>> + 'a {
+        self.http_routes_for(service).filter(move |route| {
             route.spec.parent_refs.iter().any(|parent| {
                 parent.is_service()
-                    && parent.name == name
-                    && parent.namespace.as_deref().unwrap_or(&route.namespace) == namespace
+                    && parent.name == service.name
+                    && parent.namespace.as_deref().unwrap_or(&route.namespace) == service.namespace
                     && parent.port.is_none_or(|parent_port| parent_port == port)
             })
         })

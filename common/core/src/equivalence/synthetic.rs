@@ -257,7 +257,7 @@ mod tests {
         let migrated = MigrationState { waypoints: migrated.enrolled.clone(), ..migrated };
         let after = migrated.apply(&simulate(&before, &mesh.changes()).snapshot);
         let verification = verify(&before, &after, None);
-        assert!(verification.evaluated > 1000);
+        assert!(verification.requests > 1000);
         assert_eq!(
             verification.unexpected().count(),
             0,

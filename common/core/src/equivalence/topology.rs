@@ -5,7 +5,7 @@
 //! once, so that evaluating a request is a series of lookups. Objects that do not decode are left
 //! out and named in [`Topology::notes`]; bad input never stops an evaluation.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use kube_core::DynamicObject;
 use serde_json::Value;
@@ -14,7 +14,7 @@ use crate::kinds::Kind;
 use crate::mesh::authz::{AuthorizationPolicySpec, is_valid_condition_key};
 use crate::mesh::gateway_api::HttpRouteSpec;
 use crate::mesh::labels::{DATAPLANE_NONE, GATEWAY_NAME, INGRESS_USE_WAYPOINT, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE};
-use crate::mesh::networking::{DestinationRuleSpec, VirtualServiceSpec};
+use crate::mesh::networking::{DestinationRuleSpec, VirtualServiceSpec, service_of_host};
 use crate::mesh::{ObjectRef, labels, selector_matches, spec};
 use crate::model::MeshModel;
 use crate::model::dataplane::NamespaceMode;
@@ -134,6 +134,28 @@ pub struct Topology {
     by_key: HashMap<String, usize>,
     workloads_in: HashMap<String, Vec<usize>>,
     policies_in: HashMap<String, Vec<usize>>,
+    /// By the Service they concern (namespace, then name): VirtualServices by host, HTTPRoutes by
+    /// parent (oldest first), DestinationRules by host. Evaluating a request looks its routes up
+    /// instead of scanning every route of the mesh.
+    virtual_services_for: ServiceIndex,
+    http_routes_for: ServiceIndex,
+    destination_rules_for: ServiceIndex,
+    /// The principals of every waypoint, for recognising a bypass protection.
+    waypoint_principals: HashSet<String>,
+}
+
+/// Positions by Service namespace, then name; looked up without allocating a key.
+type ServiceIndex = HashMap<String, HashMap<String, Vec<usize>>>;
+
+fn index_position(index: &mut ServiceIndex, (name, namespace): (&str, &str), position: usize) {
+    let positions = index.entry(namespace.to_string()).or_default().entry(name.to_string()).or_default();
+    if positions.last() != Some(&position) {
+        positions.push(position);
+    }
+}
+
+fn positions<'a>(index: &'a ServiceIndex, service: &Service) -> &'a [usize] {
+    index.get(&service.namespace).and_then(|names| names.get(&service.name)).map(Vec::as_slice).unwrap_or_default()
 }
 
 impl Topology {
@@ -187,6 +209,44 @@ impl Topology {
         for (position, policy) in self.policies.iter().enumerate() {
             self.policies_in.entry(policy.policy.namespace.clone()).or_default().push(position);
         }
+        for (position, vs) in self.virtual_services.iter().enumerate() {
+            for service in vs.spec.hosts.iter().filter_map(|host| service_of_host(host, &vs.namespace)) {
+                index_position(&mut self.virtual_services_for, service, position);
+            }
+        }
+        for (position, route) in self.http_routes.iter().enumerate() {
+            for parent in route.spec.parent_refs.iter().filter(|parent| parent.is_service()) {
+                let namespace = parent.namespace.as_deref().unwrap_or(&route.namespace);
+                index_position(&mut self.http_routes_for, (&parent.name, namespace), position);
+            }
+        }
+        for (position, rule) in self.destination_rules.iter().enumerate() {
+            if let Some(service) = service_of_host(&rule.spec.host, &rule.namespace) {
+                index_position(&mut self.destination_rules_for, service, position);
+            }
+        }
+        self.waypoint_principals = self.waypoints.values().map(|waypoint| self.principal_of(waypoint)).collect();
+    }
+
+    /// The VirtualServices with a host that is `service`, in input order.
+    pub fn virtual_services_for<'a>(
+        &'a self,
+        service: &Service,
+    ) -> impl Iterator<Item = &'a Named<VirtualServiceSpec>> {
+        positions(&self.virtual_services_for, service).iter().map(|position| &self.virtual_services[*position])
+    }
+
+    /// The HTTPRoutes with `service` as a parent (any port), oldest first.
+    pub fn http_routes_for<'a>(&'a self, service: &Service) -> impl Iterator<Item = &'a Named<HttpRouteSpec>> {
+        positions(&self.http_routes_for, service).iter().map(|position| &self.http_routes[*position])
+    }
+
+    /// The DestinationRules whose host is `service`, in input order.
+    pub fn destination_rules_for<'a>(
+        &'a self,
+        service: &Service,
+    ) -> impl Iterator<Item = &'a Named<DestinationRuleSpec>> {
+        positions(&self.destination_rules_for, service).iter().map(|position| &self.destination_rules[*position])
     }
 
     pub fn workloads(&self) -> &[Workload] {
@@ -318,7 +378,7 @@ impl Topology {
     }
 
     pub fn is_waypoint_principal(&self, principal: &str) -> bool {
-        self.waypoints.values().any(|waypoint| self.principal_of(waypoint) == principal)
+        self.waypoint_principals.contains(principal)
     }
 }
 

@@ -10,6 +10,7 @@ use crate::kinds::Kind;
 use crate::snapshot::Snapshot;
 
 use super::authorize::policy_vocabulary;
+use super::classes::{SourceSet, Sources, observed_features};
 use super::evaluate::{Address, HttpRequest, OUTSIDE_CLIENT, Outcome, Request, Target};
 use super::route::route_vocabulary;
 use super::state::MigrationState;
@@ -44,9 +45,16 @@ impl Class {
     }
 }
 
+/// One outcome change, for every source of a class (see [`super::classes`]): the request of the
+/// representative, evaluated, stands for the same request from each member, whose outcomes are
+/// the same (only the explanation names the representative).
 #[derive(Debug, Clone, Serialize)]
 pub struct Difference {
+    /// The representative's request.
     pub request: Request,
+    /// Every source the difference holds for, the representative first; the exhaustive verifier
+    /// lists one.
+    pub sources: SourceSet,
     pub before: Outcome,
     pub after: Outcome,
     pub class: Class,
@@ -55,11 +63,26 @@ pub struct Difference {
     pub explanation: String,
 }
 
+impl Difference {
+    /// How many concrete requests differ: one per source.
+    pub fn count(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// The concrete requests that differ: the representative's request from every source.
+    pub fn requests(&self) -> impl Iterator<Item = Request> + '_ {
+        self.sources.names().map(|source| Request { source: source.to_string(), ..self.request.clone() })
+    }
+}
+
 /// The verifier's report; its JSON form is the `AmbientEquivalence` document.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
     pub kind: &'static str,
+    /// Representative requests evaluated (each in both configurations).
     pub evaluated: usize,
+    /// The concrete requests they stand for, exactly: every source of each class.
+    pub requests: usize,
     pub differences: Vec<Difference>,
     /// Objects the evaluation could not use, and other caveats.
     pub notes: Vec<String>,
@@ -74,11 +97,44 @@ impl Verification {
     pub fn is_equivalent(&self) -> bool {
         self.unexpected().next().is_none()
     }
+
+    /// Concrete requests whose outcome differs.
+    pub fn differing_requests(&self) -> usize {
+        self.differences.iter().map(Difference::count).sum()
+    }
+
+    /// Concrete requests whose outcome differs unexpectedly.
+    pub fn unexpected_requests(&self) -> usize {
+        self.unexpected().map(Difference::count).sum()
+    }
 }
 
 /// Compares `before` (usually the sidecar-era configuration) with `after` on every representative
-/// request to destinations in `namespaces` (all namespaces when None).
+/// request to destinations in `namespaces` (all namespaces when None): one request per class of
+/// sources that the routes and policies in scope treat alike ([`super::classes`]), standing for
+/// the same request from every member.
 pub fn verify(before: &Snapshot, after: &Snapshot, namespaces: Option<&BTreeSet<String>>) -> Verification {
+    run(before, after, namespaces, Partitioning::Classes)
+}
+
+/// [`verify`] with every source its own class: every concrete request is evaluated. The
+/// reference the class-based verifier is tested against; its cost is sources x destinations.
+pub fn verify_exhaustive(before: &Snapshot, after: &Snapshot, namespaces: Option<&BTreeSet<String>>) -> Verification {
+    run(before, after, namespaces, Partitioning::EverySource)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Partitioning {
+    Classes,
+    EverySource,
+}
+
+fn run(
+    before: &Snapshot,
+    after: &Snapshot,
+    namespaces: Option<&BTreeSet<String>>,
+    partitioning: Partitioning,
+) -> Verification {
     let after = Topology::from_snapshot(after);
     let mut before = Topology::from_snapshot(before);
     // A Service that exists only after (a version Service the conversion added) is only a new
@@ -99,15 +155,45 @@ pub fn verify(before: &Snapshot, after: &Snapshot, namespaces: Option<&BTreeSet<
             }
         }
     }
-    let requests = representative_requests(&before, &after, namespaces);
-    notes.extend(requests.sampling_notes());
-    let mut verification = Verification { kind: "AmbientEquivalence", evaluated: 0, differences: Vec::new(), notes };
-    for request in requests {
-        verification.evaluated += 1;
-        let before_outcome = before.evaluate(&request);
-        let after_outcome = after.evaluate(&request);
-        if let Some(difference) = classify(request, before_outcome, after_outcome) {
-            verification.differences.push(difference);
+    let sources = Sources::new(source_names(&before, &after), &before, &after);
+    let mut verification =
+        Verification { kind: "AmbientEquivalence", evaluated: 0, requests: 0, differences: Vec::new(), notes };
+    for (namespace, targets) in targets_by_namespace(&before, &after, namespaces) {
+        let classes = match partitioning {
+            Partitioning::Classes => sources.partition(&observed_features([&before, &after], &namespace)),
+            Partitioning::EverySource => sources.singletons(),
+        };
+        let vocabulary = HttpVocabulary::new(&before, &after, &namespace);
+        let variants = |is_http: bool| if is_http { vocabulary.len() } else { 1 };
+        let total = targets.iter().fold(0_usize, |total, (_, is_http)| {
+            total.saturating_add(classes.len().saturating_mul(variants(*is_http)))
+        });
+        let mut sampler = Sampler::new(&namespace, total);
+        for (target, is_http) in &targets {
+            let variants = variants(*is_http);
+            while let Some(index) = sampler.take_below(classes.len() * variants) {
+                let class = &classes[index / variants];
+                let request = Request {
+                    source: class.representative().to_string(),
+                    destination: target.clone(),
+                    http: is_http.then(|| vocabulary.variant(index % variants)),
+                };
+                verification.evaluated += 1;
+                verification.requests += class.len();
+                let before_outcome = before.evaluate(&request);
+                let after_outcome = after.evaluate(&request);
+                if let Some(difference) = classify(request, class.clone(), before_outcome, after_outcome) {
+                    verification.differences.push(difference);
+                }
+            }
+        }
+        if sampler.stride > 1 {
+            verification.notes.push(format!(
+                "namespace {namespace}: {} representative requests exceed the budget of \
+                 {MAX_REQUESTS_PER_NAMESPACE}; a deterministic sample of at most that many, about one in {}, was \
+                 evaluated",
+                sampler.total, sampler.stride
+            ));
         }
     }
     verification
@@ -164,7 +250,7 @@ pub const EXPECTED_REASON: &str =
 
 /// The class of a difference, if any. Expected is only pod-address traffic that a bypass
 /// protection now denies: it has to go through the waypoint, which is the point of the protection.
-pub fn classify(request: Request, before: Outcome, after: Outcome) -> Option<Difference> {
+pub fn classify(request: Request, sources: SourceSet, before: Outcome, after: Outcome) -> Option<Difference> {
     let class = match (before.allowed, after.allowed) {
         (false, true) => Class::Loosened,
         (true, false) => Class::Tightened,
@@ -178,25 +264,29 @@ pub fn classify(request: Request, before: Outcome, after: Outcome) -> Option<Dif
     } else {
         format!("before: {}. after: {}", before.explanation, after.explanation)
     };
-    Some(Difference { request, before, after, class, expected, explanation })
+    Some(Difference { request, sources, before, after, class, expected, explanation })
 }
 
-/// Every source (workloads, ingress gateways, one client outside the mesh) to every Service port
-/// and pod address in scope, crossed with the HTTP values of the destination namespace's routes
-/// and policies plus values that match none of them. Built lazily from indexes: large meshes are
-/// never held in memory as a request list, and where a destination namespace has more than
-/// [`MAX_REQUESTS_PER_NAMESPACE`] requests a deterministic sample of them is drawn (see
-/// [`Requests::sampling_notes`]).
-pub fn representative_requests(before: &Topology, after: &Topology, namespaces: Option<&BTreeSet<String>>) -> Requests {
-    let in_scope = move |namespace: &str| namespaces.is_none_or(|scope| scope.contains(namespace));
+/// Every source: workloads, ingress gateways, one client outside the mesh, and every principal
+/// the policies name without a workload; sorted.
+fn source_names(before: &Topology, after: &Topology) -> Vec<String> {
     let mut sources = BTreeSet::new();
     for topology in [before, after] {
         sources.extend(topology.workloads.iter().chain(&topology.ingress_gateways).map(|workload| workload.key()));
     }
     sources.insert(OUTSIDE_CLIENT.to_string());
     sources.extend(named_principals_without_workload(before, after));
-    // (target, is_http)
-    let mut targets: BTreeMap<Target, bool> = BTreeMap::new();
+    sources.into_iter().collect()
+}
+
+/// Every Service port and pod address in scope, by namespace, with whether it speaks HTTP.
+fn targets_by_namespace(
+    before: &Topology,
+    after: &Topology,
+    namespaces: Option<&BTreeSet<String>>,
+) -> BTreeMap<String, Vec<(Target, bool)>> {
+    let in_scope = move |namespace: &str| namespaces.is_none_or(|scope| scope.contains(namespace));
+    let mut targets: BTreeMap<String, BTreeMap<Target, bool>> = BTreeMap::new();
     for topology in [before, after] {
         for service in topology.services.values().filter(|service| in_scope(&service.namespace)) {
             for port in &service.ports {
@@ -206,7 +296,7 @@ pub fn representative_requests(before: &Topology, after: &Topology, namespaces: 
                     name: service.name.clone(),
                     port: port.port,
                 };
-                targets.insert(target, port.is_http());
+                targets.entry(target.namespace.clone()).or_default().insert(target, port.is_http());
                 for workload in topology.endpoints(service) {
                     let pod = Target {
                         address: Address::Pod,
@@ -214,89 +304,21 @@ pub fn representative_requests(before: &Topology, after: &Topology, namespaces: 
                         name: workload.name.clone(),
                         port: port.target_port,
                     };
-                    targets.insert(pod, port.is_http());
+                    targets.entry(pod.namespace.clone()).or_default().insert(pod, port.is_http());
                 }
             }
         }
     }
-    let mut vocabularies: BTreeMap<String, HttpVocabulary> = BTreeMap::new();
-    for target in targets.keys() {
-        if !vocabularies.contains_key(&target.namespace) {
-            vocabularies.insert(target.namespace.clone(), HttpVocabulary::new(before, after, &target.namespace));
-        }
-    }
-    let sources: Vec<String> = sources.into_iter().collect();
-    let targets: Vec<(Target, bool)> = targets.into_iter().collect();
-    let mut totals: BTreeMap<String, usize> = BTreeMap::new();
-    for (target, is_http) in &targets {
-        let variants = if *is_http { vocabularies[&target.namespace].len() } else { 1 };
-        let total = totals.entry(target.namespace.clone()).or_default();
-        *total = total.saturating_add(sources.len().saturating_mul(variants));
-    }
-    let samplers =
-        totals.into_iter().map(|(namespace, total)| (namespace.clone(), Sampler::new(&namespace, total))).collect();
-    Requests { sources, targets, vocabularies, samplers, position: 0 }
+    targets.into_iter().map(|(namespace, targets)| (namespace, targets.into_iter().collect())).collect()
 }
 
-/// At most this many requests to the destinations of one namespace are evaluated. Beyond it (a
-/// policy naming thousands of principals, paths and headers multiplies sources by variants) a
-/// deterministic sample spread over the whole cross product is evaluated instead, and the
-/// verification's notes say so: time and memory follow the budget, not the input.
+/// At most this many representative requests to the destinations of one namespace are evaluated.
+/// Beyond it (a policy naming thousands of principals, each its own class, and paths and headers
+/// multiplying them by variants) a deterministic sample spread over all of them is evaluated
+/// instead, and the verification's notes say so: time and memory follow the budget, not the
+/// input. Since requests are evaluated per class of sources, the budget applies to
+/// representatives: a mesh of thousands of namespaces stays far within it.
 pub const MAX_REQUESTS_PER_NAMESPACE: usize = 100_000;
-
-/// The representative requests, produced one at a time (see [`representative_requests`]).
-pub struct Requests {
-    sources: Vec<String>,
-    targets: Vec<(Target, bool)>,
-    vocabularies: BTreeMap<String, HttpVocabulary>,
-    samplers: BTreeMap<String, Sampler>,
-    /// The target whose requests come next.
-    position: usize,
-}
-
-impl Requests {
-    /// One note per destination namespace whose requests were sampled.
-    pub fn sampling_notes(&self) -> Vec<String> {
-        self.samplers
-            .iter()
-            .filter(|(_, sampler)| sampler.stride > 1)
-            .map(|(namespace, sampler)| {
-                format!(
-                    "namespace {namespace}: {} representative requests exceed the budget of \
-                     {MAX_REQUESTS_PER_NAMESPACE}; a deterministic sample of at most that many, about one in {}, \
-                     was evaluated",
-                    sampler.total, sampler.stride
-                )
-            })
-            .collect()
-    }
-
-    fn variants(&self, target: &Target, is_http: bool) -> usize {
-        if is_http { self.vocabularies[&target.namespace].len() } else { 1 }
-    }
-}
-
-impl Iterator for Requests {
-    type Item = Request;
-
-    fn next(&mut self) -> Option<Request> {
-        loop {
-            let (target, is_http) = self.targets.get(self.position)?;
-            let variants = self.variants(target, *is_http);
-            let count = self.sources.len() * variants;
-            let sampler = self.samplers.get_mut(&target.namespace)?;
-            if let Some(index) = sampler.take_below(count) {
-                let http = is_http.then(|| self.vocabularies[&target.namespace].variant(index % variants));
-                return Some(Request {
-                    source: self.sources[index / variants].clone(),
-                    destination: target.clone(),
-                    http,
-                });
-            }
-            self.position += 1;
-        }
-    }
-}
 
 /// Chooses which of a namespace's requests (numbered in the order they are generated, across its
 /// targets) are evaluated: all of them within the budget, else gaps drawn from a generator seeded

@@ -50,7 +50,8 @@ pub fn gate_against(baseline: &Snapshot, start: &Snapshot, plan: &mut Plan) -> R
         let verification = verify(baseline, state, Some(&namespaces));
         verification
             .unexpected()
-            .map(|difference| (difference.request.to_string(), difference.request.destination.namespace.clone()))
+            .flat_map(|difference| difference.requests())
+            .map(|request| (request.to_string(), request.destination.namespace.clone()))
             .collect()
     };
     let mut earlier: BTreeMap<String, String> =

@@ -299,8 +299,8 @@ fn every_difference_on_the_way_back_is_announced() {
     for (index, action) in plan.actions.iter().enumerate() {
         state = simulate(&state, std::slice::from_ref(&action.change)).snapshot;
         let verification = crate::equivalence::verify(&rollback.reference, &state, Some(&namespaces));
-        for difference in verification.unexpected() {
-            let request = difference.request.to_string();
+        for request in verification.unexpected().flat_map(|difference| difference.requests()) {
+            let request = request.to_string();
             let announced = plan.windows.iter().any(|window| {
                 let opens = index_of(&window.opens_after).unwrap();
                 let closes = index_of(&window.closes_after).unwrap_or(usize::MAX);
