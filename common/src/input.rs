@@ -1,6 +1,11 @@
 //! Offline input: the files and directories a user names (`-f`, `--from-dir`, `--baseline`), or
 //! stdin, read into a [`Snapshot`]. The parsing itself is pure and lives in the core; this is
 //! the file-system half.
+//!
+//! Files are read one at a time; each document (and each item of a `kind: List`) is decoded into
+//! the fields the caller keeps as it is parsed ([`Fields`]: the check keeps what the suite reads,
+//! a rollback from a backup keeps whole objects), so a dump of a large cluster is held once as
+//! text, one file at a time, and once as pruned objects.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -14,11 +14,12 @@
 //!   bookkeeping) and the annotation `kubectl.kubernetes.io/last-applied-configuration`.
 //! - Pods (the bulk of any cluster): `metadata` (as above); `spec.nodeName`,
 //!   `spec.serviceAccountName`, `spec.serviceAccount`; of each container and init container its
-//!   `name`, `env` and `restartPolicy` (the proxy is found by name, a native sidecar by its restart
-//!   policy, HBONE by `PROXY_CONFIG` or `ISTIO_META_ENABLE_HBONE`); of each volume its `csi.driver`
-//!   (SPIRE); `status.phase` and the `type` and `status` of each condition.
-//! - Deployments, StatefulSets and DaemonSets: everything but the pod template's spec, which is
-//!   kept as a pod's spec is.
+//!   `name`, `restartPolicy` and the `PROXY_CONFIG` and `ISTIO_META_ENABLE_HBONE` variables of its
+//!   `env` (the proxy is found by name, a native sidecar by its restart policy, HBONE by those
+//!   variables); of each volume its `csi.driver` (SPIRE); `status.phase` and the `Ready`
+//!   condition's `type` and `status`.
+//! - Deployments, StatefulSets and DaemonSets: `spec.replicas`, `spec.selector` and the pod
+//!   template (its spec kept as a pod's spec is), and the status counters without conditions.
 //! - CustomResourceDefinitions: names, and of each version its `name` and `served` flag (offline
 //!   input tells served versions from them); live, they are read as metadata only anyway.
 //! - [`metadata_only`] kinds (Namespaces, Nodes, ServiceAccounts, Secrets, CRDs): a live read asks
@@ -43,6 +44,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde_json::{Map, Value};
 
 use crate::kinds::Kind;
+use crate::mesh::labels::{ENABLE_HBONE, PROXY_CONFIG_ENV};
 
 /// How much of each object to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,6 +66,9 @@ pub enum Keep {
     Fields { listed: &'static [(&'static str, Keep)], others: bool },
     /// Nothing (a listed field to drop from an object whose other fields are kept).
     Nothing,
+    /// Of an array, the elements whose `field` is one of `values`, each filtered by `keep` (the
+    /// environment variables the suite reads among dozens, the one condition it reads).
+    Matching { field: &'static str, values: &'static [&'static str], keep: &'static Keep },
 }
 
 impl Keep {
@@ -77,6 +82,17 @@ impl Keep {
                 Some((_, keep)) => Some(keep),
                 None => others.then_some(&Keep::All),
             },
+            Keep::Matching { keep, .. } => keep.field(name),
+        }
+    }
+
+    /// Whether an element of an array this rule filters is kept.
+    fn keeps_element(&self, element: &Value) -> bool {
+        match self {
+            Keep::Matching { field, values, .. } => {
+                element.get(field).and_then(Value::as_str).is_some_and(|value| values.contains(&value))
+            }
+            _ => true,
         }
     }
 }
@@ -88,8 +104,14 @@ const ANNOTATIONS: Keep = Keep::Fields { listed: &[(LAST_APPLIED, Keep::Nothing)
 const METADATA: Keep =
     Keep::Fields { listed: &[("managedFields", Keep::Nothing), ("annotations", ANNOTATIONS)], others: true };
 
-const CONTAINER: Keep =
-    Keep::Fields { listed: &[("name", Keep::All), ("env", Keep::All), ("restartPolicy", Keep::All)], others: false };
+const CONTAINER: Keep = Keep::Fields {
+    listed: &[
+        ("name", Keep::All),
+        ("env", Keep::Matching { field: "name", values: &[PROXY_CONFIG_ENV, ENABLE_HBONE], keep: &Keep::All }),
+        ("restartPolicy", Keep::All),
+    ],
+    others: false,
+};
 
 const POD_SPEC: Keep = Keep::Fields {
     listed: &[
@@ -109,6 +131,8 @@ const POD_SPEC: Keep = Keep::Fields {
     others: false,
 };
 
+const CONDITION: Keep = Keep::Fields { listed: &[("type", Keep::All), ("status", Keep::All)], others: false };
+
 const POD: Keep = Keep::Fields {
     listed: &[
         ("metadata", METADATA),
@@ -118,10 +142,7 @@ const POD: Keep = Keep::Fields {
             Keep::Fields {
                 listed: &[
                     ("phase", Keep::All),
-                    (
-                        "conditions",
-                        Keep::Fields { listed: &[("type", Keep::All), ("status", Keep::All)], others: false },
-                    ),
+                    ("conditions", Keep::Matching { field: "type", values: &["Ready"], keep: &CONDITION }),
                 ],
                 others: false,
             },
@@ -136,10 +157,15 @@ const CONTROLLER: Keep = Keep::Fields {
         (
             "spec",
             Keep::Fields {
-                listed: &[("template", Keep::Fields { listed: &[("spec", POD_SPEC)], others: true })],
-                others: true,
+                listed: &[
+                    ("replicas", Keep::All),
+                    ("selector", Keep::All),
+                    ("template", Keep::Fields { listed: &[("spec", POD_SPEC)], others: true }),
+                ],
+                others: false,
             },
         ),
+        ("status", Keep::Fields { listed: &[("conditions", Keep::Nothing)], others: true }),
     ],
     others: true,
 };
@@ -209,7 +235,10 @@ pub fn prune(value: &mut Value, keep: &Keep) {
                 None => false,
             });
         }
-        Value::Array(items) => items.iter_mut().for_each(|item| prune(item, keep)),
+        Value::Array(items) => {
+            items.retain(|item| keep.keeps_element(item));
+            items.iter_mut().for_each(|item| prune(item, keep));
+        }
         _ => {}
     }
 }
@@ -275,7 +304,9 @@ impl<'de> Visitor<'de> for PrunedSeed {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         while let Some(item) = seq.next_element_seed(self)? {
-            items.push(item);
+            if self.0.keeps_element(&item) {
+                items.push(item);
+            }
         }
         Ok(Value::Array(items))
     }
@@ -512,9 +543,11 @@ mod tests {
                 "nodeName": "node-1", "serviceAccountName": "reviews",
                 "containers": [
                     {"name": "reviews", "image": "reviews:1", "resources": {"limits": {"cpu": "1"}},
+                     "env": [{"name": "LOG_DIR", "value": "/tmp"}],
                      "readinessProbe": {"httpGet": {"path": "/"}}, "ports": [{"containerPort": 9080}]},
                     {"name": "istio-proxy", "image": "proxyv2", "args": ["proxy", "sidecar"],
-                     "env": [{"name": "PROXY_CONFIG", "value": "{\"proxyMetadata\":{\"ISTIO_META_ENABLE_HBONE\":\"true\"}}"}]}
+                     "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                             {"name": "PROXY_CONFIG", "value": "{\"proxyMetadata\":{\"ISTIO_META_ENABLE_HBONE\":\"true\"}}"}]}
                 ],
                 "initContainers": [{"name": "istio-init", "image": "proxyv2", "restartPolicy": "Never"}],
                 "volumes": [{"name": "token", "projected": {"sources": []}},
@@ -523,7 +556,8 @@ mod tests {
             },
             "status": {
                 "phase": "Running", "podIP": "10.0.0.1",
-                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                "conditions": [{"type": "PodScheduled", "status": "True"},
+                               {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
                 "containerStatuses": [{"name": "reviews", "ready": true}]
             }
         })
@@ -540,7 +574,7 @@ mod tests {
             "spec": {
                 "nodeName": "node-1", "serviceAccountName": "reviews",
                 "containers": [
-                    {"name": "reviews"},
+                    {"name": "reviews", "env": []},
                     {"name": "istio-proxy",
                      "env": [{"name": "PROXY_CONFIG", "value": "{\"proxyMetadata\":{\"ISTIO_META_ENABLE_HBONE\":\"true\"}}"}]}
                 ],
