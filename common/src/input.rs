@@ -1,17 +1,25 @@
 //! Offline input: the files and directories a user names (`-f`, `--from-dir`, `--baseline`), or
 //! stdin, read into a [`Snapshot`]. The parsing itself is pure and lives in the core; this is
 //! the file-system half.
+//!
+//! Files are read one at a time; each document (and each item of a `kind: List`) is decoded into
+//! the fields the caller keeps as it is parsed ([`Fields`]: the check keeps what the suite reads,
+//! a rollback from a backup keeps whole objects), so a dump of a large cluster is held once as
+//! text, one file at a time, and once as pruned objects.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use oc_ambient_core::fields::Fields;
 use oc_ambient_core::snapshot::{InputError, InputLimits, Snapshot, Source, parse_documents_within};
 
 /// Reads offline input: files and directories (recursively: *.yaml, *.yml, *.json), `-` for
 /// stdin. Multi-document streams and `kind: List` are flattened. Every kind present is marked
 /// listed; kinds absent stay [`Coverage::NotInInput`]. Input exceeding `limits`, or holding no
 /// object at all (empty files, only `---`), is an error: nothing could be evaluated from it.
-pub fn read_snapshot(paths: &[PathBuf], limits: &InputLimits) -> Result<Snapshot, InputError> {
+/// Each object keeps `fields` of it (see [`oc_ambient_core::fields`]), pruned as it is parsed, one
+/// file at a time.
+pub fn read_snapshot(paths: &[PathBuf], limits: &InputLimits, fields: Fields) -> Result<Snapshot, InputError> {
     let mut files = Vec::new();
     for path in paths {
         collect_files(path, &mut files)?;
@@ -21,7 +29,7 @@ pub fn read_snapshot(paths: &[PathBuf], limits: &InputLimits) -> Result<Snapshot
     for file in &files {
         let text = read_input(file)?;
         let remaining = InputLimits { max_objects: limits.max_objects - read, ..*limits };
-        let objects = parse_documents_within(file, &text, &remaining).map_err(|err| match err {
+        let objects = parse_documents_within(file, &text, &remaining, fields).map_err(|err| match err {
             InputError::TooManyObjects { path, .. } => InputError::TooManyObjects { path, limit: limits.max_objects },
             other => other,
         })?;
@@ -104,7 +112,7 @@ spec: {action: ALLOW}
     fn lists_and_streams_are_flattened_and_coverage_follows_the_input() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("dump.yaml"), DUMP).unwrap();
-        let snapshot = read_snapshot(&[dir.path().to_path_buf()], &InputLimits::default()).unwrap();
+        let snapshot = read_snapshot(&[dir.path().to_path_buf()], &InputLimits::default(), Fields::All).unwrap();
         assert_eq!(snapshot.all(Kind::Namespace).len(), 1);
         assert_eq!(snapshot.all(Kind::AuthorizationPolicy).len(), 1);
         assert!(snapshot.knows(Kind::AuthorizationPolicy));
@@ -121,14 +129,17 @@ spec: {action: ALLOW}
         std::fs::write(&empty, "").unwrap();
         std::fs::write(&separators, "---\n# nothing\n---\n").unwrap();
         for input in [vec![empty.clone()], vec![empty, separators]] {
-            let err = read_snapshot(&input, &InputLimits::default()).unwrap_err();
+            let err = read_snapshot(&input, &InputLimits::default(), Fields::All).unwrap_err();
             assert!(matches!(err, InputError::NoObjects { .. }), "{err}");
         }
         let dump = dir.path().join("dump.yaml");
         std::fs::write(&dump, DUMP).unwrap();
         let limits = InputLimits { max_objects: 4, ..InputLimits::default() };
-        assert!(read_snapshot(std::slice::from_ref(&dump), &limits).is_ok(), "three objects are within four");
-        let err = read_snapshot(&[dump.clone(), dump], &limits).unwrap_err();
+        assert!(
+            read_snapshot(std::slice::from_ref(&dump), &limits, Fields::All).is_ok(),
+            "three objects are within four"
+        );
+        let err = read_snapshot(&[dump.clone(), dump], &limits, Fields::All).unwrap_err();
         assert!(matches!(err, InputError::TooManyObjects { limit: 4, .. }), "the limit is over all files: {err}");
     }
 }

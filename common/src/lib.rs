@@ -7,7 +7,9 @@
 //! render or apply. Keeping I/O at the edges is what lets almost all logic be tested without a
 //! cluster, and lets the same checks run on a customer's `oc get -o yaml` dump as on a live cluster.
 
-pub use oc_ambient_core::{change, check, convert, duration, equivalence, journal, kinds, mesh, model, plan, snapshot};
+pub use oc_ambient_core::{
+    change, check, convert, duration, equivalence, fields, journal, kinds, mesh, model, plan, snapshot,
+};
 
 pub mod app;
 pub mod cli;

@@ -6,14 +6,35 @@
 //! requests describe every served kind, where per-group discovery would cost one request per
 //! group version. Never one request per object: on a cluster with thousands of pods the cost is
 //! the number of kinds times the number of pages.
+//!
+//! Each page is decoded as it arrives, object by object, keeping the [`Fields`] the caller asks
+//! for (the check keeps what the suite reads, see [`crate::fields`]), and its text is dropped
+//! before the next page is asked for: the loader holds one page of text per list in flight and
+//! one decoded copy of each object, never a whole-cluster JSON tree. Kinds of which only names and
+//! labels are read are listed as `PartialObjectMetadataList`, so their content is not even sent.
+//!
+//! # Freshness
+//!
+//! [`Freshness::Cached`] (the read-only check) lists with `resourceVersion=0` and
+//! `resourceVersionMatch=NotOlderThan`: the API server answers from its watch cache without asking
+//! etcd for its current revision and without waiting for the cache to catch up to it. The trade:
+//! a list may miss writes of the last moments (the cache's lag behind etcd, normally milliseconds,
+//! longer while an API server is overloaded or just restarted), and two API servers behind a load
+//! balancer may answer from different points in time. The check is a report on a mesh that
+//! changes anyway while it runs (kinds are listed one after the other, never at one revision);
+//! the cost of a lagging cache is a finding one moment old. The mutating plugins read
+//! [`Freshness::Latest`] (a consistent list, the default): they plan from what they read, gate the
+//! plan against it and resume from their own journal, so they must see their own last writes.
 
 use futures::StreamExt;
+use kube::Resource;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::TypeMeta;
 use serde::Deserialize;
 
 use crate::client::Connection;
 use crate::error::{ApiError, Request, one_line};
+use crate::fields::{self, Fields};
 use crate::kinds::{ALL, Kind, KindInfo};
 use crate::snapshot::{Coverage, Snapshot, Source};
 
@@ -26,17 +47,43 @@ pub enum ListScope {
     Namespaces(Vec<String>),
 }
 
+/// How recent a list must be (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// A consistent read: every write acknowledged before the list is in it.
+    Latest,
+    /// Whatever the API server's watch cache holds (`resourceVersion=0`, `NotOlderThan`).
+    Cached,
+}
+
 /// Tuning of the live loader.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub scope: ListScope,
     pub page_size: u32,
     pub concurrency: usize,
+    /// How much of each object to keep.
+    pub fields: Fields,
+    pub freshness: Freshness,
 }
 
 impl Default for LoadOptions {
+    /// Whole objects, read consistently: what the mutating plugins need.
     fn default() -> Self {
-        LoadOptions { scope: ListScope::AllNamespaces, page_size: 500, concurrency: 6 }
+        LoadOptions {
+            scope: ListScope::AllNamespaces,
+            page_size: 500,
+            concurrency: 6,
+            fields: Fields::All,
+            freshness: Freshness::Latest,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// What the read-only check reads: the fields the suite reads, from the watch cache.
+    pub fn for_check(scope: ListScope) -> Self {
+        LoadOptions { scope, fields: Fields::Read, freshness: Freshness::Cached, ..LoadOptions::default() }
     }
 }
 
@@ -210,7 +257,7 @@ async fn run_jobs(
     snapshot: &mut Snapshot,
 ) -> Result<(), ApiError> {
     let results: Vec<(Kind, Result<Vec<DynamicObject>, ApiError>)> = futures::stream::iter(jobs)
-        .map(|job| async move { (job.info.kind, list_all(connection, &job, options.page_size).await) })
+        .map(|job| async move { (job.info.kind, read(connection, &job, options).await) })
         .buffer_unordered(options.concurrency.max(1))
         .collect()
         .await;
@@ -231,27 +278,60 @@ async fn run_jobs(
     Ok(())
 }
 
-async fn list_all(connection: &Connection, job: &ListJob, page_size: u32) -> Result<Vec<DynamicObject>, ApiError> {
-    let info = job.info;
-    let api_version =
-        if info.group.is_empty() { job.version.to_string() } else { format!("{}/{}", info.group, job.version) };
-    let resource = ApiResource {
+/// The API resource of a kind at a served version.
+fn api_resource(info: &KindInfo, version: &str) -> ApiResource {
+    let api_version = if info.group.is_empty() { version.to_string() } else { format!("{}/{}", info.group, version) };
+    ApiResource {
         group: info.group.into(),
-        version: job.version.into(),
-        api_version: api_version.clone(),
+        version: version.into(),
+        api_version,
         kind: info.name.into(),
         plural: info.plural.into(),
-    };
-    let api: Api<DynamicObject> = match &job.namespace {
-        Some(namespace) => Api::namespaced_with(connection.client.clone(), namespace, &resource),
-        None => Api::all_with(connection.client.clone(), &resource),
-    };
-    let mut params = ListParams::default().limit(page_size);
-    if let Some(selector) = info.list_selector {
-        params = params.labels(selector);
     }
-    let types = TypeMeta { api_version, kind: info.name.into() };
+}
+
+/// One list call of the loader, page by page: what [`load`] sends for a kind, exposed so that a
+/// benchmark's floor client can send exactly the same requests.
+pub struct ListCall {
+    url: String,
+    params: ListParams,
+    metadata_only: bool,
+}
+
+impl ListCall {
+    /// The list of `info` (at `version`, in `namespace` or cluster-wide) as `options` ask for it.
+    pub fn new(info: &KindInfo, version: &str, namespace: Option<&str>, options: &LoadOptions) -> Self {
+        let mut params = ListParams::default().limit(options.page_size);
+        if let Some(selector) = info.list_selector {
+            params = params.labels(selector);
+        }
+        if options.freshness == Freshness::Cached {
+            params = params.match_any();
+        }
+        ListCall {
+            url: DynamicObject::url_path(&api_resource(info, version), namespace),
+            params,
+            metadata_only: fields::metadata_only(info.kind, options.fields),
+        }
+    }
+
+    /// The request of the page after `continue_token` (the first page without one).
+    pub fn page(&self, continue_token: Option<&str>) -> Result<http::Request<Vec<u8>>, kube::Error> {
+        let mut params = self.params.clone();
+        params.continue_token = continue_token.map(str::to_string);
+        let request = kube::core::Request::new(&self.url);
+        if self.metadata_only { request.list_metadata(&params) } else { request.list(&params) }
+            .map_err(kube::Error::BuildRequest)
+    }
+}
+
+/// Every object of one job: one get, or a list page by page.
+async fn read(connection: &Connection, job: &ListJob, options: &LoadOptions) -> Result<Vec<DynamicObject>, ApiError> {
+    let info = job.info;
+    let resource = api_resource(info, job.version);
+    let types = TypeMeta { api_version: resource.api_version.clone(), kind: info.name.into() };
     if let Some(name) = &job.name {
+        let api: Api<DynamicObject> = Api::all_with(connection.client.clone(), &resource);
         let found = api
             .get_opt(name)
             .await
@@ -265,39 +345,31 @@ async fn list_all(connection: &Connection, job: &ListJob, page_size: u32) -> Res
             .into_iter()
             .collect());
     }
+    let failed = |err: kube::Error| {
+        let request = Request::new("list", &info.resource()).in_namespace(job.namespace.as_deref());
+        ApiError::from_kube(err, request, info.is_custom().then(|| info.resource()))
+    };
+    let call = ListCall::new(info, job.version, job.namespace.as_deref(), options);
     let mut objects = Vec::new();
+    let mut continue_token = None;
     loop {
-        let page = if info.kind == Kind::CustomResourceDefinition {
-            // CRD schemas are megabytes; the checks need only names and annotations.
-            api.list_metadata(&params).await.map(|list| {
-                let continue_token = list.metadata.continue_.clone();
-                let items = list
-                    .items
-                    .into_iter()
-                    .map(|partial| DynamicObject {
-                        types: None,
-                        metadata: partial.metadata,
-                        data: serde_json::json!({}),
-                    })
-                    .collect::<Vec<_>>();
-                (items, continue_token)
-            })
-        } else {
-            api.list(&params).await.map(|list| (list.items, list.metadata.continue_.clone()))
-        };
-        let (items, continue_token) = page.map_err(|err| {
-            let request = Request::new("list", &info.resource()).in_namespace(job.namespace.as_deref());
-            ApiError::from_kube(err, request, info.is_custom().then(|| info.resource()))
-        })?;
-        for mut object in items {
+        let request = call.page(continue_token.as_deref()).map_err(failed)?;
+        let text = connection.client.request_text(request).await.map_err(failed)?;
+        let page = fields::decode_page(text.as_bytes(), info.kind, options.fields)
+            .map_err(|err| failed(kube::Error::SerdeError(err)))?;
+        drop(text);
+        for item in page.items {
+            let mut object: DynamicObject =
+                serde_json::from_value(item).map_err(|err| failed(kube::Error::SerdeError(err)))?;
             object.types = Some(types.clone());
-            // Server-side apply bookkeeping is large and never read.
+            // Server-side apply bookkeeping is large and never read (pruned already when reading
+            // the fields the suite reads).
             object.metadata.managed_fields = None;
             objects.push(object);
         }
-        match continue_token {
-            Some(token) if !token.is_empty() => params.continue_token = Some(token),
-            _ => break,
+        match page.continue_token {
+            Some(token) => continue_token = Some(token),
+            None => break,
         }
     }
     Ok(objects)

@@ -1,13 +1,22 @@
 //! Benchmark: `oc-ambient-check` on the simulator's `large` scenario, side by side with the
-//! guide's Step 1 validation script run with kubectl against the same control plane.
+//! floor, the guide's Step 1 validation script, and `kubectl get -o json` of the same kinds, all
+//! against the same control plane; then the start-up time of each plugin's `--help` and the
+//! binaries' sizes.
 //!
 //! It prints wall time, API requests and peak memory (max RSS of the process tree, from wait4)
 //! for each size. Run with `make bench` (release binaries), or
 //! `cargo bench -p oc-ambient-tests --bench check -- 100x5x2 1000x5x2`.
 //!
-//! The guide's script is read from `../shared/spec/sidecar-to-ambient-migration-guide.md` (the
-//! "Step 1 Validation Checkpoint" block) and runs with `oc` mapped to kubectl v1.34; kubectl's
-//! requests are counted from its `-v=6` request log.
+//! - The floor is the list calls the check makes (the same discovery, version probe, page size,
+//!   concurrency and parameters: `live::ListCall`), sent by this program re-run as a child
+//!   (`--floor KUBECONFIG`) that reads each page's continue token and discards the bytes: what any
+//!   client must pay to read what the check reads.
+//! - The guide's script is read from `../shared/spec/sidecar-to-ambient-migration-guide.md` (the
+//!   "Step 1 Validation Checkpoint" block) and runs with `oc` mapped to kubectl v1.34.
+//! - `kubectl get KINDS -A -o json --chunk-size=500` reads every served kind the check reads
+//!   (whole objects; Secrets without the check's label selector) into /dev/null.
+//!
+//! kubectl's requests are counted from its `-v=6` request log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // A benchmark prints its table itself: it is not plugin output, which goes through the printer.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -17,6 +26,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use oc_ambient_common::kinds::ALL;
+use oc_ambient_common::live::{self, ListCall, ListScope, LoadOptions};
 use oc_ambient_simulator::SimulatedCluster;
 
 struct Measurement {
@@ -26,22 +38,37 @@ struct Measurement {
     exit: i32,
 }
 
-/// Runs a command to completion and reads its peak RSS (self and waited-for descendants).
-#[allow(unsafe_code)]
-fn measure(command: &mut Command) -> (Measurement, String, String) {
-    use std::io::Read;
+/// Runs a command to completion through a launcher (this program re-run with `--spawn`), which
+/// reports the command's peak RSS: the max RSS of its process tree, from wait4. Measured from here,
+/// a child would start from this process's own peak (the simulator's, hundreds of MiB): Linux
+/// carries the high-water mark of the memory a child is spawned from across its exec. The
+/// launcher is a few MiB, which is then the floor of every figure.
+fn measure(command: &Command) -> (Measurement, String, String) {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut launcher = Command::new(std::env::current_exe().unwrap());
+    launcher.arg("--spawn").arg(report.path()).arg(command.get_program()).args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => launcher.env(key, value),
+            None => launcher.env_remove(key),
+        };
+    }
     let started = Instant::now();
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let output = launcher.output().expect("spawn the launcher");
+    let wall = started.elapsed();
+    let text = std::fs::read_to_string(report.path()).unwrap();
+    let mut fields = text.split_whitespace().map(|field| field.parse::<i64>().unwrap());
+    let (peak_rss_kib, exit) = (fields.next().unwrap(), fields.next().unwrap() as i32);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (Measurement { wall, requests: 0, peak_rss_kib, exit }, stdout, stderr)
+}
+
+/// The launcher of [`measure`]: runs `program`, waits for it and writes `MAXRSS_KIB EXIT` to `report`.
+#[allow(unsafe_code)]
+fn spawn_and_report(report: &Path, program: &str, args: &[String]) {
+    let child = Command::new(program).args(args).spawn().expect("spawn");
     let pid = child.id() as libc::pid_t;
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = read_all(Box::new(child.stdout.take().expect("stdout")));
-    let stderr = read_all(Box::new(child.stderr.take().expect("stderr")));
     // The child is reaped by wait4 below, which also reports its resource usage.
     drop(child);
     let mut status: libc::c_int = 0;
@@ -50,11 +77,15 @@ fn measure(command: &mut Command) -> (Measurement, String, String) {
     unsafe {
         libc::wait4(pid, &mut status, 0, &mut usage);
     }
-    let wall = started.elapsed();
     let exit = std::process::ExitStatus::from_raw(status).code().unwrap_or(-1);
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
-    (Measurement { wall, requests: 0, peak_rss_kib: usage.ru_maxrss, exit }, stdout, stderr)
+    std::fs::write(report, format!("{} {exit}", usage.ru_maxrss)).unwrap();
+}
+
+/// The run of median wall time of `runs` (the machine is shared: one run can be an outlier).
+fn median(runs: usize, mut run: impl FnMut() -> (Measurement, String, String)) -> (Measurement, String, String) {
+    let mut results: Vec<_> = (0..runs).map(|_| run()).collect();
+    results.sort_by_key(|(measurement, _, _)| measurement.wall);
+    results.swap_remove(runs / 2)
 }
 
 fn guide_step1_script() -> String {
@@ -78,15 +109,130 @@ fn oc_shim(dir: &Path, log: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
+const PLUGINS: [&str; 4] = ["oc-ambient-check", "oc-ambient-enable", "oc-ambient-waypoint", "oc-ambient-rollback"];
+
 fn release_binary(name: &str) -> PathBuf {
-    let path = oc_ambient_testenv::workspace_root().join("target/release").join(name);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| oc_ambient_testenv::workspace_root().join("target"));
+    let path = target.join("release").join(name);
     assert!(path.exists(), "{} missing: run `cargo build --release --bins` (make bench does)", path.display());
     path
 }
 
+/// Flags as the check gets them from its command line (`--kubeconfig`, quiet).
+fn global_args(kubeconfig: &Path) -> oc_ambient_common::cli::GlobalArgs {
+    oc_ambient_common::cli::GlobalArgs {
+        kubeconfig: Some(kubeconfig.to_path_buf()),
+        context: None,
+        namespace: None,
+        output: oc_ambient_common::cli::OutputFormat::Json,
+        color: oc_ambient_common::cli::ColorChoice::Never,
+        verbose: 0,
+        quiet: true,
+        request_timeout: oc_ambient_common::client::DEFAULT_TIMEOUT,
+    }
+}
+
+/// The floor client (run as a child process): the check's connection, discovery and list calls
+/// with its page size and concurrency; each page's bytes are scanned for the continue token and
+/// dropped. Prints its request count.
+fn floor(kubeconfig: &Path) {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        metadata: Meta,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(rename = "continue")]
+        continue_token: Option<String>,
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let printer = oc_ambient_common::printer::Printer::plain();
+        let connection = oc_ambient_common::client::connect(&global_args(kubeconfig), &printer).await.unwrap();
+        let served = live::discover(&connection).await.unwrap();
+        let options = LoadOptions::for_check(ListScope::AllNamespaces);
+        let calls: Vec<ListCall> = ALL
+            .iter()
+            .filter_map(|info| Some(ListCall::new(info, live::served_version(info, &served)?, None, &options)))
+            .collect();
+        let connection = &connection;
+        futures::stream::iter(calls)
+            .for_each_concurrent(options.concurrency, |call| async move {
+                let mut token: Option<String> = None;
+                loop {
+                    let text = connection.client.request_text(call.page(token.as_deref()).unwrap()).await.unwrap();
+                    token = serde_json::from_str::<Head>(&text).unwrap().metadata.continue_token;
+                    if token.as_deref().is_none_or(str::is_empty) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        eprintln!("floor: {} requests", connection.requests());
+    });
+}
+
+/// The resources `kubectl get` names for the kinds the check reads that the server serves.
+fn served_resources(runtime: &tokio::runtime::Runtime, kubeconfig: &Path) -> Vec<String> {
+    runtime.block_on(async {
+        let printer = oc_ambient_common::printer::Printer::plain();
+        let connection = oc_ambient_common::client::connect(&global_args(kubeconfig), &printer).await.unwrap();
+        let served = live::discover(&connection).await.unwrap();
+        ALL.iter().filter(|info| live::served_version(info, &served).is_some()).map(|info| info.resource()).collect()
+    })
+}
+
+/// kubectl's requests, from its `-v=6` log (one round_trippers line per request).
+fn kubectl_requests(log: &Path) -> usize {
+    let count = std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains("round_trippers") && line.contains("https://"))
+        .count();
+    let _ = std::fs::remove_file(log);
+    count
+}
+
+/// `--help` of each release binary: the median of 20 runs (after one warm-up), and its size.
+fn startup() {
+    println!("| binary | size | `--help` (median of 20) |");
+    println!("|---|---|---|");
+    for name in PLUGINS {
+        let binary = release_binary(name);
+        let mut times: Vec<Duration> = (0..21)
+            .map(|_| {
+                let started = Instant::now();
+                let status = Command::new(&binary).arg("--help").stdout(Stdio::null()).status().unwrap();
+                assert!(status.success(), "{name} --help");
+                started.elapsed()
+            })
+            .skip(1)
+            .collect();
+        times.sort();
+        let size = std::fs::metadata(&binary).unwrap().len();
+        println!(
+            "| {name} | {:.1} MiB | {:.1} ms |",
+            size as f64 / 1048576.0,
+            times[times.len() / 2].as_secs_f64() * 1000.0
+        );
+    }
+    println!();
+}
+
 fn main() {
-    let sizes: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [flag, kubeconfig] if flag == "--floor" => return floor(Path::new(kubeconfig)),
+        [flag, report, program, args @ ..] if flag == "--spawn" => {
+            return spawn_and_report(Path::new(report), program, args);
+        }
+        _ => {}
+    }
+    let sizes: Vec<String> = args.into_iter().filter(|arg| !arg.starts_with('-')).collect();
     let sizes = if sizes.is_empty() { vec!["100x5x2".to_string(), "1000x5x2".to_string()] } else { sizes };
+    startup();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     println!("| size (ns x svc x pods) | objects | tool | wall | API requests | peak RSS | exit |");
     println!("|---|---|---|---|---|---|---|");
@@ -95,12 +241,21 @@ fn main() {
         let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
         eprintln!("loaded large:{size} in {:.1}s", cluster.load_time().as_secs_f64());
 
-        let (mut check, _, stderr) = measure(
-            Command::new(release_binary("oc-ambient-check"))
-                .arg("--kubeconfig")
-                .arg(&kubeconfig)
-                .args(["-v", "-o", "json"]),
-        );
+        // Every tool runs RUNS times (the median is shown), after one unmeasured floor run that
+        // warms the API server's caches and connections for all of them alike.
+        const RUNS: usize = 3;
+        let mut floor_command = Command::new(std::env::current_exe().unwrap());
+        floor_command.arg("--floor").arg(&kubeconfig);
+        measure(&floor_command);
+        let (mut floor, _, stderr) = median(RUNS, || measure(&floor_command));
+        floor.requests = stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("floor: ")?.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("floor client failed: {stderr}"));
+
+        let mut check_command = Command::new(release_binary("oc-ambient-check"));
+        check_command.arg("--kubeconfig").arg(&kubeconfig).args(["-v", "-o", "json"]);
+        let (mut check, _, stderr) = median(RUNS, || measure(&check_command));
         let objects = stderr
             .lines()
             .find_map(|line| {
@@ -118,19 +273,28 @@ fn main() {
         let log = scratch.path().join("requests.log");
         let bin = oc_shim(scratch.path(), &log);
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-        let (mut script, _, _) = measure(
-            Command::new("bash").arg("-c").arg(guide_step1_script()).env("PATH", path).env("KUBECONFIG", &kubeconfig),
-        );
-        // kubectl -v=6 logs one round_trippers line per request it sends.
-        script.requests = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| line.contains("round_trippers") && line.contains("https://"))
-            .count();
+        let with_kubectl = |script: String| {
+            let mut command = Command::new("bash");
+            command.arg("-c").arg(script).env("PATH", &path).env("KUBECONFIG", &kubeconfig);
+            let (mut measurement, stdout, stderr) = measure(&command);
+            measurement.requests = kubectl_requests(&log);
+            (measurement, stdout, stderr)
+        };
+        let (script, _, _) = median(RUNS, || with_kubectl(guide_step1_script()));
+        let resources = served_resources(&runtime, &kubeconfig).join(",");
+        let get = format!("kubectl get {resources} -A -o json --chunk-size=500 >/dev/null");
+        let (kubectl, _, _) = median(RUNS, || with_kubectl(get.clone()));
 
-        for (tool, m) in
-            [("oc-ambient-check (full assessment)", &check), ("guide Step 1 script (oc = kubectl)", &script)]
-        {
+        let check_tool = format!(
+            "oc-ambient-check (full assessment; {:.2}x the floor's wall)",
+            check.wall.as_secs_f64() / floor.wall.as_secs_f64()
+        );
+        for (tool, m) in [
+            ("floor client (the check's list calls, bytes discarded)", &floor),
+            (check_tool.as_str(), &check),
+            ("guide Step 1 script (oc = kubectl)", &script),
+            ("kubectl get (same kinds) -A -o json", &kubectl),
+        ] {
             println!(
                 "| {size} | {objects} | {tool} | {:.2}s | {} | {:.1} MiB | {} |",
                 m.wall.as_secs_f64(),

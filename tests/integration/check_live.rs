@@ -176,3 +176,45 @@ async fn a_namespace_admin_can_check_their_namespace() {
     assert_eq!(report["namespaces"][0]["phase"], "sidecar", "the namespace's own labels were read with get");
     assert!(matches!(code, Some(0 | 1)), "evaluated, not an error");
 }
+
+/// The check reads pruned objects from the watch cache (`LoadOptions::for_check`); on clusters with
+/// injected pods, a SPIFFE CSI volume, a remote secret and a half-done migration it must report
+/// exactly what it reports from whole objects read consistently, live and from a dump, for the
+/// assessment and every step's checkpoint.
+#[tokio::test]
+async fn the_check_reports_the_same_from_the_fields_it_reads_as_from_whole_objects() {
+    use oc_ambient_common::check::{Options as CheckOptions, Scope, evaluate};
+    use oc_ambient_common::fields::Fields;
+    use oc_ambient_common::kinds::Kind;
+    use oc_ambient_common::live::{ListScope, LoadOptions, load};
+
+    for scenario in ["blocker-spiffe-csi", "blocker-remote-secret", "half-migrated-wrong-order"] {
+        let cluster = oc_ambient_simulator::SimulatedCluster::start(scenario).await.unwrap();
+        let connection = crate::support::connect(cluster.plane().kubeconfig().to_path_buf()).await;
+        let whole = load(&connection, &LoadOptions::default()).await.unwrap();
+        let read = load(&connection, &LoadOptions::for_check(ListScope::AllNamespaces)).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        dump(&cluster.client().await.unwrap(), dir.path()).await;
+        let read_offline = |fields| {
+            oc_ambient_common::input::read_snapshot(&[dir.path().to_path_buf()], &Default::default(), fields).unwrap()
+        };
+        let (dump_whole, dump_read) = (read_offline(Fields::All), read_offline(Fields::Read));
+
+        let size = |snapshot: &oc_ambient_common::snapshot::Snapshot, kind| {
+            serde_json::to_string(snapshot.all(kind)).unwrap().len()
+        };
+        assert!(size(&read, Kind::Pod) * 2 < size(&whole, Kind::Pod), "{scenario}: injected pods shrink by half");
+        assert_eq!(read.all(Kind::Pod).len(), whole.all(Kind::Pod).len());
+        let namespace = &read.all(Kind::Namespace)[0];
+        assert!(namespace.data.get("spec").is_none(), "{scenario}: namespaces are read as metadata only");
+        assert!(namespace.metadata.labels.is_some(), "{scenario}: with their labels");
+        for step in std::iter::once(None).chain((1..=9).map(Some)) {
+            let options = CheckOptions { scope: Scope::All, step, baseline: None };
+            let expected = serde_json::to_value(evaluate(&whole, &options)).unwrap();
+            assert_eq!(serde_json::to_value(evaluate(&read, &options)).unwrap(), expected, "{scenario} {step:?}");
+            let offline = serde_json::to_value(evaluate(&dump_read, &options)).unwrap();
+            let offline_whole = serde_json::to_value(evaluate(&dump_whole, &options)).unwrap();
+            assert_eq!(offline, offline_whole, "{scenario} {step:?}: the dump, pruned while parsed");
+        }
+    }
+}

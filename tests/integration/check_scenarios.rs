@@ -33,7 +33,9 @@ async fn live_and_offline(cluster: &SimulatedCluster, args: &[&str]) -> (Value, 
     let (live, code) = run_check(args, Some(cluster.plane().kubeconfig()));
     let dir = tempfile::tempdir().unwrap();
     dump(&cluster.client().await.unwrap(), dir.path()).await;
-    let snapshot = oc_ambient_common::input::read_snapshot(&[dir.path().to_path_buf()], &Default::default()).unwrap();
+    let snapshot =
+        oc_ambient_common::input::read_snapshot(&[dir.path().to_path_buf()], &Default::default(), Default::default())
+            .unwrap();
     let agreement = crate::agreement::between_check_and_convert(&snapshot);
     assert!(agreement.namespaces > 0, "the dump holds namespaces");
     assert!(agreement.disagreements.is_empty(), "{:#?}", agreement.disagreements);

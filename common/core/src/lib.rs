@@ -12,6 +12,7 @@ pub mod check;
 pub mod convert;
 pub mod duration;
 pub mod equivalence;
+pub mod fields;
 pub mod journal;
 pub mod kinds;
 pub mod mesh;

@@ -11,8 +11,10 @@ use std::sync::OnceLock;
 
 use kube_core::DynamicObject;
 use serde::Serialize;
+use serde::de::DeserializeSeed;
 use serde_json::Value;
 
+use crate::fields::{Fields, ObjectSeed};
 use crate::kinds::Kind;
 
 /// What the source could say about one kind.
@@ -295,14 +297,21 @@ pub fn display_name(object: &DynamicObject) -> String {
     }
 }
 
-/// Parses a YAML or JSON stream into objects, flattening `kind: List` (and `*List`) documents,
-/// within the default [`InputLimits`].
+/// Parses a YAML or JSON stream into whole objects, flattening `kind: List` (and `*List`)
+/// documents, within the default [`InputLimits`].
 pub fn parse_documents(path: &Path, text: &str) -> Result<Vec<DynamicObject>, InputError> {
-    parse_documents_within(path, text, &InputLimits::default())
+    parse_documents_within(path, text, &InputLimits::default(), Fields::All)
 }
 
-/// [`parse_documents`] within `limits`: depth and document size are checked before parsing.
-pub fn parse_documents_within(path: &Path, text: &str, limits: &InputLimits) -> Result<Vec<DynamicObject>, InputError> {
+/// [`parse_documents`] within `limits`: depth and document size are checked before parsing. Each
+/// object is decoded keeping `fields` of it (see [`crate::fields`]), one document, and one item of
+/// a list, at a time.
+pub fn parse_documents_within(
+    path: &Path,
+    text: &str,
+    limits: &InputLimits,
+    fields: Fields,
+) -> Result<Vec<DynamicObject>, InputError> {
     prescan(text, limits).map_err(|exceeded| match exceeded {
         Exceeded::Depth { document } => {
             InputError::TooDeep { path: path.to_path_buf(), document, limit: limits.max_depth }
@@ -311,13 +320,13 @@ pub fn parse_documents_within(path: &Path, text: &str, limits: &InputLimits) -> 
             InputError::DocumentTooLarge { path: path.to_path_buf(), document, limit: limits.max_document_bytes }
         }
     })?;
-    if let Some(objects) = parse_json_stream(path, text, limits) {
+    if let Some(objects) = parse_json_stream(path, text, limits, fields) {
         return objects;
     }
     let mut objects = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let document_number = index + 1;
-        let value = <Value as serde::Deserialize>::deserialize(document).map_err(|err| InputError::Parse {
+        let value = ObjectSeed(fields).deserialize(document).map_err(|err| InputError::Parse {
             path: path.to_path_buf(),
             document: document_number,
             message: err.to_string(),
@@ -334,14 +343,19 @@ pub fn parse_documents_within(path: &Path, text: &str, limits: &InputLimits) -> 
 /// values) parsed as JSON, which takes a fraction of the YAML parser's time and memory on large
 /// documents; None when the text is not entirely JSON, for the YAML parser (a superset) to read and
 /// report on.
-fn parse_json_stream(path: &Path, text: &str, limits: &InputLimits) -> Option<Result<Vec<DynamicObject>, InputError>> {
+fn parse_json_stream(
+    path: &Path,
+    text: &str,
+    limits: &InputLimits,
+    fields: Fields,
+) -> Option<Result<Vec<DynamicObject>, InputError>> {
     if !text.trim_start().starts_with(['{', '[']) {
         return None;
     }
-    let mut values = Vec::new();
-    for value in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
-        values.push(value.ok()?);
-    }
+    let values = match fields {
+        Fields::All => json_values::<Value>(text)?,
+        Fields::Read => json_values::<ReadDocument>(text)?,
+    };
     let mut objects = Vec::new();
     for (index, value) in values.into_iter().enumerate() {
         if let Err(err) = flatten(path, index + 1, value, &mut objects) {
@@ -352,6 +366,26 @@ fn parse_json_stream(path: &Path, text: &str, limits: &InputLimits) -> Option<Re
         }
     }
     Some(Ok(objects))
+}
+
+/// Every value of a JSON stream, None if any is not JSON.
+fn json_values<T: serde::de::DeserializeOwned + Into<Value>>(text: &str) -> Option<Vec<Value>> {
+    serde_json::Deserializer::from_str(text).into_iter::<T>().map(|value| value.ok().map(Into::into)).collect()
+}
+
+/// A document decoded with [`Fields::Read`] (a stream of JSON values takes a type, not a seed).
+struct ReadDocument(Value);
+
+impl<'de> serde::Deserialize<'de> for ReadDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        ObjectSeed(Fields::Read).deserialize(deserializer).map(ReadDocument)
+    }
+}
+
+impl From<ReadDocument> for Value {
+    fn from(document: ReadDocument) -> Value {
+        document.0
+    }
 }
 
 /// Which limit of [`prescan`] a document exceeds.
@@ -413,13 +447,13 @@ fn flatten(path: &Path, document: usize, value: Value, out: &mut Vec<DynamicObje
         |reason: &str| InputError::NotAnObject { path: path.to_path_buf(), document, reason: reason.to_string() };
     match value {
         Value::Null => Ok(()),
-        Value::Object(map) => {
+        Value::Object(mut map) => {
             let is_list = map.get("kind").and_then(Value::as_str).is_some_and(|kind| kind.ends_with("List"))
                 && map.get("items").is_some_and(Value::is_array);
             if is_list {
-                if let Some(Value::Array(items)) = map.get("items") {
+                if let Some(Value::Array(items)) = map.remove("items") {
                     for item in items {
-                        flatten(path, document, item.clone(), out)?;
+                        flatten(path, document, item, out)?;
                     }
                 }
                 return Ok(());
@@ -489,10 +523,10 @@ mod tests {
         let limits = InputLimits { max_depth: 3, ..InputLimits::default() };
         let three = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {x: '[y]'}}  # [[[[[\n";
         let streamed = format!("{three}---\n{three}---\n{three}");
-        assert_eq!(parse_documents_within(Path::new("x"), &streamed, &limits).unwrap().len(), 3);
+        assert_eq!(parse_documents_within(Path::new("x"), &streamed, &limits, Fields::All).unwrap().len(), 3);
         let four = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {x: '[[y]]'}}\n";
         assert!(matches!(
-            parse_documents_within(Path::new("x"), four, &limits),
+            parse_documents_within(Path::new("x"), four, &limits, Fields::All),
             Err(InputError::TooDeep { limit: 3, .. })
         ));
     }
@@ -502,9 +536,10 @@ mod tests {
         let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n";
         let two = format!("{pod}---\n{pod}");
         let small = InputLimits { max_document_bytes: pod.len(), max_objects: 1, ..InputLimits::default() };
-        let err = parse_documents_within(Path::new("x"), &two, &small).unwrap_err();
+        let err = parse_documents_within(Path::new("x"), &two, &small, Fields::All).unwrap_err();
         assert!(matches!(err, InputError::TooManyObjects { limit: 1, .. }), "{err}");
-        let err = parse_documents_within(Path::new("x"), &format!("{pod}  extra: 1\n"), &small).unwrap_err();
+        let err =
+            parse_documents_within(Path::new("x"), &format!("{pod}  extra: 1\n"), &small, Fields::All).unwrap_err();
         assert!(matches!(err, InputError::DocumentTooLarge { document: 1, .. }), "{err}");
         assert!(err.to_string().contains("--max-document-bytes"), "the error names the flag that raises the limit");
     }
@@ -525,7 +560,7 @@ mod tests {
         let err = parse_documents(Path::new("x.json"), &format!("{}\n[1]", pod("g"))).unwrap_err();
         assert!(matches!(err, InputError::NotAnObject { document: 2, .. }), "{err}");
         let limits = InputLimits { max_objects: 2, ..InputLimits::default() };
-        let err = parse_documents_within(Path::new("x.json"), &stream, &limits).unwrap_err();
+        let err = parse_documents_within(Path::new("x.json"), &stream, &limits, Fields::All).unwrap_err();
         assert!(matches!(err, InputError::TooManyObjects { limit: 2, .. }), "{err}");
     }
 

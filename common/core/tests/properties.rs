@@ -17,6 +17,7 @@ use oc_ambient_core::check::{self, Options, Scope};
 use oc_ambient_core::convert::{ConvertOptions, convert};
 use oc_ambient_core::equivalence::synthetic::{MeshSize, bookinfo_selector_policies, generate};
 use oc_ambient_core::equivalence::verify::verify_change;
+use oc_ambient_core::fields::Fields;
 use oc_ambient_core::snapshot::{InputLimits, Snapshot, parse_documents, parse_documents_within};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -278,9 +279,11 @@ proptest! {
     #[test]
     fn the_loader_refuses_or_parses_any_text(text in "([-\\[\\]{}:,'\" #a-z0-9\n]|---\n|apiVersion: v1\n|kind: Pod\n){0,400}") {
         let limits = InputLimits { max_depth: 20, max_document_bytes: 1024, max_objects: 16 };
-        let parsed = timed("parse", || parse_documents_within(Path::new("random.yaml"), &text, &limits));
-        if let Ok(objects) = parsed {
-            prop_assert!(objects.len() <= limits.max_objects);
+        for fields in [Fields::All, Fields::Read] {
+            let parsed = timed("parse", || parse_documents_within(Path::new("random.yaml"), &text, &limits, fields));
+            if let Ok(objects) = parsed {
+                prop_assert!(objects.len() <= limits.max_objects);
+            }
         }
     }
 

@@ -8,6 +8,7 @@ use clap::Parser;
 use oc_ambient_common::check::{self, Options, Scope};
 use oc_ambient_common::cli::{AllNamespaces, GlobalArgs, InputLimitArgs, OutputFormat};
 use oc_ambient_common::error::{Error, Exit};
+use oc_ambient_common::fields::Fields;
 use oc_ambient_common::live::{self, ListScope, LoadOptions};
 use oc_ambient_common::printer::Printer;
 
@@ -63,7 +64,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
             _ => ListScope::AllNamespaces,
         };
         let spinner = printer.spinner(&format!("reading {}", connection.server));
-        let snapshot = live::load(&connection, &LoadOptions { scope: list_scope, ..LoadOptions::default() }).await;
+        let snapshot = live::load(&connection, &LoadOptions::for_check(list_scope)).await;
         spinner.finish_and_clear();
         let snapshot = snapshot?;
         printer.detail(&format!(
@@ -74,7 +75,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
         ));
         snapshot
     } else {
-        let snapshot = oc_ambient_common::input::read_snapshot(&offline, &cli.limits.limits())?;
+        let snapshot = oc_ambient_common::input::read_snapshot(&offline, &cli.limits.limits(), Fields::Read)?;
         printer.detail(&format!(
             "read {} objects from files in {:.2}s",
             snapshot.len(),
@@ -88,7 +89,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
     let baseline = if cli.baseline.is_empty() {
         None
     } else {
-        Some(oc_ambient_common::input::read_snapshot(&cli.baseline, &cli.limits.limits())?)
+        Some(oc_ambient_common::input::read_snapshot(&cli.baseline, &cli.limits.limits(), Fields::Read)?)
     };
     let report = check::evaluate(&snapshot, &Options { scope, step: cli.step, baseline });
     let rendered = match cli.global.output {

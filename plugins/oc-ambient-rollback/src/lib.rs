@@ -68,7 +68,11 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
         RollbackIntent { namespaces: cli.namespaces.clone(), to_step: cli.to_step, accept: cli.change.accept.clone() };
     let rollback = match &cli.from_backup {
         Some(path) => {
-            let backup = oc_ambient_common::input::read_snapshot(std::slice::from_ref(path), &InputLimits::default())?;
+            let backup = oc_ambient_common::input::read_snapshot(
+                std::slice::from_ref(path),
+                &InputLimits::default(),
+                oc_ambient_common::fields::Fields::All,
+            )?;
             let objects: Vec<_> = backup.kinds().flat_map(|(kind, _)| backup.all(kind).iter().cloned()).collect();
             plan_rollback(&snapshot, RollbackSource::Backup(&objects), &intent)
         }

@@ -181,7 +181,7 @@ async fn run_convert(global: &GlobalArgs, namespaces: &[String], args: &ConvertA
         let options = oc_ambient_common::live::LoadOptions::default();
         oc_ambient_common::live::load_with_progress(&connection, &printer, &options).await?
     } else {
-        oc_ambient_common::input::read_snapshot(&paths, &args.limits.limits())?
+        oc_ambient_common::input::read_snapshot(&paths, &args.limits.limits(), oc_ambient_common::fields::Fields::All)?
     };
     if let Some(first) = namespaces.first() {
         snapshot.default_namespace(first);
