@@ -156,16 +156,26 @@ fn migrate(
         .into_iter()
         .filter(|change| !matches!(change, Change::Delete { .. }))
         .partition(|change| matches!(change, Change::Apply { object } if is_waypoint(object)));
-    if intent.size {
-        gateways = gateways.into_iter().flat_map(|change| sized(&planner.state, change)).collect();
-    }
-    let waypoints: Vec<String> = gateways
+    let emitted: BTreeSet<String> = gateways
         .iter()
         .filter_map(|change| match change {
             Change::Apply { object } => object.metadata.name.clone(),
             _ => None,
         })
         .collect();
+    let deployed: Vec<&DynamicObject> = snapshot
+        .in_namespace(Kind::Gateway, namespace)
+        .filter(|gateway| is_waypoint(gateway) && !gateway.metadata.name.as_ref().is_some_and(|name| emitted.contains(name)))
+        .collect();
+    let waypoints: Vec<String> =
+        emitted.iter().cloned().chain(deployed.iter().filter_map(|gateway| gateway.metadata.name.clone())).collect();
+    if intent.size {
+        // A deployed waypoint is sized through the same apply as a new one: the whole Gateway as
+        // the suite applied it, plus the parametersRef (server-side apply of a partial object
+        // would drop the fields the suite applied before).
+        gateways.extend(deployed.into_iter().map(|gateway| Change::Apply { object: as_applied(gateway) }));
+        gateways = gateways.into_iter().flat_map(|change| sized(&planner.state, change)).collect();
+    }
     for (step, changes, purpose) in [(4, gateways, "deploy the waypoint"), (5, others, "migrate")] {
         if wanted(step) {
             for change in changes {
@@ -180,6 +190,24 @@ fn migrate(
         }
     }
     Ok(())
+}
+
+/// The object to apply again for `existing`: its labels, annotations (but what was applied) and
+/// spec.
+fn as_applied(existing: &DynamicObject) -> DynamicObject {
+    let mut annotations = existing.metadata.annotations.clone().unwrap_or_default();
+    annotations.remove(APPLIED);
+    DynamicObject {
+        types: existing.types.clone(),
+        metadata: kube_core::ObjectMeta {
+            name: existing.metadata.name.clone(),
+            namespace: existing.metadata.namespace.clone(),
+            labels: existing.metadata.labels.clone(),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            ..kube_core::ObjectMeta::default()
+        },
+        data: json!({"spec": existing.data.get("spec")}),
+    }
 }
 
 /// `--size`: the waypoint Gateway `change` preceded by the ConfigMap of its recommended sizing,

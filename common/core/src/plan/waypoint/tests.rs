@@ -296,4 +296,14 @@ fn size_sets_the_recommendation_through_the_gateways_parameters_ref() {
     assert!(crate::mesh::labels(parameters).contains_key(GATEWAY_PARAMETERS));
     let rerun = plan_waypoint(&after(&snapshot, &plan), &intent).unwrap();
     assert_eq!(ids_of(&rerun), Vec::<&str>::new(), "a rerun finds the recommendation applied");
+
+    // A waypoint deployed without it is sized later by the same step, and keeps its spec.
+    let deployed = after(&snapshot, &gated(&snapshot, &waypoint_intent(WaypointUntil::Deployed, None)));
+    let resize = gated(&deployed, &WaypointIntent { size: true, ..waypoint_intent(WaypointUntil::Deployed, Some(4)) });
+    let Change::Apply { object: gateway } = &resize.actions.last().unwrap().change else { panic!("an apply") };
+    assert_eq!(resize.actions.len(), 2, "{:?}", ids_of(&resize));
+    assert_eq!(gateway.data["spec"]["infrastructure"]["parametersRef"]["kind"], "ConfigMap");
+    assert_eq!(gateway.data["spec"]["listeners"][0]["protocol"], "HBONE", "the rest of the Gateway is applied again");
+    let monitored = gated(&deployed, &WaypointIntent { monitoring: true, ..waypoint_intent(WaypointUntil::Deployed, Some(4)) });
+    assert_eq!(monitored.actions.len(), 1, "a deployed waypoint gets its PodMonitor too: {:?}", ids_of(&monitored));
 }
