@@ -10,6 +10,7 @@
 pub use oc_ambient_core::{change, check, convert, duration, equivalence, journal, kinds, mesh, model, plan, snapshot};
 
 pub mod app;
+pub mod bundle;
 pub mod cli;
 pub mod client;
 pub mod engine;
