@@ -79,7 +79,10 @@ impl Component {
             return None;
         }
         match labels.get(GATEWAY_NAME) {
-            Some(_) if labels.get("gateway.networking.k8s.io/gateway-class-name").map(String::as_str) == Some(WAYPOINT_CLASS) => {
+            Some(_)
+                if labels.get("gateway.networking.k8s.io/gateway-class-name").map(String::as_str)
+                    == Some(WAYPOINT_CLASS) =>
+            {
                 Some(Component::Waypoint)
             }
             Some(_) => None,
@@ -111,7 +114,9 @@ pub fn log_targets(snapshot: &Snapshot, namespaces: &[String]) -> (Vec<LogTarget
     let mut skipped = 0;
     for pod in snapshot.all(Kind::Pod) {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let Some(component) = Component::of(crate::mesh::labels(pod), namespaces.contains(&namespace)) else { continue };
+        let Some(component) = Component::of(crate::mesh::labels(pod), namespaces.contains(&namespace)) else {
+            continue;
+        };
         if component == Component::Application {
             application_pods += 1;
             if application_pods > MAX_APPLICATION_PODS {
@@ -136,7 +141,9 @@ pub fn log_targets(snapshot: &Snapshot, namespaces: &[String]) -> (Vec<LogTarget
         }
     }
     if skipped > 0 {
-        missing.push(format!("logs of {skipped} more application pods (only the first {MAX_APPLICATION_PODS} are collected)"));
+        missing.push(format!(
+            "logs of {skipped} more application pods (only the first {MAX_APPLICATION_PODS} are collected)"
+        ));
     }
     (targets, missing)
 }
@@ -268,7 +275,8 @@ pub async fn write(
     for namespace in &namespaces {
         let events: Api<Event> = Api::namespaced(connection.client.clone(), namespace);
         match events.list(&ListParams::default()).await {
-            Ok(list) => contents.add(format!("events/{namespace}.yaml"), serde_yaml_ng::to_string(&list.items).unwrap_or_default()),
+            Ok(list) => contents
+                .add(format!("events/{namespace}.yaml"), serde_yaml_ng::to_string(&list.items).unwrap_or_default()),
             Err(err) => contents.not_collected.push(format!("events of {namespace}: {}", one_line(&err))),
         }
     }
@@ -396,7 +404,9 @@ stringData: {password: hunter2}";
         assert!(yaml.contains("name: remote"), "the Secret itself is kept: {yaml}");
         assert_eq!(
             redacted,
-            ["Secret istio-system/remote: data.token, stringData.password, annotation kubectl.kubernetes.io/last-applied-configuration"]
+            [
+                "Secret istio-system/remote: data.token, stringData.password, annotation kubectl.kubernetes.io/last-applied-configuration"
+            ]
         );
     }
 

@@ -168,7 +168,11 @@ fn strategic_merge(base: &mut Value, overlay: &Value) {
 
 /// The data of the ConfigMap a Gateway's `spec.infrastructure.parametersRef` names (empty when
 /// it names none, or one that does not exist).
-async fn parameters_of(client: &Client, gateway: &DynamicObject, namespace: &str) -> Result<BTreeMap<String, String>, Error> {
+async fn parameters_of(
+    client: &Client,
+    gateway: &DynamicObject,
+    namespace: &str,
+) -> Result<BTreeMap<String, String>, Error> {
     let reference = &gateway.data["spec"]["infrastructure"]["parametersRef"];
     let Some(name) = reference["name"].as_str().filter(|_| reference["kind"] == "ConfigMap") else {
         return Ok(BTreeMap::new());
@@ -410,6 +414,9 @@ mod tests {
         let budget = &objects[3];
         assert_eq!(budget.types.as_ref().unwrap().kind, "PodDisruptionBudget");
         assert_eq!(budget.data["spec"]["minAvailable"], 1);
-        assert_eq!(budget.data["spec"]["selector"]["matchLabels"]["gateway.networking.k8s.io/gateway-name"], "waypoint");
+        assert_eq!(
+            budget.data["spec"]["selector"]["matchLabels"]["gateway.networking.k8s.io/gateway-name"],
+            "waypoint"
+        );
     }
 }

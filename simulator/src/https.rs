@@ -42,7 +42,8 @@ where
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|source| Error::Io { what: format!("bind the {what} port"), source })?;
-    let address = listener.local_addr().map_err(|source| Error::Io { what: format!("read the {what} port"), source })?;
+    let address =
+        listener.local_addr().map_err(|source| Error::Io { what: format!("read the {what} port"), source })?;
     let what = what.to_string();
     // Connections live in a JoinSet owned by the accept loop, so aborting the returned task also
     // drops the API server's keep-alive connections: a stopped server answers nothing.
@@ -55,7 +56,7 @@ where
                     let (acceptor, handle, what) = (acceptor.clone(), handle.clone(), what.clone());
                     connections.spawn(async move {
                         let Ok(stream) = acceptor.accept(stream).await else { return };
-                        let service = hyper::service::service_fn(move |request| handle(request));
+                        let service = hyper::service::service_fn(handle);
                         if let Err(err) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                             tracing::debug!("{what} connection: {err}");
                         }

@@ -51,7 +51,12 @@ fn node_ip(index: usize) -> String {
 pub const KUBELET_HOST: &str = "127.0.0.1";
 
 /// Creates (or updates) `count` Ready worker nodes whose kubelets serve on `kubelet_port`.
-pub async fn create_nodes(client: &Client, count: usize, kubelet_version: &str, kubelet_port: u16) -> Result<(), Error> {
+pub async fn create_nodes(
+    client: &Client,
+    count: usize,
+    kubelet_version: &str,
+    kubelet_port: u16,
+) -> Result<(), Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     for index in 0..count {
         let name = node_name(index);

@@ -38,8 +38,8 @@
 
 pub mod cni;
 pub mod gateway;
-pub mod injector;
 pub mod https;
+pub mod injector;
 pub mod kubelet;
 pub mod logs;
 pub mod platform;

@@ -61,7 +61,10 @@ mod tests {
         let whole = answer("/containerLogs/ns/pod-1/app", None).unwrap();
         assert_eq!(whole.lines().count(), LINES);
         let tail = answer("/containerLogs/ns/pod-1/app", Some("tailLines=3&follow=false")).unwrap();
-        assert_eq!(tail, "app ns/pod-1: simulated log line 198\napp ns/pod-1: simulated log line 199\napp ns/pod-1: simulated log line 200\n");
+        assert_eq!(
+            tail,
+            "app ns/pod-1: simulated log line 198\napp ns/pod-1: simulated log line 199\napp ns/pod-1: simulated log line 200\n"
+        );
         assert_eq!(answer("/containerLogs/ns/pod-1/app", Some("tailLines=3&limitBytes=5")).unwrap(), "app n");
         assert_eq!(answer("/exec/ns/pod-1/app", None), None);
         assert_eq!(answer("/containerLogs/ns/pod-1", None), None);

@@ -79,7 +79,8 @@ async fn the_bundle_holds_logs_of_every_component_the_report_and_no_secret_value
     }
     let tail = files.iter().find(|(name, _)| name.starts_with("logs/istiod/")).unwrap().1;
     assert_eq!(tail.lines().count(), 200, "the tail the API server relayed from the kubelet");
-    for name in ["summary.txt", "report.json", "snapshot.yaml", "versions.json", "journal.json", "events/bookinfo.yaml"] {
+    for name in ["summary.txt", "report.json", "snapshot.yaml", "versions.json", "journal.json", "events/bookinfo.yaml"]
+    {
         assert!(files.contains_key(name), "{name} missing from {:?}", files.keys().collect::<Vec<_>>());
     }
     let report: serde_json::Value = serde_json::from_str(&files["report.json"]).unwrap();

@@ -122,9 +122,17 @@ async fn sidecar_era_monitoring_is_reported_once_per_object_and_monitor_flags_cr
 
     // Step 4 with --monitoring: one PodMonitor per waypoint, in the waypoint's namespace,
     // validated by a server-side dry run first.
-    let dry = waypoint(&kubeconfig, state.path(), &["bookinfo", "--until", "deployed", "--monitoring", "--dry-run=server", "--yes"]);
+    let dry = waypoint(
+        &kubeconfig,
+        state.path(),
+        &["bookinfo", "--until", "deployed", "--monitoring", "--dry-run=server", "--yes"],
+    );
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
-    assert!(String::from_utf8_lossy(&dry.stderr).contains("validated: scrape the waypoint's metrics"), "{}", text(&dry));
+    assert!(
+        String::from_utf8_lossy(&dry.stderr).contains("validated: scrape the waypoint's metrics"),
+        "{}",
+        text(&dry)
+    );
     let step4 = waypoint(&kubeconfig, state.path(), &["bookinfo", "--until", "deployed", "--monitoring", "--yes"]);
     assert_eq!(step4.status.code(), Some(0), "{}", text(&step4));
     let monitors = managed_monitors(&client).await;

@@ -29,7 +29,8 @@ fn assert_ok(output: &std::process::Output) {
 /// (replicas, PodDisruptionBudget present) of the waypoint's generated objects.
 async fn generated(client: &kube::Client, name: &str) -> (Option<i64>, bool) {
     let deployment = api(client, "apps", "v1", "Deployment", "deployments").get_opt(name).await.unwrap();
-    let budget = api(client, "policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets").get_opt(name).await.unwrap();
+    let budget =
+        api(client, "policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets").get_opt(name).await.unwrap();
     (deployment.and_then(|d| d.data["spec"]["replicas"].as_i64()), budget.is_some())
 }
 

@@ -182,7 +182,14 @@ pub const ALL: &[KindInfo] = &[
     info(Kind::PrometheusRule, "monitoring.coreos.com", "PrometheusRule", "prometheusrules", &["v1"], true),
     // Waypoint sizing: disruption budgets and autoscalers of the waypoints' pods.
     info(Kind::PodDisruptionBudget, "policy", "PodDisruptionBudget", "poddisruptionbudgets", &["v1"], true),
-    info(Kind::HorizontalPodAutoscaler, "autoscaling", "HorizontalPodAutoscaler", "horizontalpodautoscalers", &["v2"], true),
+    info(
+        Kind::HorizontalPodAutoscaler,
+        "autoscaling",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        &["v2"],
+        true,
+    ),
     // Only the waypoint parameters the suite writes (`spec.infrastructure.parametersRef`), not
     // every ConfigMap of the cluster.
     KindInfo {

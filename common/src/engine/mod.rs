@@ -173,7 +173,12 @@ async fn run(
     let new_namespaces = created_namespaces(snapshot, plan);
     for action in &plan.actions {
         let now = k8s_openapi::chrono::Utc::now().to_rfc3339();
-        let in_new_namespace = action.change.target().ok().and_then(|target| target.namespace).filter(|namespace| new_namespaces.contains(namespace));
+        let in_new_namespace = action
+            .change
+            .target()
+            .ok()
+            .and_then(|target| target.namespace)
+            .filter(|namespace| new_namespaces.contains(namespace));
         if let (true, Some(namespace)) = (dry_run, in_new_namespace) {
             printer.note(&format!(
                 "not validated: {} (namespace {namespace} is created by this plan, which a dry run does not do)",

@@ -170,7 +170,12 @@ fn sidecar_scrapes(snapshot: &Snapshot, context: &MeshContext, kind: Kind, names
 
 /// True when a Service of `namespace` that the ServiceMonitor `selector` selects routes to a pod
 /// with `pod_labels`.
-fn service_selected(snapshot: &Snapshot, namespace: &str, selector: &Value, pod_labels: &BTreeMap<String, String>) -> bool {
+fn service_selected(
+    snapshot: &Snapshot,
+    namespace: &str,
+    selector: &Value,
+    pod_labels: &BTreeMap<String, String>,
+) -> bool {
     snapshot.in_namespace(Kind::Service, namespace).any(|service| {
         let service_selector = service.data.pointer("/spec/selector").and_then(Value::as_object);
         label_selector_matches(selector, labels(service))
@@ -192,7 +197,8 @@ fn unconverted_telemetry(snapshot: &Snapshot, context: &MeshContext, namespaces:
             if targeted || crate::convert::objects::is_generated(telemetry) {
                 continue;
             }
-            let selected = context.app_pods(namespace).filter(|pod| label_selector_matches(selector, pod.labels)).count();
+            let selected =
+                context.app_pods(namespace).filter(|pod| label_selector_matches(selector, pod.labels)).count();
             if selected == 0 {
                 continue;
             }
@@ -235,9 +241,10 @@ fn metrics_collected(snapshot: &Snapshot) -> bool {
         || snapshot.in_namespace(Kind::Pod, USER_WORKLOAD_MONITORING).next().is_some()
         || snapshot.all(Kind::Deployment).iter().any(is_kiali)
         || snapshot.all(Kind::Pod).iter().any(is_kiali)
-        || snapshot.all(Kind::ClusterServiceVersion).iter().any(|csv| {
-            csv.metadata.name.as_deref().is_some_and(|name| name.starts_with("kiali"))
-        })
+        || snapshot
+            .all(Kind::ClusterServiceVersion)
+            .iter()
+            .any(|csv| csv.metadata.name.as_deref().is_some_and(|name| name.starts_with("kiali")))
 }
 
 /// ztunnel (once set up) and every waypoint in scope without a PodMonitor in its namespace.

@@ -80,9 +80,10 @@ pub fn sizing(snapshot: &Snapshot, context: &MeshContext, namespace: &str, name:
     let pod_labels = waypoint_pod_labels(name);
     let deployment = snapshot.get(Kind::Deployment, Some(namespace), name);
     let replicas = deployment.map(|d| d.data.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1));
-    let proxy = deployment
-        .and_then(|d| d.data.pointer("/spec/template/spec/containers").and_then(Value::as_array))
-        .and_then(|containers| containers.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(PROXY_CONTAINER)));
+    let proxy =
+        deployment.and_then(|d| d.data.pointer("/spec/template/spec/containers").and_then(Value::as_array)).and_then(
+            |containers| containers.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(PROXY_CONTAINER)),
+        );
     let quantities = |which: &str| -> BTreeMap<String, String> {
         proxy
             .and_then(|c| c.pointer(&format!("/resources/{which}")).and_then(Value::as_object))
@@ -99,7 +100,8 @@ pub fn sizing(snapshot: &Snapshot, context: &MeshContext, namespace: &str, name:
         hpa.data.pointer("/spec/scaleTargetRef/kind").and_then(Value::as_str) == Some("Deployment")
             && hpa.data.pointer("/spec/scaleTargetRef/name").and_then(Value::as_str) == Some(name)
     });
-    let autoscaled_min = autoscaler.map(|hpa| hpa.data.pointer("/spec/minReplicas").and_then(Value::as_i64).unwrap_or(1));
+    let autoscaled_min =
+        autoscaler.map(|hpa| hpa.data.pointer("/spec/minReplicas").and_then(Value::as_i64).unwrap_or(1));
     let (services, endpoints) = served(snapshot, context, namespace, name);
     let mut sizing = WaypointSizing {
         name: name.to_string(),
@@ -182,7 +184,11 @@ fn served(snapshot: &Snapshot, context: &MeshContext, namespace: &str, name: &st
         let selector = serde_json::json!({"matchLabels": selector});
         services.push(service.metadata.name.clone().unwrap_or_default());
         endpoints.extend(
-            context.pods_in(namespace).iter().filter(|pod| label_selector_matches(&selector, pod.labels)).map(|pod| pod.name),
+            context
+                .pods_in(namespace)
+                .iter()
+                .filter(|pod| label_selector_matches(&selector, pod.labels))
+                .map(|pod| pod.name),
         );
     }
     (services, endpoints.len())

@@ -100,13 +100,19 @@ pub fn selects(monitor: &DynamicObject, namespace: &str, labels: &BTreeMap<Strin
 /// selector matches everything; an unknown operator matches nothing.
 pub fn label_selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
     let match_labels = selector.get("matchLabels").and_then(Value::as_object).into_iter().flatten();
-    let labels_hold = match_labels.into_iter().all(|(key, value)| labels.get(key).map(String::as_str) == value.as_str());
+    let labels_hold =
+        match_labels.into_iter().all(|(key, value)| labels.get(key).map(String::as_str) == value.as_str());
     let expressions = selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten();
     labels_hold
         && expressions.into_iter().all(|expression| {
             let key = expression.get("key").and_then(Value::as_str).unwrap_or_default();
-            let values: Vec<&str> =
-                expression.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+            let values: Vec<&str> = expression
+                .get("values")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
             let value = labels.get(key).map(String::as_str);
             match expression.get("operator").and_then(Value::as_str) {
                 Some("In") => value.is_some_and(|value| values.contains(&value)),
@@ -135,7 +141,9 @@ pub fn sidecar_facts(expression: &str) -> Vec<SidecarFact> {
     while index < bytes.len() {
         if let quote @ (b'"' | b'\'' | b'`') = bytes[index] {
             // A string (a label value, a regular expression) names no metric.
-            index = (index + 1..bytes.len()).find(|&i| bytes[i] == quote && bytes[i - 1] != b'\\').map_or(bytes.len(), |i| i + 1);
+            index = (index + 1..bytes.len())
+                .find(|&i| bytes[i] == quote && bytes[i - 1] != b'\\')
+                .map_or(bytes.len(), |i| i + 1);
             continue;
         }
         let starts_name = (bytes[index].is_ascii_alphabetic() || bytes[index] == b'_')
@@ -230,7 +238,9 @@ mod tests {
             vec![SidecarFact::Reporter { metric: "istio_requests_total".into(), reporter: "destination".into() }]
         );
         assert_eq!(
-            sidecar_facts(r#"histogram_quantile(0.99, istio_request_duration_milliseconds_bucket{reporter=~"source"})"#),
+            sidecar_facts(
+                r#"histogram_quantile(0.99, istio_request_duration_milliseconds_bucket{reporter=~"source"})"#
+            ),
             vec![SidecarFact::Reporter {
                 metric: "istio_request_duration_milliseconds_bucket".into(),
                 reporter: "source".into()

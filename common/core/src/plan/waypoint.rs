@@ -165,7 +165,9 @@ fn migrate(
         .collect();
     let deployed: Vec<&DynamicObject> = snapshot
         .in_namespace(Kind::Gateway, namespace)
-        .filter(|gateway| is_waypoint(gateway) && !gateway.metadata.name.as_ref().is_some_and(|name| emitted.contains(name)))
+        .filter(|gateway| {
+            is_waypoint(gateway) && !gateway.metadata.name.as_ref().is_some_and(|name| emitted.contains(name))
+        })
         .collect();
     let waypoints: Vec<String> =
         emitted.iter().cloned().chain(deployed.iter().filter_map(|gateway| gateway.metadata.name.clone())).collect();
@@ -232,7 +234,10 @@ fn sized(state: &Snapshot, change: Change) -> Vec<Change> {
     let mut data = serde_json::Map::new();
     data.insert("deployment".into(), Value::String(yaml_text(&deployment)));
     if let Some(min_available) = recommendation.pod_disruption_budget_min_available {
-        data.insert("podDisruptionBudget".into(), Value::String(yaml_text(&json!({"spec": {"minAvailable": min_available}}))));
+        data.insert(
+            "podDisruptionBudget".into(),
+            Value::String(yaml_text(&json!({"spec": {"minAvailable": min_available}}))),
+        );
     }
     let parameters_name = format!("{name}-{PARAMETERS_SUFFIX}");
     let source = crate::mesh::ObjectRef::new("Gateway", Some(&namespace), &name);

@@ -281,12 +281,16 @@ fn size_sets_the_recommendation_through_the_gateways_parameters_ref() {
     assert_eq!(kinds, ["ConfigMap", "Gateway"], "the parameters exist before the Gateway names them");
     let (parameters, gateway) = (applied[0], applied[1]);
     let name = parameters.metadata.name.clone().unwrap();
-    assert_eq!(gateway.data["spec"]["infrastructure"]["parametersRef"], json!({"group": "", "kind": "ConfigMap", "name": name}));
+    assert_eq!(
+        gateway.data["spec"]["infrastructure"]["parametersRef"],
+        json!({"group": "", "kind": "ConfigMap", "name": name})
+    );
     let deployment: Value = serde_yaml_ng::from_str(parameters.data["data"]["deployment"].as_str().unwrap()).unwrap();
     assert_eq!(deployment["spec"]["replicas"], 2);
     assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["name"], "istio-proxy");
     assert!(deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"].is_string());
-    let budget: Value = serde_yaml_ng::from_str(parameters.data["data"]["podDisruptionBudget"].as_str().unwrap()).unwrap();
+    let budget: Value =
+        serde_yaml_ng::from_str(parameters.data["data"]["podDisruptionBudget"].as_str().unwrap()).unwrap();
     assert_eq!(budget, json!({"spec": {"minAvailable": 1}}));
     assert_eq!(
         Kind::ConfigMap.info().list_selector.map(str::to_string),
@@ -304,6 +308,7 @@ fn size_sets_the_recommendation_through_the_gateways_parameters_ref() {
     assert_eq!(resize.actions.len(), 2, "{:?}", ids_of(&resize));
     assert_eq!(gateway.data["spec"]["infrastructure"]["parametersRef"]["kind"], "ConfigMap");
     assert_eq!(gateway.data["spec"]["listeners"][0]["protocol"], "HBONE", "the rest of the Gateway is applied again");
-    let monitored = gated(&deployed, &WaypointIntent { monitoring: true, ..waypoint_intent(WaypointUntil::Deployed, Some(4)) });
+    let monitored =
+        gated(&deployed, &WaypointIntent { monitoring: true, ..waypoint_intent(WaypointUntil::Deployed, Some(4)) });
     assert_eq!(monitored.actions.len(), 1, "a deployed waypoint gets its PodMonitor too: {:?}", ids_of(&monitored));
 }
