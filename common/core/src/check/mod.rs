@@ -279,7 +279,9 @@ pub fn evaluate(snapshot: &Snapshot, options: &Options) -> Report {
     let context = phase::MeshContext::new(snapshot);
     let namespaces = phase::namespaces_in_scope(snapshot, &context, &options.scope);
     let mut findings = coverage_findings(snapshot, ASSESSMENT_KINDS);
-    let partial = !findings.is_empty();
+    // Optional APIs that are not served leave nothing unread; monitoring kinds denied to the
+    // caller do (their note is added with the monitoring checks).
+    let partial = !findings.is_empty() || monitoring::unreadable(snapshot);
     match options.step {
         Some(step) => findings.extend(steps::checkpoint(step, snapshot, &context, &namespaces)),
         None => {

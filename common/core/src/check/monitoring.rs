@@ -50,6 +50,11 @@ pub fn monitoring(snapshot: &Snapshot, context: &MeshContext, namespaces: &[Stri
     findings
 }
 
+/// True when a monitoring kind could not be read for lack of permission: the report is partial.
+pub fn unreadable(snapshot: &Snapshot) -> bool {
+    MONITORING_KINDS.iter().any(|kind| matches!(snapshot.coverage(*kind), Coverage::Forbidden(_)))
+}
+
 /// One note for the monitoring kinds the input does not cover (not served: no prometheus-operator
 /// CRDs; forbidden; absent from an offline dump), naming the checks skipped.
 fn coverage_note(uncovered: &[(Kind, &Coverage)]) -> Option<Finding> {

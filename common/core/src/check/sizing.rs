@@ -48,6 +48,10 @@ pub struct WaypointSizing {
     /// Services whose L7 traffic it handles (or will, once active), and their live endpoints.
     pub services: Vec<String>,
     pub endpoints: usize,
+    /// Kinds the sizing needs that the input does not cover (no permission, absent offline): what
+    /// it says of them is unknown, not absent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<String>,
     pub recommendation: Recommendation,
 }
 
@@ -103,6 +107,11 @@ pub fn sizing(snapshot: &Snapshot, context: &MeshContext, namespace: &str, name:
     let autoscaled_min =
         autoscaler.map(|hpa| hpa.data.pointer("/spec/minReplicas").and_then(Value::as_i64).unwrap_or(1));
     let (services, endpoints) = served(snapshot, context, namespace, name);
+    let unread = [Kind::Deployment, Kind::PodDisruptionBudget, Kind::HorizontalPodAutoscaler]
+        .into_iter()
+        .filter(|kind| !snapshot.knows(*kind))
+        .map(|kind| kind.info().plural.to_string())
+        .collect();
     let mut sizing = WaypointSizing {
         name: name.to_string(),
         replicas,
@@ -112,6 +121,7 @@ pub fn sizing(snapshot: &Snapshot, context: &MeshContext, namespace: &str, name:
         horizontal_pod_autoscaler: autoscaler.and_then(|hpa| hpa.metadata.name.clone()),
         services,
         endpoints,
+        unread,
         recommendation: Recommendation {
             replicas: 2,
             requests: BTreeMap::new(),
@@ -210,6 +220,11 @@ pub fn findings(snapshot: &Snapshot, context: &MeshContext, namespaces: &[String
                 sizing.services.len(),
                 sizing.endpoints,
             );
+            let current = if sizing.unread.is_empty() {
+                current
+            } else {
+                format!("{current} ({} not read: what they would say is unknown)", sizing.unread.join(", "))
+            };
             let recommendation = &sizing.recommendation;
             // Before its Deployment exists the recommendation is advice for Step 4, not a problem.
             let severity = if sizing.replicas.is_some() { Severity::Warn } else { Severity::Info };
@@ -307,6 +322,7 @@ status: {phase: Running}
         assert_eq!(sizing.services, ["reviews"], "its own Service and another waypoint's are not served");
         assert_eq!(sizing.endpoints, 2);
         assert_eq!(sizing.pod_disruption_budget, None);
+        assert!(sizing.unread.is_empty(), "every kind was listed: {:?}", sizing.unread);
         let recommendation = &sizing.recommendation;
         assert!(!recommendation.met);
         assert_eq!(recommendation.replicas, 2);
@@ -333,6 +349,17 @@ spec: {minReplicas: 2, maxReplicas: 4, scaleTargetRef: {apiVersion: apps/v1, kin
         let reasons = &sizing.recommendation.reasons;
         assert_eq!(reasons.len(), 1, "only the resources are missing: {reasons:?}");
         assert!(reasons[0].contains("memory"), "{reasons:?}");
+    }
+
+    #[test]
+    fn a_budget_that_could_not_be_read_is_unknown_not_absent() {
+        let objects = crate::snapshot::parse_documents(std::path::Path::new("t.yaml"), WAYPOINT).unwrap();
+        let mut snapshot = Snapshot::from_objects(objects);
+        snapshot.set_coverage(Kind::PodDisruptionBudget, crate::snapshot::Coverage::Forbidden("forbidden".into()));
+        let context = MeshContext::new(&snapshot);
+        let found = findings(&snapshot, &context, &["shop".to_string()]);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].message.contains("poddisruptionbudgets not read"), "{}", found[0].message);
     }
 
     #[test]
