@@ -60,18 +60,20 @@ pub fn unreadable(snapshot: &Snapshot) -> bool {
 fn coverage_note(uncovered: &[(Kind, &Coverage)]) -> Option<Finding> {
     let (_, first) = uncovered.first()?;
     let plurals: Vec<&str> = uncovered.iter().map(|(kind, _)| kind.info().plural).collect();
-    let why = match first {
-        Coverage::NotServed => "monitoring.coreos.com is not served (no prometheus-operator CRDs)".to_string(),
-        Coverage::NotInInput => format!("the input holds no {}", plurals.join(", ")),
-        Coverage::Forbidden(detail) => detail.clone(),
+    let message = match first {
+        Coverage::NotServed => format!(
+            "monitoring.coreos.com is not served (no prometheus-operator CRDs): the monitoring checks of {} were skipped",
+            plurals.join(", ")
+        ),
+        Coverage::NotInInput => {
+            format!("the input holds no {}: the monitoring checks were skipped", plurals.join(", "))
+        }
+        Coverage::Forbidden(detail) => {
+            format!("{detail}: the monitoring checks of {} were skipped", plurals.join(", "))
+        }
         Coverage::Listed => return None,
     };
-    Some(Finding::new(
-        ids::INPUT_COVERAGE,
-        Severity::Info,
-        None,
-        format!("{why}: the monitoring checks of {} were skipped", plurals.join(", ")),
-    ))
+    Some(Finding::new(ids::INPUT_COVERAGE, Severity::Info, None, message))
 }
 
 /// PrometheusRules whose expressions use sidecar reporters or per-pod Envoy statistics.
