@@ -69,17 +69,20 @@ pub struct ChangeArgs {
     pub state_dir: Option<PathBuf>,
 }
 
+/// Where the engine keeps its local journal and backup for the cluster at `server` when
+/// `--state-dir` is not given: `$XDG_STATE_HOME/oc-ambient/SERVER` (else `~/.local/state/...`).
+pub fn default_state_dir(server: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    let server: String = server.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+    base.join("oc-ambient").join(server)
+}
+
 impl ChangeArgs {
     pub fn options(&self, output: OutputFormat, server: &str) -> crate::engine::EngineOptions {
-        let state_dir = self.state_dir.clone().unwrap_or_else(|| {
-            let base = std::env::var_os("XDG_STATE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
-                .unwrap_or_else(std::env::temp_dir);
-            let server: String =
-                server.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
-            base.join("oc-ambient").join(server)
-        });
+        let state_dir = self.state_dir.clone().unwrap_or_else(|| default_state_dir(server));
         crate::engine::EngineOptions {
             dry_run: self.dry_run,
             yes: self.yes,

@@ -70,6 +70,9 @@ pub enum Error {
     ConsentRefused { action: String },
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// `--bundle`: the archive could not be written.
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
     /// The planner refused: a gate of the guide's order, or nothing it can plan.
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),
@@ -92,6 +95,7 @@ impl Error {
             | Error::State(_)
             | Error::Json(_)
             | Error::Yaml(_)
+            | Error::Bundle(_)
             | Error::NotImplemented { .. } => Exit::Error,
         }
     }

@@ -12,6 +12,7 @@ pub use oc_ambient_core::{
 };
 
 pub mod app;
+pub mod bundle;
 pub mod cli;
 pub mod client;
 pub mod complete;

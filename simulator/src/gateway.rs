@@ -4,16 +4,22 @@
 //! (`Accepted`, `Programmed` once a pod is ready, addresses, listeners) and the parent status of
 //! the HTTPRoutes attached to it.
 //!
+//! A Gateway's `spec.infrastructure.parametersRef` to a ConfigMap customizes what is generated, as
+//! Istio's gateway deployment controller does: the `deployment` key (YAML) is merged into the
+//! Deployment (strategic merge: containers by name) and the `podDisruptionBudget` key becomes a
+//! PodDisruptionBudget selecting the gateway's pods, on every reconcile.
+//!
 //! Ingress Services are of type LoadBalancer; the simulator also plays the cloud load balancer
 //! and assigns them addresses from 10.0.147.96 upwards, in order.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::{Action, Controller};
@@ -47,8 +53,13 @@ struct Context {
     next_address: AtomicU32,
 }
 
-/// The objects istiod generates for a Gateway.
-fn generated_objects(gateway: &DynamicObject, class: &str) -> Result<Vec<DynamicObject>, Error> {
+/// The objects istiod generates for a Gateway, customized by the `parameters` (the data of the
+/// ConfigMap its `spec.infrastructure.parametersRef` names).
+fn generated_objects(
+    gateway: &DynamicObject,
+    class: &str,
+    parameters: &BTreeMap<String, String>,
+) -> Result<Vec<DynamicObject>, Error> {
     let gateway_name = gateway.name_any();
     let namespace = gateway.namespace().unwrap_or_default();
     let name = generated_name(&gateway_name, class);
@@ -84,7 +95,7 @@ fn generated_objects(gateway: &DynamicObject, class: &str) -> Result<Vec<Dynamic
     } else {
         json!(["proxy", "router", "--domain", "$(POD_NAMESPACE).svc.cluster.local"])
     };
-    let deployment = json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": owners},
         "spec": {
@@ -105,7 +116,69 @@ fn generated_objects(gateway: &DynamicObject, class: &str) -> Result<Vec<Dynamic
         "spec": {"type": if waypoint { "ClusterIP" } else { "LoadBalancer" }, "selector": {"gateway.networking.k8s.io/gateway-name": gateway_name}, "ports": ports},
     });
     let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": owners}});
-    [deployment, service, account].into_iter().map(|value| from_json("gateway object", value)).collect()
+    if let Some(overlay) = parameter(parameters, "deployment")? {
+        strategic_merge(&mut deployment, &overlay);
+    }
+    let mut objects = vec![deployment, service, account];
+    if let Some(overlay) = parameter(parameters, "podDisruptionBudget")? {
+        let mut budget = json!({
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": owners},
+            "spec": {"selector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": gateway_name}}},
+        });
+        strategic_merge(&mut budget, &overlay);
+        objects.push(budget);
+    }
+    objects.into_iter().map(|value| from_json("gateway object", value)).collect()
+}
+
+/// One key of the parameters, parsed as YAML.
+fn parameter(parameters: &BTreeMap<String, String>, key: &str) -> Result<Option<Value>, Error> {
+    parameters
+        .get(key)
+        .map(|text| serde_yaml_ng::from_str(text).map_err(|err| Error::Invalid(format!("parametersRef {key}: {err}"))))
+        .transpose()
+}
+
+/// Kubernetes' strategic merge as far as the customization uses it: objects merge key by key,
+/// lists of objects with a `name` merge by name, anything else is replaced.
+fn strategic_merge(base: &mut Value, overlay: &Value) {
+    match (base, overlay) {
+        (Value::Object(base), Value::Object(overlay)) => {
+            for (key, value) in overlay {
+                match base.get_mut(key) {
+                    Some(existing) => strategic_merge(existing, value),
+                    None => {
+                        base.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(base), Value::Array(overlay)) if overlay.iter().all(|item| item.get("name").is_some()) => {
+            for item in overlay {
+                match base.iter_mut().find(|existing| existing.get("name") == item.get("name")) {
+                    Some(existing) => strategic_merge(existing, item),
+                    None => base.push(item.clone()),
+                }
+            }
+        }
+        (base, overlay) => *base = overlay.clone(),
+    }
+}
+
+/// The data of the ConfigMap a Gateway's `spec.infrastructure.parametersRef` names (empty when
+/// it names none, or one that does not exist).
+async fn parameters_of(
+    client: &Client,
+    gateway: &DynamicObject,
+    namespace: &str,
+) -> Result<BTreeMap<String, String>, Error> {
+    let reference = &gateway.data["spec"]["infrastructure"]["parametersRef"];
+    let Some(name) = reference["name"].as_str().filter(|_| reference["kind"] == "ConfigMap") else {
+        return Ok(BTreeMap::new());
+    };
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    Ok(config_maps.get_opt(name).await?.and_then(|config_map| config_map.data).unwrap_or_default())
 }
 
 /// The address the Gateway reports: the load balancer's for ingress, the cluster IP for waypoints.
@@ -182,7 +255,8 @@ async fn reconcile(gateway: Arc<DynamicObject>, context: Arc<Context>) -> Result
     let namespace = gateway.namespace().unwrap_or_default();
     let name = generated_name(&gateway.name_any(), &class);
     let waypoint = class == WAYPOINT_CLASS;
-    for object in generated_objects(&gateway, &class)? {
+    let parameters = parameters_of(client, &gateway, &namespace).await?;
+    for object in generated_objects(&gateway, &class, &parameters)? {
         apply(client, &object).await?;
     }
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
@@ -306,11 +380,43 @@ mod tests {
             "spec": {"gatewayClassName": WAYPOINT_CLASS, "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]},
         }))
         .unwrap();
-        let objects = generated_objects(&gateway, WAYPOINT_CLASS).unwrap();
+        let objects = generated_objects(&gateway, WAYPOINT_CLASS, &BTreeMap::new()).unwrap();
         let pod_labels = &objects[0].data["spec"]["template"]["metadata"]["labels"];
         assert_eq!(pod_labels["gateway.networking.k8s.io/gateway-name"], "waypoint");
         assert_eq!(pod_labels["sidecar.istio.io/inject"], "false");
         assert_eq!(objects[1].data["spec"]["type"], "ClusterIP");
         assert_eq!(objects[1].data["spec"]["ports"][1]["port"], 15008);
+        assert_eq!(objects.len(), 3, "no parameters: no PodDisruptionBudget");
+    }
+
+    #[test]
+    fn parameters_customize_the_deployment_and_add_a_disruption_budget() {
+        let gateway: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "waypoint", "namespace": "ns", "uid": "u"},
+            "spec": {"gatewayClassName": WAYPOINT_CLASS, "listeners": []},
+        }))
+        .unwrap();
+        let parameters = BTreeMap::from([
+            (
+                "deployment".to_string(),
+                "spec:\n  replicas: 2\n  template:\n    spec:\n      containers:\n      - name: istio-proxy\n        resources: {requests: {memory: 128Mi}}\n".to_string(),
+            ),
+            ("podDisruptionBudget".to_string(), "spec: {minAvailable: 1}".to_string()),
+        ]);
+        let objects = generated_objects(&gateway, WAYPOINT_CLASS, &parameters).unwrap();
+        let spec = &objects[0].data["spec"];
+        assert_eq!(spec["replicas"], 2);
+        let containers = spec["template"]["spec"]["containers"].as_array().unwrap();
+        assert_eq!(containers.len(), 1, "merged by name");
+        assert_eq!(containers[0]["resources"]["requests"]["memory"], "128Mi");
+        assert!(containers[0]["image"].is_string(), "the rest of the container is kept");
+        let budget = &objects[3];
+        assert_eq!(budget.types.as_ref().unwrap().kind, "PodDisruptionBudget");
+        assert_eq!(budget.data["spec"]["minAvailable"], 1);
+        assert_eq!(
+            budget.data["spec"]["selector"]["matchLabels"]["gateway.networking.k8s.io/gateway-name"],
+            "waypoint"
+        );
     }
 }

@@ -9,20 +9,16 @@
 //! written by the Sail reconciler ([`crate::sail`]), like the operator's istiod chart does.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::runtime::reflector::Store;
 use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use crate::Error;
 
@@ -289,46 +285,7 @@ pub async fn serve(
     cert_pem: &str,
     key_pem: &str,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), Error> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|err| Error::Tls(err.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|err| Error::Tls(err.to_string()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|err| Error::Tls(err.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|err| Error::Tls(err.to_string()))?;
-    let acceptor = TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|source| Error::Io { what: "bind the webhook port".into(), source })?;
-    let address = listener.local_addr().map_err(|source| Error::Io { what: "read the webhook port".into(), source })?;
-    // Connections live in a JoinSet owned by the accept loop, so aborting the returned task also
-    // drops the API server's keep-alive connections: a stopped injector answers nothing.
-    let task = tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let acceptor = acceptor.clone();
-                    let injector = injector.clone();
-                    connections.spawn(async move {
-                        let Ok(stream) = acceptor.accept(stream).await else { return };
-                        let service = hyper::service::service_fn(move |request| handle(injector.clone(), request));
-                        if let Err(err) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                            tracing::debug!("webhook connection: {err}");
-                        }
-                    });
-                }
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
-    });
-    Ok((address, task))
+    crate::https::serve("webhook", cert_pem, key_pem, move |request| handle(injector.clone(), request)).await
 }
 
 async fn handle(injector: Injector, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {

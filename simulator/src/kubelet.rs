@@ -45,8 +45,18 @@ fn node_ip(index: usize) -> String {
     format!("192.168.0.{}", 10 + index)
 }
 
-/// Creates (or updates) `count` Ready worker nodes.
-pub async fn create_nodes(client: &Client, count: usize, kubelet_version: &str) -> Result<(), Error> {
+/// The address every node reports for its kubelet: the API server reaches the simulated
+/// kubelets' log endpoint ([`crate::logs`]) there, never the nodes' own (fictitious) addresses.
+/// The control plane prefers `InternalDNS` addresses (see `oc-ambient-testenv`).
+pub const KUBELET_HOST: &str = "127.0.0.1";
+
+/// Creates (or updates) `count` Ready worker nodes whose kubelets serve on `kubelet_port`.
+pub async fn create_nodes(
+    client: &Client,
+    count: usize,
+    kubelet_version: &str,
+    kubelet_port: u16,
+) -> Result<(), Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     for index in 0..count {
         let name = node_name(index);
@@ -73,7 +83,9 @@ pub async fn create_nodes(client: &Client, count: usize, kubelet_version: &str) 
                 {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID", "lastHeartbeatTime": now, "lastTransitionTime": now},
                 {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now},
             ],
-            "addresses": [{"type": "InternalIP", "address": node_ip(index)}, {"type": "Hostname", "address": name}],
+            "addresses": [{"type": "InternalIP", "address": node_ip(index)}, {"type": "Hostname", "address": name},
+                {"type": "InternalDNS", "address": KUBELET_HOST}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
             "capacity": {"cpu": "8", "memory": "32Gi", "pods": "250"},
             "allocatable": {"cpu": "7500m", "memory": "30Gi", "pods": "250"},
             "nodeInfo": {

@@ -6,6 +6,7 @@
 //! read on OpenShift:
 //!
 //! - [`kubelet`]: Ready nodes `worker-0..N-1`, scheduling, pods Running with container statuses;
+//! - [`logs`]: the kubelets' container-log endpoint (HTTPS on loopback), so `pods/log` works;
 //! - [`sail`]: the Sail operator for `Istio`, `IstioCNI` and `ZTunnel`;
 //! - [`injector`]: istiod's sidecar injector as a real HTTPS mutating webhook;
 //! - [`cni`]: istio-cni's ambient redirection annotation;
@@ -37,8 +38,10 @@
 
 pub mod cni;
 pub mod gateway;
+pub mod https;
 pub mod injector;
 pub mod kubelet;
+pub mod logs;
 pub mod platform;
 pub mod resources;
 pub mod sail;
@@ -119,8 +122,9 @@ impl Simulator {
     /// tokio runtime.
     pub async fn start(plane: &ControlPlane, options: &Options) -> Result<Simulator, Error> {
         let client = plane.client().await?;
-        kubelet::create_nodes(&client, options.nodes, &options.kubelet_version).await?;
         let serving = plane.pki().issue_serving("istiod.istio-system.svc", vec!["127.0.0.1".into()])?;
+        let (kubelet_logs, log_server) = https::serve("kubelet", &serving.cert, &serving.key, logs::handle).await?;
+        kubelet::create_nodes(&client, options.nodes, &options.kubelet_version, kubelet_logs.port()).await?;
 
         let istio_resource = ApiResource::from_gvk(&sail::Component::Istio.gvk());
         let writer = reflector::store::Writer::<DynamicObject>::new(istio_resource);
@@ -129,6 +133,7 @@ impl Simulator {
             vec![tokio::spawn(resources::follow(resources::api(&client, &sail::Component::Istio.gvk(), None), writer))];
         let (webhook, server) = injector::serve(injector::Injector::new(istios), &serving.cert, &serving.key).await?;
         tasks.push(server);
+        tasks.push(log_server);
         let endpoint = sail::WebhookEndpoint {
             base_url: format!("https://{webhook}"),
             ca_bundle_pem: plane.pki().ca.cert.clone(),

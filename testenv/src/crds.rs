@@ -12,7 +12,8 @@ use crate::Error;
 /// Which CRDs to install.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CrdSet {
-    /// Sail operator, Istio 1.27, Gateway API v1.3.0 standard, OLM CSV, OpenShift, PodMonitor.
+    /// Sail operator, Istio 1.27, Gateway API v1.3.0 standard, OLM CSV, OpenShift, prometheus-operator's
+    /// PodMonitor, ServiceMonitor and PrometheusRule.
     All,
     /// Everything but the Gateway API CRDs (for the "Gateway API missing" scenario).
     WithoutGatewayApi,
@@ -36,6 +37,8 @@ pub fn files(set: &CrdSet) -> Vec<PathBuf> {
         "crds/openshift/0000_10_config-operator_01_networks.crd.yaml",
         "crds/openshift/0000_70_network_01_networks.crd.yaml",
         "crds/prometheus-operator/monitoring.coreos.com_podmonitors.yaml",
+        "crds/prometheus-operator/monitoring.coreos.com_servicemonitors.yaml",
+        "crds/prometheus-operator/monitoring.coreos.com_prometheusrules.yaml",
     ]
     .iter()
     .map(PathBuf::from)

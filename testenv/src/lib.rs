@@ -281,6 +281,9 @@ impl ControlPlane {
                 "--allow-privileged=true".into(),
                 "--endpoint-reconciler-type=none".into(),
                 "--profiling=false".into(),
+                // The simulated kubelets serve on loopback, named by each node's InternalDNS
+                // address; never the nodes' fictitious InternalIPs or host names.
+                "--kubelet-preferred-address-types=InternalDNS".into(),
             ],
         )?;
         self.wait_for_apiserver(Duration::from_secs(90)).await?;

@@ -8,6 +8,7 @@
 mod agreement;
 mod support;
 
+mod bundle;
 mod check_live;
 mod check_offline;
 mod check_scenarios;
@@ -18,7 +19,9 @@ mod enable;
 mod equivalence;
 mod faults;
 mod krew;
+mod monitoring;
 mod plugins;
 mod rollback;
 mod simulator;
+mod sizing;
 mod waypoint;

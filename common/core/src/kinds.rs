@@ -44,6 +44,12 @@ pub enum Kind {
     HttpRoute,
     GrpcRoute,
     ReferenceGrant,
+    PodMonitor,
+    ServiceMonitor,
+    PrometheusRule,
+    PodDisruptionBudget,
+    HorizontalPodAutoscaler,
+    ConfigMap,
 }
 
 /// Where a kind lives in the API.
@@ -72,7 +78,7 @@ impl KindInfo {
 
     /// True for kinds served by CustomResourceDefinitions (absent on a cluster without them).
     pub fn is_custom(&self) -> bool {
-        !matches!(self.group, "" | "apps" | "apiextensions.k8s.io")
+        !matches!(self.group, "" | "apps" | "policy" | "autoscaling" | "apiextensions.k8s.io")
     }
 
     /// `apiVersion` for the preferred version.
@@ -170,6 +176,26 @@ pub const ALL: &[KindInfo] = &[
     info(Kind::HttpRoute, "gateway.networking.k8s.io", "HTTPRoute", "httproutes", &["v1", "v1beta1"], true),
     info(Kind::GrpcRoute, "gateway.networking.k8s.io", "GRPCRoute", "grpcroutes", &["v1"], true),
     info(Kind::ReferenceGrant, "gateway.networking.k8s.io", "ReferenceGrant", "referencegrants", &["v1beta1"], true),
+    // prometheus-operator's kinds (OpenShift monitoring): what ambient changes for metrics.
+    info(Kind::PodMonitor, "monitoring.coreos.com", "PodMonitor", "podmonitors", &["v1"], true),
+    info(Kind::ServiceMonitor, "monitoring.coreos.com", "ServiceMonitor", "servicemonitors", &["v1"], true),
+    info(Kind::PrometheusRule, "monitoring.coreos.com", "PrometheusRule", "prometheusrules", &["v1"], true),
+    // Waypoint sizing: disruption budgets and autoscalers of the waypoints' pods.
+    info(Kind::PodDisruptionBudget, "policy", "PodDisruptionBudget", "poddisruptionbudgets", &["v1"], true),
+    info(
+        Kind::HorizontalPodAutoscaler,
+        "autoscaling",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        &["v2"],
+        true,
+    ),
+    // Only the waypoint parameters the suite writes (`spec.infrastructure.parametersRef`), not
+    // every ConfigMap of the cluster.
+    KindInfo {
+        list_selector: Some("oc-ambient.io/gateway-parameters=true"),
+        ..info(Kind::ConfigMap, "", "ConfigMap", "configmaps", &["v1"], true)
+    },
 ];
 
 impl Kind {
@@ -214,7 +240,7 @@ mod tests {
         assert_eq!(Kind::from_type("networking.istio.io/v1beta1", "Gateway"), Some(Kind::IstioGateway));
         assert_eq!(Kind::from_type("gateway.networking.k8s.io/v1", "Gateway"), Some(Kind::Gateway));
         assert_eq!(Kind::from_type("v1", "Pod"), Some(Kind::Pod));
-        assert_eq!(Kind::from_type("v1", "ConfigMap"), None);
+        assert_eq!(Kind::from_type("v1", "Event"), None);
         assert_eq!(Kind::AuthorizationPolicy.info().resource(), "authorizationpolicies.security.istio.io");
     }
 }

@@ -152,6 +152,14 @@ impl Snapshot {
             None => (String::new(), String::new()),
         };
         match Kind::from_type(&api_version, &kind_name) {
+            Some(kind) if !kind.info().list_selector.is_none_or(|selector| selected(selector, &object)) => {
+                self.notes.push(format!(
+                    "ignored {kind_name} {}: oc-ambient reads only those labelled {}",
+                    display_name(&object),
+                    kind.info().list_selector.unwrap_or_default()
+                ));
+                None
+            }
             Some(kind) => {
                 let objects = self.objects.entry(kind).or_default();
                 if let Some(index) = self.index.get_mut() {
@@ -286,6 +294,18 @@ impl Snapshot {
 
 fn object_key(kind: Kind, object: &DynamicObject) -> ObjectKey {
     (kind, object.metadata.namespace.clone(), object.metadata.name.clone())
+}
+
+/// True when `object` carries every `key=value` of a list selector (what the live loader asks
+/// the API server for, so offline input reads the same objects).
+fn selected(selector: &str, object: &DynamicObject) -> bool {
+    let labels = object.metadata.labels.as_ref();
+    selector.split(',').all(|requirement| match requirement.split_once('=') {
+        Some((key, value)) => {
+            labels.and_then(|labels| labels.get(key.trim())).map(String::as_str) == Some(value.trim())
+        }
+        None => false,
+    })
 }
 
 /// `namespace/name` or `name`.

@@ -177,8 +177,22 @@ async fn run(
             journal::STATE_NAMESPACE
         ));
     }
+    let new_namespaces = created_namespaces(snapshot, plan);
     for action in &plan.actions {
         let now = k8s_openapi::chrono::Utc::now().to_rfc3339();
+        let in_new_namespace = action
+            .change
+            .target()
+            .ok()
+            .and_then(|target| target.namespace)
+            .filter(|namespace| new_namespaces.contains(namespace));
+        if let (true, Some(namespace)) = (dry_run, in_new_namespace) {
+            printer.note(&format!(
+                "not validated: {} (namespace {namespace} is created by this plan, which a dry run does not do)",
+                action.description
+            ));
+            continue;
+        }
         let resumed = !dry_run && restart_already_issued(connection, &journal, action).await?;
         if !dry_run && !resumed {
             let prior = match action.change.target() {
@@ -220,6 +234,20 @@ async fn run(
         journal.record(connection, entry).await?;
     }
     Ok(())
+}
+
+/// Namespaces the plan creates: a server-side dry run cannot validate objects inside them.
+fn created_namespaces(snapshot: &Snapshot, plan: &Plan) -> BTreeSet<String> {
+    plan.actions
+        .iter()
+        .filter_map(|action| match &action.change {
+            Change::Apply { object } => crate::change::ResourceRef::of(object).ok(),
+            _ => None,
+        })
+        .filter(|target| target.kind == crate::kinds::Kind::Namespace)
+        .filter(|target| snapshot.get(crate::kinds::Kind::Namespace, None, &target.name).is_none())
+        .map(|target| target.name)
+        .collect()
 }
 
 /// Sends a request again while the server cannot serve it now (429, 5xx, a lost connection, no

@@ -44,6 +44,11 @@ pub struct Cli {
     /// policy-equivalence.
     #[arg(long, value_name = "PATH")]
     pub baseline: Vec<PathBuf>,
+    /// Also write a debug bundle to FILE (a .tar.gz): the logs of istiod, ztunnel, istio-cni, the
+    /// waypoints and the application pods, the objects read (without Secret values), this report,
+    /// the change journal, events and versions, with a summary of what could not be collected.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["files", "from_dir"])]
+    pub bundle: Option<PathBuf>,
     #[command(flatten)]
     pub limits: InputLimitArgs,
 }
@@ -57,6 +62,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
     };
     let started = Instant::now();
     let offline: Vec<PathBuf> = cli.from_dir.iter().cloned().chain(cli.files.iter().cloned()).collect();
+    let mut connected = None;
     let snapshot = if offline.is_empty() {
         let connection = oc_ambient_common::client::connect(&cli.global, &printer).await?;
         let list_scope = match &scope {
@@ -73,6 +79,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
             connection.requests(),
             started.elapsed().as_secs_f64()
         ));
+        connected = Some(connection);
         snapshot
     } else {
         let snapshot = oc_ambient_common::input::read_snapshot(&offline, &cli.limits.limits(), Fields::Read)?;
@@ -98,5 +105,15 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
         OutputFormat::Yaml => serde_yaml_ng::to_string(&report)?,
     };
     printer.result(&rendered);
+    if let (Some(path), Some(connection)) = (&cli.bundle, &connected) {
+        let state_dir = oc_ambient_common::cli::default_state_dir(&connection.server);
+        let contents = oc_ambient_common::bundle::write(connection, &snapshot, &report, &state_dir, path).await?;
+        printer.note(&format!(
+            "debug bundle written to {}: {} files, {} items not collected (see summary.txt)",
+            path.display(),
+            contents.files.len() + 1,
+            contents.not_collected.len()
+        ));
+    }
     Ok(if report.ready { Exit::Success } else { Exit::NotReady })
 }

@@ -43,6 +43,10 @@ pub struct Cli {
     /// The namespace ztunnel runs in (Step 2).
     #[arg(long, value_name = "NS", default_value = "ztunnel")]
     pub ztunnel_namespace: String,
+    /// Step 2 also creates a PodMonitor (monitoring.coreos.com/v1) scraping ztunnel, journalled
+    /// like every change so rollback removes it.
+    #[arg(long)]
+    pub monitoring: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,6 +68,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
         },
         only_step: cli.step.as_deref().and_then(|step| step.parse().ok()),
         ztunnel_namespace: cli.ztunnel_namespace.clone(),
+        monitoring: cli.monitoring,
     };
     let plan = plan_enable(&snapshot, &intent)?;
     let options = cli.change.options(cli.global.output, &connection.server);

@@ -61,6 +61,15 @@ pub struct Cli {
     /// Run only this step of the guide.
     #[arg(long, value_name = "N", value_parser = ["4", "5", "7", "8"])]
     pub step: Option<String>,
+    /// Step 4 also creates a PodMonitor (monitoring.coreos.com/v1) scraping each waypoint,
+    /// journalled like every change so rollback removes it.
+    #[arg(long)]
+    pub monitoring: bool,
+    /// Step 4 also sets each waypoint's recommended sizing (replicas, resources, a
+    /// PodDisruptionBudget; see `oc ambient-check`'s waypoint-sizing) through the Gateway's
+    /// spec.infrastructure.parametersRef, journalled like every change.
+    #[arg(long)]
+    pub size: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Every `-n` given (the global flag keeps only the first).
@@ -159,6 +168,8 @@ async fn run_steps(cli: &Cli) -> Result<Exit, Error> {
         },
         only_step: cli.step.as_deref().and_then(|step| step.parse().ok()),
         accepted: cli.change.accept.clone(),
+        monitoring: cli.monitoring,
+        size: cli.size,
     };
     let plan = plan_waypoint(&snapshot, &intent)?;
     let options = cli.change.options(cli.global.output, &connection.server);

@@ -32,6 +32,7 @@ pub fn thread_cpu_seconds() -> Option<f64> {
 
 /// Counts heap bytes in use, so that a benchmark can tell what one phase allocates on top of what
 /// is already held, which VmHWM cannot: the allocator keeps pages freed by earlier phases.
+#[allow(dead_code)] // Only the benchmarks that install it as their allocator use it.
 pub mod heap {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -130,9 +130,9 @@ fn a_restart_under_an_ambient_control_plane_gives_hbone_sidecars() {
 #[test]
 fn apply_of_an_unknown_kind_is_refused() {
     let config =
-        object(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}));
+        object(json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "c", "namespace": "shop"}}));
     let simulation = simulate(&input(), &[Change::Apply { object: config }]);
-    let unknown = ResourceRefError::UnknownKind { group: String::new(), kind: "ConfigMap".into() };
+    let unknown = ResourceRefError::UnknownKind { group: String::new(), kind: "LimitRange".into() };
     assert_eq!(simulation.refused[0].reason, RefusalReason::Invalid(unknown));
     assert_eq!(simulation.snapshot.len(), input().len());
 }

@@ -10,7 +10,9 @@
 pub mod cluster;
 pub mod config;
 pub mod facts;
+pub mod monitoring;
 pub mod phase;
+pub mod sizing;
 pub mod steps;
 
 use serde::Serialize;
@@ -53,6 +55,14 @@ pub mod ids {
     pub const SEQUENCE_WAYPOINT_BEFORE_AMBIENT: &str = "sequence-waypoint-before-ambient";
     pub const INPUT_COVERAGE: &str = "input-coverage";
     pub const POLICY_EQUIVALENCE: &str = "policy-equivalence";
+    // Monitoring (what ambient changes for metrics; see `monitoring`).
+    pub const MONITORING_SIDECAR_REPORTER: &str = "monitoring-sidecar-reporter";
+    pub const MONITORING_ENVOY_STATS: &str = "monitoring-envoy-stats";
+    pub const MONITORING_SIDECAR_SCRAPE: &str = "monitoring-sidecar-scrape";
+    pub const MONITORING_PODMONITOR_MISSING: &str = "monitoring-podmonitor-missing";
+    pub const TELEMETRY_NOT_CONVERTED: &str = "telemetry-not-converted";
+    // Waypoint sizing (see `sizing`).
+    pub const WAYPOINT_SIZING: &str = "waypoint-sizing";
     // Step checkpoints (--step N).
     pub const ISTIO_AMBIENT_PROFILE: &str = "istio-ambient-profile";
     pub const ISTIO_CNI_AMBIENT: &str = "istio-cni-ambient";
@@ -128,6 +138,9 @@ pub struct NamespaceReport {
     pub waypoint_needed: bool,
     pub waypoint_reasons: Vec<String>,
     pub pods: PodCounts,
+    /// The namespace's waypoints: resources, what they serve, and the recommendation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waypoints: Vec<sizing::WaypointSizing>,
 }
 
 /// The whole report; `-o json` prints exactly this.
@@ -278,7 +291,9 @@ pub fn evaluate(snapshot: &Snapshot, options: &Options) -> Report {
     let context = phase::MeshContext::new(snapshot);
     let namespaces = phase::namespaces_in_scope(snapshot, &context, &options.scope);
     let mut findings = coverage_findings(snapshot, ASSESSMENT_KINDS);
-    let partial = !findings.is_empty();
+    // Optional APIs that are not served leave nothing unread; monitoring kinds denied to the
+    // caller do (their note is added with the monitoring checks).
+    let partial = !findings.is_empty() || monitoring::unreadable(snapshot);
     match options.step {
         Some(step) => findings.extend(steps::checkpoint(step, snapshot, &context, &namespaces)),
         None => {
@@ -287,6 +302,8 @@ pub fn evaluate(snapshot: &Snapshot, options: &Options) -> Report {
             findings.extend(config::not_honoured(snapshot));
             findings.extend(config::work_to_do(&context, &namespaces));
             findings.extend(config::policy_traps(snapshot, &context, &namespaces));
+            findings.extend(monitoring::monitoring(snapshot, &context, &namespaces));
+            findings.extend(sizing::findings(snapshot, &context, &namespaces));
         }
     }
     if let Some(baseline) = &options.baseline {

@@ -429,6 +429,7 @@ pub fn namespace_report(snapshot: &Snapshot, context: &MeshContext, namespace: &
         waypoint_needed: needed,
         waypoint_reasons: reasons,
         pods: counts,
+        waypoints: super::sizing::waypoints(snapshot, context, namespace),
     }
 }
 

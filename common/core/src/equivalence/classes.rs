@@ -156,6 +156,8 @@ pub struct Sources {
 
 impl Sources {
     /// `names` are the verification's sources, sorted and unique.
+    // `number` is the source's id, the same in both sides' lists: indexing reads better than zips.
+    #[allow(clippy::needless_range_loop)]
     pub fn new(names: Vec<String>, before: &Topology, after: &Topology) -> Self {
         let clients: [Vec<Option<Workload>>; SIDES] =
             [before, after].map(|topology| names.iter().map(|name| topology.source(name)).collect());

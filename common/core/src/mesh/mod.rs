@@ -11,6 +11,7 @@
 pub mod authz;
 pub mod gateway_api;
 pub mod labels;
+pub mod monitoring;
 pub mod networking;
 
 use std::collections::BTreeMap;

@@ -49,6 +49,8 @@ pub struct EnableIntent {
     pub only_step: Option<u8>,
     /// Where ZTunnel runs (`ztunnel` by default).
     pub ztunnel_namespace: String,
+    /// `--monitoring`: Step 2 also creates the PodMonitor that scrapes ztunnel.
+    pub monitoring: bool,
 }
 
 impl Default for EnableIntent {
@@ -58,6 +60,7 @@ impl Default for EnableIntent {
             until: Until::default(),
             only_step: None,
             ztunnel_namespace: "ztunnel".into(),
+            monitoring: false,
         }
     }
 }
@@ -103,6 +106,10 @@ pub fn plan_enable(snapshot: &Snapshot, intent: &EnableIntent) -> Result<Plan, P
     let mut planner = Planner { plan: Plan::new("enable"), state: snapshot.clone() };
     if wanted(2) {
         planner.cluster_setup(&intent.ztunnel_namespace)?;
+        if intent.monitoring {
+            let monitor = crate::mesh::monitoring::ztunnel_pod_monitor(&intent.ztunnel_namespace);
+            planner.monitor(2, monitor, "scrape ztunnel's metrics");
+        }
     }
     for namespace in &intent.namespaces {
         let steps: [(u8, NamespaceStep); 3] =
@@ -137,6 +144,20 @@ impl Planner {
     pub(super) fn push_action(&mut self, action: Action) {
         self.state = simulate(&self.state, std::slice::from_ref(&action.change)).snapshot;
         self.plan.actions.push(action);
+    }
+
+    /// `--monitoring`: applies a PodMonitor the suite generates (as every generated object, not
+    /// over a hand edit), or stops when prometheus-operator's API is not served.
+    pub(super) fn monitor(&mut self, step: u8, monitor: DynamicObject, purpose: &str) {
+        if !matches!(self.state.coverage(Kind::PodMonitor), crate::snapshot::Coverage::Listed) {
+            self.plan.stops.push(Stop {
+                namespace: monitor.metadata.namespace.clone(),
+                reason: "--monitoring: PodMonitors (monitoring.coreos.com/v1) are not served or not readable here: no monitor is created".into(),
+                next: None,
+            });
+            return;
+        }
+        super::waypoint::apply_unless_held(self, step, Change::Apply { object: monitor }, purpose);
     }
 
     /// Restarts one workload and waits for its rollout, so at most one is in flight.

@@ -463,3 +463,23 @@ fn accept_takes_exact_ids_and_prefixes_ending_in_a_star() {
     // A bare star is not a review of anything.
     assert!(!accepts(&["*".to_string()], "window:9:bookinfo:1"));
 }
+
+#[test]
+fn step_2_with_monitoring_creates_the_ztunnel_pod_monitor_unless_the_api_is_not_served() {
+    let snapshot = Snapshot::from_objects([istio(Some("ambient")), cni()]);
+    let intent = EnableIntent { monitoring: true, ..EnableIntent::default() };
+    let plan = plan_enable(&snapshot, &intent).unwrap();
+    let last = plan.actions.last().unwrap();
+    assert_eq!(last.step, 2);
+    let Change::Apply { object } = &last.change else { panic!("an apply") };
+    assert_eq!(object.types.as_ref().unwrap().kind, "PodMonitor");
+    assert!(crate::mesh::monitoring::selects(object, "ztunnel", &crate::mesh::monitoring::ztunnel_pod_labels()));
+    assert!(plan.stops.is_empty());
+
+    let mut unserved = snapshot.clone();
+    unserved.set_coverage(Kind::PodMonitor, crate::snapshot::Coverage::NotServed);
+    let plan = plan_enable(&unserved, &intent).unwrap();
+    assert!(plan.actions.iter().all(|action| !action.id.contains("PodMonitor")));
+    assert_eq!(plan.stops.len(), 1, "{:?}", plan.stops);
+    assert!(plan.stops[0].reason.contains("not served"), "{}", plan.stops[0].reason);
+}

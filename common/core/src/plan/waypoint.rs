@@ -62,6 +62,11 @@ pub struct WaypointIntent {
     pub only_step: Option<u8>,
     /// `--accept ID`: the ids of unsupported conversions the user accepts losing.
     pub accepted: Vec<String>,
+    /// `--monitoring`: Step 4 also creates the PodMonitor that scrapes each waypoint.
+    pub monitoring: bool,
+    /// `--size`: Step 4 sets the sizing recommendation ([`crate::check::sizing`]) through the
+    /// Gateway's `spec.infrastructure.parametersRef`.
+    pub size: bool,
 }
 
 /// How far to take the namespaces (`--until`), named after the phase reached.
@@ -146,11 +151,33 @@ fn migrate(
     if !refused.is_empty() {
         return Err(PlanError::Unfaithful { namespace: namespace.to_string(), unsupported: refused });
     }
-    let (gateways, others): (Vec<Change>, Vec<Change>) = conversion
+    let (mut gateways, others): (Vec<Change>, Vec<Change>) = conversion
         .changes()
         .into_iter()
         .filter(|change| !matches!(change, Change::Delete { .. }))
         .partition(|change| matches!(change, Change::Apply { object } if is_waypoint(object)));
+    let emitted: BTreeSet<String> = gateways
+        .iter()
+        .filter_map(|change| match change {
+            Change::Apply { object } => object.metadata.name.clone(),
+            _ => None,
+        })
+        .collect();
+    let deployed: Vec<&DynamicObject> = snapshot
+        .in_namespace(Kind::Gateway, namespace)
+        .filter(|gateway| {
+            is_waypoint(gateway) && !gateway.metadata.name.as_ref().is_some_and(|name| emitted.contains(name))
+        })
+        .collect();
+    let waypoints: Vec<String> =
+        emitted.iter().cloned().chain(deployed.iter().filter_map(|gateway| gateway.metadata.name.clone())).collect();
+    if intent.size {
+        // A deployed waypoint is sized through the same apply as a new one: the whole Gateway as
+        // the suite applied it, plus the parametersRef (server-side apply of a partial object
+        // would drop the fields the suite applied before).
+        gateways.extend(deployed.into_iter().map(|gateway| Change::Apply { object: as_applied(gateway) }));
+        gateways = gateways.into_iter().flat_map(|change| sized(&planner.state, change)).collect();
+    }
     for (step, changes, purpose) in [(4, gateways, "deploy the waypoint"), (5, others, "migrate")] {
         if wanted(step) {
             for change in changes {
@@ -158,6 +185,12 @@ fn migrate(
                     apply_unless_held(planner, step, change, purpose);
                 }
             }
+        }
+    }
+    if wanted(4) && intent.monitoring {
+        for waypoint in waypoints {
+            let monitor = crate::mesh::monitoring::waypoint_pod_monitor(namespace, &waypoint);
+            planner.monitor(4, monitor, "scrape the waypoint's metrics");
         }
     }
     Ok(())
@@ -236,13 +269,86 @@ pub(super) fn ingress_labels_due(state: &Snapshot, wanted: &mut BTreeSet<Resourc
         .collect()
 }
 
+/// The object to apply again for `existing`: its labels, annotations (but what was applied) and
+/// spec.
+fn as_applied(existing: &DynamicObject) -> DynamicObject {
+    let mut annotations = existing.metadata.annotations.clone().unwrap_or_default();
+    annotations.remove(APPLIED);
+    DynamicObject {
+        types: existing.types.clone(),
+        metadata: kube_core::ObjectMeta {
+            name: existing.metadata.name.clone(),
+            namespace: existing.metadata.namespace.clone(),
+            labels: existing.metadata.labels.clone(),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            ..kube_core::ObjectMeta::default()
+        },
+        data: json!({"spec": existing.data.get("spec")}),
+    }
+}
+
+/// `--size`: the waypoint Gateway `change` preceded by the ConfigMap of its recommended sizing,
+/// which the Gateway names in `spec.infrastructure.parametersRef`. Istio's gateway deployment
+/// controller merges the `deployment` key into the Deployment it generates and makes a
+/// PodDisruptionBudget of the `podDisruptionBudget` key, at every reconcile (a direct edit of the
+/// generated Deployment is overwritten by the next one). Replicas are left to an existing
+/// autoscaler, and a PodDisruptionBudget that exists already is not doubled.
+fn sized(state: &Snapshot, change: Change) -> Vec<Change> {
+    let Change::Apply { mut object } = change else { return vec![change] };
+    let (Some(namespace), Some(name)) = (object.metadata.namespace.clone(), object.metadata.name.clone()) else {
+        return vec![Change::Apply { object }];
+    };
+    let context = MeshContext::new(state);
+    let sizing = crate::check::sizing::sizing(state, &context, &namespace, &name);
+    let recommendation = &sizing.recommendation;
+    let mut deployment = json!({"spec": {"template": {"spec": {"containers": [{"name": crate::mesh::labels::PROXY_CONTAINER,
+        "resources": {"requests": recommendation.requests, "limits": recommendation.limits}}]}}}});
+    if sizing.horizontal_pod_autoscaler.is_none() {
+        deployment["spec"]["replicas"] = json!(recommendation.replicas);
+    }
+    let mut data = serde_json::Map::new();
+    data.insert("deployment".into(), Value::String(yaml_text(&deployment)));
+    if let Some(min_available) = recommendation.pod_disruption_budget_min_available {
+        data.insert(
+            "podDisruptionBudget".into(),
+            Value::String(yaml_text(&json!({"spec": {"minAvailable": min_available}}))),
+        );
+    }
+    let parameters_name = format!("{name}-{PARAMETERS_SUFFIX}");
+    let source = crate::mesh::ObjectRef::new("Gateway", Some(&namespace), &name);
+    let mut parameters = crate::convert::objects::generated(
+        Kind::ConfigMap,
+        &namespace,
+        &parameters_name,
+        &[source],
+        [("data".to_string(), Value::Object(data))].into_iter().collect(),
+    );
+    parameters.metadata.labels.get_or_insert_default().insert(GATEWAY_PARAMETERS.into(), "true".into());
+    object.data["spec"]["infrastructure"] =
+        json!({"parametersRef": {"group": "", "kind": "ConfigMap", "name": parameters_name}});
+    vec![Change::Apply { object: parameters }, Change::Apply { object }]
+}
+
+/// The label of the parameter ConfigMaps the suite writes (the only ConfigMaps it lists).
+pub const GATEWAY_PARAMETERS: &str = "oc-ambient.io/gateway-parameters";
+const PARAMETERS_SUFFIX: &str = "parameters";
+
+/// YAML text of a value (the form Istio reads from the parameters ConfigMap).
+fn yaml_text(value: &Value) -> String {
+    serde_yaml_ng::to_string(value).unwrap_or_default()
+}
+
 fn is_waypoint(object: &DynamicObject) -> bool {
     object.data.pointer("/spec/gatewayClassName").and_then(Value::as_str) == Some(WAYPOINT_CLASS)
 }
 
 /// The fields of a generated object the suite owns: its labels and spec.
 pub(super) fn owned_fields(object: &DynamicObject) -> Value {
-    let mut owned = json!({"spec": object.data.get("spec")});
+    // A ConfigMap has `data` where other objects have `spec`.
+    let mut owned = match object.data.get("data") {
+        Some(data) if object.data.get("spec").is_none() => json!({"data": data}),
+        _ => json!({"spec": object.data.get("spec")}),
+    };
     if let Some(labels) = &object.metadata.labels {
         owned["metadata"] = json!({"labels": labels});
     }
@@ -252,7 +358,7 @@ pub(super) fn owned_fields(object: &DynamicObject) -> Value {
 /// Adds `change` unless the projected state already holds it. An existing object that differs
 /// is updated only when it still holds what the suite applied before (the translator's output
 /// changed); otherwise it was edited by hand, or made by someone else, and a stop reports it.
-fn apply_unless_held(planner: &mut Planner, step: u8, change: Change, purpose: &str) {
+pub(super) fn apply_unless_held(planner: &mut Planner, step: u8, change: Change, purpose: &str) {
     let Ok(target) = change.target() else { return };
     let existing = planner.state.get(target.kind, target.namespace.as_deref(), &target.name);
     let change = match (change, existing) {

@@ -293,3 +293,70 @@ fn the_ingress_gateway_keeps_its_access_from_activation_until_the_sidecars_go() 
         crate::equivalence::verify(&sidecar_era, &end, None).unexpected().map(|d| d.request.to_string()).collect();
     assert_eq!(unexpected, Vec::<String>::new());
 }
+
+#[test]
+fn monitoring_adds_a_pod_monitor_per_waypoint_at_step_4_and_a_rerun_adds_none() {
+    let snapshot = without_ingress();
+    let intent = WaypointIntent { monitoring: true, ..waypoint_intent(WaypointUntil::Deployed, None) };
+    let plan = gated(&snapshot, &intent);
+    let monitors: Vec<&super::super::Action> =
+        plan.actions.iter().filter(|action| action.id.contains("PodMonitor")).collect();
+    assert_eq!(monitors.len(), 1, "{:?}", ids_of(&plan));
+    assert_eq!(monitors[0].step, 4);
+    let Change::Apply { object } = &monitors[0].change else { panic!("an apply") };
+    assert_eq!(object.metadata.namespace.as_deref(), Some(NS));
+    assert!(crate::mesh::monitoring::selects(object, NS, &crate::mesh::monitoring::waypoint_pod_labels("waypoint")));
+    let rerun = plan_waypoint(&after(&snapshot, &plan), &intent).unwrap();
+    assert!(rerun.actions.iter().all(|action| !action.id.contains("PodMonitor")), "{:?}", ids_of(&rerun));
+    let without_flag = gated(&snapshot, &waypoint_intent(WaypointUntil::Deployed, None));
+    assert!(without_flag.actions.iter().all(|action| !action.id.contains("PodMonitor")));
+}
+
+#[test]
+fn size_sets_the_recommendation_through_the_gateways_parameters_ref() {
+    let snapshot = without_ingress();
+    let intent = WaypointIntent { size: true, ..waypoint_intent(WaypointUntil::Deployed, None) };
+    let plan = gated(&snapshot, &intent);
+    let applied: Vec<&DynamicObject> = plan
+        .actions
+        .iter()
+        .filter_map(|action| match &action.change {
+            Change::Apply { object } => Some(object),
+            _ => None,
+        })
+        .collect();
+    let kinds: Vec<&str> = applied.iter().map(|o| o.types.as_ref().unwrap().kind.as_str()).collect();
+    assert_eq!(kinds, ["ConfigMap", "Gateway"], "the parameters exist before the Gateway names them");
+    let (parameters, gateway) = (applied[0], applied[1]);
+    let name = parameters.metadata.name.clone().unwrap();
+    assert_eq!(
+        gateway.data["spec"]["infrastructure"]["parametersRef"],
+        json!({"group": "", "kind": "ConfigMap", "name": name})
+    );
+    let deployment: Value = serde_yaml_ng::from_str(parameters.data["data"]["deployment"].as_str().unwrap()).unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["name"], "istio-proxy");
+    assert!(deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"].is_string());
+    let budget: Value =
+        serde_yaml_ng::from_str(parameters.data["data"]["podDisruptionBudget"].as_str().unwrap()).unwrap();
+    assert_eq!(budget, json!({"spec": {"minAvailable": 1}}));
+    assert_eq!(
+        Kind::ConfigMap.info().list_selector.map(str::to_string),
+        Some(format!("{GATEWAY_PARAMETERS}=true")),
+        "the live loader lists exactly the ConfigMaps the suite writes"
+    );
+    assert!(crate::mesh::labels(parameters).contains_key(GATEWAY_PARAMETERS));
+    let rerun = plan_waypoint(&after(&snapshot, &plan), &intent).unwrap();
+    assert_eq!(ids_of(&rerun), Vec::<&str>::new(), "a rerun finds the recommendation applied");
+
+    // A waypoint deployed without it is sized later by the same step, and keeps its spec.
+    let deployed = after(&snapshot, &gated(&snapshot, &waypoint_intent(WaypointUntil::Deployed, None)));
+    let resize = gated(&deployed, &WaypointIntent { size: true, ..waypoint_intent(WaypointUntil::Deployed, Some(4)) });
+    let Change::Apply { object: gateway } = &resize.actions.last().unwrap().change else { panic!("an apply") };
+    assert_eq!(resize.actions.len(), 2, "{:?}", ids_of(&resize));
+    assert_eq!(gateway.data["spec"]["infrastructure"]["parametersRef"]["kind"], "ConfigMap");
+    assert_eq!(gateway.data["spec"]["listeners"][0]["protocol"], "HBONE", "the rest of the Gateway is applied again");
+    let monitored =
+        gated(&deployed, &WaypointIntent { monitoring: true, ..waypoint_intent(WaypointUntil::Deployed, Some(4)) });
+    assert_eq!(monitored.actions.len(), 1, "a deployed waypoint gets its PodMonitor too: {:?}", ids_of(&monitored));
+}
