@@ -618,9 +618,27 @@ async fn check_variant(name: &str, client: &Client) {
             assert_eq!(pods.len(), 20 * 5 * 2);
             assert!(pods.iter().all(|pod| running_and_ready(pod) && containers(pod) == ["app", "istio-proxy"]));
         }
+        "ring" => {
+            for namespace in ["ring-0", "ring-1"] {
+                let pods =
+                    Api::<Pod>::namespaced(client.clone(), namespace).list(&ListParams::default()).await.unwrap();
+                assert_eq!(pods.items.len(), 2, "{namespace}: front and back");
+                assert!(
+                    pods.items
+                        .iter()
+                        .all(|pod| running_and_ready(pod) && containers(pod).contains(&"istio-proxy".to_string()))
+                );
+            }
+            let policy = list("security.istio.io", "v1", "AuthorizationPolicy", Some("ring-0")).await;
+            let back = policy.iter().find(|p| p.metadata.name.as_deref() == Some("back")).unwrap();
+            assert_eq!(
+                back.data["spec"]["rules"][0]["from"][0]["source"]["principals"][1], "cluster.local/ns/ring-1/sa/front",
+                "the previous namespace calls in"
+            );
+        }
         other => panic!("no check for scenario {other}: add one"),
     }
-    if name != "large" {
+    if name != "large" && name != "ring" {
         let pods = app_pods(client).await;
         assert_eq!(pods.len(), 6, "{name}: bookinfo runs");
         assert!(pods.iter().all(running_and_ready), "{name}: bookinfo pods ready");

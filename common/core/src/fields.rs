@@ -19,7 +19,8 @@
 //!   variables); of each volume its `csi.driver` (SPIRE); `status.phase` and the `Ready`
 //!   condition's `type` and `status`.
 //! - Deployments, StatefulSets and DaemonSets: `spec.replicas`, `spec.selector` and the pod
-//!   template (its spec kept as a pod's spec is), and the status counters without conditions.
+//!   template (its spec kept as a pod's spec is, plus each container's `resources`, which the
+//!   waypoint's sizing reads), and the status counters without conditions.
 //! - CustomResourceDefinitions: names, and of each version its `name` and `served` flag (offline
 //!   input tells served versions from them); live, they are read as metadata only anyway.
 //! - [`metadata_only`] kinds (Namespaces, Nodes, ServiceAccounts, Secrets, CRDs): a live read asks
@@ -104,12 +105,19 @@ const ANNOTATIONS: Keep = Keep::Fields { listed: &[(LAST_APPLIED, Keep::Nothing)
 const METADATA: Keep =
     Keep::Fields { listed: &[("managedFields", Keep::Nothing), ("annotations", ANNOTATIONS)], others: true };
 
-const CONTAINER: Keep = Keep::Fields {
-    listed: &[
-        ("name", Keep::All),
-        ("env", Keep::Matching { field: "name", values: &[PROXY_CONFIG_ENV, ENABLE_HBONE], keep: &Keep::All }),
-        ("restartPolicy", Keep::All),
-    ],
+const PROXY_ENV: Keep = Keep::Matching { field: "name", values: &[PROXY_CONFIG_ENV, ENABLE_HBONE], keep: &Keep::All };
+
+const CONTAINER: Keep =
+    Keep::Fields { listed: &[("name", Keep::All), ("env", PROXY_ENV), ("restartPolicy", Keep::All)], others: false };
+
+/// A controller's template container also keeps its `resources` (the waypoint's sizing reads them).
+const TEMPLATE_CONTAINER: Keep = Keep::Fields {
+    listed: &[("name", Keep::All), ("env", PROXY_ENV), ("restartPolicy", Keep::All), ("resources", Keep::All)],
+    others: false,
+};
+
+const CSI_VOLUMES: Keep = Keep::Fields {
+    listed: &[("csi", Keep::Fields { listed: &[("driver", Keep::All)], others: false })],
     others: false,
 };
 
@@ -120,13 +128,19 @@ const POD_SPEC: Keep = Keep::Fields {
         ("serviceAccount", Keep::All),
         ("containers", CONTAINER),
         ("initContainers", CONTAINER),
-        (
-            "volumes",
-            Keep::Fields {
-                listed: &[("csi", Keep::Fields { listed: &[("driver", Keep::All)], others: false })],
-                others: false,
-            },
-        ),
+        ("volumes", CSI_VOLUMES),
+    ],
+    others: false,
+};
+
+const TEMPLATE_SPEC: Keep = Keep::Fields {
+    listed: &[
+        ("nodeName", Keep::All),
+        ("serviceAccountName", Keep::All),
+        ("serviceAccount", Keep::All),
+        ("containers", TEMPLATE_CONTAINER),
+        ("initContainers", TEMPLATE_CONTAINER),
+        ("volumes", CSI_VOLUMES),
     ],
     others: false,
 };
@@ -160,7 +174,7 @@ const CONTROLLER: Keep = Keep::Fields {
                 listed: &[
                     ("replicas", Keep::All),
                     ("selector", Keep::All),
-                    ("template", Keep::Fields { listed: &[("spec", POD_SPEC)], others: true }),
+                    ("template", Keep::Fields { listed: &[("spec", TEMPLATE_SPEC)], others: true }),
                 ],
                 others: false,
             },
