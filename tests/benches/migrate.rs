@@ -99,8 +99,9 @@ fn main() {
             .collect();
         let ambient =
             report["namespaces"].as_array().into_iter().flatten().filter(|ns| ns["phase"] == "ambient").count();
-        // Printed, not asserted: the bench measures. Migrated all at once (not one namespace after
-        // the other, as the end-to-end tests do), the ring ends with differences: a known defect.
+        // Printed, not asserted: the verifier still counts ztunnel's own requests to istiod (ztunnel
+        // has no counterpart in the backup and its `istio-proxy` container looks like a sidecar) as
+        // changes, issue 16's known errors; the end-to-end tests judge the application namespaces.
         println!(
             "\nring:{count}: {ambient} of {count} namespaces ambient; {} outcome differences from the sidecar era",
             differences.len()
