@@ -25,7 +25,7 @@ mod bypass;
 pub mod objects;
 mod policies;
 mod routes;
-mod scope;
+pub(crate) mod scope;
 mod services;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

@@ -29,7 +29,7 @@
 //! hand, or not made by this tool) is reported in a stop and never overwritten. A namespace the
 //! model says needs no waypoint is told so, and nothing is deployed for it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use kube_core::DynamicObject;
 use serde_json::{Value, json};
@@ -228,15 +228,15 @@ fn is_labelled_service(object: &DynamicObject) -> bool {
 
 /// Some running pod selected by `service` has a sidecar.
 fn serves_sidecar_pods(state: &Snapshot, service: &DynamicObject) -> bool {
-    let Some(selector) = service_selector(service).filter(|selector| !selector.is_empty()) else { return false };
+    let selector = crate::convert::scope::service_selector(service);
+    if selector.is_empty() {
+        return false;
+    }
     let namespace = service.metadata.namespace.as_deref();
-    state.in_namespace(Kind::Pod, namespace.unwrap_or_default()).map(Pod::of).any(|pod| {
-        pod.is_live() && pod.sidecar && selector.iter().all(|(key, value)| pod.labels.get(key) == Some(value))
-    })
-}
-
-fn service_selector(service: &DynamicObject) -> Option<BTreeMap<String, String>> {
-    serde_json::from_value(service.data.pointer("/spec/selector")?.clone()).ok()
+    state
+        .in_namespace(Kind::Pod, namespace.unwrap_or_default())
+        .map(Pod::of)
+        .any(|pod| pod.is_live() && pod.sidecar && selector_matches(&selector, pod.labels))
 }
 
 /// The Services the translator labels `istio.io/ingress-use-waypoint` in `conversion`.
