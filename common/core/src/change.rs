@@ -73,11 +73,6 @@ impl ResourceRef {
         let name = object.metadata.name.as_deref().ok_or(ResourceRefError::Unnamed { kind })?;
         Ok(ResourceRef::new(kind, object.metadata.namespace.as_deref(), name))
     }
-
-    /// True when `object` (an object of this reference's kind) has its namespace and name.
-    fn names(&self, object: &DynamicObject) -> bool {
-        object.metadata.name.as_deref() == Some(self.name.as_str()) && object.metadata.namespace == self.namespace
-    }
 }
 
 impl fmt::Display for ResourceRef {
@@ -243,21 +238,24 @@ pub fn simulate(snapshot: &Snapshot, changes: &[Change]) -> Simulation {
     let mut result = snapshot.clone();
     let mut refused = Vec::new();
     for (index, change) in changes.iter().enumerate() {
-        if let Err(reason) = apply_one(&mut result, change) {
+        if let Err(reason) = apply_in_place(&mut result, change) {
             refused.push(Refusal { index, change: change.to_string(), reason });
         }
     }
     Simulation { snapshot: result, refused }
 }
 
-fn apply_one(snapshot: &mut Snapshot, change: &Change) -> Result<(), RefusalReason> {
+/// `snapshot` after one `change`, changed in place (what [`simulate`] does for each change): the
+/// planners and the gate step through a plan action by action, and a copy of the whole snapshot
+/// per action made them quadratic in a plan over many namespaces. A refused change leaves
+/// `snapshot` as it was.
+pub fn apply_in_place(snapshot: &mut Snapshot, change: &Change) -> Result<(), RefusalReason> {
     match change {
         Change::Apply { object } => {
             let target = ResourceRef::of(object).map_err(RefusalReason::Invalid)?;
-            let objects = snapshot.objects_mut(target.kind);
-            match objects.iter_mut().find(|existing| target.names(existing)) {
-                Some(existing) => *existing = server_side_apply(existing, object)?,
-                None => objects.push(object.clone()),
+            match find_mut(snapshot, &target) {
+                Ok(existing) => *existing = server_side_apply(existing, object)?,
+                Err(_) => snapshot.push_object(target.kind, object.clone()),
             }
         }
         Change::Replace { object, resource_version } => {
@@ -267,14 +265,13 @@ fn apply_one(snapshot: &mut Snapshot, change: &Change) -> Result<(), RefusalReas
             *existing = replaced(existing, object);
         }
         Change::Delete { target, uid, resource_version } => {
-            let objects = snapshot.objects_mut(target.kind);
-            let Some(position) = objects.iter().position(|existing| target.names(existing)) else {
+            let Some(position) = snapshot.position(target.kind, target.namespace.as_deref(), &target.name) else {
                 return Ok(());
             };
-            let metadata = &objects[position].metadata;
+            let metadata = &snapshot.all(target.kind)[position].metadata;
             precondition(target, "uid", uid, &metadata.uid)?;
             precondition(target, "resourceVersion", resource_version, &metadata.resource_version)?;
-            objects.remove(position);
+            snapshot.remove_object(target.kind, position);
         }
         Change::SetLabels { target, labels } => {
             let object = find_mut(snapshot, target)?;
@@ -349,11 +346,9 @@ fn precondition(
 }
 
 fn find_mut<'a>(snapshot: &'a mut Snapshot, target: &ResourceRef) -> Result<&'a mut DynamicObject, RefusalReason> {
-    snapshot
-        .objects_mut(target.kind)
-        .iter_mut()
-        .find(|object| target.names(object))
-        .ok_or_else(|| RefusalReason::NotFound { target: target.clone() })
+    let not_found = || RefusalReason::NotFound { target: target.clone() };
+    let position = snapshot.position(target.kind, target.namespace.as_deref(), &target.name).ok_or_else(not_found)?;
+    snapshot.objects_mut(target.kind).get_mut(position).ok_or_else(not_found)
 }
 
 /// Re-admits the pods of a workload under the current labels of its namespace: a controller's
@@ -377,7 +372,10 @@ fn restart(snapshot: &mut Snapshot, target: &ResourceRef) -> Result<(), RefusalR
             let mut pod_spec = template.get("spec").cloned().unwrap_or_else(|| Value::Object(Default::default()));
             let injected = injects(&namespace_mode, &template_labels, &template_annotations);
             set_proxy_container(&mut pod_spec, proxy(injected));
-            for pod in snapshot.objects_mut(Kind::Pod).iter_mut().filter(|pod| controls(&controller, pod)) {
+            // The namespace first: a restart in a plan over many namespaces looks at its own pods.
+            let pods = snapshot.objects_mut(Kind::Pod).iter_mut();
+            let own = pods.filter(|pod| pod.metadata.namespace == controller.metadata.namespace);
+            for pod in own.filter(|pod| controls(&controller, pod)) {
                 let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
                 labels.extend(template_labels.clone());
                 set_injected_labels(labels, injected);

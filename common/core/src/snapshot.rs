@@ -202,19 +202,16 @@ impl Snapshot {
         self.objects.get(&kind).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// Objects of a kind, for changing them in place (the change simulator); the caller keeps
-    /// every object of the list of that kind.
-    pub(crate) fn objects_mut(&mut self, kind: Kind) -> &mut Vec<DynamicObject> {
-        self.index.take();
+    /// Objects of a kind, for changing them in place (the change simulator). The caller changes
+    /// no name or namespace, and adds and removes objects only with [`Snapshot::push_object`] and
+    /// [`Snapshot::remove_object`]: the index by name stays valid, so a plan of thousands of
+    /// actions does not rebuild it after each one.
+    pub(crate) fn objects_mut(&mut self, kind: Kind) -> &mut [DynamicObject] {
         self.objects.entry(kind).or_default()
     }
 
-    pub fn in_namespace<'a>(&'a self, kind: Kind, namespace: &'a str) -> impl Iterator<Item = &'a DynamicObject> + 'a {
-        self.all(kind).iter().filter(move |object| object.metadata.namespace.as_deref() == Some(namespace))
-    }
-
-    /// The first object of `kind` named `name` in `namespace` (None for cluster-scoped kinds).
-    pub fn get(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<&DynamicObject> {
+    /// Where the first object of `kind` named `name` in `namespace` is in its kind's list.
+    pub(crate) fn position(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<usize> {
         let index = self.index.get_or_init(|| {
             let mut index = HashMap::new();
             for (kind, objects) in &self.objects {
@@ -224,8 +221,47 @@ impl Snapshot {
             }
             index
         });
-        let position = *index.get(&(kind, namespace.map(str::to_string), Some(name.to_string())))?;
-        self.all(kind).get(position)
+        index.get(&(kind, namespace.map(str::to_string), Some(name.to_string()))).copied()
+    }
+
+    /// Adds an object of a known kind at the end of its list (the change simulator's create).
+    pub(crate) fn push_object(&mut self, kind: Kind, object: DynamicObject) {
+        let objects = self.objects.entry(kind).or_default();
+        if let Some(index) = self.index.get_mut() {
+            index.entry(object_key(kind, &object)).or_insert(objects.len());
+        }
+        objects.push(object);
+    }
+
+    /// Removes the object at `position` of its kind's list, keeping the order of the others.
+    pub(crate) fn remove_object(&mut self, kind: Kind, position: usize) {
+        let objects = self.objects.entry(kind).or_default();
+        if position >= objects.len() {
+            return;
+        }
+        let removed = objects.remove(position);
+        // Another object of the same key (input may hold duplicates) takes its place in the
+        // index: rebuilt on the next lookup, as rare as duplicates are.
+        let duplicate = objects.iter().any(|object| object_key(kind, object) == object_key(kind, &removed));
+        if duplicate {
+            self.index.take();
+        } else if let Some(index) = self.index.get_mut() {
+            index.remove(&object_key(kind, &removed));
+            for (key, at) in index.iter_mut() {
+                if key.0 == kind && *at > position {
+                    *at -= 1;
+                }
+            }
+        }
+    }
+
+    pub fn in_namespace<'a>(&'a self, kind: Kind, namespace: &'a str) -> impl Iterator<Item = &'a DynamicObject> + 'a {
+        self.all(kind).iter().filter(move |object| object.metadata.namespace.as_deref() == Some(namespace))
+    }
+
+    /// The first object of `kind` named `name` in `namespace` (None for cluster-scoped kinds).
+    pub fn get(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<&DynamicObject> {
+        self.all(kind).get(self.position(kind, namespace, name)?)
     }
 
     /// Objects of a kind decoded into a typed struct (core kinds from k8s-openapi, say). Objects that
@@ -496,6 +532,30 @@ fn flatten(path: &Path, document: usize, value: Value, out: &mut Vec<DynamicObje
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The change simulator adds and removes objects in place; lookups by name must find what is
+    /// there after every change, duplicates included, without a rebuild hiding a stale index.
+    #[test]
+    fn lookups_by_name_follow_objects_pushed_and_removed_in_place() {
+        let service = |namespace: &str, name: &str| -> DynamicObject {
+            serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": namespace}}))
+            .unwrap()
+        };
+        let mut snapshot = Snapshot::from_objects(vec![service("a", "one"), service("a", "two"), service("b", "one")]);
+        assert_eq!(snapshot.position(Kind::Service, Some("b"), "one"), Some(2));
+        snapshot.remove_object(Kind::Service, 0);
+        assert!(snapshot.get(Kind::Service, Some("a"), "one").is_none());
+        assert_eq!(snapshot.get(Kind::Service, Some("b"), "one").unwrap().metadata.namespace.as_deref(), Some("b"));
+        assert_eq!(snapshot.position(Kind::Service, Some("a"), "two"), Some(0));
+        snapshot.push_object(Kind::Service, service("a", "one"));
+        assert_eq!(snapshot.position(Kind::Service, Some("a"), "one"), Some(2));
+        // A duplicate of a key takes its place when the first is removed.
+        snapshot.push_object(Kind::Service, service("a", "two"));
+        snapshot.remove_object(Kind::Service, 0);
+        assert_eq!(snapshot.position(Kind::Service, Some("a"), "two"), Some(2));
+        assert_eq!(snapshot.all(Kind::Service).len(), 3);
+    }
 
     #[test]
     fn objects_without_a_namespace_get_the_default_one() {

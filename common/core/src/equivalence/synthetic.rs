@@ -231,6 +231,49 @@ pub fn bookinfo_selector_policies(namespace: &str) -> Vec<DynamicObject> {
         .collect()
 }
 
+/// The sidecar era of `size` as a running cluster the planners work on: Sail's Istio and IstioCNI
+/// in the default profile, injection on every namespace, and a Deployment owning each Service's
+/// pods (running, ready, sidecars without HBONE). For the planning benchmark.
+pub fn running_cluster(size: MeshSize) -> Vec<DynamicObject> {
+    let mut objects = vec![
+        object(json!({"apiVersion": "sailoperator.io/v1", "kind": "Istio", "metadata": {"name": "default"},
+            "spec": {"version": "v1.27.0", "namespace": "istio-system", "updateStrategy": {"type": "InPlace"}}})),
+        object(json!({"apiVersion": "sailoperator.io/v1", "kind": "IstioCNI", "metadata": {"name": "default"},
+            "spec": {"version": "v1.27.0", "namespace": "istio-cni"}})),
+        object(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})),
+    ];
+    for mut item in generate(size).sidecar_era {
+        let kind = item.types.as_ref().map(|types| types.kind.clone()).unwrap_or_default();
+        if kind == "Pod" {
+            let app = item.data.pointer("/metadata/labels/app").cloned().unwrap_or_default();
+            item.metadata.owner_references =
+                Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                    api_version: "apps/v1".into(),
+                    kind: "ReplicaSet".into(),
+                    name: format!("{}-5d8f", app.as_str().unwrap_or_default()),
+                    uid: "rs".into(),
+                    controller: Some(true),
+                    ..Default::default()
+                }]);
+            item.data["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+            if let Some(labels) = item.metadata.labels.as_mut() {
+                labels.insert("security.istio.io/tlsMode".into(), "istio".into());
+            }
+        }
+        if kind == "Service" {
+            let (ns, app) = (item.metadata.namespace.clone().unwrap_or_default(), item.metadata.name.clone());
+            let app = app.unwrap_or_default();
+            objects.push(object(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": app, "namespace": ns},
+                "spec": {"selector": {"matchLabels": {"app": app}},
+                         "template": {"metadata": {"labels": {"app": app, "version": "v1"}},
+                                      "spec": {"serviceAccountName": app, "containers": [{"name": "app"}]}}}})));
+        }
+        objects.push(item);
+    }
+    objects
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! data plane rather than the mesh configuration (Steps 4, 5, 7 and 8 are `oc ambient-waypoint`'s).
 //!
 //! The planner works on a projected state: it starts from the snapshot and simulates each action
-//! as it adds it ([`crate::change::simulate`]), so a later step sees what an earlier one did (Step 3
+//! as it adds it ([`crate::change::apply_in_place`]), so a later step sees what an earlier one did (Step 3
 //! restarts under the ambient control plane Step 2 sets up, Step 6 finds the HBONE sidecars Step 3
 //! gives). Every action is planned only when the projected state still needs it, which makes a
 //! plan idempotent: planning the state it leads to plans nothing, and a namespace already past a
@@ -24,7 +24,7 @@ use kube_core::DynamicObject;
 use serde_json::{Value, json};
 
 use super::{Action, Plan, PlanError, Stop, Wait};
-use crate::change::{Change, ResourceRef, holds, merge, simulate};
+use crate::change::{Change, ResourceRef, apply_in_place, holds, merge};
 use crate::check::ids;
 use crate::check::phase::{MeshContext, milestones};
 use crate::convert::{ConvertOptions, convert, narrowed_protections};
@@ -142,7 +142,9 @@ impl Planner {
 
     /// Adds `action` and projects the state past it.
     pub(super) fn push_action(&mut self, action: Action) {
-        self.state = simulate(&self.state, std::slice::from_ref(&action.change)).snapshot;
+        // A change the server would refuse leaves the projected state as it was; the gate finds
+        // what that means for the plan.
+        let _refused = apply_in_place(&mut self.state, &action.change);
         self.plan.actions.push(action);
     }
 

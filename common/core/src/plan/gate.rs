@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Plan, PlanError, Window};
-use crate::change::{Change, simulate};
+use crate::change::{Change, apply_in_place};
 use crate::check::Severity;
 use crate::check::phase::{MeshContext, sequencing};
 use crate::equivalence::verify;
@@ -62,7 +62,8 @@ pub fn gate_against(baseline: &Snapshot, start: &Snapshot, plan: &mut Plan) -> R
     // (opened at, closed at, namespace) -> requests.
     let mut closed: BTreeMap<(usize, Option<usize>, String), Vec<String>> = BTreeMap::new();
     for (index, action) in plan.actions.iter().enumerate() {
-        state = simulate(&state, std::slice::from_ref(&action.change)).snapshot;
+        // A refused change leaves the state as it was, as `simulate` does.
+        let _refused = apply_in_place(&mut state, &action.change);
         let context = MeshContext::new(&state);
         for namespace in &namespaces {
             let findings = sequencing(&state, &context, namespace);
