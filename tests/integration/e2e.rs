@@ -17,7 +17,7 @@ use oc_ambient_simulator::SimulatedCluster;
 use serde_json::Value;
 
 use crate::rollback::{assert_back_to, mesh_state, mesh_state_with_pods_of};
-use crate::support::text;
+use crate::support::{announced_requests, text};
 
 /// A user's shell: the plugins installed under the names `oc` and `kubectl` look up, `oc` and
 /// `kubectl` on PATH, the cluster's kubeconfig and a state directory in the environment.
@@ -122,11 +122,7 @@ impl Shell {
         assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
         let plan: Value = serde_json::from_slice(&planned.stdout).unwrap();
         let windows = plan["windows"].as_array().cloned().unwrap_or_default();
-        let announced = windows
-            .iter()
-            .flat_map(|window| window["requests"].as_array().cloned().unwrap_or_default())
-            .filter_map(|request| request.as_str().map(str::to_string))
-            .collect();
+        let announced = announced_requests(&plan);
         let first = self.run(&format!("{command} --yes"));
         if windows.is_empty() {
             assert_eq!(first.status.code(), Some(0), "{}", text(&first));

@@ -143,14 +143,18 @@ pub fn accepting_announced_windows(
     for id in &windows {
         all.extend(["--accept", id.as_str()]);
     }
-    let announced = plan["windows"]
+    (command(kubeconfig, state, &all), announced_requests(&plan))
+}
+
+/// The requests the windows of a plan (its JSON) announce.
+pub fn announced_requests(plan: &Value) -> std::collections::BTreeSet<String> {
+    plan["windows"]
         .as_array()
         .into_iter()
         .flatten()
         .flat_map(|window| window["requests"].as_array().cloned().unwrap_or_default())
         .filter_map(|request| request.as_str().map(str::to_string))
-        .collect();
-    (command(kubeconfig, state, &all), announced)
+        .collect()
 }
 
 /// Windows the plan names, from its JSON.
