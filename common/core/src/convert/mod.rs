@@ -27,6 +27,7 @@ mod policies;
 mod routes;
 pub(crate) mod scope;
 mod services;
+pub mod verdict;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -163,9 +164,27 @@ impl Conversion {
         Ok(documents.join("---\n"))
     }
 
+    /// The `-o json` document with the verdict: `faithful` and, when not, the `reasons`.
+    pub fn to_json_judged(&self, verdict: &verdict::Verdict) -> Value {
+        let mut document = self.to_json();
+        document["faithful"] = json!(verdict.is_faithful());
+        document["reasons"] = json!(verdict.reasons);
+        document
+    }
+
     /// The report for people (stderr with `-o yaml`): unsupported fields, warnings, label changes
     /// and replaced objects, one line each.
     pub fn report_text(&self) -> String {
+        self.report(&[])
+    }
+
+    /// [`Self::report_text`] ending with the verdict: its reasons, one line each, and a summary
+    /// that says "converted faithfully" only when the verdict does.
+    pub fn judged_report_text(&self, verdict: &verdict::Verdict) -> String {
+        self.report(&verdict.reasons)
+    }
+
+    fn report(&self, reasons: &[String]) -> String {
         let mut lines = Vec::new();
         for entry in &self.unsupported {
             lines.push(format!("unsupported: {} {}: {} [{}]", entry.object, entry.field, entry.reason, entry.id));
@@ -179,12 +198,15 @@ impl Conversion {
         for replaced in &self.replaces {
             lines.push(format!("replaces: {replaced}"));
         }
+        for reason in reasons {
+            lines.push(format!("not faithful: {reason}"));
+        }
         lines.push(format!(
             "{} object(s) generated, {} unsupported field(s), {} warning(s); {}",
             self.items.len(),
             self.unsupported.len(),
             self.warnings.len(),
-            if self.is_faithful() { "converted faithfully" } else { "NOT converted faithfully" }
+            if self.is_faithful() && reasons.is_empty() { "converted faithfully" } else { "NOT converted faithfully" }
         ));
         lines.join("\n")
     }
