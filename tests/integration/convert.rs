@@ -218,12 +218,12 @@ async fn bookinfo_output_applies_with_kubectl() {
 }
 
 /// One input of acceptance 3: a label and its objects, or why it could not be read.
-struct Input {
-    label: String,
-    objects: Result<Vec<DynamicObject>, String>,
+pub(crate) struct Input {
+    pub(crate) label: String,
+    pub(crate) objects: Result<Vec<DynamicObject>, String>,
 }
 
-fn read_input(label: String, paths: &[PathBuf]) -> Input {
+pub(crate) fn read_input(label: String, paths: &[PathBuf]) -> Input {
     let mut objects = Vec::new();
     for path in paths {
         let parsed = std::fs::read_to_string(path)
@@ -238,7 +238,7 @@ fn read_input(label: String, paths: &[PathBuf]) -> Input {
 }
 
 /// Every file under `dir` (recursively) with one of the extensions.
-fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
+pub(crate) fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for entry in entries {
@@ -305,7 +305,7 @@ fn l7_extensions() -> Vec<DynamicObject> {
 
 /// Services and Deployments for the hosts and selectors of a corpus file, so the converter has
 /// something to attach routes and policies to (the corpus files hold the configuration only).
-fn workloads_for(objects: &[DynamicObject]) -> Vec<DynamicObject> {
+pub(crate) fn workloads_for(objects: &[DynamicObject]) -> Vec<DynamicObject> {
     let mut extra: Vec<Value> = Vec::new();
     let mut add_app = |namespace: &str, name: &str, labels: Value, port: u64| {
         let labels = if labels.as_object().is_some_and(|l| !l.is_empty()) { labels } else { json!({"app": name}) };
@@ -360,7 +360,7 @@ fn workloads_for(objects: &[DynamicObject]) -> Vec<DynamicObject> {
         .collect()
 }
 
-async fn dry_run_create(client: &kube::Client, namespace: &str, item: &DynamicObject) -> Result<(), String> {
+pub(crate) async fn dry_run_create(client: &kube::Client, namespace: &str, item: &DynamicObject) -> Result<(), String> {
     let types = item.types.as_ref().ok_or("no type")?;
     let kind = Kind::from_type(&types.api_version, &types.kind).ok_or("a kind outside the table")?;
     let (group, version) = types.api_version.rsplit_once('/').unwrap_or(("", types.api_version.as_str()));

@@ -27,6 +27,7 @@ mod policies;
 mod routes;
 pub(crate) mod scope;
 mod services;
+pub mod unchanged;
 pub mod verdict;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -118,6 +119,9 @@ pub struct Conversion {
     pub replaces: Vec<ResourceRef>,
     /// Label changes on existing objects (see [`LabelChange`]).
     pub label_changes: Vec<LabelChange>,
+    /// Objects the migration leaves as they are (ingress routes, objects another controller
+    /// owns; see [`unchanged`]): neither converted nor replaced, and no loss.
+    pub left_unchanged: Vec<unchanged::LeftUnchanged>,
 }
 
 impl Conversion {
@@ -152,6 +156,7 @@ impl Conversion {
             "warnings": self.warnings,
             "replaces": self.replaces,
             "labelChanges": self.label_changes,
+            "leftUnchanged": self.left_unchanged,
         })
     }
 
@@ -198,6 +203,9 @@ impl Conversion {
         for replaced in &self.replaces {
             lines.push(format!("replaces: {replaced}"));
         }
+        for left in &self.left_unchanged {
+            lines.push(format!("left unchanged: {}: {}", left.object, left.reason));
+        }
         for reason in reasons {
             lines.push(format!("not faithful: {reason}"));
         }
@@ -220,12 +228,18 @@ pub(crate) struct Report {
     unsupported: BTreeSet<Unsupported>,
     warnings: BTreeSet<Warning>,
     refused: HashSet<ObjectRef>,
+    left_unchanged: BTreeSet<unchanged::LeftUnchanged>,
 }
 
 impl Report {
     pub(crate) fn unsupported(&mut self, object: &ObjectRef, field: impl Into<String>, reason: impl Into<String>) {
         self.refused.insert(object.clone());
         self.unsupported.insert(Unsupported::new(object, field.into(), reason.into()));
+    }
+
+    /// Lists an object the migration leaves as it is (see [`unchanged`]).
+    pub(crate) fn leave(&mut self, object: &ObjectRef, reason: impl Into<String>) {
+        self.left_unchanged.insert(unchanged::LeftUnchanged { object: object.clone(), reason: reason.into() });
     }
 
     pub(crate) fn warn(&mut self, object: &ObjectRef, message: impl Into<String>) {
@@ -268,9 +282,10 @@ pub fn convert(snapshot: &Snapshot, options: &ConvertOptions) -> Conversion {
     replaces.sort();
     replaces.dedup();
 
-    let Report { unsupported, warnings, .. } = report;
+    let Report { unsupported, warnings, left_unchanged, .. } = report;
     let (unsupported, warnings) = (unsupported.into_iter().collect(), warnings.into_iter().collect());
-    Conversion { items: out.into_items(), unsupported, warnings, replaces, label_changes }
+    let left_unchanged = left_unchanged.into_iter().collect();
+    Conversion { items: out.into_items(), unsupported, warnings, replaces, label_changes, left_unchanged }
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! `parentRefs` and `hostnames` instead. Each `http` rule becomes one HTTPRoute rule: matches
 //! (path exact/prefix/regex, headers, query parameters, method), weighted `backendRefs` (a
 //! `subset` becomes the per-version Service of [`super::services`]), and filters for rewrite,
-//! redirect, header changes and a full mirror; `timeout` becomes `timeouts.request`.
+//! redirect, header changes and a mirror (a partial one with `requestMirror.percent`, Gateway API
+//! v1.3); `timeout` becomes `timeouts.request`.
 //!
 //! A mesh VirtualService applies to every client of its hosts (unless `exportTo` says otherwise).
 //! The Gateway API equivalent is a *producer* route, one in the namespace of the Service it
@@ -13,10 +14,12 @@
 //! (a route elsewhere would be a consumer route, applying only to clients of its own namespace).
 //!
 //! What cannot be carried over is reported with its field path. Two kinds are told apart:
-//! *lossy* problems (retries, fault injection, CORS, a partial mirror) leave the rest of the route
-//! correct, so the route is still emitted without them; *fatal* problems (a match or destination
-//! that cannot be expressed, delegation, direct responses, rule order) would send requests
-//! elsewhere, so no route is emitted for that VirtualService at all.
+//! *lossy* problems (retries, fault injection, CORS) leave the rest of the route correct, so the
+//! route is still emitted without them; *fatal* problems (a match or destination that cannot be
+//! expressed, delegation, direct responses, rule order, an `exportTo` narrower than every
+//! namespace) would send requests elsewhere, or reach clients the VirtualService did not, so no
+//! route is emitted for that VirtualService at all. VirtualServices the migration leaves as they
+//! are (ingress routes, objects another controller owns) are listed, see [`super::unchanged`].
 //!
 //! **Rule order.** Istio tries `http` rules first-match in order. Gateway API ranks matches by
 //! specificity instead, with rule order only as the last tie-breaker: the one definition is
@@ -85,6 +88,10 @@ pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mu
             continue;
         };
         if !routes_in_scope(mesh, decoded, namespace) || is_generated(vs) {
+            continue;
+        }
+        if let Some(reason) = super::unchanged::virtual_service(mesh.snapshot, vs, decoded) {
+            report.leave(&reference, reason);
             continue;
         }
         let before = report.unsupported_count();
@@ -262,7 +269,9 @@ impl RouteConverter<'_, '_> {
             self.lose("spec.tls", "TLS routes are not converted (TLSRoute is not in the Gateway API standard channel)");
         }
         if !spec.export_to.is_empty() && spec.export_to.iter().any(|to| to != "*") {
-            self.lose(
+            // Refused, not lost: the route itself would apply to clients the VirtualService never
+            // reached, so printing it for `oc apply` would widen the routing (issue 16).
+            self.refuse(
                 "spec.exportTo",
                 "an HTTPRoute has no exportTo: on the Service it applies to every client, a wider scope",
             );
@@ -1159,6 +1168,17 @@ spec:
             "a partly converted VirtualService is not replaced: {:?}",
             conversion.replaces
         );
+    }
+
+    #[test]
+    fn a_route_with_a_narrower_export_is_reported_and_not_printed() {
+        let conversion = convert_vs(
+            "  hosts: [reviews]
+  exportTo: ['.']
+  http: [{route: [{destination: {host: reviews}}]}]",
+        );
+        assert_eq!(fields(&conversion), vec!["spec.exportTo"]);
+        assert!(route(&conversion).is_none(), "a route applying to every client would widen the VirtualService");
     }
 
     #[test]

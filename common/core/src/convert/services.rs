@@ -132,7 +132,13 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
         out.add(version, report);
     }
     let unreplaced = hosts_routed_by_unreplaced(mesh, &routed.replaced);
-    let inert = inert_subset_rules(mesh, &used_rules);
+    let mut inert = inert_subset_rules(mesh, &used_rules);
+    inert.retain(|rule| {
+        let object = mesh.snapshot.get(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name);
+        let Some(owner) = object.and_then(super::unchanged::controller) else { return true };
+        report.leave(rule, format!("owned by {owner}, which rewrites its subsets at run time"));
+        false
+    });
     result.replaced = used_rules
         .into_iter()
         .chain(inert)
