@@ -246,20 +246,21 @@ pub fn work_to_do(context: &MeshContext, namespaces: &[String], view: &Conversio
         }
         let names: Vec<String> =
             spec.subsets.iter().map(|subset| format!("{}-{}", short_host(&spec.host), subset.name)).collect();
-        let with_policy: Vec<&str> =
-            spec.subsets.iter().filter(|s| s.traffic_policy.is_some()).map(|s| s.name.as_str()).collect();
-        let reference = Some(ObjectRef::of(object));
-        findings.push(if with_policy.is_empty() {
-            Finding::new(ids::DESTINATIONRULE_SUBSETS, Severity::Info, reference, format!("subsets become per-version Services: {}", names.join(", ")))
+        // The translator's refusals decide, as for VirtualServices: traffic policies are carried
+        // to the version Services' own DestinationRules, so they are no loss.
+        let reference = ObjectRef::of(object);
+        let refusals = view.refusals(&reference);
+        findings.push(if refusals.is_empty() {
+            Finding::new(ids::DESTINATIONRULE_SUBSETS, Severity::Info, Some(reference), format!("subsets become per-version Services: {}", names.join(", ")))
                 .fix("oc ambient-waypoint convert")
         } else {
             Finding::new(
                 ids::DESTINATIONRULE_SUBSETS,
                 Severity::Warn,
-                reference,
-                format!("subsets become per-version Services ({}); subset traffic policies of {} have no per-Service equivalent", names.join(", "), with_policy.join(", ")),
+                Some(reference),
+                format!("subsets become per-version Services ({}), but not all of it converts: {}", names.join(", "), refusals.join(", ")),
             )
-            .fix("move subset traffic policies to the host-level trafficPolicy or accept losing them")
+            .fix("decide how to replace these fields before Step 8 removes the DestinationRule")
         });
     }
     for (object, policy) in &context.policies {
