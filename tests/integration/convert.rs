@@ -328,7 +328,8 @@ pub(crate) fn workloads_for(objects: &[DynamicObject]) -> Vec<DynamicObject> {
                     .map(|d| (d["destination"]["host"].clone(), d["destination"]["port"]["number"].as_u64()))
             });
             let hosts = spec["hosts"].as_array().into_iter().flatten().map(|h| (h.clone(), None));
-            for (host, port) in hosts.chain(destinations).collect::<Vec<_>>() {
+            // Destinations first: the port a route names is the Service's (the first wins).
+            for (host, port) in destinations.chain(hosts).collect::<Vec<_>>() {
                 let Some(host) = host.as_str() else { continue };
                 if let Some((name, ns)) = oc_ambient_common::mesh::networking::service_of_host(host, &namespace)
                     && oc_ambient_common::convert::objects::invalid_name(name, true).is_none()
@@ -545,4 +546,60 @@ fn at_the_end_no_formerly_exempted_caller_bypasses_the_waypoint() {
     );
     assert!(verified > 20 && protected > 10, "the inputs exercise the protection: {verified} {protected}");
     assert!(holes.is_empty(), "{} requests bypass the waypoint:\n{}", holes.len(), holes.join("\n"));
+}
+
+/// Issue 16, "one verdict": convert exits as `--verify` does. An input whose conversion drops no
+/// field but changes outcomes (an ALLOW for everyone at the sidecar, which the bypass protection
+/// turns into a denial for clients outside the mesh) exits 1 from both, with the reason; an
+/// object the verifier cannot read makes `--verify` exit 1 too instead of a note only.
+#[test]
+fn convert_and_verify_give_one_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: customer, namespace: tutorial}
+spec: {template: {metadata: {labels: {app: customer}}, spec: {serviceAccountName: customer}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: customer, namespace: tutorial}
+spec: {selector: {app: customer}, ports: [{name: http, port: 80}]}
+";
+    let open_to_all = write_input(
+        dir.path(),
+        &format!(
+            "{app}---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: customer-viewer, namespace: tutorial}}
+spec: {{selector: {{matchLabels: {{app: customer}}}}, rules: [{{to: [{{operation: {{methods: [GET]}}}}]}}]}}
+"
+        ),
+    );
+    let converted =
+        plugin("oc-ambient-waypoint").args(["convert", "-o", "json", "-f"]).arg(&open_to_all).output().unwrap();
+    let report: Value = serde_json::from_slice(&converted.stdout).unwrap();
+    assert_eq!(report["unsupported"], json!([]), "every field converts");
+    assert_eq!(converted.status.code(), Some(1), "but outcomes change: {}", report["reasons"]);
+    assert_eq!(report["faithful"], false);
+    assert!(report["reasons"][0].as_str().is_some_and(|r| r.contains("change outcome")), "{}", report["reasons"]);
+    let verified =
+        plugin("oc-ambient-waypoint").args(["convert", "--verify", "-f"]).arg(&open_to_all).output().unwrap();
+    assert_eq!(verified.status.code(), Some(1));
+
+    let unreadable = write_input(
+        dir.path(),
+        &format!(
+            "{app}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: customer, namespace: tutorial}}
+spec: {{hosts: [customer], http: 3}}
+"
+        ),
+    );
+    let verified = plugin("oc-ambient-waypoint").args(["convert", "--verify", "-f"]).arg(&unreadable).output().unwrap();
+    let stderr = String::from_utf8_lossy(&verified.stderr);
+    assert_eq!(verified.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not faithful: left out of the verification"), "{stderr}");
 }

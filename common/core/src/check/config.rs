@@ -251,14 +251,23 @@ pub fn work_to_do(context: &MeshContext, namespaces: &[String], view: &Conversio
         let reference = ObjectRef::of(object);
         let refusals = view.refusals(&reference);
         findings.push(if refusals.is_empty() {
-            Finding::new(ids::DESTINATIONRULE_SUBSETS, Severity::Info, Some(reference), format!("subsets become per-version Services: {}", names.join(", ")))
-                .fix("oc ambient-waypoint convert")
+            Finding::new(
+                ids::DESTINATIONRULE_SUBSETS,
+                Severity::Info,
+                Some(reference),
+                format!("subsets become per-version Services: {}", names.join(", ")),
+            )
+            .fix("oc ambient-waypoint convert")
         } else {
             Finding::new(
                 ids::DESTINATIONRULE_SUBSETS,
                 Severity::Warn,
                 Some(reference),
-                format!("subsets become per-version Services ({}), but not all of it converts: {}", names.join(", "), refusals.join(", ")),
+                format!(
+                    "subsets become per-version Services ({}), but not all of it converts: {}",
+                    names.join(", "),
+                    refusals.join(", ")
+                ),
             )
             .fix("decide how to replace these fields before Step 8 removes the DestinationRule")
         });

@@ -299,9 +299,9 @@ pub fn evaluate(snapshot: &Snapshot, options: &Options) -> Report {
         namespaces.iter().map(|name| phase::namespace_report(snapshot, &context, name)).collect();
     // The conversion's verdict judges sidecar-era configuration: once a namespace has moved on
     // (a waypoint deployed, policies migrated), the Step checkpoints and --baseline judge it.
-    let sidecar_era = namespace_reports
-        .iter()
-        .all(|report| matches!(report.phase, phase::Phase::NotMeshed | phase::Phase::Sidecar | phase::Phase::SidecarHbone));
+    let sidecar_era = namespace_reports.iter().all(|report| {
+        matches!(report.phase, phase::Phase::NotMeshed | phase::Phase::Sidecar | phase::Phase::SidecarHbone)
+    });
     match options.step {
         Some(step) => findings.extend(steps::checkpoint(step, snapshot, &context, &namespaces)),
         None => {
@@ -313,7 +313,9 @@ pub fn evaluate(snapshot: &Snapshot, options: &Options) -> Report {
                 Scope::Mesh | Scope::All => Vec::new(),
             };
             let conversion = config::ConversionView::new(snapshot, &selected);
-            if sidecar_era {
+            // With --baseline the question is what changed outcomes, which the conversion of the
+            // current state does not answer.
+            if sidecar_era && options.baseline.is_none() {
                 findings.extend(conversion.findings());
             }
             findings.extend(config::work_to_do(&context, &namespaces, &conversion));

@@ -241,7 +241,10 @@ fn the_check_calls_convertible_what_convert_converts() {
                      "mirror": {"host": "api"}, "mirrorPercentage": {"value": 50}}]}}))
         .report();
     let finding = report.findings.iter().find(|f| f.id == ids::VIRTUALSERVICE_CONVERSION).expect("finding");
-    assert_eq!((finding.severity, finding.message.as_str()), (Severity::Info, "convertible to an HTTPRoute on the waypoint (Step 5.1)"));
+    assert_eq!(
+        (finding.severity, finding.message.as_str()),
+        (Severity::Info, "convertible to an HTTPRoute on the waypoint (Step 5.1)")
+    );
     assert!(severities(&report, ids::CONVERSION_VERDICT).is_empty(), "{:#?}", report.findings);
     assert!(report.ready, "{:#?}", report.findings);
 }
@@ -550,8 +553,10 @@ fn an_object_whose_spec_does_not_decode_keeps_the_mesh_from_being_ready() {
 #[test]
 fn an_empty_input_is_not_ready() {
     let snapshot = Snapshot::from_objects(vec![
-        serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "shop"}}))
-            .unwrap(),
+        serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "shop"}}),
+        )
+        .unwrap(),
     ]);
     let report = evaluate(&snapshot, &Options::default());
     assert!(!report.ready, "{:#?}", report.findings);

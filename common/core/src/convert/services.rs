@@ -82,7 +82,8 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
             }
             continue;
         };
-        let carried = carried_policy(&rule_ref, rule_spec.traffic_policy.as_ref(), found.traffic_policy.as_ref(), index, report);
+        let carried =
+            carried_policy(&rule_ref, rule_spec.traffic_policy.as_ref(), found.traffic_policy.as_ref(), index, report);
         let mut selector = service_selector(service);
         if selector.is_empty() {
             report.unsupported(
@@ -236,9 +237,10 @@ fn carried_policy(
 /// `policy` without a `tls` that only asks for ISTIO_MUTUAL; None when nothing else is left.
 fn without_mutual_tls(policy: &Value) -> Option<Value> {
     let mut fields = policy.as_object().cloned().unwrap_or_default();
-    let mutual_only = fields.get("tls").and_then(Value::as_object).is_some_and(|tls| {
-        tls.len() == 1 && tls.get("mode").and_then(Value::as_str) == Some("ISTIO_MUTUAL")
-    });
+    let mutual_only = fields
+        .get("tls")
+        .and_then(Value::as_object)
+        .is_some_and(|tls| tls.len() == 1 && tls.get("mode").and_then(Value::as_str) == Some("ISTIO_MUTUAL"));
     if mutual_only {
         fields.remove("tls");
     }

@@ -40,9 +40,12 @@ pub struct LeftUnchanged {
 
 /// The controller that owns `object`, in words, if another one does.
 pub(crate) fn controller(object: &DynamicObject) -> Option<String> {
-    if let Some(owner) = object.metadata.owner_references.as_ref().and_then(|owners| {
-        owners.iter().find(|owner| owner.controller == Some(true)).or_else(|| owners.first())
-    }) {
+    if let Some(owner) = object
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|owners| owners.iter().find(|owner| owner.controller == Some(true)).or_else(|| owners.first()))
+    {
         return Some(format!("{} {} (ownerReferences)", owner.kind, owner.name));
     }
     if let Some(rollout) = annotations(object).get(ARGO_MANAGED_BY) {

@@ -170,14 +170,8 @@ fn run(
     let mut dropped: Vec<String> = before.dropped.iter().map(|item| format!("before: {item}")).collect();
     dropped.extend(after.dropped.iter().map(|item| format!("after: {item}")));
     let sources = Sources::new(source_names(&before, &after), &before, &after);
-    let mut verification = Verification {
-        kind: "AmbientEquivalence",
-        evaluated: 0,
-        requests: 0,
-        differences: Vec::new(),
-        notes,
-        dropped,
-    };
+    let mut verification =
+        Verification { kind: "AmbientEquivalence", evaluated: 0, requests: 0, differences: Vec::new(), notes, dropped };
     for (namespace, targets) in targets_by_namespace(&before, &after, namespaces) {
         let classes = match partitioning {
             Partitioning::Classes => sources.partition(&observed_features([&before, &after], &namespace)),
