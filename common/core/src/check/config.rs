@@ -279,15 +279,22 @@ pub fn work_to_do(context: &MeshContext, namespaces: &[String], view: &Conversio
         }
         let l7 = policy.l7_attributes();
         if !l7.is_empty() {
-            findings.push(
+            let reference = ObjectRef::of(object);
+            let refusals = view.refusals(&reference);
+            let message = format!("uses L7 attributes ({}): needs a waypoint-targeted copy (Step 5.2)", l7.join(", "));
+            findings.push(if refusals.is_empty() {
+                Finding::new(ids::AUTHZ_NEEDS_WAYPOINT, Severity::Info, Some(reference), message)
+                    .fix("oc ambient-waypoint convert")
+            } else {
+                // Never "convert will do it" where convert refuses (issue 16).
                 Finding::new(
                     ids::AUTHZ_NEEDS_WAYPOINT,
-                    Severity::Info,
-                    Some(ObjectRef::of(object)),
-                    format!("uses L7 attributes ({}): needs a waypoint-targeted copy (Step 5.2)", l7.join(", ")),
+                    Severity::Warn,
+                    Some(reference),
+                    format!("{message}, which the translator cannot make: {}", refusals.join(", ")),
                 )
-                .fix("oc ambient-waypoint convert"),
-            );
+                .fix("rewrite the policy so it converts, or write the waypoint policy by hand before Step 7")
+            });
         }
     }
     findings

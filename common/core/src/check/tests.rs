@@ -563,3 +563,21 @@ fn an_empty_input_is_not_ready() {
     let verdict = report.findings.iter().find(|f| f.id == ids::CONVERSION_VERDICT).expect("a conversion verdict");
     assert!(verdict.message.contains("no object oc-ambient reads"), "{}", verdict.message);
 }
+
+/// Issue 16: the check never promises a waypoint copy that convert refuses to make; here the
+/// policy selects no workload, so convert cannot tell which Services to target.
+#[test]
+fn a_policy_convert_refuses_is_not_promised_a_waypoint_copy() {
+    let report = Mesh::sidecar()
+        .with(json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "ghost", "namespace": "shop"},
+            "spec": {"selector": {"matchLabels": {"app": "ghost"}}, "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}))
+        .report();
+    let finding = report
+        .findings
+        .iter()
+        .find(|f| f.id == ids::AUTHZ_NEEDS_WAYPOINT && f.object.as_ref().is_some_and(|o| o.name == "ghost"))
+        .expect("finding");
+    assert_eq!(finding.severity, Severity::Warn);
+    assert!(finding.message.contains("which the translator cannot make: spec.selector"), "{}", finding.message);
+    assert_eq!(severities(&report, ids::CONVERSION_VERDICT), vec![Severity::Fail]);
+}
