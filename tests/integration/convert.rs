@@ -250,8 +250,8 @@ pub(crate) fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// The inputs of acceptance 3. Go templates (`*.tmpl`) are skipped: rendering them needs values
-/// only the Istio test framework has.
+/// The inputs of acceptance 3, and the real-world corpus of issue 16. Go templates (`*.tmpl`)
+/// are skipped: rendering them needs values only the Istio test framework has.
 fn acceptance_inputs() -> (Vec<Input>, Vec<PathBuf>) {
     let platform = [bookinfo("platform/kube/bookinfo.yaml"), bookinfo("platform/kube/bookinfo-versions.yaml")];
     let mut inputs = Vec::new();
@@ -279,6 +279,13 @@ fn acceptance_inputs() -> (Vec<Input>, Vec<PathBuf>) {
             skipped.push(file);
             continue;
         }
+        inputs.push(read_input(file.display().to_string(), std::slice::from_ref(&file)));
+    }
+    // The project's own real-world corpus (issue 16; see tests/corpus/SOURCES.md) takes the same
+    // checks; `corpus.rs` runs it through the binaries as well.
+    let mut own = Vec::new();
+    files_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"), &mut own);
+    for file in own.into_iter().filter(|file| file.extension().is_some_and(|ext| ext == "yaml" || ext == "yml")) {
         inputs.push(read_input(file.display().to_string(), std::slice::from_ref(&file)));
     }
     (inputs, skipped)
