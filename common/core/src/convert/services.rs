@@ -9,9 +9,11 @@
 //! pool, outlier detection, TLS) apply to the host it names, so once the routes target the
 //! version Services, each version Service gets a DestinationRule of its own, named after it, with
 //! the rule's top-level policy overlaid by the subset's (Istio's merge: a setting given at subset
-//! level replaces the destination-level one). In ambient a waypoint applies them. A rule with a
-//! top-level policy is kept, not replaced: the host Service, which routes may still target, keeps
-//! its policy. `tls.mode: ISTIO_MUTUAL` is not carried: ambient's HBONE mTLS does it (a warning).
+//! level replaces the destination-level one). In ambient a waypoint applies them. The host
+//! Service, which routes may still target, keeps its top-level policy through a rule of its own,
+//! `<rule>-host` without subsets, so the original can still be deleted in Step 8 (which counts
+//! subset rules as leftovers). `tls.mode: ISTIO_MUTUAL` is not carried: ambient's HBONE mTLS does
+//! it (a warning).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -47,7 +49,7 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
     }
     let rules = DestinationRules::new(mesh);
     let mut used_rules: Vec<ObjectRef> = Vec::new();
-    let mut kept_rules: HashSet<ObjectRef> = HashSet::new();
+    let mut host_rules: HashSet<ObjectRef> = HashSet::new();
     let mut seen_rules: HashSet<ObjectRef> = HashSet::new();
     for ((namespace, service_name, subset), users) in uses {
         let Some(service) = mesh.service(namespace, service_name) else { continue };
@@ -73,8 +75,18 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
                 continue;
             }
         };
-        if report_host_policy(&rule_ref, &rule_spec, report) {
-            kept_rules.insert(rule_ref.clone());
+        if let Some(policy) = report_host_policy(&rule_ref, &rule_spec, report)
+            && host_rules.insert(rule_ref.clone())
+        {
+            // The host keeps its policy after the rule (with its subsets) is deleted in Step 8.
+            let mut body = Map::new();
+            body.insert("spec".into(), json!({"host": rule_spec.host, "trafficPolicy": policy}));
+            let rule_namespace = rule_ref.namespace.as_deref().unwrap_or(namespace);
+            let name = format!("{}-host", rule_ref.name);
+            out.add(
+                generated(Kind::DestinationRule, rule_namespace, &name, std::slice::from_ref(&rule_ref), body),
+                report,
+            );
         }
         let Some((index, found)) = rule_spec.subsets.iter().enumerate().find(|(_, s)| s.name == subset) else {
             for user in &users {
@@ -158,7 +170,7 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
     result.replaced = used_rules
         .into_iter()
         .chain(inert)
-        .filter(|rule| !kept_rules.contains(rule) && all_users_replaced(mesh, rule, &unreplaced))
+        .filter(|rule| all_users_replaced(mesh, rule, &unreplaced))
         .map(|rule| ResourceRef::new(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name))
         .collect();
     result
@@ -192,21 +204,19 @@ impl<'a> DestinationRules<'a> {
     }
 }
 
-/// The DestinationRule's own fields: its policy stays with the host (true: the rule is kept) and
-/// is carried to the version Services by [`carried_policy`]; other fields are not carried.
-fn report_host_policy(rule: &ObjectRef, rule_spec: &DestinationRuleSpec, report: &mut Report) -> bool {
+/// The DestinationRule's own fields: its policy, which stays with the host (returned: a rule
+/// `<name>-host` without subsets carries it past Step 8) and goes to the version Services too
+/// ([`carried_policy`]); other fields are not carried.
+fn report_host_policy(rule: &ObjectRef, rule_spec: &DestinationRuleSpec, report: &mut Report) -> Option<Value> {
     for key in rule_spec.extra.keys() {
         report.unsupported(rule, format!("spec.{key}"), "not carried over to the version Services");
     }
-    let Some(policy) = rule_spec.traffic_policy.as_ref() else { return false };
-    if without_mutual_tls(policy).is_none() {
-        return false;
-    }
+    let policy = without_mutual_tls(rule_spec.traffic_policy.as_ref()?)?;
     report.warn(
         rule,
-        "spec.trafficPolicy: kept for the host Service and carried to its version Services' DestinationRules",
+        "spec.trafficPolicy: carried to the host's own DestinationRule (-host) and to its version Services' ones",
     );
-    true
+    Some(policy)
 }
 
 /// The policy a version Service's DestinationRule carries: the rule's, overlaid field by field by
@@ -383,8 +393,8 @@ spec:
     }
 
     /// Issue 16: the traffic policies of a converted route's DestinationRule follow the traffic
-    /// to the version Services (the subset's overriding the host's, field by field); the rule
-    /// stays for the host, which keeps its own policy.
+    /// to the version Services (the subset's overriding the host's, field by field), and the host
+    /// keeps its own through a rule without subsets, so the original can go in Step 8.
     #[test]
     fn traffic_policies_are_carried_to_the_version_services_hosts() {
         let conversion = run("apiVersion: networking.istio.io/v1
@@ -417,11 +427,13 @@ spec:
             Some(json!({"host": "reviews-v3.shop.svc.cluster.local",
                         "trafficPolicy": {"loadBalancer": {"simple": "RANDOM"}, "connectionPool": {"tcp": {"maxConnections": 1}}}}))
         );
-        assert!(
-            !conversion.replaces.iter().any(|replaced| replaced.kind == Kind::DestinationRule),
-            "the host keeps its policy: {:?}",
-            conversion.replaces
+        assert_eq!(
+            rule("reviews-host"),
+            Some(json!({"host": "reviews",
+                        "trafficPolicy": {"loadBalancer": {"simple": "RANDOM"}, "connectionPool": {"tcp": {"maxConnections": 1}}}})),
+            "the host keeps its policy after the rule is deleted"
         );
+        assert!(conversion.replaces.iter().any(|replaced| replaced.kind == Kind::DestinationRule));
     }
 
     #[test]
