@@ -163,7 +163,9 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
     let mut inert = inert_subset_rules(mesh, &used_rules);
     inert.retain(|rule| {
         let object = mesh.snapshot.get(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name);
-        let Some(owner) = object.and_then(super::unchanged::controller) else { return true };
+        let Some(owner) = object.and_then(|object| super::unchanged::controller(mesh.snapshot, object)) else {
+            return true;
+        };
         report.leave(rule, format!("owned by {owner}, which rewrites its subsets at run time"));
         false
     });

@@ -12,7 +12,8 @@
 //!   VirtualService's weights and its DestinationRule's subset labels at run time (Argo Rollouts
 //!   injects `rollouts-pod-template-hash` into the subsets and the canary and stable Services'
 //!   selectors, and annotates those Services `argo-rollouts.argoproj.io/managed-by`; Flagger's
-//!   generated objects carry an `ownerReference` to their Canary). A copy made now would be
+//!   generated objects carry an `ownerReference` to their Canary; a Rollout in the input names its
+//!   objects, see [`Snapshot::controlled`]). A copy made now would be
 //!   frozen at today's weights and never updated, and deleting the original would fight the
 //!   controller: the controller's own traffic-routing configuration has to move to Gateway API.
 
@@ -39,7 +40,12 @@ pub struct LeftUnchanged {
 }
 
 /// The controller that owns `object`, in words, if another one does.
-pub(crate) fn controller(object: &DynamicObject) -> Option<String> {
+pub(crate) fn controller(snapshot: &Snapshot, object: &DynamicObject) -> Option<String> {
+    let kind = object.types.as_ref().map(|types| types.kind.clone()).unwrap_or_default();
+    let key = (kind, object.metadata.namespace.clone(), object.metadata.name.clone().unwrap_or_default());
+    if let Some(controller) = snapshot.controlled.get(&key) {
+        return Some(format!("{controller} (its canary strategy names it)"));
+    }
     if let Some(owner) = object
         .metadata
         .owner_references
@@ -64,7 +70,7 @@ pub(crate) fn virtual_service(
     vs: &DynamicObject,
     decoded: &Result<VirtualServiceSpec, String>,
 ) -> Option<String> {
-    if let Some(owner) = controller(vs) {
+    if let Some(owner) = controller(snapshot, vs) {
         return Some(format!(
             "owned by {owner}, which rewrites it at run time: move that controller's traffic routing to Gateway API"
         ));
@@ -73,7 +79,7 @@ pub(crate) fn virtual_service(
     let namespace = vs.metadata.namespace.as_deref().unwrap_or_default();
     let managed_backend = spec.http.iter().flat_map(|route| &route.route).find_map(|destination| {
         let (name, host_namespace) = service_of_host(&destination.destination.host, namespace)?;
-        controller(snapshot.get(Kind::Service, Some(host_namespace), name)?).map(|owner| (name, owner))
+        controller(snapshot, snapshot.get(Kind::Service, Some(host_namespace), name)?).map(|owner| (name, owner))
     });
     if let Some((service, owner)) = managed_backend {
         return Some(format!(
@@ -159,5 +165,46 @@ spec: {hosts: [shop], http: [{route: [{destination: {host: shop}, weight: 90}, {
         assert!(conversion.replaces.iter().all(|replaced| replaced.name != "podinfo" && replaced.name != "split"));
         assert!(left.iter().any(|l| l.contains("podinfo") && l.contains("owned by Canary podinfo")), "{left:?}");
         assert!(left.iter().any(|l| l.contains("split") && l.contains("Argo Rollout shop")), "{left:?}");
+    }
+
+    /// An Argo Rollout of the input (a kind the suite does not otherwise read) names the
+    /// VirtualService and DestinationRule it rewrites: both are left as they are.
+    #[test]
+    fn a_rollouts_virtual_service_and_destination_rule_are_left_unchanged() {
+        let (conversion, left) = left_unchanged(
+            "apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: shop, namespace: shop}
+spec:
+  strategy:
+    canary:
+      trafficRouting:
+        istio:
+          virtualService: {name: shop-vsvc, routes: [primary]}
+          destinationRule: {name: shop-destrule, canarySubsetName: canary, stableSubsetName: stable}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop-vsvc, namespace: shop}
+spec: {hosts: [shop], http: [{name: primary, route: [{destination: {host: shop, subset: stable}, weight: 100}, {destination: {host: shop, subset: canary}, weight: 0}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop-destrule, namespace: shop}
+spec: {host: shop, subsets: [{name: stable, labels: {app: shop}}, {name: canary, labels: {app: shop}}]}
+",
+        );
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        let copies: Vec<&str> = conversion
+            .items
+            .iter()
+            .filter_map(|item| item.types.as_ref().map(|types| types.kind.as_str()))
+            .filter(|kind| ["HTTPRoute", "Service", "DestinationRule"].contains(kind))
+            .collect();
+        assert!(copies.is_empty(), "no frozen copy: {copies:?}");
+        assert!(conversion.replaces.is_empty(), "{:?}", conversion.replaces);
+        for name in ["shop-vsvc", "shop-destrule"] {
+            assert!(left.iter().any(|l| l.contains(name) && l.contains("Argo Rollout shop")), "{name}: {left:?}");
+        }
     }
 }
