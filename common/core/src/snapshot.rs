@@ -43,6 +43,9 @@ pub enum Source {
     Memory,
 }
 
+/// (kind name, namespace, name) of an object another controller rewrites ([`Snapshot::controlled`]).
+pub type ControlledKey = (String, Option<String>, String);
+
 /// (kind, namespace, name): what [`Snapshot::get`] looks up.
 type ObjectKey = (Kind, Option<String>, Option<String>);
 
@@ -66,7 +69,7 @@ pub struct Snapshot {
     /// (kind, namespace, name) to the controller, in words. An Argo Rollout names its
     /// VirtualServices, DestinationRule and canary/stable Services; the translator leaves them as
     /// they are (see `convert::unchanged`).
-    pub controlled: BTreeMap<(String, Option<String>, String), String>,
+    pub controlled: BTreeMap<ControlledKey, String>,
 }
 
 /// Failures to read offline input.
@@ -308,23 +311,19 @@ impl Snapshot {
 /// The objects an Argo Rollout's canary strategy names, which its controller rewrites at run
 /// time (weights, subset labels, selectors): see
 /// <https://argoproj.github.io/argo-rollouts/features/traffic-management/istio/>.
-fn argo_rollout_targets(
-    api_version: &str,
-    kind: &str,
-    object: &DynamicObject,
-) -> Vec<((String, Option<String>, String), String)> {
+fn argo_rollout_targets(api_version: &str, kind: &str, object: &DynamicObject) -> Vec<(ControlledKey, String)> {
     if kind != "Rollout" || !api_version.starts_with("argoproj.io/") {
         return Vec::new();
     }
     let rollout = format!("Argo Rollout {}", object.metadata.name.as_deref().unwrap_or_default());
     let canary = object.data.pointer("/spec/strategy/canary");
     let istio = canary.and_then(|canary| canary.pointer("/trafficRouting/istio"));
-    let name_at = |value: Option<&serde_json::Value>, pointer: &str| {
-        value.and_then(|value| value.pointer(pointer)).and_then(serde_json::Value::as_str).map(str::to_string)
+    let name_at = |value: Option<&Value>, pointer: &str| {
+        value.and_then(|value| value.pointer(pointer)).and_then(Value::as_str).map(str::to_string)
     };
     let mut named: Vec<(&str, String)> = Vec::new();
     named.extend(name_at(istio, "/virtualService/name").map(|name| ("VirtualService", name)));
-    let services = istio.and_then(|istio| istio.get("virtualServices")).and_then(serde_json::Value::as_array);
+    let services = istio.and_then(|istio| istio.get("virtualServices")).and_then(Value::as_array);
     named.extend(
         services.into_iter().flatten().filter_map(|vs| name_at(Some(vs), "/name")).map(|n| ("VirtualService", n)),
     );
