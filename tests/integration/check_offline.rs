@@ -20,7 +20,10 @@ fn check_output(args: &[&str]) -> (String, String, Option<i32>) {
 #[test]
 fn table_json_and_yaml_of_the_example_are_stable() {
     let (table, _, code) = check_output(&[]);
-    assert_eq!(code, Some(0), "the example mesh is ready to start");
+    // One verdict (issue 16): the example's catalog route retries, which Gateway API v1.3's
+    // standard channel cannot express, so convert exits 1 and the check is not ready either.
+    assert_eq!(code, Some(1), "the example mesh's retries do not convert");
+    assert!(table.contains("FAIL conversion-verdict"), "{table}");
     insta::assert_snapshot!("example_table", table);
     let (json, _, _) = check_output(&["-o", "json"]);
     let parsed: serde_json::Value = serde_json::from_str(&json).expect("stdout is one JSON document");

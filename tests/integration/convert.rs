@@ -218,12 +218,12 @@ async fn bookinfo_output_applies_with_kubectl() {
 }
 
 /// One input of acceptance 3: a label and its objects, or why it could not be read.
-struct Input {
-    label: String,
-    objects: Result<Vec<DynamicObject>, String>,
+pub(crate) struct Input {
+    pub(crate) label: String,
+    pub(crate) objects: Result<Vec<DynamicObject>, String>,
 }
 
-fn read_input(label: String, paths: &[PathBuf]) -> Input {
+pub(crate) fn read_input(label: String, paths: &[PathBuf]) -> Input {
     let mut objects = Vec::new();
     for path in paths {
         let parsed = std::fs::read_to_string(path)
@@ -238,7 +238,7 @@ fn read_input(label: String, paths: &[PathBuf]) -> Input {
 }
 
 /// Every file under `dir` (recursively) with one of the extensions.
-fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
+pub(crate) fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for entry in entries {
@@ -250,8 +250,8 @@ fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// The inputs of acceptance 3. Go templates (`*.tmpl`) are skipped: rendering them needs values
-/// only the Istio test framework has.
+/// The inputs of acceptance 3, and the real-world corpus of issue 16. Go templates (`*.tmpl`)
+/// are skipped: rendering them needs values only the Istio test framework has.
 fn acceptance_inputs() -> (Vec<Input>, Vec<PathBuf>) {
     let platform = [bookinfo("platform/kube/bookinfo.yaml"), bookinfo("platform/kube/bookinfo-versions.yaml")];
     let mut inputs = Vec::new();
@@ -281,6 +281,13 @@ fn acceptance_inputs() -> (Vec<Input>, Vec<PathBuf>) {
         }
         inputs.push(read_input(file.display().to_string(), std::slice::from_ref(&file)));
     }
+    // The project's own real-world corpus (issue 16; see tests/corpus/SOURCES.md) takes the same
+    // checks; `corpus.rs` runs it through the binaries as well.
+    let mut own = Vec::new();
+    files_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"), &mut own);
+    for file in own.into_iter().filter(|file| file.extension().is_some_and(|ext| ext == "yaml" || ext == "yml")) {
+        inputs.push(read_input(file.display().to_string(), std::slice::from_ref(&file)));
+    }
     (inputs, skipped)
 }
 
@@ -305,7 +312,7 @@ fn l7_extensions() -> Vec<DynamicObject> {
 
 /// Services and Deployments for the hosts and selectors of a corpus file, so the converter has
 /// something to attach routes and policies to (the corpus files hold the configuration only).
-fn workloads_for(objects: &[DynamicObject]) -> Vec<DynamicObject> {
+pub(crate) fn workloads_for(objects: &[DynamicObject]) -> Vec<DynamicObject> {
     let mut extra: Vec<Value> = Vec::new();
     let mut add_app = |namespace: &str, name: &str, labels: Value, port: u64| {
         let labels = if labels.as_object().is_some_and(|l| !l.is_empty()) { labels } else { json!({"app": name}) };
@@ -328,7 +335,8 @@ fn workloads_for(objects: &[DynamicObject]) -> Vec<DynamicObject> {
                     .map(|d| (d["destination"]["host"].clone(), d["destination"]["port"]["number"].as_u64()))
             });
             let hosts = spec["hosts"].as_array().into_iter().flatten().map(|h| (h.clone(), None));
-            for (host, port) in hosts.chain(destinations).collect::<Vec<_>>() {
+            // Destinations first: the port a route names is the Service's (the first wins).
+            for (host, port) in destinations.chain(hosts).collect::<Vec<_>>() {
                 let Some(host) = host.as_str() else { continue };
                 if let Some((name, ns)) = oc_ambient_common::mesh::networking::service_of_host(host, &namespace)
                     && oc_ambient_common::convert::objects::invalid_name(name, true).is_none()
@@ -360,7 +368,7 @@ fn workloads_for(objects: &[DynamicObject]) -> Vec<DynamicObject> {
         .collect()
 }
 
-async fn dry_run_create(client: &kube::Client, namespace: &str, item: &DynamicObject) -> Result<(), String> {
+pub(crate) async fn dry_run_create(client: &kube::Client, namespace: &str, item: &DynamicObject) -> Result<(), String> {
     let types = item.types.as_ref().ok_or("no type")?;
     let kind = Kind::from_type(&types.api_version, &types.kind).ok_or("a kind outside the table")?;
     let (group, version) = types.api_version.rsplit_once('/').unwrap_or(("", types.api_version.as_str()));
@@ -545,4 +553,60 @@ fn at_the_end_no_formerly_exempted_caller_bypasses_the_waypoint() {
     );
     assert!(verified > 20 && protected > 10, "the inputs exercise the protection: {verified} {protected}");
     assert!(holes.is_empty(), "{} requests bypass the waypoint:\n{}", holes.len(), holes.join("\n"));
+}
+
+/// Issue 16, "one verdict": convert exits as `--verify` does. An input whose conversion drops no
+/// field but changes outcomes (an ALLOW for everyone at the sidecar, which the bypass protection
+/// turns into a denial for clients outside the mesh) exits 1 from both, with the reason; an
+/// object the verifier cannot read makes `--verify` exit 1 too instead of a note only.
+#[test]
+fn convert_and_verify_give_one_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: customer, namespace: tutorial}
+spec: {template: {metadata: {labels: {app: customer}}, spec: {serviceAccountName: customer}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: customer, namespace: tutorial}
+spec: {selector: {app: customer}, ports: [{name: http, port: 80}]}
+";
+    let open_to_all = write_input(
+        dir.path(),
+        &format!(
+            "{app}---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: customer-viewer, namespace: tutorial}}
+spec: {{selector: {{matchLabels: {{app: customer}}}}, rules: [{{to: [{{operation: {{methods: [GET]}}}}]}}]}}
+"
+        ),
+    );
+    let converted =
+        plugin("oc-ambient-waypoint").args(["convert", "-o", "json", "-f"]).arg(&open_to_all).output().unwrap();
+    let report: Value = serde_json::from_slice(&converted.stdout).unwrap();
+    assert_eq!(report["unsupported"], json!([]), "every field converts");
+    assert_eq!(converted.status.code(), Some(1), "but outcomes change: {}", report["reasons"]);
+    assert_eq!(report["faithful"], false);
+    assert!(report["reasons"][0].as_str().is_some_and(|r| r.contains("change outcome")), "{}", report["reasons"]);
+    let verified =
+        plugin("oc-ambient-waypoint").args(["convert", "--verify", "-f"]).arg(&open_to_all).output().unwrap();
+    assert_eq!(verified.status.code(), Some(1));
+
+    let unreadable = write_input(
+        dir.path(),
+        &format!(
+            "{app}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: customer, namespace: tutorial}}
+spec: {{hosts: [customer], http: 3}}
+"
+        ),
+    );
+    let verified = plugin("oc-ambient-waypoint").args(["convert", "--verify", "-f"]).arg(&unreadable).output().unwrap();
+    let stderr = String::from_utf8_lossy(&verified.stderr);
+    assert_eq!(verified.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not faithful: left out of the verification"), "{stderr}");
 }

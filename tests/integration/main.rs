@@ -14,6 +14,7 @@ mod check_offline;
 mod check_scenarios;
 mod controlplane;
 mod convert;
+mod corpus;
 mod e2e;
 mod enable;
 mod equivalence;

@@ -43,6 +43,9 @@ pub enum Source {
     Memory,
 }
 
+/// (kind name, namespace, name) of an object another controller rewrites ([`Snapshot::controlled`]).
+pub type ControlledKey = (String, Option<String>, String);
+
 /// (kind, namespace, name): what [`Snapshot::get`] looks up.
 type ObjectKey = (Kind, Option<String>, Option<String>);
 
@@ -62,6 +65,11 @@ pub struct Snapshot {
     /// The mesh's trust domain as the user gave it (`--trust-domain`): a fact about the input
     /// that overrides its Istio resources (see [`crate::model::identity`]).
     pub trust_domain: Option<String>,
+    /// Objects a controller of a kind the suite does not otherwise read rewrites at run time:
+    /// (kind, namespace, name) to the controller, in words. An Argo Rollout names its
+    /// VirtualServices, DestinationRule and canary/stable Services; the translator leaves them as
+    /// they are (see `convert::unchanged`).
+    pub controlled: BTreeMap<ControlledKey, String>,
 }
 
 /// Failures to read offline input.
@@ -130,6 +138,7 @@ impl Snapshot {
             served: None,
             notes: Vec::new(),
             trust_domain: None,
+            controlled: BTreeMap::new(),
         }
     }
 
@@ -173,6 +182,7 @@ impl Snapshot {
                     "ignored {kind_name} ({api_version}) {}: not a kind oc-ambient reads",
                     display_name(&object)
                 ));
+                self.controlled.extend(argo_rollout_targets(&api_version, &kind_name, &object));
                 None
             }
         }
@@ -325,7 +335,41 @@ impl Snapshot {
                 object.metadata.namespace = Some(namespace.to_string());
             }
         }
+        self.controlled = std::mem::take(&mut self.controlled)
+            .into_iter()
+            .map(|((kind, object_namespace, name), by)| {
+                ((kind, object_namespace.or_else(|| Some(namespace.to_string())), name), by)
+            })
+            .collect();
     }
+}
+
+/// The objects an Argo Rollout's canary strategy names, which its controller rewrites at run
+/// time (weights, subset labels, selectors): see
+/// <https://argoproj.github.io/argo-rollouts/features/traffic-management/istio/>.
+fn argo_rollout_targets(api_version: &str, kind: &str, object: &DynamicObject) -> Vec<(ControlledKey, String)> {
+    if kind != "Rollout" || !api_version.starts_with("argoproj.io/") {
+        return Vec::new();
+    }
+    let rollout = format!("Argo Rollout {}", object.metadata.name.as_deref().unwrap_or_default());
+    let canary = object.data.pointer("/spec/strategy/canary");
+    let istio = canary.and_then(|canary| canary.pointer("/trafficRouting/istio"));
+    let name_at = |value: Option<&Value>, pointer: &str| {
+        value.and_then(|value| value.pointer(pointer)).and_then(Value::as_str).map(str::to_string)
+    };
+    let mut named: Vec<(&str, String)> = Vec::new();
+    named.extend(name_at(istio, "/virtualService/name").map(|name| ("VirtualService", name)));
+    let services = istio.and_then(|istio| istio.get("virtualServices")).and_then(Value::as_array);
+    named.extend(
+        services.into_iter().flatten().filter_map(|vs| name_at(Some(vs), "/name")).map(|n| ("VirtualService", n)),
+    );
+    named.extend(name_at(istio, "/destinationRule/name").map(|name| ("DestinationRule", name)));
+    named.extend(name_at(canary, "/canaryService").map(|name| ("Service", name)));
+    named.extend(name_at(canary, "/stableService").map(|name| ("Service", name)));
+    named
+        .into_iter()
+        .map(|(kind, name)| ((kind.to_string(), object.metadata.namespace.clone(), name), rollout.clone()))
+        .collect()
 }
 
 fn object_key(kind: Kind, object: &DynamicObject) -> ObjectKey {

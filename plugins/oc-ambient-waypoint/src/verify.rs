@@ -2,38 +2,30 @@
 //!
 //! The input as it runs today is compared with the input after the conversion's changes (items
 //! applied, replaced objects deleted, labels set) in the fully migrated state, or in the state
-//! `--state FILE` describes; see [`oc_ambient_common::equivalence`] for the model.
-
-use std::path::Path;
+//! `--state FILE` describes; see [`oc_ambient_common::equivalence`] for the model. The comparison
+//! is the one convert's own verdict reads ([`oc_ambient_common::convert::verdict`]), so both
+//! modes exit alike.
 
 use oc_ambient_common::cli::OutputFormat;
-use oc_ambient_common::convert::Conversion;
-use oc_ambient_common::equivalence::MigrationState;
-use oc_ambient_common::equivalence::verify::verify_change;
+use oc_ambient_common::convert::verdict::Verdict;
 use oc_ambient_common::error::{Error, Exit};
 use oc_ambient_common::printer::Printer;
-use oc_ambient_common::snapshot::Snapshot;
 
 /// Prints the verification (the `AmbientEquivalence` document with `-o json`, a table otherwise)
-/// and returns 0 when no difference is unexpected, 1 otherwise.
-pub fn verify_conversion(
-    printer: &Printer,
-    output: OutputFormat,
-    input: &Snapshot,
-    conversion: &Conversion,
-    namespaces: &[String],
-    state: Option<&Path>,
-) -> Result<Exit, Error> {
-    let state = state.map(MigrationState::from_file).transpose()?;
-    let verification = verify_change(input, &conversion.changes(), namespaces, state.as_ref());
+/// and the verdict's reasons, and returns 0 when the verdict is faithful, 1 otherwise.
+pub fn print_verification(printer: &Printer, output: OutputFormat, verdict: &Verdict) -> Result<Exit, Error> {
+    let verification = &verdict.verification;
     for note in &verification.notes {
         printer.note(&format!("note: {note}"));
     }
     match output {
-        OutputFormat::Json => printer.result(&serde_json::to_string_pretty(&verification)?),
+        OutputFormat::Json => printer.result(&serde_json::to_string_pretty(verification)?),
         OutputFormat::Table | OutputFormat::Yaml => {
-            printer.result(&oc_ambient_common::render::verification_table(&verification, printer))
+            printer.result(&oc_ambient_common::render::verification_table(verification, printer))
         }
     }
-    Ok(if verification.is_equivalent() { Exit::Success } else { Exit::NotReady })
+    for reason in &verdict.reasons {
+        printer.note(&format!("not faithful: {reason}"));
+    }
+    Ok(if verdict.is_faithful() { Exit::Success } else { Exit::NotReady })
 }

@@ -8,6 +8,8 @@ use serde_json::Value;
 use super::facts::str_at;
 use super::phase::{MeshContext, Protection, protection_of, stale_exemptions, waypoint_principals};
 use super::{Finding, Severity, ids};
+use crate::convert::verdict::{Verdict, judge};
+use crate::convert::{Conversion, ConvertOptions, convert};
 use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec, is_valid_condition_key};
 use crate::mesh::labels::TRAFFIC_ANNOTATION_PREFIX;
@@ -163,7 +165,48 @@ pub fn not_honoured(snapshot: &Snapshot) -> Vec<Finding> {
     findings
 }
 
-pub fn work_to_do(context: &MeshContext, namespaces: &[String]) -> Vec<Finding> {
+/// What the check says about converting the input, from the translator's own conversion and
+/// verdict (issue 16: the check never calls "convertible" what convert refuses, and its
+/// `conversion-verdict` fails exactly when convert would exit 1).
+pub struct ConversionView {
+    pub conversion: Conversion,
+    pub verdict: Verdict,
+}
+
+impl ConversionView {
+    /// Converts and judges the input as `oc ambient-waypoint convert` does: every namespace, or
+    /// those of `-n`.
+    pub fn new(snapshot: &Snapshot, namespaces: &[String]) -> Self {
+        let conversion = convert(snapshot, &ConvertOptions { namespaces: namespaces.to_vec(), waypoint: None });
+        let verdict = judge(snapshot, &conversion, namespaces, None);
+        ConversionView { conversion, verdict }
+    }
+
+    /// The conversion's refusals of one object, as "field: reason".
+    fn refusals(&self, object: &ObjectRef) -> Vec<String> {
+        let unsupported = self.conversion.unsupported.iter().filter(|entry| &entry.object == object);
+        unsupported.map(|entry| format!("{}: {}", entry.field, entry.reason)).collect()
+    }
+
+    /// A `conversion-verdict` failure when convert would exit 1; nothing when it would exit 0
+    /// (the per-object findings already say what converts).
+    pub fn findings(&self) -> Vec<Finding> {
+        if self.verdict.is_faithful() {
+            return Vec::new();
+        }
+        vec![
+            Finding::new(
+                ids::CONVERSION_VERDICT,
+                Severity::Fail,
+                None,
+                format!("the configuration does not convert faithfully: {}", self.verdict.reasons.join("; ")),
+            )
+            .fix("oc ambient-waypoint convert (and --verify) shows each reason; fix or accept them before Step 5"),
+        ]
+    }
+}
+
+pub fn work_to_do(context: &MeshContext, namespaces: &[String], view: &ConversionView) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (object, spec) in &context.virtual_services {
         let reference = Some(ObjectRef::of(object));
@@ -176,7 +219,9 @@ pub fn work_to_do(context: &MeshContext, namespaces: &[String]) -> Vec<Finding> 
             ));
             continue;
         }
-        let unsupported = spec.unsupported_features();
+        // The translator's refusals, not a feature list of the check's own: what it converts
+        // (a partial mirror, say) is convertible, what it refuses is not.
+        let unsupported = reference.as_ref().map(|object| view.refusals(object)).unwrap_or_default();
         findings.push(if unsupported.is_empty() {
             Finding::new(
                 ids::VIRTUALSERVICE_CONVERSION,
@@ -201,20 +246,30 @@ pub fn work_to_do(context: &MeshContext, namespaces: &[String]) -> Vec<Finding> 
         }
         let names: Vec<String> =
             spec.subsets.iter().map(|subset| format!("{}-{}", short_host(&spec.host), subset.name)).collect();
-        let with_policy: Vec<&str> =
-            spec.subsets.iter().filter(|s| s.traffic_policy.is_some()).map(|s| s.name.as_str()).collect();
-        let reference = Some(ObjectRef::of(object));
-        findings.push(if with_policy.is_empty() {
-            Finding::new(ids::DESTINATIONRULE_SUBSETS, Severity::Info, reference, format!("subsets become per-version Services: {}", names.join(", ")))
-                .fix("oc ambient-waypoint convert")
+        // The translator's refusals decide, as for VirtualServices: traffic policies are carried
+        // to the version Services' own DestinationRules, so they are no loss.
+        let reference = ObjectRef::of(object);
+        let refusals = view.refusals(&reference);
+        findings.push(if refusals.is_empty() {
+            Finding::new(
+                ids::DESTINATIONRULE_SUBSETS,
+                Severity::Info,
+                Some(reference),
+                format!("subsets become per-version Services: {}", names.join(", ")),
+            )
+            .fix("oc ambient-waypoint convert")
         } else {
             Finding::new(
                 ids::DESTINATIONRULE_SUBSETS,
                 Severity::Warn,
-                reference,
-                format!("subsets become per-version Services ({}); subset traffic policies of {} have no per-Service equivalent", names.join(", "), with_policy.join(", ")),
+                Some(reference),
+                format!(
+                    "subsets become per-version Services ({}), but not all of it converts: {}",
+                    names.join(", "),
+                    refusals.join(", ")
+                ),
             )
-            .fix("move subset traffic policies to the host-level trafficPolicy or accept losing them")
+            .fix("decide how to replace these fields before Step 8 removes the DestinationRule")
         });
     }
     for (object, policy) in &context.policies {
@@ -224,15 +279,22 @@ pub fn work_to_do(context: &MeshContext, namespaces: &[String]) -> Vec<Finding> 
         }
         let l7 = policy.l7_attributes();
         if !l7.is_empty() {
-            findings.push(
+            let reference = ObjectRef::of(object);
+            let refusals = view.refusals(&reference);
+            let message = format!("uses L7 attributes ({}): needs a waypoint-targeted copy (Step 5.2)", l7.join(", "));
+            findings.push(if refusals.is_empty() {
+                Finding::new(ids::AUTHZ_NEEDS_WAYPOINT, Severity::Info, Some(reference), message)
+                    .fix("oc ambient-waypoint convert")
+            } else {
+                // Never "convert will do it" where convert refuses (issue 16).
                 Finding::new(
                     ids::AUTHZ_NEEDS_WAYPOINT,
-                    Severity::Info,
-                    Some(ObjectRef::of(object)),
-                    format!("uses L7 attributes ({}): needs a waypoint-targeted copy (Step 5.2)", l7.join(", ")),
+                    Severity::Warn,
+                    Some(reference),
+                    format!("{message}, which the translator cannot make: {}", refusals.join(", ")),
                 )
-                .fix("oc ambient-waypoint convert"),
-            );
+                .fix("rewrite the policy so it converts, or write the waypoint policy by hand before Step 7")
+            });
         }
     }
     findings

@@ -55,6 +55,7 @@ pub mod ids {
     pub const SEQUENCE_WAYPOINT_BEFORE_AMBIENT: &str = "sequence-waypoint-before-ambient";
     pub const INPUT_COVERAGE: &str = "input-coverage";
     pub const POLICY_EQUIVALENCE: &str = "policy-equivalence";
+    pub const CONVERSION_VERDICT: &str = "conversion-verdict";
     // Monitoring (what ambient changes for metrics; see `monitoring`).
     pub const MONITORING_SIDECAR_REPORTER: &str = "monitoring-sidecar-reporter";
     pub const MONITORING_ENVOY_STATS: &str = "monitoring-envoy-stats";
@@ -294,13 +295,30 @@ pub fn evaluate(snapshot: &Snapshot, options: &Options) -> Report {
     // Optional APIs that are not served leave nothing unread; monitoring kinds denied to the
     // caller do (their note is added with the monitoring checks).
     let partial = !findings.is_empty() || monitoring::unreadable(snapshot);
+    let namespace_reports: Vec<NamespaceReport> =
+        namespaces.iter().map(|name| phase::namespace_report(snapshot, &context, name)).collect();
+    // The conversion's verdict judges sidecar-era configuration: once a namespace has moved on
+    // (a waypoint deployed, policies migrated), the Step checkpoints and --baseline judge it.
+    let sidecar_era = namespace_reports.iter().all(|report| {
+        matches!(report.phase, phase::Phase::NotMeshed | phase::Phase::Sidecar | phase::Phase::SidecarHbone)
+    });
     match options.step {
         Some(step) => findings.extend(steps::checkpoint(step, snapshot, &context, &namespaces)),
         None => {
             findings.extend(cluster::prerequisites(snapshot, &context));
             findings.extend(config::blockers(snapshot));
             findings.extend(config::not_honoured(snapshot));
-            findings.extend(config::work_to_do(&context, &namespaces));
+            let selected = match &options.scope {
+                Scope::Only(selected) => selected.clone(),
+                Scope::Mesh | Scope::All => Vec::new(),
+            };
+            let conversion = config::ConversionView::new(snapshot, &selected);
+            // With --baseline the question is what changed outcomes, which the conversion of the
+            // current state does not answer.
+            if sidecar_era && options.baseline.is_none() {
+                findings.extend(conversion.findings());
+            }
+            findings.extend(config::work_to_do(&context, &namespaces, &conversion));
             findings.extend(config::policy_traps(snapshot, &context, &namespaces));
             findings.extend(monitoring::monitoring(snapshot, &context, &namespaces));
             findings.extend(sizing::findings(snapshot, &context, &namespaces));
@@ -309,8 +327,6 @@ pub fn evaluate(snapshot: &Snapshot, options: &Options) -> Report {
     if let Some(baseline) = &options.baseline {
         findings.extend(equivalence_findings(baseline, snapshot, &namespaces));
     }
-    let namespace_reports: Vec<NamespaceReport> =
-        namespaces.iter().map(|name| phase::namespace_report(snapshot, &context, name)).collect();
     for report in &namespace_reports {
         findings.extend(phase::sequencing(snapshot, &context, &report.name));
     }

@@ -222,10 +222,31 @@ fn virtual_service_features_without_gateway_api_equivalent_are_named() {
     let finding = report.findings.iter().find(|f| f.id == ids::VIRTUALSERVICE_CONVERSION).expect("finding");
     assert_eq!(finding.severity, Severity::Warn);
     assert!(
-        finding.message.contains("fault injection") && finding.message.contains("CORS policy"),
+        finding.message.contains("spec.http[0].fault") && finding.message.contains("spec.http[0].corsPolicy"),
         "{}",
         finding.message
     );
+    // One verdict (issue 16): what convert refuses makes the check not ready, with the reason.
+    assert_eq!(severities(&report, ids::CONVERSION_VERDICT), vec![Severity::Fail]);
+    assert!(!report.ready);
+}
+
+/// Issue 16: the check calls "convertible" exactly what convert converts; a partial mirror, which
+/// Gateway API v1.3 expresses (`requestMirror.percent`), is convertible and the check is ready.
+#[test]
+fn the_check_calls_convertible_what_convert_converts() {
+    let report = Mesh::sidecar()
+        .with(json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "api", "namespace": "shop"},
+            "spec": {"hosts": ["api"], "http": [{"route": [{"destination": {"host": "api"}}],
+                     "mirror": {"host": "api"}, "mirrorPercentage": {"value": 50}}]}}))
+        .report();
+    let finding = report.findings.iter().find(|f| f.id == ids::VIRTUALSERVICE_CONVERSION).expect("finding");
+    assert_eq!(
+        (finding.severity, finding.message.as_str()),
+        (Severity::Info, "convertible to an HTTPRoute on the waypoint (Step 5.1)")
+    );
+    assert!(severities(&report, ids::CONVERSION_VERDICT).is_empty(), "{:#?}", report.findings);
+    assert!(report.ready, "{:#?}", report.findings);
 }
 
 #[test]
@@ -525,4 +546,38 @@ fn an_object_whose_spec_does_not_decode_keeps_the_mesh_from_being_ready() {
         .report();
     assert!(has(&report, "invalid-object", Severity::Fail), "{:#?}", report.findings);
     assert!(!report.ready, "the check cannot vouch for a configuration it could not read");
+}
+
+/// Issue 16: an input with nothing oc-ambient reads is not READY (it used to be: no finding
+/// failed because nothing was looked at), and the reason says so.
+#[test]
+fn an_empty_input_is_not_ready() {
+    let snapshot = Snapshot::from_objects(vec![
+        serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "shop"}}),
+        )
+        .unwrap(),
+    ]);
+    let report = evaluate(&snapshot, &Options::default());
+    assert!(!report.ready, "{:#?}", report.findings);
+    let verdict = report.findings.iter().find(|f| f.id == ids::CONVERSION_VERDICT).expect("a conversion verdict");
+    assert!(verdict.message.contains("no object oc-ambient reads"), "{}", verdict.message);
+}
+
+/// Issue 16: the check never promises a waypoint copy that convert refuses to make; here the
+/// policy selects no workload, so convert cannot tell which Services to target.
+#[test]
+fn a_policy_convert_refuses_is_not_promised_a_waypoint_copy() {
+    let report = Mesh::sidecar()
+        .with(json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": {"name": "ghost", "namespace": "shop"},
+            "spec": {"selector": {"matchLabels": {"app": "ghost"}}, "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}))
+        .report();
+    let finding = report
+        .findings
+        .iter()
+        .find(|f| f.id == ids::AUTHZ_NEEDS_WAYPOINT && f.object.as_ref().is_some_and(|o| o.name == "ghost"))
+        .expect("finding");
+    assert_eq!(finding.severity, Severity::Warn);
+    assert!(finding.message.contains("which the translator cannot make: spec.selector"), "{}", finding.message);
+    assert_eq!(severities(&report, ids::CONVERSION_VERDICT), vec![Severity::Fail]);
 }

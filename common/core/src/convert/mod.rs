@@ -27,6 +27,8 @@ mod policies;
 mod routes;
 pub(crate) mod scope;
 mod services;
+pub mod unchanged;
+pub mod verdict;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -117,6 +119,9 @@ pub struct Conversion {
     pub replaces: Vec<ResourceRef>,
     /// Label changes on existing objects (see [`LabelChange`]).
     pub label_changes: Vec<LabelChange>,
+    /// Objects the migration leaves as they are (ingress routes, objects another controller
+    /// owns; see [`unchanged`]): neither converted nor replaced, and no loss.
+    pub left_unchanged: Vec<unchanged::LeftUnchanged>,
 }
 
 impl Conversion {
@@ -151,6 +156,7 @@ impl Conversion {
             "warnings": self.warnings,
             "replaces": self.replaces,
             "labelChanges": self.label_changes,
+            "leftUnchanged": self.left_unchanged,
         })
     }
 
@@ -163,9 +169,27 @@ impl Conversion {
         Ok(documents.join("---\n"))
     }
 
+    /// The `-o json` document with the verdict: `faithful` and, when not, the `reasons`.
+    pub fn to_json_judged(&self, verdict: &verdict::Verdict) -> Value {
+        let mut document = self.to_json();
+        document["faithful"] = json!(verdict.is_faithful());
+        document["reasons"] = json!(verdict.reasons);
+        document
+    }
+
     /// The report for people (stderr with `-o yaml`): unsupported fields, warnings, label changes
     /// and replaced objects, one line each.
     pub fn report_text(&self) -> String {
+        self.report(&[])
+    }
+
+    /// [`Self::report_text`] ending with the verdict: its reasons, one line each, and a summary
+    /// that says "converted faithfully" only when the verdict does.
+    pub fn judged_report_text(&self, verdict: &verdict::Verdict) -> String {
+        self.report(&verdict.reasons)
+    }
+
+    fn report(&self, reasons: &[String]) -> String {
         let mut lines = Vec::new();
         for entry in &self.unsupported {
             lines.push(format!("unsupported: {} {}: {} [{}]", entry.object, entry.field, entry.reason, entry.id));
@@ -179,12 +203,18 @@ impl Conversion {
         for replaced in &self.replaces {
             lines.push(format!("replaces: {replaced}"));
         }
+        for left in &self.left_unchanged {
+            lines.push(format!("left unchanged: {}: {}", left.object, left.reason));
+        }
+        for reason in reasons {
+            lines.push(format!("not faithful: {reason}"));
+        }
         lines.push(format!(
             "{} object(s) generated, {} unsupported field(s), {} warning(s); {}",
             self.items.len(),
             self.unsupported.len(),
             self.warnings.len(),
-            if self.is_faithful() { "converted faithfully" } else { "NOT converted faithfully" }
+            if self.is_faithful() && reasons.is_empty() { "converted faithfully" } else { "NOT converted faithfully" }
         ));
         lines.join("\n")
     }
@@ -198,12 +228,18 @@ pub(crate) struct Report {
     unsupported: BTreeSet<Unsupported>,
     warnings: BTreeSet<Warning>,
     refused: HashSet<ObjectRef>,
+    left_unchanged: BTreeSet<unchanged::LeftUnchanged>,
 }
 
 impl Report {
     pub(crate) fn unsupported(&mut self, object: &ObjectRef, field: impl Into<String>, reason: impl Into<String>) {
         self.refused.insert(object.clone());
         self.unsupported.insert(Unsupported::new(object, field.into(), reason.into()));
+    }
+
+    /// Lists an object the migration leaves as it is (see [`unchanged`]).
+    pub(crate) fn leave(&mut self, object: &ObjectRef, reason: impl Into<String>) {
+        self.left_unchanged.insert(unchanged::LeftUnchanged { object: object.clone(), reason: reason.into() });
     }
 
     pub(crate) fn warn(&mut self, object: &ObjectRef, message: impl Into<String>) {
@@ -246,9 +282,10 @@ pub fn convert(snapshot: &Snapshot, options: &ConvertOptions) -> Conversion {
     replaces.sort();
     replaces.dedup();
 
-    let Report { unsupported, warnings, .. } = report;
+    let Report { unsupported, warnings, left_unchanged, .. } = report;
     let (unsupported, warnings) = (unsupported.into_iter().collect(), warnings.into_iter().collect());
-    Conversion { items: out.into_items(), unsupported, warnings, replaces, label_changes }
+    let left_unchanged = left_unchanged.into_iter().collect();
+    Conversion { items: out.into_items(), unsupported, warnings, replaces, label_changes, left_unchanged }
 }
 
 #[cfg(test)]

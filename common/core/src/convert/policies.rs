@@ -96,6 +96,20 @@ pub(crate) fn convert_policies(
             } else {
                 None
             };
+            if kind == Kind::AuthorizationPolicy {
+                let unknown = unknown_authorization_fields(&spec);
+                for field in &unknown {
+                    report.unsupported(
+                        &reference,
+                        field.clone(),
+                        "not a field of AuthorizationPolicy in Istio 1.27: a copy would carry it (strict validation \
+                         rejects it) or lose it (the API server prunes it); what the input meant is unknown",
+                    );
+                }
+                if !unknown.is_empty() {
+                    continue;
+                }
+            }
             let selector = selector_labels(&spec);
             if selector.as_ref().is_some_and(|selector| gateway_policy(mesh, namespace, selector)) {
                 continue; // a gateway proxy enforces it, as before
@@ -243,6 +257,58 @@ impl<'a> TargetableServices<'a> {
 }
 
 /// `spec.selector.matchLabels`; None for a namespace-wide policy (no or an empty selector).
+/// The fields of an AuthorizationPolicy spec (Istio 1.27's schema), by level.
+const SPEC_FIELDS: &[&str] = &["selector", "targetRef", "targetRefs", "rules", "action", "provider"];
+const RULE_FIELDS: &[&str] = &["from", "to", "when"];
+const SOURCE_FIELDS: &[&str] = &[
+    "principals",
+    "notPrincipals",
+    "requestPrincipals",
+    "notRequestPrincipals",
+    "namespaces",
+    "notNamespaces",
+    "serviceAccounts",
+    "notServiceAccounts",
+    "ipBlocks",
+    "notIpBlocks",
+    "remoteIpBlocks",
+    "notRemoteIpBlocks",
+];
+const OPERATION_FIELDS: &[&str] =
+    &["hosts", "notHosts", "ports", "notPorts", "methods", "notMethods", "paths", "notPaths"];
+const CONDITION_FIELDS: &[&str] = &["key", "values", "notValues"];
+
+/// Paths of the fields of an AuthorizationPolicy spec that its schema does not have (issue 16:
+/// dropping a field is never "converted faithfully", and copying it emits an invalid object).
+fn unknown_authorization_fields(spec: &Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let mut check = |value: &Value, known: &[&str], path: &str| {
+        for key in value.as_object().into_iter().flat_map(|fields| fields.keys()) {
+            if !known.contains(&key.as_str()) {
+                unknown.push(format!("{path}.{key}"));
+            }
+        }
+    };
+    check(spec, SPEC_FIELDS, "spec");
+    let list = |value: &Value, key: &str| value.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    for (r, rule) in list(spec, "rules").iter().enumerate() {
+        let path = format!("spec.rules[{r}]");
+        check(rule, RULE_FIELDS, &path);
+        for (f, from) in list(rule, "from").iter().enumerate() {
+            check(from, &["source"], &format!("{path}.from[{f}]"));
+            check(&from["source"], SOURCE_FIELDS, &format!("{path}.from[{f}].source"));
+        }
+        for (t, to) in list(rule, "to").iter().enumerate() {
+            check(to, &["operation"], &format!("{path}.to[{t}]"));
+            check(&to["operation"], OPERATION_FIELDS, &format!("{path}.to[{t}].operation"));
+        }
+        for (w, condition) in list(rule, "when").iter().enumerate() {
+            check(condition, CONDITION_FIELDS, &format!("{path}.when[{w}]"));
+        }
+    }
+    unknown
+}
+
 fn selector_labels(spec: &Value) -> Option<BTreeMap<String, String>> {
     let labels: BTreeMap<String, String> = spec
         .pointer("/selector/matchLabels")
@@ -706,6 +772,24 @@ spec:
         let logs = item(&conversion, "Telemetry", "logs-waypoint").expect("copy");
         assert_eq!(logs.data["spec"]["targetRefs"][0]["kind"], json!("Gateway"));
         assert_eq!(conversion.replaces, vec![ResourceRef::new(Kind::RequestAuthentication, Some("shop"), "jwt")]);
+    }
+
+    /// Issue 16: an unknown field is never copied (invalid) nor silently dropped.
+    #[test]
+    fn unknown_fields_are_refused_not_copied() {
+        let conversion = run_in_shop(
+            "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: odd, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  future: {x: 1}
+  rules: [{to: [{operation: {methods: [GET], colour: red}}]}]",
+        );
+        let fields: Vec<&str> = conversion.unsupported.iter().map(|u| u.field.as_str()).collect();
+        assert_eq!(fields, vec!["spec.future", "spec.rules[0].to[0].operation.colour"]);
+        assert!(item(&conversion, "AuthorizationPolicy", "odd-waypoint").is_none(), "nothing invalid is emitted");
+        assert!(conversion.replaces.iter().all(|replaced| replaced.name != "odd"));
     }
 
     #[test]

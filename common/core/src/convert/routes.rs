@@ -5,7 +5,8 @@
 //! `parentRefs` and `hostnames` instead. Each `http` rule becomes one HTTPRoute rule: matches
 //! (path exact/prefix/regex, headers, query parameters, method), weighted `backendRefs` (a
 //! `subset` becomes the per-version Service of [`super::services`]), and filters for rewrite,
-//! redirect, header changes and a full mirror; `timeout` becomes `timeouts.request`.
+//! redirect, header changes and a mirror (a partial one with `requestMirror.percent`, Gateway API
+//! v1.3); `timeout` becomes `timeouts.request`.
 //!
 //! A mesh VirtualService applies to every client of its hosts (unless `exportTo` says otherwise).
 //! The Gateway API equivalent is a *producer* route, one in the namespace of the Service it
@@ -13,10 +14,12 @@
 //! (a route elsewhere would be a consumer route, applying only to clients of its own namespace).
 //!
 //! What cannot be carried over is reported with its field path. Two kinds are told apart:
-//! *lossy* problems (retries, fault injection, CORS, a partial mirror) leave the rest of the route
-//! correct, so the route is still emitted without them; *fatal* problems (a match or destination
-//! that cannot be expressed, delegation, direct responses, rule order) would send requests
-//! elsewhere, so no route is emitted for that VirtualService at all.
+//! *lossy* problems (retries, fault injection, CORS) leave the rest of the route correct, so the
+//! route is still emitted without them; *fatal* problems (a match or destination that cannot be
+//! expressed, delegation, direct responses, rule order, an `exportTo` narrower than every
+//! namespace) would send requests elsewhere, or reach clients the VirtualService did not, so no
+//! route is emitted for that VirtualService at all. VirtualServices the migration leaves as they
+//! are (ingress routes, objects another controller owns) are listed, see [`super::unchanged`].
 //!
 //! **Rule order.** Istio tries `http` rules first-match in order. Gateway API ranks matches by
 //! specificity instead, with rule order only as the last tie-breaker: the one definition is
@@ -85,6 +88,10 @@ pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mu
             continue;
         };
         if !routes_in_scope(mesh, decoded, namespace) || is_generated(vs) {
+            continue;
+        }
+        if let Some(reason) = super::unchanged::virtual_service(mesh.snapshot, vs, decoded) {
+            report.leave(&reference, reason);
             continue;
         }
         let before = report.unsupported_count();
@@ -262,7 +269,9 @@ impl RouteConverter<'_, '_> {
             self.lose("spec.tls", "TLS routes are not converted (TLSRoute is not in the Gateway API standard channel)");
         }
         if !spec.export_to.is_empty() && spec.export_to.iter().any(|to| to != "*") {
-            self.lose(
+            // Refused, not lost: the route itself would apply to clients the VirtualService never
+            // reached, so printing it for `oc apply` would widen the routing (issue 16).
+            self.refuse(
                 "spec.exportTo",
                 "an HTTPRoute has no exportTo: on the Service it applies to every client, a wider scope",
             );
@@ -823,7 +832,10 @@ impl RouteConverter<'_, '_> {
         ok
     }
 
-    /// `mirror` at 100% (the default) becomes a RequestMirror filter; a partial mirror is lost.
+    /// `mirror` becomes a RequestMirror filter. A partial mirror (`mirrorPercentage`, or the
+    /// deprecated `mirrorPercent`) keeps its share: Gateway API v1.3's `requestMirror.percent` for
+    /// whole percentages, `fraction` (per million) for the rest, which Istio 1.27 turns into the
+    /// same Envoy `runtime_fraction` as the VirtualService field.
     fn mirror(&mut self, field: &str, route: &HttpRoute) -> Option<Value> {
         let mirror = route.mirror.as_ref()?;
         let percentage = route
@@ -832,10 +844,18 @@ impl RouteConverter<'_, '_> {
             .and_then(|p| p.get("value"))
             .and_then(Value::as_f64)
             .or_else(|| route.mirror_percent.as_ref().and_then(Value::as_f64));
-        if percentage.is_some_and(|value| value < 100.0) {
-            self.lose(format!("{field}.mirrorPercentage"), "a partial mirror is not converted");
-            return None;
-        }
+        let share = match percentage {
+            None => None,
+            Some(value) if !(0.0..=100.0).contains(&value) => {
+                self.lose(format!("{field}.mirrorPercentage"), format!("{value} is not a percentage"));
+                return None;
+            }
+            Some(value) if value >= 100.0 => None,
+            Some(value) if value.fract() == 0.0 => Some(("percent", json!(value as u32))),
+            Some(value) => {
+                Some(("fraction", json!({"numerator": (value * 10_000.0).round() as u32, "denominator": 1_000_000})))
+            }
+        };
         let destination: Destination = match serde_json::from_value(mirror.clone()) {
             Ok(destination) => destination,
             Err(err) => {
@@ -844,7 +864,11 @@ impl RouteConverter<'_, '_> {
             }
         };
         let backend = self.backend(&format!("{field}.mirror"), &destination)?;
-        Some(json!({"type": "RequestMirror", "requestMirror": {"backendRef": backend}}))
+        let mut filter = json!({"backendRef": backend});
+        if let Some((key, value)) = share {
+            filter[key] = value;
+        }
+        Some(json!({"type": "RequestMirror", "requestMirror": filter}))
     }
 
     /// Refuses the route when Gateway API precedence would pick another rule than Istio's order.
@@ -1135,25 +1159,49 @@ spec:
   - fault: {abort: {percentage: {value: 10}, httpStatus: 500}}
     retries: {attempts: 3}
     corsPolicy: {allowOrigins: [{exact: a}]}
-    mirror: {host: reviews}
-    mirrorPercentage: {value: 50}
     route: [{destination: {host: reviews}}]",
         );
-        assert_eq!(
-            fields(&conversion),
-            vec![
-                "spec.http[0].corsPolicy",
-                "spec.http[0].fault",
-                "spec.http[0].mirrorPercentage",
-                "spec.http[0].retries"
-            ]
-        );
+        assert_eq!(fields(&conversion), vec!["spec.http[0].corsPolicy", "spec.http[0].fault", "spec.http[0].retries"]);
         assert!(route(&conversion).is_some(), "the rest of the route is still emitted");
         assert!(
             !conversion.replaces.iter().any(|replaced| replaced.kind == Kind::VirtualService),
             "a partly converted VirtualService is not replaced: {:?}",
             conversion.replaces
         );
+    }
+
+    #[test]
+    fn a_route_with_a_narrower_export_is_reported_and_not_printed() {
+        let conversion = convert_vs(
+            "  hosts: [reviews]
+  exportTo: ['.']
+  http: [{route: [{destination: {host: reviews}}]}]",
+        );
+        assert_eq!(fields(&conversion), vec!["spec.exportTo"]);
+        assert!(route(&conversion).is_none(), "a route applying to every client would widen the VirtualService");
+    }
+
+    #[test]
+    fn partial_mirrors_keep_their_share_as_percent_or_fraction() {
+        let filter = |percentage: &str| {
+            let conversion = convert_vs(&format!(
+                "  hosts: [reviews]
+  http:
+  - mirror: {{host: reviews}}
+    {percentage}
+    route: [{{destination: {{host: reviews}}}}]"
+            ));
+            assert!(conversion.is_faithful(), "{percentage}: {:?}", conversion.unsupported);
+            route(&conversion).expect("route emitted")["rules"][0]["filters"][0]["requestMirror"].clone()
+        };
+        let backend = json!({"name": "reviews", "port": 9080});
+        assert_eq!(filter("mirrorPercentage: {value: 50}"), json!({"backendRef": backend, "percent": 50}));
+        assert_eq!(filter("mirrorPercent: 25"), json!({"backendRef": backend, "percent": 25}));
+        assert_eq!(
+            filter("mirrorPercentage: {value: 0.5}"),
+            json!({"backendRef": backend, "fraction": {"numerator": 5000, "denominator": 1_000_000}})
+        );
+        assert_eq!(filter("mirrorPercentage: {value: 100}"), json!({"backendRef": backend}));
     }
 
     #[test]

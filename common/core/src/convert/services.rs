@@ -5,10 +5,15 @@
 //! selector plus the subset's labels, and the host's ports. The DestinationRule is looked up as
 //! Istio does, in the route's namespace first, then in the host's.
 //!
-//! Traffic policies do not follow: a subset's policy (load balancer, connection pool, outlier
-//! detection, TLS) has no per-Service equivalent here, and the DestinationRule's top-level policy
-//! applies to its host, not to the new Services the routes now target. Both are reported, except
-//! `tls.mode: ISTIO_MUTUAL` alone, which ambient's HBONE mTLS makes redundant (a warning).
+//! Traffic policies follow the traffic: a DestinationRule's policies (load balancer, connection
+//! pool, outlier detection, TLS) apply to the host it names, so once the routes target the
+//! version Services, each version Service gets a DestinationRule of its own, named after it, with
+//! the rule's top-level policy overlaid by the subset's (Istio's merge: a setting given at subset
+//! level replaces the destination-level one). In ambient a waypoint applies them. The host
+//! Service, which routes may still target, keeps its top-level policy through a rule of its own,
+//! `<rule>-host` without subsets, so the original can still be deleted in Step 8 (which counts
+//! subset rules as leftovers). `tls.mode: ISTIO_MUTUAL` is not carried: ambient's HBONE mTLS does
+//! it (a warning).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -44,6 +49,7 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
     }
     let rules = DestinationRules::new(mesh);
     let mut used_rules: Vec<ObjectRef> = Vec::new();
+    let mut host_rules: HashSet<ObjectRef> = HashSet::new();
     let mut seen_rules: HashSet<ObjectRef> = HashSet::new();
     for ((namespace, service_name, subset), users) in uses {
         let Some(service) = mesh.service(namespace, service_name) else { continue };
@@ -69,16 +75,27 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
                 continue;
             }
         };
-        report_host_policy(&rule_ref, &rule_spec, report);
+        if let Some(policy) = report_host_policy(&rule_ref, &rule_spec, report)
+            && host_rules.insert(rule_ref.clone())
+        {
+            // The host keeps its policy after the rule (with its subsets) is deleted in Step 8.
+            let mut body = Map::new();
+            body.insert("spec".into(), json!({"host": rule_spec.host, "trafficPolicy": policy}));
+            let rule_namespace = rule_ref.namespace.as_deref().unwrap_or(namespace);
+            let name = format!("{}-host", rule_ref.name);
+            out.add(
+                generated(Kind::DestinationRule, rule_namespace, &name, std::slice::from_ref(&rule_ref), body),
+                report,
+            );
+        }
         let Some((index, found)) = rule_spec.subsets.iter().enumerate().find(|(_, s)| s.name == subset) else {
             for user in &users {
                 report.unsupported(&user.route, &user.field, format!("{rule_ref} has no subset {subset}"));
             }
             continue;
         };
-        if let Some(policy) = &found.traffic_policy {
-            report_policy(&rule_ref, &format!("spec.subsets[{index}].trafficPolicy"), policy, "this subset", report);
-        }
+        let carried =
+            carried_policy(&rule_ref, rule_spec.traffic_policy.as_ref(), found.traffic_policy.as_ref(), index, report);
         let mut selector = service_selector(service);
         if selector.is_empty() {
             report.unsupported(
@@ -130,9 +147,28 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
         let version = generated(Kind::Service, namespace, &name, &sources, body);
         result.services.push(version.clone());
         out.add(version, report);
+        if let Some(policy) = carried {
+            let mut body = Map::new();
+            body.insert(
+                "spec".into(),
+                json!({"host": format!("{name}.{namespace}.svc.cluster.local"), "trafficPolicy": policy}),
+            );
+            out.add(generated(Kind::DestinationRule, namespace, &name, &sources, body), report);
+        }
     }
-    let unreplaced = hosts_routed_by_unreplaced(mesh, &routed.replaced);
-    let inert = inert_subset_rules(mesh, &used_rules);
+    // A route refused here (a subset no rule defines) is not replaced after all.
+    let replaced_routes: Vec<ResourceRef> =
+        routed.replaced.iter().filter(|vs| !report.refused(&ObjectRef::from(*vs))).cloned().collect();
+    let unreplaced = hosts_routed_by_unreplaced(mesh, &replaced_routes);
+    let mut inert = inert_subset_rules(mesh, &used_rules);
+    inert.retain(|rule| {
+        let object = mesh.snapshot.get(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name);
+        let Some(owner) = object.and_then(|object| super::unchanged::controller(mesh.snapshot, object)) else {
+            return true;
+        };
+        report.leave(rule, format!("owned by {owner}, which rewrites its subsets at run time"));
+        false
+    });
     result.replaced = used_rules
         .into_iter()
         .chain(inert)
@@ -170,32 +206,57 @@ impl<'a> DestinationRules<'a> {
     }
 }
 
-/// The DestinationRule's own policy and fields apply to its host, not to the version Services.
-fn report_host_policy(rule: &ObjectRef, rule_spec: &DestinationRuleSpec, report: &mut Report) {
-    if let Some(policy) = &rule_spec.traffic_policy {
-        report_policy(rule, "spec.trafficPolicy", policy, "the host, not to the version Services", report);
-    }
+/// The DestinationRule's own fields: its policy, which stays with the host (returned: a rule
+/// `<name>-host` without subsets carries it past Step 8) and goes to the version Services too
+/// ([`carried_policy`]); other fields are not carried.
+fn report_host_policy(rule: &ObjectRef, rule_spec: &DestinationRuleSpec, report: &mut Report) -> Option<Value> {
     for key in rule_spec.extra.keys() {
         report.unsupported(rule, format!("spec.{key}"), "not carried over to the version Services");
     }
+    let policy = without_mutual_tls(rule_spec.traffic_policy.as_ref()?)?;
+    report.warn(
+        rule,
+        "spec.trafficPolicy: carried to the host's own DestinationRule (-host) and to its version Services' ones",
+    );
+    Some(policy)
 }
 
-fn report_policy(rule: &ObjectRef, field: &str, policy: &Value, applies_to: &str, report: &mut Report) {
-    let mutual_tls_only = policy.as_object().is_some_and(|fields| fields.len() == 1)
-        && policy.pointer("/tls/mode").and_then(Value::as_str) == Some("ISTIO_MUTUAL")
-        && policy.get("tls").and_then(Value::as_object).is_some_and(|tls| tls.len() == 1);
-    if mutual_tls_only {
-        report.warn(rule, format!("{field}: ISTIO_MUTUAL is what ambient's HBONE does anyway; not carried over"));
-    } else {
-        report.unsupported(
-            rule,
-            field,
-            format!(
-                "traffic policies (load balancer, connection pool, outlier detection, TLS) apply to {applies_to}; \
-                 they have no per-Service equivalent here"
-            ),
-        );
+/// The policy a version Service's DestinationRule carries: the rule's, overlaid field by field by
+/// the subset's, without `tls.mode: ISTIO_MUTUAL` (HBONE's job in ambient). None when nothing is
+/// left to carry.
+fn carried_policy(
+    rule: &ObjectRef,
+    host: Option<&Value>,
+    subset: Option<&Value>,
+    index: usize,
+    report: &mut Report,
+) -> Option<Value> {
+    let mut merged = Map::new();
+    for policy in [host, subset].into_iter().flatten() {
+        match policy.as_object() {
+            Some(fields) => merged.extend(fields.clone()),
+            None => report.unsupported(rule, format!("spec.subsets[{index}].trafficPolicy"), "not an object"),
+        }
     }
+    let merged = Value::Object(merged);
+    let carried = without_mutual_tls(&merged);
+    if carried.as_ref() != Some(&merged) && merged.get("tls").is_some() {
+        report.warn(rule, "tls.mode ISTIO_MUTUAL is what ambient's HBONE does anyway; not carried over");
+    }
+    carried
+}
+
+/// `policy` without a `tls` that only asks for ISTIO_MUTUAL; None when nothing else is left.
+fn without_mutual_tls(policy: &Value) -> Option<Value> {
+    let mut fields = policy.as_object().cloned().unwrap_or_default();
+    let mutual_only = fields
+        .get("tls")
+        .and_then(Value::as_object)
+        .is_some_and(|tls| tls.len() == 1 && tls.get("mode").and_then(Value::as_str) == Some("ISTIO_MUTUAL"));
+    if mutual_only {
+        fields.remove("tls");
+    }
+    (!fields.is_empty()).then_some(Value::Object(fields))
 }
 
 /// DestinationRules of converted namespaces that no converted route uses and that hold nothing
@@ -319,18 +380,62 @@ spec:
     }
 
     #[test]
-    fn subset_traffic_policies_and_missing_subsets_are_reported() {
+    fn missing_subsets_are_reported() {
         let conversion = run("apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: reviews, namespace: shop}
 spec:
   host: reviews
   subsets:
-  - {name: v1, labels: {version: v1}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}");
+  - {name: v1, labels: {version: v1}}");
         let fields: Vec<&str> = conversion.unsupported.iter().map(|u| u.field.as_str()).collect();
-        assert_eq!(fields, vec!["spec.subsets[0].trafficPolicy", "spec.http[0].route[1].destination.subset"]);
-        assert!(conversion.replaces.is_empty());
+        assert_eq!(fields, vec!["spec.http[0].route[1].destination.subset"]);
+        assert!(conversion.replaces.is_empty(), "{:?}", conversion.replaces);
         assert_eq!(services(&conversion).len(), 1, "v1 is still generated");
+    }
+
+    /// Issue 16: the traffic policies of a converted route's DestinationRule follow the traffic
+    /// to the version Services (the subset's overriding the host's, field by field), and the host
+    /// keeps its own through a rule without subsets, so the original can go in Step 8.
+    #[test]
+    fn traffic_policies_are_carried_to_the_version_services_hosts() {
+        let conversion = run("apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  trafficPolicy: {loadBalancer: {simple: RANDOM}, connectionPool: {tcp: {maxConnections: 1}}, tls: {mode: ISTIO_MUTUAL}}
+  subsets:
+  - {name: v1, labels: {version: v1}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+  - {name: v3, labels: {version: v3}}");
+        assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
+        let rule = |name: &str| {
+            conversion
+                .items
+                .iter()
+                .find(|item| {
+                    item.types.as_ref().is_some_and(|t| t.kind == "DestinationRule")
+                        && item.metadata.name.as_deref() == Some(name)
+                })
+                .map(|item| item.data["spec"].clone())
+        };
+        assert_eq!(
+            rule("reviews-v1"),
+            Some(json!({"host": "reviews-v1.shop.svc.cluster.local",
+                        "trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN"}, "connectionPool": {"tcp": {"maxConnections": 1}}}}))
+        );
+        assert_eq!(
+            rule("reviews-v3"),
+            Some(json!({"host": "reviews-v3.shop.svc.cluster.local",
+                        "trafficPolicy": {"loadBalancer": {"simple": "RANDOM"}, "connectionPool": {"tcp": {"maxConnections": 1}}}}))
+        );
+        assert_eq!(
+            rule("reviews-host"),
+            Some(json!({"host": "reviews",
+                        "trafficPolicy": {"loadBalancer": {"simple": "RANDOM"}, "connectionPool": {"tcp": {"maxConnections": 1}}}})),
+            "the host keeps its policy after the rule is deleted"
+        );
+        assert!(conversion.replaces.iter().any(|replaced| replaced.kind == Kind::DestinationRule));
     }
 
     #[test]

@@ -129,6 +129,9 @@ pub struct Topology {
     pub http_routes: Vec<Named<HttpRouteSpec>>,
     /// Objects left out, and why.
     pub notes: Vec<String>,
+    /// The objects among them whose spec could not be read: their rules were dropped from the
+    /// evaluation, so no verdict built on it may say "equivalent" (see [`super::Verification::dropped`]).
+    pub dropped: Vec<String>,
     /// Lookups built once (workloads and policies do not change after construction): workload
     /// and gateway keys, workloads and policies by namespace.
     by_key: HashMap<String, usize>,
@@ -281,7 +284,10 @@ impl Topology {
                         .unwrap_or_default(),
                     spec,
                 }),
-                Err(err) => self.notes.push(format!("left out of the evaluation: {err}")),
+                Err(err) => {
+                    self.notes.push(format!("left out of the evaluation: {err}"));
+                    self.dropped.push(err.to_string());
+                }
             }
         }
         decoded

@@ -86,6 +86,11 @@ pub struct Verification {
     pub differences: Vec<Difference>,
     /// Objects the evaluation could not use, and other caveats.
     pub notes: Vec<String>,
+    /// What the evaluation had to drop: objects whose spec it could not read, policies admission
+    /// would reject, changes the API server would refuse. Each is also in the notes; listed here
+    /// because a comparison without them proves nothing about them (see [`Self::is_conclusive`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<String>,
 }
 
 impl Verification {
@@ -96,6 +101,13 @@ impl Verification {
     /// True when every difference is intended: the migration keeps every outcome.
     pub fn is_equivalent(&self) -> bool {
         self.unexpected().next().is_none()
+    }
+
+    /// True when nothing was dropped from the comparison: only then does "no unexpected
+    /// difference" speak for the whole input (issue 16: a `--verify` that drops an invalid
+    /// object and says so only in a note must not exit 0).
+    pub fn is_conclusive(&self) -> bool {
+        self.dropped.is_empty()
     }
 
     /// Concrete requests whose outcome differs.
@@ -155,9 +167,11 @@ fn run(
             }
         }
     }
+    let mut dropped: Vec<String> = before.dropped.iter().map(|item| format!("before: {item}")).collect();
+    dropped.extend(after.dropped.iter().map(|item| format!("after: {item}")));
     let sources = Sources::new(source_names(&before, &after), &before, &after);
     let mut verification =
-        Verification { kind: "AmbientEquivalence", evaluated: 0, requests: 0, differences: Vec::new(), notes };
+        Verification { kind: "AmbientEquivalence", evaluated: 0, requests: 0, differences: Vec::new(), notes, dropped };
     for (namespace, targets) in targets_by_namespace(&before, &after, namespaces) {
         let classes = match partitioning {
             Partitioning::Classes => sources.partition(&observed_features([&before, &after], &namespace)),
@@ -241,6 +255,7 @@ pub fn verify_change(
         ));
     }
     verification.notes.extend(refused.iter().map(Refusal::to_string));
+    verification.dropped.extend(refused.iter().map(Refusal::to_string));
     verification
 }
 

@@ -170,56 +170,7 @@ pub struct Subset {
     pub traffic_policy: Option<Value>,
 }
 
-impl HttpRoute {
-    /// Fields of this route that Gateway API HTTPRoute cannot express, by field name.
-    pub fn features_without_gateway_api_equivalent(&self) -> Vec<&'static str> {
-        let mut features = Vec::new();
-        let mut note = |present: bool, name: &'static str| {
-            if present {
-                features.push(name);
-            }
-        };
-        note(self.fault.is_some(), "fault injection");
-        note(self.retries.is_some(), "retries");
-        note(self.cors_policy.is_some(), "CORS policy");
-        note(self.delegate.is_some(), "delegate");
-        note(self.direct_response.is_some(), "direct response");
-        let partial_mirror = (self.mirror_percentage.is_some() || self.mirror_percent.is_some())
-            && !mirror_is_full(self.mirror_percentage.as_ref(), self.mirror_percent.as_ref());
-        note(partial_mirror, "mirror percentage");
-        note(self.matches.iter().any(|m| !m.source_labels.is_empty()), "sourceLabels match");
-        note(self.matches.iter().any(|m| m.ignore_uri_case == Some(true)), "ignoreUriCase");
-        note(self.route.iter().any(|d| d.headers.is_some()), "per-destination headers");
-        features
-    }
-}
-
-fn mirror_is_full(percentage: Option<&Value>, percent: Option<&Value>) -> bool {
-    let value =
-        percentage.and_then(|p| p.get("value")).and_then(Value::as_f64).or_else(|| percent.and_then(Value::as_f64));
-    value.is_some_and(|value| value >= 100.0)
-}
-
 impl VirtualServiceSpec {
-    /// Everything in this VirtualService without a Gateway API equivalent, deduplicated.
-    pub fn unsupported_features(&self) -> Vec<&'static str> {
-        let mut all = Vec::new();
-        for route in &self.http {
-            for feature in route.features_without_gateway_api_equivalent() {
-                if !all.contains(&feature) {
-                    all.push(feature);
-                }
-            }
-        }
-        if !self.tcp.is_empty() {
-            all.push("TCP routes");
-        }
-        if !self.tls.is_empty() {
-            all.push("TLS routes");
-        }
-        all
-    }
-
     /// Subsets the routes send traffic to, as (host, subset).
     pub fn subset_destinations(&self) -> Vec<(&str, &str)> {
         self.http
@@ -258,7 +209,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unsupported_route_features_are_named() {
+    fn route_fields_and_subset_destinations_are_read() {
         let spec: VirtualServiceSpec = crate::mesh::from_yaml(
             "hosts: [ratings]
 http:
@@ -270,15 +221,9 @@ http:
   mirror: {host: ratings-shadow}
   mirrorPercentage: {value: 50}",
         );
-        assert_eq!(spec.unsupported_features(), vec!["fault injection", "retries", "mirror percentage"]);
         assert_eq!(spec.subset_destinations(), vec![("ratings", "v1"), ("ratings", "v1")]);
         assert_eq!(spec.http[0].matches[0].headers.get("end-user"), Some(&StringMatch::Exact("jason".into())));
-    }
-
-    #[test]
-    fn full_mirror_is_supported() {
-        let route: HttpRoute = crate::mesh::from_yaml("mirror: {host: a}\nmirrorPercentage: {value: 100}");
-        assert!(route.features_without_gateway_api_equivalent().is_empty());
+        assert!(spec.http[0].fault.is_some() && spec.http[1].retries.is_some() && spec.http[1].mirror.is_some());
     }
 
     #[test]
