@@ -215,6 +215,12 @@ impl Sources {
         SourceSet { names: self.names.clone(), members: members.into() }
     }
 
+    /// The class's sources exist in both configurations. Members of a class share their base, so
+    /// the representative answers for all of them.
+    pub fn on_both_sides(&self, class: &SourceSet) -> bool {
+        class.members.first().is_some_and(|first| self.clients.iter().all(|side| side[*first as usize].is_some()))
+    }
+
     /// Every source its own class: the exhaustive verifier.
     pub fn singletons(&self) -> Vec<SourceSet> {
         (0..self.names.len() as u32).map(|number| self.set(vec![number])).collect()

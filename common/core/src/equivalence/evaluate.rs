@@ -96,13 +96,23 @@ pub struct Outcome {
     /// Denied at the destination by a bypass protection (see [`Decision::by_bypass_protection`]).
     #[serde(skip)]
     pub denied_by_bypass_protection: bool,
+    /// Routed to a host the input does not hold (see [`Routing::UnknownHost`]): `allowed` and
+    /// `backend` say nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unknown: bool,
 }
 
 pub const ANSWERED_BY_PROXY: &str = "(answered by the proxy)";
 
 impl Outcome {
     fn refused(why: String) -> Self {
-        Outcome { allowed: false, backend: Vec::new(), explanation: why, denied_by_bypass_protection: false }
+        Outcome {
+            allowed: false,
+            backend: Vec::new(),
+            explanation: why,
+            denied_by_bypass_protection: false,
+            unknown: false,
+        }
     }
 }
 
@@ -272,9 +282,11 @@ impl Topology {
         http: Option<&HttpRequest>,
     ) -> Decision {
         let enforcer = match workload.mode {
-            Mode::Sidecar => Enforcer::Sidecar,
+            // A classic ingress gateway's Envoy enforces the policies that select its pods, as a
+            // sidecar does (Gateway API gateways are never pod-address destinations).
+            Mode::Sidecar | Mode::IngressGateway => Enforcer::Sidecar,
             Mode::Ambient => Enforcer::Ztunnel,
-            Mode::IngressGateway | Mode::OutsideMesh => {
+            Mode::OutsideMesh => {
                 return Decision {
                     allowed: true,
                     reason: "outside the mesh: nothing enforces".into(),
@@ -304,7 +316,7 @@ fn push_routing(steps: &mut Vec<String>, routing: &Routing) {
         Routing::Backends { how, .. } | Routing::Answered { how } if !how.is_empty() => {
             steps.push(format!("routed by {how}"))
         }
-        Routing::Unrouted { why } => steps.push(why.clone()),
+        Routing::Unrouted { why } | Routing::UnknownHost { why } => steps.push(why.clone()),
         _ => {}
     }
 }
@@ -313,11 +325,12 @@ fn finish(routing: Routing, allowed: bool, steps: Vec<String>, denied_by_bypass_
     let mut backend: Vec<String> = match &routing {
         Routing::Backends { workloads, .. } => workloads.iter().map(|(workload, _)| workload.key()).collect(),
         Routing::Answered { .. } => vec![ANSWERED_BY_PROXY.to_string()],
-        Routing::Unrouted { .. } => Vec::new(),
+        Routing::Unrouted { .. } | Routing::UnknownHost { .. } => Vec::new(),
     };
     backend.sort();
     backend.dedup();
-    Outcome { allowed, backend, explanation: steps.join("; "), denied_by_bypass_protection }
+    let unknown = matches!(routing, Routing::UnknownHost { .. });
+    Outcome { allowed, backend, explanation: steps.join("; "), denied_by_bypass_protection, unknown }
 }
 
 /// Host header values a client may send to a Service.

@@ -21,11 +21,11 @@ use kube_core::DynamicObject;
 use serde_json::Value;
 
 use self::dataplane::{
-    NamespaceMode, controller_selector, enrolled, hbone_enabled, injects, proxy_container, service_account,
+    NamespaceMode, controller_selector, enrolled, hbone_enabled, injects, is_ztunnel, proxy_container, service_account,
     template_metadata, without_hashes, workload_name_of_pod,
 };
 use self::identity::TrustDomain;
-use self::waypoint::{Gateway, WaypointReason, is_gateway};
+use self::waypoint::{CLASSIC_INGRESS_GATEWAY, Gateway, ISTIO_GATEWAY_LABEL, WaypointReason, is_gateway};
 use crate::kinds::Kind;
 use crate::mesh::authz::AuthorizationPolicySpec;
 use crate::mesh::gateway_api::{HttpRouteSpec, ParentRef};
@@ -43,7 +43,10 @@ pub enum Mode {
     Sidecar,
     /// Enrolled in ambient and without sidecar: ztunnel owns the pod's traffic.
     Ambient,
-    /// A Gateway API ingress gateway (class `istio`): its own Envoy, not captured by ztunnel.
+    /// An ingress gateway: a Gateway API gateway (class `istio`), or a classic gateway deployment
+    /// (`istio: ingressgateway`): its own Envoy, not captured by ztunnel. It routes by the
+    /// VirtualServices bound to its Gateway, never by the mesh-bound ones (`gateways` absent or
+    /// `mesh`) that a sidecar reads.
     IngressGateway,
     /// No proxy at all: plaintext, no identity.
     OutsideMesh,
@@ -250,7 +253,9 @@ impl<'a> MeshModel<'a> {
         let mut found = Vec::new();
         for pod in self.all_pods() {
             let namespace_mode = self.namespace(pod.namespace);
-            let mode = mode_of(pod.sidecar, enrolled(&namespace_mode, pod.labels));
+            let pod_spec = pod.object.data.get("spec").unwrap_or(&Value::Null);
+            let sidecar = pod.sidecar && !is_ztunnel(pod_spec, pod.labels);
+            let mode = mode_of(sidecar, enrolled(&namespace_mode, pod.labels));
             let workload = self.workload(
                 pod.namespace,
                 pod.workload(),
@@ -276,8 +281,9 @@ impl<'a> MeshModel<'a> {
                 let pod_spec = template.get("spec").unwrap_or(&Value::Null);
                 let (mut pod_labels, pod_annotations) = template_metadata(template);
                 let namespace_mode = self.namespace(&namespace);
-                let sidecar =
-                    proxy_container(pod_spec).is_some() || injects(&namespace_mode, &pod_labels, &pod_annotations);
+                let sidecar = (proxy_container(pod_spec).is_some()
+                    || injects(&namespace_mode, &pod_labels, &pod_annotations))
+                    && !is_ztunnel(pod_spec, &pod_labels);
                 let mode = mode_of(sidecar, enrolled(&namespace_mode, &pod_labels));
                 // The opt-out travels with the labels, so a later state change re-admits the
                 // template the way the injector would.
@@ -307,6 +313,10 @@ impl<'a> MeshModel<'a> {
         labels: BTreeMap<String, String>,
         mode: Mode,
     ) -> Workload {
+        // A classic ingress gateway's pod has an `istio-proxy` container (injected with the
+        // `gateway` template) but is no sidecar: it routes by the routes bound to its Gateway.
+        let classic_ingress = labels.get(ISTIO_GATEWAY_LABEL).map(String::as_str) == Some(CLASSIC_INGRESS_GATEWAY);
+        let mode = if mode == Mode::Sidecar && classic_ingress { Mode::IngressGateway } else { mode };
         let principal = if mode == Mode::OutsideMesh { None } else { self.principal(namespace, &service_account) };
         Workload {
             namespace: namespace.to_string(),
