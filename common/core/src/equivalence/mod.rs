@@ -105,4 +105,6 @@ pub use topology::Topology;
 pub use verify::{Class, Difference, Verification, verify, verify_exhaustive};
 
 #[cfg(test)]
+mod callers_tests;
+#[cfg(test)]
 pub(crate) mod tests;

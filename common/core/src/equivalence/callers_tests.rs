@@ -1,0 +1,249 @@
+//! Who calls: sources and destinations the verifier compares, and the callers the translator's
+//! bypass protection must recognise (issue 16, "callers").
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use kube_core::DynamicObject;
+
+use super::evaluate::{Address, HttpRequest, Request, Target};
+use super::topology::{Mode, Topology};
+use super::verify::{Class, verify, verify_exhaustive};
+use crate::snapshot::{Snapshot, parse_documents};
+
+fn objects(text: &str) -> Vec<DynamicObject> {
+    parse_documents(Path::new("callers.yaml"), text).unwrap()
+}
+
+fn snapshot(parts: &[&str]) -> Snapshot {
+    Snapshot::from_objects(parts.iter().flat_map(|part| objects(part)))
+}
+
+/// `shop`: a web Service with two versions, injected sidecars, no policy.
+const SHOP: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-v1, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web, version: v1}}
+  template: {metadata: {labels: {app: web, version: v1}}, spec: {serviceAccountName: web, containers: [{name: web}]}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web-v2, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web, version: v2}}
+  template: {metadata: {labels: {app: web, version: v2}}, spec: {serviceAccountName: web, containers: [{name: web}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: 8080}]}
+";
+
+/// Another application namespace with a sidecar client of shop.
+const OTHER: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: other, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: client, namespace: other}
+spec:
+  selector: {matchLabels: {app: client}}
+  template: {metadata: {labels: {app: client}}, spec: {serviceAccountName: client, containers: [{name: c}]}}
+";
+
+/// A Service of shop that only the dump holds.
+const LEGACY: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: legacy, namespace: shop}
+spec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: 8080}]}
+";
+
+/// ztunnel as Istio's chart (and the Sail operator) deploys it: a DaemonSet whose pods run a
+/// container named `istio-proxy`.
+const ZTUNNEL: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: ztunnel}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: ztunnel, namespace: ztunnel}
+spec:
+  selector: {matchLabels: {app: ztunnel}}
+  template:
+    metadata: {labels: {app: ztunnel, sidecar.istio.io/inject: 'false'}}
+    spec: {serviceAccountName: ztunnel, containers: [{name: istio-proxy, image: 'docker.io/istio/ztunnel:1.27.3', args: [proxy, ztunnel]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ztunnel-x7k2p
+  namespace: ztunnel
+  labels: {app: ztunnel, controller-revision-hash: 5d8f, sidecar.istio.io/inject: 'false'}
+  ownerReferences: [{apiVersion: apps/v1, kind: DaemonSet, name: ztunnel, uid: z, controller: true}]
+spec: {serviceAccountName: ztunnel, containers: [{name: istio-proxy, image: 'docker.io/istio/ztunnel:1.27.3', args: [proxy, ztunnel]}]}
+status: {phase: Running}
+";
+
+fn scope(namespace: &str) -> BTreeSet<String> {
+    BTreeSet::from([namespace.to_string()])
+}
+
+#[test]
+fn a_source_or_destination_only_one_configuration_holds_is_no_outcome_change() {
+    // A dump of the whole mesh against the same mesh listed with `-n shop` (no other application
+    // namespace), after ztunnel was installed: nothing changed for anyone both sides show.
+    let dump = snapshot(&[SHOP, OTHER, LEGACY]);
+    let listed = snapshot(&[SHOP, ZTUNNEL]);
+    for (before, after) in [(&dump, &listed), (&listed, &dump)] {
+        let verification = verify(before, after, Some(&scope("shop")));
+        let differences: Vec<String> =
+            verification.differences.iter().map(|d| format!("{} {}", d.class.word(), d.request)).collect();
+        assert_eq!(differences, Vec::<String>::new());
+        assert!(verification.requests > 0, "shop's own callers are still compared");
+        assert!(
+            verification.notes.iter().any(|note| note.contains("only one configuration holds")),
+            "{:?}",
+            verification.notes
+        );
+        let exhaustive = verify_exhaustive(before, after, Some(&scope("shop")));
+        assert!(exhaustive.differences.is_empty());
+    }
+    // A change to a source both sides hold is still one.
+    let deny = "
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-other, namespace: shop}
+spec: {action: DENY, rules: [{from: [{source: {namespaces: [other]}}]}]}
+";
+    let verification = verify(&dump, &snapshot(&[SHOP, OTHER, deny]), Some(&scope("shop")));
+    assert!(
+        verification.differences.iter().any(|d| d.request.source == "other/client" && d.class == Class::Tightened),
+        "{verification:#?}"
+    );
+}
+
+#[test]
+fn a_ztunnel_pod_is_no_sidecar_client() {
+    let topology = Topology::from_snapshot(&snapshot(&[SHOP, ZTUNNEL]));
+    let ztunnel = topology.workload("ztunnel/ztunnel").expect("ztunnel is read");
+    assert_eq!(ztunnel.mode, Mode::OutsideMesh, "its istio-proxy container is the node proxy, not a sidecar");
+}
+
+#[test]
+fn the_bypass_protection_does_not_exempt_ztunnel() {
+    // An L7 DENY and no ALLOW: every sidecar caller is legitimate, ztunnel is none of them.
+    let policy = "
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-deletes, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: DENY
+  rules: [{to: [{operation: {methods: [DELETE]}}]}]
+";
+    let input = snapshot(&[SHOP, OTHER, ZTUNNEL, policy]);
+    let options = crate::convert::ConvertOptions { namespaces: vec!["shop".into()], ..Default::default() };
+    let conversion = crate::convert::convert(&input, &options);
+    let exceptions: Vec<String> = conversion
+        .changes()
+        .iter()
+        .filter_map(|change| match change {
+            crate::change::Change::Apply { object }
+                if object.metadata.name.as_deref() == Some("web-ztunnel-protection") =>
+            {
+                object.data.pointer("/spec/rules/0/from/0/source/notPrincipals").cloned()
+            }
+            _ => None,
+        })
+        .flat_map(|list| serde_json::from_value::<Vec<String>>(list).unwrap())
+        .collect();
+    assert!(exceptions.contains(&"cluster.local/ns/other/sa/client".to_string()), "{exceptions:?}");
+    assert!(!exceptions.iter().any(|principal| principal.contains("/ns/ztunnel/")), "{exceptions:?}");
+}
+
+/// A classic ingress gateway (Istio's gateway chart: pods labelled `istio: ingressgateway`, an
+/// injected `istio-proxy`), and a mesh VirtualService sending everything of shop/web to v2.
+const CLASSIC_INGRESS: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: istio-ingress}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: istio-ingressgateway, namespace: istio-ingress}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  template:
+    metadata: {labels: {istio: ingressgateway, app: istio-ingressgateway}}
+    spec: {serviceAccountName: istio-ingressgateway, containers: [{name: istio-proxy, image: auto}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: shop}
+spec: {host: web, subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web]
+  http: [{route: [{destination: {host: web, subset: v2}}]}]
+";
+
+fn get(source: &str, service: &str) -> Request {
+    Request {
+        source: source.into(),
+        destination: Target { address: Address::Service, namespace: "shop".into(), name: service.into(), port: 80 },
+        http: Some(HttpRequest { method: "GET".into(), path: "/".into(), headers: Default::default() }),
+    }
+}
+
+#[test]
+fn a_classic_ingress_gateway_is_an_ingress_caller_that_mesh_virtual_services_do_not_route() {
+    let topology = Topology::from_snapshot(&snapshot(&[SHOP, OTHER, CLASSIC_INGRESS]));
+    let gateway = topology.workload("istio-ingress/istio-ingressgateway").expect("the gateway is read");
+    assert_eq!(gateway.mode, Mode::IngressGateway);
+    assert!(gateway.principal.is_some(), "it has a mesh identity");
+    let from_gateway = topology.evaluate(&get("istio-ingress/istio-ingressgateway", "web"));
+    assert_eq!(
+        from_gateway.backend,
+        vec!["shop/web-v1", "shop/web-v2"],
+        "a mesh-bound VirtualService does not apply at a gateway: {}",
+        from_gateway.explanation
+    );
+    let from_sidecar = topology.evaluate(&get("other/client", "web"));
+    assert_eq!(from_sidecar.backend, vec!["shop/web-v2"], "{}", from_sidecar.explanation);
+}
+
+#[test]
+fn a_destination_host_missing_from_the_input_makes_the_outcome_unknown_not_loosened() {
+    let canary = "
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web]
+  http: [{route: [{destination: {host: web-canary}}]}]
+";
+    let before = snapshot(&[SHOP, OTHER, canary]);
+    let after = snapshot(&[SHOP, OTHER]);
+    let verification = verify(&before, &after, Some(&scope("shop")));
+    let from_client: Vec<_> = verification.differences.iter().filter(|d| d.request.source == "other/client").collect();
+    assert!(!from_client.is_empty(), "the VirtualService's removal is seen");
+    for difference in from_client {
+        assert_eq!(difference.class, Class::Unknown, "{}", difference.explanation);
+        assert!(difference.before.unknown && difference.explanation.contains("web-canary"));
+        assert!(!difference.expected, "an unknown outcome is not a verdict of equivalence");
+    }
+    assert!(verification.differences.iter().all(|d| d.class != Class::Loosened));
+}
