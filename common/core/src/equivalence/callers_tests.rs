@@ -247,3 +247,65 @@ spec:
     }
     assert!(verification.differences.iter().all(|d| d.class != Class::Loosened));
 }
+
+/// The exceptions of the bypass protection the conversion of shop gives `service`.
+fn protection_exceptions(input: &Snapshot, service: &str) -> Vec<String> {
+    let options = crate::convert::ConvertOptions { namespaces: vec!["shop".into()], ..Default::default() };
+    let name = format!("{service}-ztunnel-protection");
+    crate::convert::convert(input, &options)
+        .changes()
+        .iter()
+        .filter_map(|change| match change {
+            crate::change::Change::Apply { object } if object.metadata.name.as_deref() == Some(name.as_str()) => {
+                object.data.pointer("/spec/rules/0/from/0/source/notPrincipals").cloned()
+            }
+            _ => None,
+        })
+        .flat_map(|list| serde_json::from_value::<Vec<String>>(list).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_sidecar_pod_whose_controller_is_not_in_the_input_is_a_caller() {
+    // A Job's pod and a bare pod, both with sidecars; neither controller is in the input.
+    let callers = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: batch, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: report-8x2kq
+  namespace: batch
+  labels: {job-name: report, batch.kubernetes.io/job-name: report}
+  ownerReferences: [{apiVersion: batch/v1, kind: Job, name: report, uid: j, controller: true}]
+spec: {serviceAccountName: report, containers: [{name: report}, {name: istio-proxy}]}
+status: {phase: Running}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: debug, namespace: batch, labels: {run: debug}}
+spec: {serviceAccountName: debug, containers: [{name: debug}, {name: istio-proxy}]}
+status: {phase: Running}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: web-readers, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/batch/sa/report, cluster.local/ns/batch/sa/debug]}}]
+    to: [{operation: {methods: [GET]}}]
+";
+    let input = snapshot(&[SHOP, callers]);
+    let exceptions = protection_exceptions(&input, "web");
+    for caller in ["cluster.local/ns/batch/sa/report", "cluster.local/ns/batch/sa/debug"] {
+        assert!(exceptions.iter().any(|principal| principal == caller), "{caller} skips the waypoint: {exceptions:?}");
+    }
+    let topology = Topology::from_snapshot(&input);
+    for key in ["batch/report", "batch/debug"] {
+        assert_eq!(topology.workload(key).map(|workload| workload.mode), Some(Mode::Sidecar), "{key}");
+    }
+}
