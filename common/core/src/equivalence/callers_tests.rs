@@ -309,3 +309,138 @@ spec:
         assert_eq!(topology.workload(key).map(|workload| workload.mode), Some(Mode::Sidecar), "{key}");
     }
 }
+
+const ISSUER: &str = "https://idp.example";
+
+/// A RequestAuthentication for `app` in bookinfo, trusting [`ISSUER`].
+fn request_authentication(app: &str) -> DynamicObject {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication",
+        "metadata": {"name": format!("{app}-jwt"), "namespace": "bookinfo"},
+        "spec": {"selector": {"matchLabels": {"app": app}}, "jwtRules": [{"issuer": ISSUER, "jwksUri": "https://idp.example/keys"}]},
+    }))
+    .unwrap()
+}
+
+fn bookinfo_policy(name: &str, spec: serde_json::Value) -> DynamicObject {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": name, "namespace": "bookinfo"}, "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn token_of(request: &Request) -> Option<super::jwt::Token> {
+    request.http.as_ref().and_then(|http| super::jwt::Token::of(&http.headers))
+}
+
+#[test]
+fn a_deny_on_token_bearing_requests_is_seen() {
+    // The sidecar era denies reviews to every request with a valid token; without that DENY,
+    // token-bearing requests get through: loosened, and only those.
+    let mut without = super::tests::sidecar_era();
+    without.push(request_authentication("reviews"));
+    let mut with_deny = without.clone();
+    with_deny.push(bookinfo_policy(
+        "no-tokens",
+        serde_json::json!({"selector": {"matchLabels": {"app": "reviews"}}, "action": "DENY",
+            "rules": [{"from": [{"source": {"requestPrincipals": ["*"]}}]}]}),
+    ));
+    let verification = verify(&Snapshot::from_objects(with_deny), &Snapshot::from_objects(without), None);
+    assert!(!verification.differences.is_empty(), "the DENY mattered");
+    for difference in &verification.differences {
+        assert_eq!(difference.class, Class::Loosened, "{}", difference.request);
+        assert!(
+            matches!(token_of(&difference.request), Some(super::jwt::Token::Valid { ref issuer, .. }) if issuer == ISSUER),
+            "only requests with a valid token differ: {}",
+            difference.request
+        );
+    }
+    let productpage = "bookinfo/productpage-v1 -> svc bookinfo/reviews:9080 GET /";
+    assert!(
+        verification.differences.iter().any(|d| d.request.to_string().starts_with(productpage)),
+        "productpage's GET with a token: {:#?}",
+        verification.differences.iter().map(|d| d.request.to_string()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn an_invalid_token_is_rejected_where_a_request_authentication_applies() {
+    let mut objects = super::tests::sidecar_era();
+    objects.push(request_authentication("reviews"));
+    let topology = Topology::from_snapshot(&Snapshot::from_objects(objects));
+    let mut request = Request {
+        source: "bookinfo/productpage-v1".into(),
+        destination: Target {
+            address: Address::Service,
+            namespace: "bookinfo".into(),
+            name: "reviews".into(),
+            port: 9080,
+        },
+        http: Some(HttpRequest { method: "GET".into(), path: "/".into(), headers: Default::default() }),
+    };
+    assert!(topology.evaluate(&request).allowed, "no token: accepted");
+    let headers = &mut request.http.as_mut().unwrap().headers;
+    headers.insert(super::jwt::TOKEN_HEADER.into(), super::jwt::Token::Invalid.header());
+    let rejected = topology.evaluate(&request);
+    assert!(!rejected.allowed && rejected.explanation.contains("401"), "{}", rejected.explanation);
+}
+
+#[test]
+fn an_ingress_gateway_presenting_a_token_keeps_access_after_conversion() {
+    // productpage admits any caller with a token of the issuer: the gateway's requests carry one.
+    let mut objects = super::tests::sidecar_era();
+    objects.retain(|object| object.metadata.name.as_deref() != Some("productpage-viewer"));
+    objects.push(request_authentication("productpage"));
+    objects.push(bookinfo_policy(
+        "productpage-viewer",
+        serde_json::json!({"selector": {"matchLabels": {"app": "productpage"}}, "action": "ALLOW", "rules": [{
+            "from": [{"source": {"requestPrincipals": [format!("{ISSUER}/*")]}}],
+            "to": [{"operation": {"methods": ["GET", "POST"]}}],
+        }]}),
+    ));
+    let input = Snapshot::from_objects(objects);
+    let options = crate::convert::ConvertOptions { namespaces: vec!["bookinfo".into()], ..Default::default() };
+    let conversion = crate::convert::convert(&input, &options);
+    let verification = super::verify::verify_change(&input, &conversion.changes(), &["bookinfo".into()], None);
+    // Only plaintext clients outside the mesh lose access (the protection denies callers without
+    // a mesh identity), which the conversion warns about; every caller with an identity, the
+    // gateway first, keeps its outcomes.
+    let unexpected: Vec<String> = verification
+        .unexpected()
+        .filter(|d| d.request.source != super::evaluate::OUTSIDE_CLIENT)
+        .map(|d| format!("{} {}: {}", d.class.word(), d.request, d.explanation))
+        .collect();
+    assert_eq!(unexpected, Vec::<String>::new());
+    assert!(
+        conversion.warnings.iter().any(|warning| warning.message.contains("without a mesh identity")),
+        "{:#?}",
+        conversion.warnings
+    );
+    let gateway = "bookinfo/bookinfo-gateway -> svc bookinfo/productpage:9080 GET /";
+    let before = Topology::from_snapshot(&input);
+    let with_token = Request {
+        source: "bookinfo/bookinfo-gateway".into(),
+        destination: Target {
+            address: Address::Service,
+            namespace: "bookinfo".into(),
+            name: "productpage".into(),
+            port: 9080,
+        },
+        http: Some(HttpRequest {
+            method: "GET".into(),
+            path: "/".into(),
+            headers: [(
+                super::jwt::TOKEN_HEADER.to_string(),
+                super::jwt::Token::Valid { issuer: ISSUER.into(), subject: "alice".into() }.header(),
+            )]
+            .into(),
+        }),
+    };
+    assert!(before.evaluate(&with_token).allowed, "{gateway} with a token is allowed in the sidecar era");
+    let labelled = conversion.changes().iter().any(|change| {
+        matches!(change, crate::change::Change::SetLabels { target, labels } if target.name == "productpage"
+            && labels.get(crate::mesh::labels::INGRESS_USE_WAYPOINT) == Some(&Some("true".to_string())))
+    });
+    assert!(labelled, "the gateway goes through the waypoint, which checks its token");
+}

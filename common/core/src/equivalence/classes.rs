@@ -108,7 +108,8 @@ struct Seen {
 impl Seen {
     fn of(client: &Workload) -> Self {
         let principal = client.principal();
-        let attributes = Attributes { principal: principal.as_deref(), port: 0, hosts: &[], http: None };
+        let attributes =
+            Attributes { principal: principal.as_deref(), port: 0, hosts: &[], http: None, request_principal: None };
         let namespace = attributes.source_namespace().map(str::to_string);
         let account = attributes.service_account();
         Seen { principal, namespace, account }

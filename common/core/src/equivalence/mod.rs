@@ -93,6 +93,7 @@
 pub mod authorize;
 pub mod classes;
 pub mod evaluate;
+pub mod jwt;
 pub mod route;
 pub mod state;
 pub mod synthetic;

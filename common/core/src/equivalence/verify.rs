@@ -12,6 +12,7 @@ use crate::snapshot::Snapshot;
 use super::authorize::policy_vocabulary;
 use super::classes::{SourceSet, Sources, observed_features};
 use super::evaluate::{Address, HttpRequest, OUTSIDE_CLIENT, Outcome, Request, Target};
+use super::jwt::{TOKEN_HEADER, Token, token_vocabulary};
 use super::route::route_vocabulary;
 use super::state::MigrationState;
 use super::topology::{ROOT_NAMESPACE, Topology};
@@ -448,6 +449,8 @@ struct HttpVocabulary {
     paths: Vec<String>,
     /// None: no header.
     headers: Vec<Option<(String, String)>>,
+    /// None: no token (see [`super::jwt`]); just that where nothing in scope validates tokens.
+    tokens: Vec<Option<Token>>,
 }
 
 impl HttpVocabulary {
@@ -455,6 +458,7 @@ impl HttpVocabulary {
         let mut methods = vec!["GET".to_string()];
         let mut paths = vec!["/".to_string()];
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut tokens = Vec::new();
         for topology in [before, after] {
             route_vocabulary(topology, namespace, &mut methods, &mut paths, &mut headers);
             let mut policies: Vec<_> = topology.policies_in(namespace).collect();
@@ -462,6 +466,18 @@ impl HttpVocabulary {
                 policies.extend(topology.policies_in(ROOT_NAMESPACE));
             }
             policy_vocabulary(&policies, &mut methods, &mut paths, &mut headers);
+            token_vocabulary(topology, namespace, &policies, &mut tokens);
+        }
+        let mut unique_tokens: Vec<Token> = Vec::new();
+        for token in tokens {
+            if !unique_tokens.contains(&token) && unique_tokens.len() < MAX_VALUES_PER_DIMENSION {
+                unique_tokens.push(token);
+            }
+        }
+        let mut tokens = vec![None];
+        if !unique_tokens.is_empty() {
+            tokens.push(Some(Token::Invalid));
+            tokens.extend(unique_tokens.into_iter().map(Some));
         }
         let spare = SPARE_METHODS.iter().find(|method| !methods.iter().any(|known| known == *method));
         let mut methods = bounded(methods);
@@ -472,21 +488,27 @@ impl HttpVocabulary {
         for (name, values) in headers {
             header_values.extend(bounded(values).into_iter().map(|value| Some((name.clone(), value))));
         }
-        HttpVocabulary { methods, paths, headers: header_values }
+        HttpVocabulary { methods, paths, headers: header_values, tokens }
     }
 
     fn len(&self) -> usize {
-        self.methods.len() * self.paths.len() * self.headers.len()
+        self.methods.len() * self.paths.len() * self.headers.len() * self.tokens.len()
     }
 
-    /// Variant `index`, numbered method first, then path, then header.
+    /// Variant `index`, numbered method first, then path, then token, then header.
     fn variant(&self, index: usize) -> HttpRequest {
         let header = &self.headers[index % self.headers.len()];
         let rest = index / self.headers.len();
+        let token = &self.tokens[rest % self.tokens.len()];
+        let rest = rest / self.tokens.len();
+        let mut headers: BTreeMap<String, String> = header.iter().cloned().collect();
+        if let Some(token) = token {
+            headers.insert(TOKEN_HEADER.to_string(), token.header());
+        }
         HttpRequest {
             method: self.methods[rest / self.paths.len()].clone(),
             path: self.paths[rest % self.paths.len()].clone(),
-            headers: header.iter().cloned().collect(),
+            headers,
         }
     }
 }
