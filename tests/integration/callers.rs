@@ -120,3 +120,76 @@ async fn an_unchanged_cluster_is_equal_to_its_own_dump_of_all_namespaces_or_of_o
         assert_eq!(failures, Vec::<&(String, String)>::new(), "baseline {baseline:?}");
     }
 }
+
+/// A sidecar-era mesh whose web Service validates end-user tokens of one issuer.
+const TOKEN_MESH: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template: {metadata: {labels: {app: web}}, spec: {serviceAccountName: web, containers: [{name: web, image: web}]}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: client, namespace: shop}
+spec:
+  selector: {matchLabels: {app: client}}
+  template: {metadata: {labels: {app: client}}, spec: {serviceAccountName: client, containers: [{name: c, image: curl}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: web-jwt, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  jwtRules: [{issuer: 'https://idp.example', jwksUri: 'https://idp.example/keys'}]
+";
+
+const DENY_TOKENS: &str = "
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-end-users, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: DENY
+  rules: [{from: [{source: {requestPrincipals: ['*']}}]}]
+";
+
+#[test]
+fn the_check_sees_a_deny_on_token_bearing_requests_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let (baseline, current) = (dir.path().join("baseline.yaml"), dir.path().join("current.yaml"));
+    std::fs::write(&baseline, format!("{TOKEN_MESH}{DENY_TOKENS}")).unwrap();
+    std::fs::write(&current, TOKEN_MESH).unwrap();
+    let args = ["-f", current.to_str().unwrap(), "--baseline", baseline.to_str().unwrap()];
+    let (report, code) = run_check(&args, None);
+    let failures: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|finding| finding["id"] == "policy-equivalence" && finding["severity"] == "fail")
+        .filter_map(|finding| finding["message"].as_str())
+        .collect();
+    assert!(!failures.is_empty(), "{report:#}");
+    assert!(
+        failures.iter().any(|message| message.starts_with("loosened shop/client -> svc shop/web:80 GET /")
+            && message.contains("authorization=Bearer iss=https://idp.example")),
+        "{failures:#?}"
+    );
+    assert_ne!(code, Some(0), "a loosened outcome fails the check");
+    // The same configuration on both sides: no difference, tokens or not.
+    let same = ["-f", current.to_str().unwrap(), "--baseline", current.to_str().unwrap()];
+    let (report, _) = run_check(&same, None);
+    let findings = report["findings"].as_array().unwrap();
+    assert!(findings.iter().filter(|f| f["id"] == "policy-equivalence").all(|f| f["severity"] == "pass"), "{report:#}");
+}
