@@ -444,3 +444,54 @@ fn an_ingress_gateway_presenting_a_token_keeps_access_after_conversion() {
     });
     assert!(labelled, "the gateway goes through the waypoint, which checks its token");
 }
+
+/// shop's web admits only other/client, named in `trust_domain`.
+fn web_admits_client_in(trust_domain: &str) -> String {
+    format!(
+        "
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: web-readers, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  action: ALLOW
+  rules: [{{from: [{{source: {{principals: ['{trust_domain}/ns/other/sa/client']}}}}]}}]
+"
+    )
+}
+
+fn client_reaches_web(topology: &Topology) -> bool {
+    topology.evaluate(&get("other/client", "web")).allowed
+}
+
+#[test]
+fn a_principal_in_a_trust_domain_alias_names_the_mesh_s_own_workload() {
+    let istio = "
+apiVersion: sailoperator.io/v1
+kind: Istio
+metadata: {name: default}
+spec: {values: {meshConfig: {trustDomain: new.example, trustDomainAliases: [old.example]}}}
+";
+    for named_in in ["old.example", "new.example", "cluster.local"] {
+        let topology = Topology::from_snapshot(&snapshot(&[SHOP, OTHER, istio, &web_admits_client_in(named_in)]));
+        assert_eq!(topology.trust_domain, "new.example");
+        assert!(client_reaches_web(&topology), "a principal in {named_in} is the client's");
+    }
+    let elsewhere = Topology::from_snapshot(&snapshot(&[SHOP, OTHER, istio, &web_admits_client_in("other.example")]));
+    assert!(!client_reaches_web(&elsewhere), "a foreign trust domain is not an alias");
+}
+
+#[test]
+fn without_an_istio_resource_the_trust_domain_is_inferred_from_the_principals() {
+    let topology = Topology::from_snapshot(&snapshot(&[SHOP, OTHER, &web_admits_client_in("corp.example")]));
+    assert_eq!(topology.trust_domain, "corp.example");
+    assert!(client_reaches_web(&topology), "the policy's principal is the client's");
+    let input = snapshot(&[SHOP, OTHER, &web_admits_client_in("corp.example")]);
+    let options = crate::convert::ConvertOptions { namespaces: vec!["shop".into()], ..Default::default() };
+    let conversion = crate::convert::convert(&input, &options);
+    assert!(
+        conversion.warnings.iter().any(|warning| warning.message.contains("corp.example inferred")),
+        "{:#?}",
+        conversion.warnings
+    );
+}

@@ -187,7 +187,8 @@ impl Topology {
             let service = read_service(object);
             topology.services.insert((service.namespace.clone(), service.name.clone()), service);
         }
-        for named in topology.decode::<AuthorizationPolicySpec>(snapshot, Kind::AuthorizationPolicy) {
+        for mut named in topology.decode::<AuthorizationPolicySpec>(snapshot, Kind::AuthorizationPolicy) {
+            own_principals(&mut named.spec, &model.trust_domain);
             let rejected = rejection(&named.spec);
             topology.policies.push(Policy::new(named, rejected));
         }
@@ -414,6 +415,28 @@ impl Topology {
 
     pub fn is_waypoint_principal(&self, principal: &str) -> bool {
         self.waypoint_principals.contains(principal)
+    }
+}
+
+/// Rewrites the principals a policy names in the trust domain's aliases, or in `cluster.local`, to
+/// the mesh's trust domain, as istiod does when it builds the proxies' configuration (see
+/// [`crate::model::identity::TrustDomain::own_principal`]): workloads only ever present the mesh's
+/// own trust domain, so this is what makes such a principal match them.
+fn own_principals(spec: &mut AuthorizationPolicySpec, trust_domain: &crate::model::identity::TrustDomain) {
+    let rewrite = |principals: &mut Vec<String>| {
+        for principal in principals.iter_mut() {
+            *principal = trust_domain.own_principal(principal);
+        }
+    };
+    for rule in spec.rules.iter_mut().flatten() {
+        for from in &mut rule.from {
+            rewrite(&mut from.source.principals);
+            rewrite(&mut from.source.not_principals);
+        }
+        for condition in rule.when.iter_mut().filter(|condition| condition.key == "source.principal") {
+            rewrite(&mut condition.values);
+            rewrite(&mut condition.not_values);
+        }
     }
 }
 
