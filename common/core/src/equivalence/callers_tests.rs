@@ -495,3 +495,38 @@ fn without_an_istio_resource_the_trust_domain_is_inferred_from_the_principals() 
         conversion.warnings
     );
 }
+
+#[test]
+fn a_caller_whose_sidecar_is_gone_no_longer_skips_the_waypoint_through_the_protection() {
+    // During the migration of shop, other/client keeps its sidecar and is exempt from web's
+    // protection; once other is ambient too, its pod-address requests meet ztunnel directly and
+    // must be refused where the waypoint would refuse them (DELETE), not let through.
+    let readers = "
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: web-readers, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: ALLOW
+  rules: [{from: [{source: {principals: [cluster.local/ns/other/sa/client]}}], to: [{operation: {methods: [GET]}}]}]
+";
+    let input = snapshot(&[SHOP, OTHER, readers]);
+    let options = crate::convert::ConvertOptions { namespaces: vec!["shop".into()], ..Default::default() };
+    let conversion = crate::convert::convert(&input, &options);
+    assert!(protection_exceptions(&input, "web").contains(&"cluster.local/ns/other/sa/client".to_string()));
+    let everyone_ambient = super::state::MigrationState {
+        enrolled: ["shop".to_string(), "other".to_string()].into(),
+        waypoints: ["shop".to_string()].into(),
+        sidecars: BTreeSet::new(),
+    };
+    let verification =
+        super::verify::verify_change(&input, &conversion.changes(), &["shop".into()], Some(&everyone_ambient));
+    let unexpected: Vec<String> =
+        verification.unexpected().map(|d| format!("{} {}", d.class.word(), d.request)).collect();
+    assert!(unexpected.iter().all(|d| !d.starts_with("loosened")), "{unexpected:#?}");
+    let delete_to_pod = verification
+        .differences
+        .iter()
+        .find(|d| d.request.to_string() == "other/client -> pod shop/web-v1:8080 DELETE /");
+    assert!(delete_to_pod.is_none_or(|d| !d.after.allowed), "{delete_to_pod:#?}");
+}
