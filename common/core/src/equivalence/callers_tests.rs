@@ -530,3 +530,68 @@ spec:
         .find(|d| d.request.to_string() == "other/client -> pod shop/web-v1:8080 DELETE /");
     assert!(delete_to_pod.is_none_or(|d| !d.after.allowed), "{delete_to_pod:#?}");
 }
+
+#[test]
+fn a_job_or_cron_job_of_the_input_is_a_caller_before_its_pods_exist() {
+    // An offline input (a chart) holds the Job and the CronJob, not their pods: the injector will
+    // give those pods sidecars, so they are callers the protection must let through.
+    let jobs = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: batch, labels: {istio-injection: enabled}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, namespace: batch}
+spec:
+  template:
+    metadata: {labels: {app: migrate}}
+    spec: {serviceAccountName: migrate, restartPolicy: Never, containers: [{name: m, image: migrate}]}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: report, namespace: batch}
+spec:
+  schedule: '0 * * * *'
+  jobTemplate:
+    spec:
+      template:
+        metadata: {labels: {app: report}}
+        spec: {serviceAccountName: report, restartPolicy: Never, containers: [{name: r, image: report}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: web-readers, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/batch/sa/migrate, cluster.local/ns/batch/sa/report]}}]
+    to: [{operation: {methods: [GET]}}]
+";
+    let input = snapshot(&[SHOP, jobs]);
+    let topology = Topology::from_snapshot(&input);
+    for key in ["batch/migrate", "batch/report"] {
+        assert_eq!(topology.workload(key).map(|workload| workload.mode), Some(Mode::Sidecar), "{key}");
+        assert!(topology.evaluate(&get(key, "web")).allowed, "{key} reads web");
+    }
+    let exceptions = protection_exceptions(&input, "web");
+    for caller in ["cluster.local/ns/batch/sa/migrate", "cluster.local/ns/batch/sa/report"] {
+        assert!(exceptions.iter().any(|principal| principal == caller), "{caller}: {exceptions:?}");
+    }
+    // A live Job's pods stand for it: the Job is not a second workload.
+    let pod = "
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: migrate-x7k2p
+  namespace: batch
+  labels: {app: migrate, batch.kubernetes.io/job-name: migrate, job-name: migrate}
+  ownerReferences: [{apiVersion: batch/v1, kind: Job, name: migrate, uid: j, controller: true}]
+spec: {serviceAccountName: migrate, containers: [{name: m}, {name: istio-proxy}]}
+status: {phase: Running}
+";
+    let live = Topology::from_snapshot(&snapshot(&[SHOP, &format!("{jobs}{pod}")]));
+    assert_eq!(live.workloads().iter().filter(|workload| workload.name == "migrate").count(), 1);
+}
