@@ -9,6 +9,7 @@ mod agreement;
 mod support;
 
 mod bundle;
+mod callers;
 mod check_live;
 mod check_offline;
 mod check_scenarios;

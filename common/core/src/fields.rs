@@ -184,6 +184,36 @@ const CONTROLLER: Keep = Keep::Fields {
     others: true,
 };
 
+/// A CronJob's pod template is that of the Jobs it creates.
+const CRON_JOB: Keep = Keep::Fields {
+    listed: &[
+        ("metadata", METADATA),
+        (
+            "spec",
+            Keep::Fields {
+                listed: &[(
+                    "jobTemplate",
+                    Keep::Fields {
+                        listed: &[(
+                            "spec",
+                            Keep::Fields {
+                                listed: &[(
+                                    "template",
+                                    Keep::Fields { listed: &[("spec", TEMPLATE_SPEC)], others: true },
+                                )],
+                                others: false,
+                            },
+                        )],
+                        others: true,
+                    },
+                )],
+                others: false,
+            },
+        ),
+    ],
+    others: true,
+};
+
 const CUSTOM_RESOURCE_DEFINITION: Keep = Keep::Fields {
     listed: &[
         ("metadata", METADATA),
@@ -212,7 +242,8 @@ pub fn keep(kind: Option<Kind>, fields: Fields) -> &'static Keep {
     match (fields, kind) {
         (Fields::All, _) | (Fields::Read, None) => &Keep::All,
         (Fields::Read, Some(Kind::Pod)) => &POD,
-        (Fields::Read, Some(Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet)) => &CONTROLLER,
+        (Fields::Read, Some(Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet | Kind::Job)) => &CONTROLLER,
+        (Fields::Read, Some(Kind::CronJob)) => &CRON_JOB,
         (Fields::Read, Some(Kind::CustomResourceDefinition)) => &CUSTOM_RESOURCE_DEFINITION,
         (Fields::Read, Some(kind)) if metadata_only(kind, fields) => &METADATA_ONLY,
         (Fields::Read, Some(_)) => &OBJECT,

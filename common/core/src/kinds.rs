@@ -18,6 +18,8 @@ pub enum Kind {
     Deployment,
     DaemonSet,
     StatefulSet,
+    Job,
+    CronJob,
     CustomResourceDefinition,
     ClusterVersion,
     OperatorNetwork,
@@ -78,7 +80,7 @@ impl KindInfo {
 
     /// True for kinds served by CustomResourceDefinitions (absent on a cluster without them).
     pub fn is_custom(&self) -> bool {
-        !matches!(self.group, "" | "apps" | "policy" | "autoscaling" | "apiextensions.k8s.io")
+        !matches!(self.group, "" | "apps" | "batch" | "policy" | "autoscaling" | "apiextensions.k8s.io")
     }
 
     /// `apiVersion` for the preferred version.
@@ -115,6 +117,10 @@ pub const ALL: &[KindInfo] = &[
     info(Kind::Deployment, "apps", "Deployment", "deployments", &["v1"], true),
     info(Kind::DaemonSet, "apps", "DaemonSet", "daemonsets", &["v1"], true),
     info(Kind::StatefulSet, "apps", "StatefulSet", "statefulsets", &["v1"], true),
+    // Read for their pod templates: a Job's pods call Services like any workload's, and an offline
+    // input holds the Job, not its pods.
+    info(Kind::Job, "batch", "Job", "jobs", &["v1"], true),
+    info(Kind::CronJob, "batch", "CronJob", "cronjobs", &["v1"], true),
     info(
         Kind::CustomResourceDefinition,
         "apiextensions.k8s.io",

@@ -452,13 +452,34 @@ fn admitted_callers(mesh: &Mesh, sources: &[ObjectRef]) -> Admitted {
         }
         admitted.any = false;
         for rule in authz.rules() {
-            if rule.from.is_empty() {
+            // A rule that names no peer identity (none at all, or only end-user tokens:
+            // `requestPrincipals`, which any caller may present) admits every caller.
+            if rule.from.is_empty() || rule.from.iter().any(|from| names_no_peer(&from.source)) {
                 admitted.any = true;
             }
             admitted.patterns.extend(rule.principals().cloned());
         }
     }
     admitted
+}
+
+/// A source that restricts nothing about the peer (its principal, namespace, service account or
+/// address): only request attributes such as `requestPrincipals`, if anything.
+fn names_no_peer(source: &crate::mesh::authz::Source) -> bool {
+    [
+        &source.principals,
+        &source.not_principals,
+        &source.namespaces,
+        &source.not_namespaces,
+        &source.service_accounts,
+        &source.not_service_accounts,
+        &source.ip_blocks,
+        &source.not_ip_blocks,
+        &source.remote_ip_blocks,
+        &source.not_remote_ip_blocks,
+    ]
+    .iter()
+    .all(|values| values.is_empty())
 }
 
 /// Istio's principal matching: exact, `*`, `prefix*` or `*suffix`.

@@ -278,6 +278,14 @@ fn report_trust_domain(trust_domain: &TrustDomain, report: &mut Report) {
             "spec.values.meshConfig.trustDomain",
             format!("{domain:?} is not a valid trust domain; nothing that needs a principal is generated"),
         ),
+        None if trust_domain.source == TrustDomainSource::Inferred => report.warn(
+            &mesh_ref,
+            format!(
+                "the input holds no Istio resource: trust domain {} inferred from the principals the \
+                 AuthorizationPolicies name; pass --trust-domain if the mesh uses another",
+                trust_domain.or_default()
+            ),
+        ),
         None if trust_domain.source == TrustDomainSource::Assumed => report.warn(
             &mesh_ref,
             format!(

@@ -45,6 +45,9 @@ pub struct Attributes<'a> {
     /// Values the Host header can take for this destination; empty for a pod address.
     pub hosts: &'a [String],
     pub http: Option<&'a super::evaluate::HttpRequest>,
+    /// `<iss>/<sub>` of the request's token, where a RequestAuthentication here validated it
+    /// (see [`super::jwt`]).
+    pub request_principal: Option<&'a str>,
 }
 
 impl Attributes<'_> {
@@ -245,8 +248,7 @@ impl SourceMatch {
             // Addresses are not modelled: IP blocks match nothing, and their negations everything.
             && self.ip_blocks.matches(None)
             && self.remote_ip_blocks.matches(None);
-        // No request carries a JWT, so there is no request principal.
-        let l7 = !http_readable || self.request_principals.matches(None);
+        let l7 = !http_readable || self.request_principals.matches(attributes.request_principal);
         l4 && l7
     }
 }
@@ -307,6 +309,7 @@ impl ConditionMatch {
             "destination.port" => Some(&port),
             "source.ip" | "remote.ip" | "destination.ip" => None,
             _ if !http_readable => return true,
+            "request.auth.principal" => attributes.request_principal,
             _ => match key.strip_prefix("request.headers[").and_then(|rest| rest.strip_suffix(']')) {
                 Some(name) => attributes.header(name),
                 None => None,
@@ -415,7 +418,7 @@ mod tests {
     const WAYPOINT: &str = "cluster.local/ns/ns/sa/waypoint";
 
     fn at(enforcer: Enforcer, policies: &[&Policy], principal: Option<&str>, http: Option<&HttpRequest>) -> Decision {
-        let attributes = Attributes { principal, port: 9080, hosts: &[], http };
+        let attributes = Attributes { principal, port: 9080, hosts: &[], http, request_principal: None };
         decide(policies, enforcer, &attributes, &|p| p == WAYPOINT)
     }
 

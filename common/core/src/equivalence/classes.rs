@@ -108,7 +108,8 @@ struct Seen {
 impl Seen {
     fn of(client: &Workload) -> Self {
         let principal = client.principal();
-        let attributes = Attributes { principal: principal.as_deref(), port: 0, hosts: &[], http: None };
+        let attributes =
+            Attributes { principal: principal.as_deref(), port: 0, hosts: &[], http: None, request_principal: None };
         let namespace = attributes.source_namespace().map(str::to_string);
         let account = attributes.service_account();
         Seen { principal, namespace, account }
@@ -213,6 +214,12 @@ impl Sources {
 
     fn set(&self, members: Vec<u32>) -> SourceSet {
         SourceSet { names: self.names.clone(), members: members.into() }
+    }
+
+    /// The class's sources exist in both configurations. Members of a class share their base, so
+    /// the representative answers for all of them.
+    pub fn on_both_sides(&self, class: &SourceSet) -> bool {
+        class.members.first().is_some_and(|first| self.clients.iter().all(|side| side[*first as usize].is_some()))
     }
 
     /// Every source its own class: the exhaustive verifier.

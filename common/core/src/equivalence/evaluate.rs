@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::mesh::authz::TargetRef;
 
 use super::authorize::{Attributes, Decision, Enforcer, decide};
+use super::jwt::{Authentication, JwtRule, TOKEN_HEADER, authenticate, forwards_token};
 use super::route::Routing;
 use super::topology::{Mode, Policy, ROOT_NAMESPACE, Service, Topology, Waypoint, Workload};
 
@@ -96,13 +97,23 @@ pub struct Outcome {
     /// Denied at the destination by a bypass protection (see [`Decision::by_bypass_protection`]).
     #[serde(skip)]
     pub denied_by_bypass_protection: bool,
+    /// Routed to a host the input does not hold (see [`Routing::UnknownHost`]): `allowed` and
+    /// `backend` say nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unknown: bool,
 }
 
 pub const ANSWERED_BY_PROXY: &str = "(answered by the proxy)";
 
 impl Outcome {
     fn refused(why: String) -> Self {
-        Outcome { allowed: false, backend: Vec::new(), explanation: why, denied_by_bypass_protection: false }
+        Outcome {
+            allowed: false,
+            backend: Vec::new(),
+            explanation: why,
+            denied_by_bypass_protection: false,
+            unknown: false,
+        }
     }
 }
 
@@ -137,6 +148,9 @@ impl Topology {
         let http = request.http.as_ref();
         let mut steps = vec![format!("{} client", mode_word(client.mode))];
         let client_principal = client.principal();
+        // The request as the destination receives it: a waypoint that validated the token removes
+        // it unless told to forward it.
+        let mut forwarded: Option<HttpRequest> = None;
         let (routing, peer_principal) = match target.address {
             Address::Pod => {
                 let key = format!("{}/{}", target.namespace, target.name);
@@ -156,21 +170,39 @@ impl Topology {
                 match self.waypoint_on_path(&client, service) {
                     Some(waypoint) => {
                         let hosts = service_hosts(service, target.port);
+                        let jwt_rules = self.waypoint_jwt_rules(service, waypoint);
+                        let authentication = authenticate_http(&jwt_rules, http);
+                        let routing = self.route_at_waypoint(service, target.port, http);
+                        steps.push(format!("via waypoint {}/{}", waypoint.namespace, waypoint.name));
+                        push_routing(&mut steps, &routing);
+                        let request_principal = match &authentication {
+                            Authentication::Rejected(why) => {
+                                steps.push(format!("waypoint rejects: {why}"));
+                                return finish(routing, false, steps, false);
+                            }
+                            Authentication::Principal(principal) => Some(principal.as_str()),
+                            Authentication::Anonymous => None,
+                        };
                         let attributes = Attributes {
                             principal: client_principal.as_deref(),
                             port: target.port,
                             hosts: &hosts,
                             http,
+                            request_principal,
                         };
                         let policies = self.waypoint_policies(service, waypoint);
                         let decision =
                             decide(&policies, Enforcer::Waypoint, &attributes, &|p| self.is_waypoint_principal(p));
-                        let routing = self.route_at_waypoint(service, target.port, http);
-                        steps.push(format!("via waypoint {}/{}", waypoint.namespace, waypoint.name));
-                        push_routing(&mut steps, &routing);
                         steps.push(decision.reason.clone());
                         if !decision.allowed {
                             return finish(routing, false, steps, false);
+                        }
+                        if !forwards_token(&jwt_rules) {
+                            forwarded = http.map(|http| {
+                                let mut http = http.clone();
+                                http.headers.remove(TOKEN_HEADER);
+                                http
+                            });
                         }
                         (routing, Some(self.principal_of(waypoint)))
                     }
@@ -197,6 +229,7 @@ impl Topology {
         };
         let mut allowed = true;
         let mut by_protection = false;
+        let http = forwarded.as_ref().or(http);
         for (workload, port) in workloads {
             let decision = self.destination_decision(workload, *port, peer_principal.as_deref(), &hosts, http);
             steps.push(format!("{}: {}", workload.key(), decision.reason));
@@ -272,9 +305,11 @@ impl Topology {
         http: Option<&HttpRequest>,
     ) -> Decision {
         let enforcer = match workload.mode {
-            Mode::Sidecar => Enforcer::Sidecar,
+            // A classic ingress gateway's Envoy enforces the policies that select its pods, as a
+            // sidecar does (Gateway API gateways are never pod-address destinations).
+            Mode::Sidecar | Mode::IngressGateway => Enforcer::Sidecar,
             Mode::Ambient => Enforcer::Ztunnel,
-            Mode::IngressGateway | Mode::OutsideMesh => {
+            Mode::OutsideMesh => {
                 return Decision {
                     allowed: true,
                     reason: "outside the mesh: nothing enforces".into(),
@@ -282,12 +317,31 @@ impl Topology {
                 };
             }
         };
-        let attributes = Attributes { principal: peer, port, hosts, http };
+        // ztunnel reads no HTTP, so it validates no token either.
+        let jwt_rules = if enforcer == Enforcer::Ztunnel { Vec::new() } else { self.workload_jwt_rules(workload) };
+        let request_principal = match authenticate_http(&jwt_rules, http) {
+            Authentication::Rejected(why) => {
+                return Decision {
+                    allowed: false,
+                    reason: format!("{} rejects: {why}", enforcer.name()),
+                    by_bypass_protection: false,
+                };
+            }
+            Authentication::Principal(principal) => Some(principal),
+            Authentication::Anonymous => None,
+        };
+        let attributes =
+            Attributes { principal: peer, port, hosts, http, request_principal: request_principal.as_deref() };
         let policies = self.workload_policies(workload);
         let mut decision = decide(&policies, enforcer, &attributes, &|p| self.is_waypoint_principal(p));
         decision.reason = format!("{} as {}", decision.reason, peer.unwrap_or("no identity"));
         decision
     }
+}
+
+/// What the jwtRules at one enforcement point make of a request (TCP carries no token).
+fn authenticate_http(rules: &[&JwtRule], http: Option<&HttpRequest>) -> Authentication {
+    http.map_or(Authentication::Anonymous, |http| authenticate(rules, &http.headers))
 }
 
 fn mode_word(mode: Mode) -> &'static str {
@@ -304,7 +358,7 @@ fn push_routing(steps: &mut Vec<String>, routing: &Routing) {
         Routing::Backends { how, .. } | Routing::Answered { how } if !how.is_empty() => {
             steps.push(format!("routed by {how}"))
         }
-        Routing::Unrouted { why } => steps.push(why.clone()),
+        Routing::Unrouted { why } | Routing::UnknownHost { why } => steps.push(why.clone()),
         _ => {}
     }
 }
@@ -313,11 +367,12 @@ fn finish(routing: Routing, allowed: bool, steps: Vec<String>, denied_by_bypass_
     let mut backend: Vec<String> = match &routing {
         Routing::Backends { workloads, .. } => workloads.iter().map(|(workload, _)| workload.key()).collect(),
         Routing::Answered { .. } => vec![ANSWERED_BY_PROXY.to_string()],
-        Routing::Unrouted { .. } => Vec::new(),
+        Routing::Unrouted { .. } | Routing::UnknownHost { .. } => Vec::new(),
     };
     backend.sort();
     backend.dedup();
-    Outcome { allowed, backend, explanation: steps.join("; "), denied_by_bypass_protection }
+    let unknown = matches!(routing, Routing::UnknownHost { .. });
+    Outcome { allowed, backend, explanation: steps.join("; "), denied_by_bypass_protection, unknown }
 }
 
 /// Host header values a client may send to a Service.

@@ -52,9 +52,21 @@
 //! enforced by nobody but a waypoint. A policy admission would reject (an invalid condition key
 //! such as the guide's `source.workload_name`) enforces nothing.
 //!
+//! **End users.** A request may carry an end-user token ([`jwt`]): the RequestAuthentications at
+//! a sidecar or a waypoint validate it (an invalid token, or one of an issuer no rule names, is
+//! refused with 401) and give the request principal `requestPrincipals` match; a waypoint that
+//! validated a token does not forward it unless told to; ztunnel reads none.
+//!
+//! **Callers.** ztunnel's pods (their container is named `istio-proxy` too) are no sidecar
+//! clients; a classic ingress gateway (`istio: ingressgateway`) is an ingress caller, which
+//! mesh-bound VirtualServices do not route; a pod whose controller the input lacks (a Job's, a
+//! bare pod) is a caller like any other. A policy's principal in a trust domain alias, or in
+//! `cluster.local`, names the mesh's own identity, as istiod expands it.
+//!
 //! **Outcome.** Allowed when every enforcement point on the path allows it at every workload that
 //! may serve it; the backend is that set of workloads. Unknown attributes are not guessed: IP
-//! blocks match nothing, requests carry no JWT and no query string.
+//! blocks match nothing, requests carry no query string. A route to a host the input does not
+//! hold makes the outcome unknown (neither allowed nor denied).
 //!
 //! # The verifier
 //!
@@ -63,8 +75,13 @@
 //! scope, crossed with the methods, paths and header values of the routes and policies of the
 //! destination's namespace, plus a method and a path none of them names; bounded by
 //! [`verify::MAX_VALUES_PER_DIMENSION`]) and classifies each difference as `loosened` (a security
-//! regression), `tightened` (an outage) or `rerouted`. Only pod-address traffic that a bypass
-//! protection (a DENY policy exempting a waypoint principal) now refuses is `expected`.
+//! regression), `tightened` (an outage), `rerouted`, or `unknown` (one side routes to a host the
+//! input does not hold). Only pod-address traffic that a bypass protection (a DENY policy
+//! exempting a waypoint principal) now refuses is `expected`. A request whose source or
+//! destination only one configuration holds (another namespace's workload in a dump of one
+//! namespace, ztunnel once installed) has no outcome there to compare with: it is counted in the
+//! notes, not as a difference. The tokens tried are none, an invalid one, and a valid one of every
+//! issuer and request principal the RequestAuthentications and policies in scope name.
 //!
 //! Sources are not enumerated one by one: for the destinations of each namespace they are
 //! partitioned into classes that every rule, route and path in scope treats alike
@@ -93,6 +110,7 @@
 pub mod authorize;
 pub mod classes;
 pub mod evaluate;
+pub mod jwt;
 pub mod route;
 pub mod state;
 pub mod synthetic;
@@ -104,5 +122,7 @@ pub use state::MigrationState;
 pub use topology::Topology;
 pub use verify::{Class, Difference, Verification, verify, verify_exhaustive};
 
+#[cfg(test)]
+mod callers_tests;
 #[cfg(test)]
 pub(crate) mod tests;

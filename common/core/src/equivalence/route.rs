@@ -61,8 +61,11 @@ pub enum Routing<'a> {
     Backends { workloads: Vec<(&'a Workload, u32)>, how: String },
     /// Answered by the proxy itself (a redirect or a direct response): no backend is reached.
     Answered { how: String },
-    /// No backend: no rule matched (404), an unknown host or subset (503), no endpoints.
+    /// No backend: no rule matched (404), an unknown subset (503), no endpoints.
     Unrouted { why: String },
+    /// To a host that is no Service of the input: a dump of part of the mesh, or a host outside
+    /// it. Whether anything serves the request cannot be told, so its outcome is unknown.
+    UnknownHost { why: String },
 }
 
 /// What a sidecar routes a host by (see [`Topology::sidecar_route_table`]).
@@ -230,8 +233,8 @@ impl Topology {
             let Some(target) = service_of_host(&destination.destination.host, &virtual_service.namespace)
                 .and_then(|(name, namespace)| self.service(namespace, name))
             else {
-                return Routing::Unrouted {
-                    why: format!("{how}: host {} is not a Service (503)", destination.destination.host),
+                return Routing::UnknownHost {
+                    why: format!("{how}: host {} is not a Service of the input", destination.destination.host),
                 };
             };
             let target_port = destination.destination.port.as_ref().map_or(port, |selector| selector.number);
@@ -321,9 +324,8 @@ impl Topology {
             let namespace = backend.namespace.as_deref().unwrap_or(&route.namespace);
             let target = backend.is_service().then(|| self.service(namespace, &backend.name)).flatten();
             let Some(target) = target else {
-                return Routing::Unrouted {
-                    why: format!("{how}: backend {namespace}/{} is not a Service (500)", backend.name),
-                };
+                let why = format!("{how}: backend {namespace}/{} is not a Service of the input", backend.name);
+                return if backend.is_service() { Routing::UnknownHost { why } } else { Routing::Unrouted { why } };
             };
             let target_port = backend.port.unwrap_or(port);
             let pod_port = target.port(target_port).map_or(target_port, |service_port| service_port.target_port);
@@ -508,6 +510,7 @@ spec:
             }
             Routing::Answered { how } => vec![format!("answered: {how}")],
             Routing::Unrouted { why } => vec![format!("unrouted: {why}")],
+            Routing::UnknownHost { why } => vec![format!("unknown: {why}")],
         }
     }
 

@@ -22,6 +22,7 @@ use crate::model::identity::principal_in;
 use crate::snapshot::Snapshot;
 
 use super::authorize::RuleMatch;
+use super::jwt::{JwtRule, RequestAuthenticationSpec};
 
 /// Policies without selector or targetRefs in this namespace apply to every workload of the mesh.
 pub const ROOT_NAMESPACE: &str = "istio-system";
@@ -127,6 +128,7 @@ pub struct Topology {
     pub virtual_services: Vec<Named<VirtualServiceSpec>>,
     pub destination_rules: Vec<Named<DestinationRuleSpec>>,
     pub http_routes: Vec<Named<HttpRouteSpec>>,
+    pub request_authentications: Vec<Named<RequestAuthenticationSpec>>,
     /// Objects left out, and why.
     pub notes: Vec<String>,
     /// The objects among them whose spec could not be read: their rules were dropped from the
@@ -188,13 +190,15 @@ impl Topology {
             let service = read_service(object);
             topology.services.insert((service.namespace.clone(), service.name.clone()), service);
         }
-        for named in topology.decode::<AuthorizationPolicySpec>(snapshot, Kind::AuthorizationPolicy) {
+        for mut named in topology.decode::<AuthorizationPolicySpec>(snapshot, Kind::AuthorizationPolicy) {
+            own_principals(&mut named.spec, &model.trust_domain);
             let rejected = rejection(&named.spec);
             topology.policies.push(Policy::new(named, rejected));
         }
         topology.virtual_services = topology.decode(snapshot, Kind::VirtualService);
         topology.destination_rules = topology.decode(snapshot, Kind::DestinationRule);
         topology.http_routes = topology.decode(snapshot, Kind::HttpRoute);
+        topology.request_authentications = topology.decode(snapshot, Kind::RequestAuthentication);
         topology
             .http_routes
             .sort_by(|a, b| (&a.created, &a.namespace, &a.name).cmp(&(&b.created, &b.namespace, &b.name)));
@@ -374,6 +378,38 @@ impl Topology {
         self.waypoints.get(&(waypoint_namespace, name.clone())).filter(|waypoint| waypoint.serves_services())
     }
 
+    /// The jwtRules that validate tokens at a workload's own proxy: its namespace's and the root
+    /// namespace's RequestAuthentications without targetRefs whose selector (if any) matches.
+    pub fn workload_jwt_rules(&self, workload: &Workload) -> Vec<&JwtRule> {
+        self.request_authentications
+            .iter()
+            .filter(|ra| ra.namespace == workload.namespace || ra.namespace == ROOT_NAMESPACE)
+            .filter(|ra| !ra.spec.uses_target_refs())
+            .filter(|ra| ra.spec.selector_labels().is_none_or(|selector| selector_matches(selector, &workload.labels)))
+            .flat_map(|ra| &ra.spec.jwt_rules)
+            .collect()
+    }
+
+    /// The jwtRules that validate tokens at a waypoint for `service`: RequestAuthentications whose
+    /// targetRefs name the Service or the waypoint Gateway.
+    pub fn waypoint_jwt_rules(&self, service: &Service, waypoint: &Waypoint) -> Vec<&JwtRule> {
+        self.request_authentications
+            .iter()
+            .filter(|ra| {
+                ra.spec.target_refs().any(|target| {
+                    let namespace = target.namespace.as_deref().unwrap_or(&ra.namespace);
+                    let names_service = target.kind == "Service"
+                        && matches!(target.group.as_str(), "" | "core")
+                        && (namespace, target.name.as_str()) == (service.namespace.as_str(), service.name.as_str());
+                    let names_waypoint = target.kind == "Gateway"
+                        && (namespace, target.name.as_str()) == (waypoint.namespace.as_str(), waypoint.name.as_str());
+                    names_service || names_waypoint
+                })
+            })
+            .flat_map(|ra| &ra.spec.jwt_rules)
+            .collect()
+    }
+
     pub fn ingress_uses_waypoint(service: &Service) -> bool {
         service.labels.get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true")
     }
@@ -385,6 +421,28 @@ impl Topology {
 
     pub fn is_waypoint_principal(&self, principal: &str) -> bool {
         self.waypoint_principals.contains(principal)
+    }
+}
+
+/// Rewrites the principals a policy names in the trust domain's aliases, or in `cluster.local`, to
+/// the mesh's trust domain, as istiod does when it builds the proxies' configuration (see
+/// [`crate::model::identity::TrustDomain::own_principal`]): workloads only ever present the mesh's
+/// own trust domain, so this is what makes such a principal match them.
+fn own_principals(spec: &mut AuthorizationPolicySpec, trust_domain: &crate::model::identity::TrustDomain) {
+    let rewrite = |principals: &mut Vec<String>| {
+        for principal in principals.iter_mut() {
+            *principal = trust_domain.own_principal(principal);
+        }
+    };
+    for rule in spec.rules.iter_mut().flatten() {
+        for from in &mut rule.from {
+            rewrite(&mut from.source.principals);
+            rewrite(&mut from.source.not_principals);
+        }
+        for condition in rule.when.iter_mut().filter(|condition| condition.key == "source.principal") {
+            rewrite(&mut condition.values);
+            rewrite(&mut condition.not_values);
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use crate::snapshot::Snapshot;
 use super::authorize::policy_vocabulary;
 use super::classes::{SourceSet, Sources, observed_features};
 use super::evaluate::{Address, HttpRequest, OUTSIDE_CLIENT, Outcome, Request, Target};
+use super::jwt::{TOKEN_HEADER, Token, token_vocabulary};
 use super::route::route_vocabulary;
 use super::state::MigrationState;
 use super::topology::{ROOT_NAMESPACE, Topology};
@@ -33,6 +34,9 @@ pub enum Class {
     Tightened,
     /// Allowed both times, served by other workloads.
     Rerouted,
+    /// One configuration sends the request to a host the input does not hold: whether it is
+    /// allowed there, and who serves it, cannot be told, so neither loosened nor tightened is.
+    Unknown,
 }
 
 impl Class {
@@ -41,6 +45,7 @@ impl Class {
             Class::Loosened => "loosened",
             Class::Tightened => "tightened",
             Class::Rerouted => "rerouted",
+            Class::Unknown => "unknown",
         }
     }
 }
@@ -172,11 +177,19 @@ fn run(
     let sources = Sources::new(source_names(&before, &after), &before, &after);
     let mut verification =
         Verification { kind: "AmbientEquivalence", evaluated: 0, requests: 0, differences: Vec::new(), notes, dropped };
-    for (namespace, targets) in targets_by_namespace(&before, &after, namespaces) {
+    let (targets, one_sided_targets) = targets_by_namespace(&before, &after, namespaces);
+    let mut one_sided_sources = 0;
+    for (namespace, targets) in targets {
         let classes = match partitioning {
             Partitioning::Classes => sources.partition(&observed_features([&before, &after], &namespace)),
             Partitioning::EverySource => sources.singletons(),
         };
+        // A source one configuration does not hold (another namespace's workload in a dump of
+        // one namespace, ztunnel once it is installed) has no outcome there to compare: its
+        // requests are not outcome changes.
+        let (classes, one_sided): (Vec<SourceSet>, Vec<SourceSet>) =
+            classes.into_iter().partition(|class| sources.on_both_sides(class));
+        one_sided_sources = one_sided.iter().map(SourceSet::len).sum::<usize>().max(one_sided_sources);
         let vocabulary = HttpVocabulary::new(&before, &after, &namespace);
         let variants = |is_http: bool| if is_http { vocabulary.len() } else { 1 };
         let total = targets.iter().fold(0_usize, |total, (_, is_http)| {
@@ -209,6 +222,12 @@ fn run(
                 sampler.total, sampler.stride
             ));
         }
+    }
+    if one_sided_sources > 0 || one_sided_targets > 0 {
+        verification.notes.push(format!(
+            "not compared: requests from {one_sided_sources} sources and to {one_sided_targets} destinations that \
+             only one configuration holds (no outcome there to compare with)"
+        ));
     }
     verification
 }
@@ -267,6 +286,12 @@ pub const EXPECTED_REASON: &str =
 /// protection now denies: it has to go through the waypoint, which is the point of the protection.
 pub fn classify(request: Request, sources: SourceSet, before: Outcome, after: Outcome) -> Option<Difference> {
     let class = match (before.allowed, after.allowed) {
+        _ if before.unknown || after.unknown => {
+            if before == after {
+                return None;
+            }
+            Class::Unknown
+        }
         (false, true) => Class::Loosened,
         (true, false) => Class::Tightened,
         (true, true) if before.backend != after.backend => Class::Rerouted,
@@ -294,12 +319,14 @@ fn source_names(before: &Topology, after: &Topology) -> Vec<String> {
     sources.into_iter().collect()
 }
 
-/// Every Service port and pod address in scope, by namespace, with whether it speaks HTTP.
+/// Every Service port and pod address in scope that both configurations hold, by namespace, with
+/// whether it speaks HTTP; and how many only one of them holds (left out: a destination that does
+/// not exist on one side has no outcome there to compare).
 fn targets_by_namespace(
     before: &Topology,
     after: &Topology,
     namespaces: Option<&BTreeSet<String>>,
-) -> BTreeMap<String, Vec<(Target, bool)>> {
+) -> (BTreeMap<String, Vec<(Target, bool)>>, usize) {
     let in_scope = move |namespace: &str| namespaces.is_none_or(|scope| scope.contains(namespace));
     let mut targets: BTreeMap<String, BTreeMap<Target, bool>> = BTreeMap::new();
     for topology in [before, after] {
@@ -324,7 +351,23 @@ fn targets_by_namespace(
             }
         }
     }
-    targets.into_iter().map(|(namespace, targets)| (namespace, targets.into_iter().collect())).collect()
+    let exists = |topology: &Topology, target: &Target| match target.address {
+        Address::Service => {
+            topology.service(&target.namespace, &target.name).is_some_and(|s| s.port(target.port).is_some())
+        }
+        Address::Pod => topology.application_workload(&format!("{}/{}", target.namespace, target.name)).is_some(),
+    };
+    let mut one_sided = 0;
+    let targets = targets
+        .into_iter()
+        .map(|(namespace, targets)| {
+            let (both, one): (Vec<_>, Vec<_>) =
+                targets.into_iter().partition(|(target, _)| exists(before, target) && exists(after, target));
+            one_sided += one.len();
+            (namespace, both)
+        })
+        .collect();
+    (targets, one_sided)
 }
 
 /// At most this many representative requests to the destinations of one namespace are evaluated.
@@ -421,6 +464,8 @@ struct HttpVocabulary {
     paths: Vec<String>,
     /// None: no header.
     headers: Vec<Option<(String, String)>>,
+    /// None: no token (see [`super::jwt`]); just that where nothing in scope validates tokens.
+    tokens: Vec<Option<Token>>,
 }
 
 impl HttpVocabulary {
@@ -428,6 +473,7 @@ impl HttpVocabulary {
         let mut methods = vec!["GET".to_string()];
         let mut paths = vec!["/".to_string()];
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut tokens = Vec::new();
         for topology in [before, after] {
             route_vocabulary(topology, namespace, &mut methods, &mut paths, &mut headers);
             let mut policies: Vec<_> = topology.policies_in(namespace).collect();
@@ -435,6 +481,18 @@ impl HttpVocabulary {
                 policies.extend(topology.policies_in(ROOT_NAMESPACE));
             }
             policy_vocabulary(&policies, &mut methods, &mut paths, &mut headers);
+            token_vocabulary(topology, namespace, &policies, &mut tokens);
+        }
+        let mut unique_tokens: Vec<Token> = Vec::new();
+        for token in tokens {
+            if !unique_tokens.contains(&token) && unique_tokens.len() < MAX_VALUES_PER_DIMENSION {
+                unique_tokens.push(token);
+            }
+        }
+        let mut tokens = vec![None];
+        if !unique_tokens.is_empty() {
+            tokens.push(Some(Token::Invalid));
+            tokens.extend(unique_tokens.into_iter().map(Some));
         }
         let spare = SPARE_METHODS.iter().find(|method| !methods.iter().any(|known| known == *method));
         let mut methods = bounded(methods);
@@ -445,21 +503,27 @@ impl HttpVocabulary {
         for (name, values) in headers {
             header_values.extend(bounded(values).into_iter().map(|value| Some((name.clone(), value))));
         }
-        HttpVocabulary { methods, paths, headers: header_values }
+        HttpVocabulary { methods, paths, headers: header_values, tokens }
     }
 
     fn len(&self) -> usize {
-        self.methods.len() * self.paths.len() * self.headers.len()
+        self.methods.len() * self.paths.len() * self.headers.len() * self.tokens.len()
     }
 
-    /// Variant `index`, numbered method first, then path, then header.
+    /// Variant `index`, numbered method first, then path, then token, then header.
     fn variant(&self, index: usize) -> HttpRequest {
         let header = &self.headers[index % self.headers.len()];
         let rest = index / self.headers.len();
+        let token = &self.tokens[rest % self.tokens.len()];
+        let rest = rest / self.tokens.len();
+        let mut headers: BTreeMap<String, String> = header.iter().cloned().collect();
+        if let Some(token) = token {
+            headers.insert(TOKEN_HEADER.to_string(), token.header());
+        }
         HttpRequest {
             method: self.methods[rest / self.paths.len()].clone(),
             path: self.paths[rest % self.paths.len()].clone(),
-            headers: header.iter().cloned().collect(),
+            headers,
         }
     }
 }

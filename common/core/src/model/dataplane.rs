@@ -34,6 +34,22 @@ pub fn proxy_container(pod_spec: &Value) -> Option<&Value> {
     })
 }
 
+/// A ztunnel pod: the node proxy of ambient mode. Its container is named `istio-proxy` too (Istio's
+/// `manifests/charts/ztunnel/templates/daemonset.yaml`: DaemonSet `ztunnel`, pods labelled
+/// `app: ztunnel`, the container running the `ztunnel` image with `proxy ztunnel`), but it is no
+/// sidecar: it proxies the node's ambient pods, is never injected (`sidecar.istio.io/inject:
+/// "false"`) and sends no application requests, so it is neither a sidecar client nor a workload
+/// a bypass protection must let through.
+pub fn is_ztunnel(pod_spec: &Value, pod_labels: &BTreeMap<String, String>) -> bool {
+    let runs_ztunnel = proxy_container(pod_spec).is_some_and(|proxy| {
+        let image = proxy.get("image").and_then(Value::as_str).unwrap_or_default();
+        let image_name = image.rsplit('/').next().unwrap_or_default();
+        let args = proxy.get("args").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str);
+        image_name.split([':', '@']).next() == Some("ztunnel") || args.take(2).eq(["proxy", "ztunnel"])
+    });
+    runs_ztunnel || pod_labels.get("app").map(String::as_str) == Some("ztunnel")
+}
+
 /// HBONE is on when the proxy's `PROXY_CONFIG` JSON sets `proxyMetadata.ISTIO_META_ENABLE_HBONE`
 /// to "true" (or the env var is set directly).
 pub fn hbone_enabled(proxy: &Value) -> bool {
@@ -248,6 +264,19 @@ mod tests {
         let injecting = NamespaceMode { injection: true, ..Default::default() };
         assert!(!injects(&injecting, &labels(&[]), &labels(&[("sidecar.istio.io/inject", "false")])));
         assert!(injects(&injecting, &labels(&[("app", "a")]), &labels(&[])));
+    }
+
+    #[test]
+    fn a_ztunnel_pod_is_recognised_by_its_image_its_arguments_or_its_app_label() {
+        let none = BTreeMap::new();
+        let chart = json!({"containers": [{"name": "istio-proxy", "image": "docker.io/istio/ztunnel:1.27.3", "args": ["proxy", "ztunnel"]}]});
+        assert!(is_ztunnel(&chart, &none));
+        let args_only = json!({"containers": [{"name": "istio-proxy", "image": "registry.example/mirror/node-proxy", "args": ["proxy", "ztunnel"]}]});
+        assert!(is_ztunnel(&args_only, &none));
+        let labelled = BTreeMap::from([("app".to_string(), "ztunnel".to_string())]);
+        assert!(is_ztunnel(&json!({"containers": [{"name": "istio-proxy"}]}), &labelled));
+        let sidecar = json!({"containers": [{"name": "app", "image": "ztunnel-demo"}, {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.27.3", "args": ["proxy", "sidecar"]}]});
+        assert!(!is_ztunnel(&sidecar, &none), "an application's sidecar is a sidecar");
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! Principals are `<trust domain>/ns/<namespace>/sa/<service account>`. The trust domain is
 //! resolved once, with where it came from: the user's `--trust-domain` (kept on the snapshot,
 //! since it describes the input), else `values.meshConfig.trustDomain` of the Istio resources,
-//! else `cluster.local`. Istio resources that disagree, or an invalid name, leave it unknown:
+//! else, with no Istio resource, the one trust domain other than `cluster.local` that the
+//! AuthorizationPolicies' principals name (inferred, and reported as such), else `cluster.local`.
+//! `values.meshConfig.trustDomainAliases` are read too: istiod treats a policy's principal in an
+//! alias, or in `cluster.local`, as one of the mesh's own. Istio resources that disagree, or an invalid name, leave it unknown:
 //! whatever needs a principal must then be reported rather than guessed.
 
 use std::collections::BTreeSet;
@@ -27,6 +30,9 @@ pub enum TrustDomainSource {
     Istio,
     /// The input holds no Istio resource: the default is assumed.
     Assumed,
+    /// The input holds no Istio resource, and every principal its AuthorizationPolicies name
+    /// outside `cluster.local` is in this one trust domain: the mesh's, most likely.
+    Inferred,
 }
 
 /// Why the trust domain is unknown.
@@ -46,6 +52,10 @@ pub struct TrustDomain {
     pub domain: Option<String>,
     pub source: TrustDomainSource,
     pub problem: Option<TrustDomainProblem>,
+    /// `values.meshConfig.trustDomainAliases`: identities in these trust domains are the mesh's
+    /// own (see [`TrustDomain::is_own`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 impl TrustDomain {
@@ -71,16 +81,53 @@ impl TrustDomain {
                     TrustDomainSource::Istio
                 };
                 match domains.len() {
-                    0 => (Ok(DEFAULT_TRUST_DOMAIN.to_string()), source),
+                    0 => match inferred(snapshot) {
+                        Some(domain) => (Ok(domain), TrustDomainSource::Inferred),
+                        None => (Ok(DEFAULT_TRUST_DOMAIN.to_string()), source),
+                    },
                     1 => (Ok(domains.into_iter().next().unwrap_or_default()), source),
                     _ => (Err(TrustDomainProblem::Conflict(domains.into_iter().collect())), source),
                 }
             }
         };
+        let aliases: Vec<String> = snapshot
+            .all(Kind::Istio)
+            .iter()
+            .filter_map(|istio| istio.data.pointer("/spec/values/meshConfig/trustDomainAliases")?.as_array().cloned())
+            .flatten()
+            .filter_map(|alias| alias.as_str().map(str::to_string))
+            .collect::<BTreeSet<String>>()
+            .into_iter()
+            .collect();
         match candidate {
-            Ok(domain) if is_valid(&domain) => TrustDomain { domain: Some(domain), source, problem: None },
-            Ok(domain) => TrustDomain { domain: None, source, problem: Some(TrustDomainProblem::Invalid(domain)) },
-            Err(problem) => TrustDomain { domain: None, source, problem: Some(problem) },
+            Ok(domain) if is_valid(&domain) => TrustDomain { domain: Some(domain), source, problem: None, aliases },
+            Ok(domain) => {
+                TrustDomain { domain: None, source, problem: Some(TrustDomainProblem::Invalid(domain)), aliases }
+            }
+            Err(problem) => TrustDomain { domain: None, source, problem: Some(problem), aliases },
+        }
+    }
+
+    /// Whether a policy's principal in `domain` names the mesh's own identities: istiod expands a
+    /// principal in the trust domain, in one of its aliases or in `cluster.local` (which stands for
+    /// the local trust domain) to all of them (`pilot/pkg/security/trustdomain/bundle.go`,
+    /// `ReplaceTrustDomainAliases`).
+    pub fn is_own(&self, domain: &str) -> bool {
+        domain == DEFAULT_TRUST_DOMAIN
+            || self.domain.as_deref() == Some(domain)
+            || self.aliases.iter().any(|alias| alias == domain)
+    }
+
+    /// `principal` as the mesh's own identity when it is one of [`TrustDomain::is_own`]'s (its trust
+    /// domain replaced by the mesh's), else unchanged. Patterns with a wildcard trust domain, and
+    /// anything not of the form `<td>/ns/<ns>/sa/<sa>`, are left as they are.
+    pub fn own_principal(&self, principal: &str) -> String {
+        let Some(domain) = &self.domain else { return principal.to_string() };
+        match principal.split_once('/') {
+            Some((from, rest)) if principal.split('/').count() == 5 && !from.contains('*') && self.is_own(from) => {
+                format!("{domain}/{rest}")
+            }
+            _ => principal.to_string(),
         }
     }
 
@@ -102,6 +149,28 @@ impl TrustDomain {
         let exact = !namespace.is_empty() && !account.is_empty() && !account.contains('/') && !principal.contains('*');
         exact.then_some((namespace, account))
     }
+}
+
+/// The one trust domain other than `cluster.local` that the AuthorizationPolicies' exact principals
+/// (`<td>/ns/<ns>/sa/<sa>`) name, if there is exactly one.
+fn inferred(snapshot: &Snapshot) -> Option<String> {
+    let mut domains = BTreeSet::new();
+    for policy in snapshot.all(Kind::AuthorizationPolicy) {
+        let Ok(spec) = crate::mesh::spec::<crate::mesh::authz::AuthorizationPolicySpec>(policy) else { continue };
+        for rule in spec.rules() {
+            let sources = rule.from.iter().map(|from| &from.source);
+            let named = sources.flat_map(|source| source.principals.iter().chain(&source.not_principals));
+            let conditions = rule.when.iter().filter(|condition| condition.key == "source.principal");
+            let in_conditions = conditions.flat_map(|condition| condition.values.iter().chain(&condition.not_values));
+            for principal in named.chain(in_conditions).filter(|principal| principal.split('/').count() == 5) {
+                let domain = principal.split('/').next().unwrap_or_default();
+                if domain != DEFAULT_TRUST_DOMAIN && !domain.contains('*') && is_valid(domain) {
+                    domains.insert(domain.to_string());
+                }
+            }
+        }
+    }
+    (domains.len() == 1).then(|| domains.into_iter().next()).flatten()
 }
 
 pub fn principal_in(trust_domain: &str, namespace: &str, service_account: &str) -> String {
@@ -151,6 +220,47 @@ mod tests {
         bad.trust_domain = Some("bad domain/x".into());
         assert!(matches!(TrustDomain::resolve(&bad).problem, Some(TrustDomainProblem::Invalid(_))));
         assert_eq!(TrustDomain::resolve(&bad).principal("a", "b"), None);
+    }
+
+    fn policy_naming(principal: &str) -> kube_core::DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "p", "namespace": "shop"},
+            "spec": {"rules": [{"from": [{"source": {"principals": [principal]}}]}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn without_an_istio_resource_the_trust_domain_policies_name_is_inferred() {
+        let named = Snapshot::from_objects([policy_naming("corp.example/ns/a/sa/b")]);
+        let inferred = TrustDomain::resolve(&named);
+        assert_eq!((inferred.domain.as_deref(), inferred.source), (Some("corp.example"), TrustDomainSource::Inferred));
+        let two = Snapshot::from_objects([policy_naming("a.example/ns/a/sa/b"), {
+            let mut other = policy_naming("b.example/ns/a/sa/b");
+            other.metadata.name = Some("q".into());
+            other
+        }]);
+        assert_eq!(TrustDomain::resolve(&two).domain.as_deref(), Some("cluster.local"), "ambiguous: not guessed");
+        let default = Snapshot::from_objects([policy_naming("cluster.local/ns/a/sa/b")]);
+        assert_ne!(TrustDomain::resolve(&default).source, TrustDomainSource::Inferred);
+        let mut with_istio = Snapshot::from_objects([policy_naming("corp.example/ns/a/sa/b"), istio(None, "default")]);
+        assert_eq!(TrustDomain::resolve(&with_istio).domain.as_deref(), Some("cluster.local"), "the resource says");
+        with_istio.trust_domain = Some("flag.example".into());
+        assert_eq!(TrustDomain::resolve(&with_istio).domain.as_deref(), Some("flag.example"));
+    }
+
+    #[test]
+    fn aliases_and_cluster_local_name_the_mesh_s_own_identities() {
+        let mut istio = istio(Some("new.example"), "default");
+        istio.data["spec"]["values"]["meshConfig"]["trustDomainAliases"] = serde_json::json!(["old.example"]);
+        let td = TrustDomain::resolve(&Snapshot::from_objects([istio]));
+        assert_eq!(td.aliases, vec!["old.example".to_string()]);
+        assert_eq!(td.own_principal("old.example/ns/a/sa/b"), "new.example/ns/a/sa/b");
+        assert_eq!(td.own_principal("cluster.local/ns/a/sa/b"), "new.example/ns/a/sa/b");
+        assert_eq!(td.own_principal("other.example/ns/a/sa/b"), "other.example/ns/a/sa/b", "not an alias");
+        assert_eq!(td.own_principal("*/ns/a/sa/b"), "*/ns/a/sa/b");
+        assert_eq!(td.own_principal("old.example/ns/a/sa/*"), "new.example/ns/a/sa/*");
     }
 
     #[test]

@@ -21,11 +21,11 @@ use kube_core::DynamicObject;
 use serde_json::Value;
 
 use self::dataplane::{
-    NamespaceMode, controller_selector, enrolled, hbone_enabled, injects, proxy_container, service_account,
+    NamespaceMode, controller_selector, enrolled, hbone_enabled, injects, is_ztunnel, proxy_container, service_account,
     template_metadata, without_hashes, workload_name_of_pod,
 };
 use self::identity::TrustDomain;
-use self::waypoint::{Gateway, WaypointReason, is_gateway};
+use self::waypoint::{CLASSIC_INGRESS_GATEWAY, Gateway, ISTIO_GATEWAY_LABEL, WaypointReason, is_gateway};
 use crate::kinds::Kind;
 use crate::mesh::authz::AuthorizationPolicySpec;
 use crate::mesh::gateway_api::{HttpRouteSpec, ParentRef};
@@ -43,7 +43,10 @@ pub enum Mode {
     Sidecar,
     /// Enrolled in ambient and without sidecar: ztunnel owns the pod's traffic.
     Ambient,
-    /// A Gateway API ingress gateway (class `istio`): its own Envoy, not captured by ztunnel.
+    /// An ingress gateway: a Gateway API gateway (class `istio`), or a classic gateway deployment
+    /// (`istio: ingressgateway`): its own Envoy, not captured by ztunnel. It routes by the
+    /// VirtualServices bound to its Gateway, never by the mesh-bound ones (`gateways` absent or
+    /// `mesh`) that a sidecar reads.
     IngressGateway,
     /// No proxy at all: plaintext, no identity.
     OutsideMesh,
@@ -250,7 +253,9 @@ impl<'a> MeshModel<'a> {
         let mut found = Vec::new();
         for pod in self.all_pods() {
             let namespace_mode = self.namespace(pod.namespace);
-            let mode = mode_of(pod.sidecar, enrolled(&namespace_mode, pod.labels));
+            let pod_spec = pod.object.data.get("spec").unwrap_or(&Value::Null);
+            let sidecar = pod.sidecar && !is_ztunnel(pod_spec, pod.labels);
+            let mode = mode_of(sidecar, enrolled(&namespace_mode, pod.labels));
             let workload = self.workload(
                 pod.namespace,
                 pod.workload(),
@@ -263,21 +268,20 @@ impl<'a> MeshModel<'a> {
                 found.push(workload);
             }
         }
-        for kind in [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet] {
+        for kind in [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet, Kind::Job, Kind::CronJob] {
             for controller in self.snapshot.all(kind) {
                 let namespace = controller.metadata.namespace.clone().unwrap_or_default();
-                let selector = controller_selector(controller);
-                let has_pods = !selector.is_empty()
-                    && self.pods_in(&namespace).iter().any(|pod| selector_matches(&selector, pod.labels));
-                if has_pods {
+                if self.pods_in(&namespace).iter().any(|pod| owns(kind, controller, pod)) {
                     continue;
                 }
-                let template = controller.data.pointer("/spec/template").unwrap_or(&Value::Null);
+                let pointer = if kind == Kind::CronJob { "/spec/jobTemplate/spec/template" } else { "/spec/template" };
+                let template = controller.data.pointer(pointer).unwrap_or(&Value::Null);
                 let pod_spec = template.get("spec").unwrap_or(&Value::Null);
                 let (mut pod_labels, pod_annotations) = template_metadata(template);
                 let namespace_mode = self.namespace(&namespace);
-                let sidecar =
-                    proxy_container(pod_spec).is_some() || injects(&namespace_mode, &pod_labels, &pod_annotations);
+                let sidecar = (proxy_container(pod_spec).is_some()
+                    || injects(&namespace_mode, &pod_labels, &pod_annotations))
+                    && !is_ztunnel(pod_spec, &pod_labels);
                 let mode = mode_of(sidecar, enrolled(&namespace_mode, &pod_labels));
                 // The opt-out travels with the labels, so a later state change re-admits the
                 // template the way the injector would.
@@ -307,6 +311,10 @@ impl<'a> MeshModel<'a> {
         labels: BTreeMap<String, String>,
         mode: Mode,
     ) -> Workload {
+        // A classic ingress gateway's pod has an `istio-proxy` container (injected with the
+        // `gateway` template) but is no sidecar: it routes by the routes bound to its Gateway.
+        let classic_ingress = labels.get(ISTIO_GATEWAY_LABEL).map(String::as_str) == Some(CLASSIC_INGRESS_GATEWAY);
+        let mode = if mode == Mode::Sidecar && classic_ingress { Mode::IngressGateway } else { mode };
         let principal = if mode == Mode::OutsideMesh { None } else { self.principal(namespace, &service_account) };
         Workload {
             namespace: namespace.to_string(),
@@ -378,6 +386,28 @@ impl<'a> MeshModel<'a> {
             add(&waypoint.namespace, WaypointReason::Deployed(waypoint.name.clone()));
         }
         reasons.into_iter().map(|(namespace, reasons)| (namespace, reasons.into_iter().collect())).collect()
+    }
+}
+
+/// The label the Job controller puts on a Job's pods, naming the Job.
+const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+const LEGACY_JOB_NAME_LABEL: &str = "job-name";
+
+/// Whether `pod` is one of `controller`'s: selected by a Deployment's, StatefulSet's or
+/// DaemonSet's selector; labelled with a Job's name (its selector is generated by the API server,
+/// so a manifest has none); of a Job named after a CronJob (`<cronjob>-<schedule time>`).
+fn owns(kind: Kind, controller: &DynamicObject, pod: &Pod) -> bool {
+    let name = controller.metadata.name.as_deref().unwrap_or_default();
+    let job = pod.labels.get(JOB_NAME_LABEL).or_else(|| pod.labels.get(LEGACY_JOB_NAME_LABEL));
+    match kind {
+        Kind::Job => job.is_some_and(|job| job == name),
+        Kind::CronJob => job
+            .and_then(|job| job.strip_prefix(name)?.strip_prefix('-'))
+            .is_some_and(|suffix| !suffix.is_empty() && suffix.chars().all(|c| c.is_ascii_digit())),
+        _ => {
+            let selector = controller_selector(controller);
+            !selector.is_empty() && selector_matches(&selector, pod.labels)
+        }
     }
 }
 

@@ -24,6 +24,9 @@ pub const DEFAULT_WAYPOINT: &str = "waypoint";
 pub const GATEWAY_SERVICE_ACCOUNT: &str = "gateway.istio.io/service-account";
 /// The label Istio's classic gateway deployments carry (`ingressgateway`, `egressgateway`, ...).
 pub const ISTIO_GATEWAY_LABEL: &str = "istio";
+/// The value of [`ISTIO_GATEWAY_LABEL`] on a classic ingress gateway's pods (Istio's gateway chart
+/// and the `istio-ingressgateway` of older installs).
+pub const CLASSIC_INGRESS_GATEWAY: &str = "ingressgateway";
 /// Gateway class of Istio's Gateway API ingress gateways.
 pub const INGRESS_CLASS: &str = "istio";
 
