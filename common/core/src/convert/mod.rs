@@ -311,3 +311,6 @@ spec: {template: [1, 2]}
         assert!(!rendered.contains("no-namespace"));
     }
 }
+
+#[cfg(test)]
+mod semantics_tests;

@@ -33,7 +33,8 @@ use super::objects::{Items, generated, invalid_name, is_generated};
 use super::scope::{Mesh, Workload, service_selector};
 use crate::change::ResourceRef;
 use crate::kinds::Kind;
-use crate::mesh::authz::{Action, AuthorizationPolicySpec};
+use crate::equivalence::authorize::istio_match;
+use crate::mesh::authz::{Action, AuthorizationPolicySpec, Condition, Rule, Source};
 use crate::mesh::{ObjectRef, selector_matches};
 use crate::model::waypoint::is_gateway;
 
@@ -125,12 +126,15 @@ pub(crate) fn convert_policies(
                     Targets::Waypoint(_) => services.services.iter().map(|service| service.name.to_string()).collect(),
                     Targets::Services(names) => names.clone(),
                 };
-                for service in &protected {
-                    let key = (namespace.to_string(), service.clone());
-                    enforced.services.entry(key).or_default().push(reference.clone());
+                // An AUDIT policy decides nothing: there is nothing for a bypass protection to keep.
+                if authz.action != Action::Audit {
+                    for service in &protected {
+                        let key = (namespace.to_string(), service.clone());
+                        enforced.services.entry(key).or_default().push(reference.clone());
+                    }
                 }
                 if !protected.is_empty() {
-                    admit_waypoint(mesh, policy, authz, namespace, out, report);
+                    admit_waypoint(policy, authz, mesh.waypoint_principal(namespace).map(|p| vec![p]), out, report);
                 }
             }
             // A namespace-wide L7 AuthorizationPolicy is as much a ztunnel trap as a selector one; other
@@ -368,12 +372,22 @@ fn note_existing_targets(spec: &Value, namespace: &str, policy: &ObjectRef, enfo
     }
 }
 
-/// Rule 4 (module docs): the ztunnel-enforced policy must let the waypoint through.
+/// Rule 4 (module docs): the ztunnel-enforced policy must let the waypoints through.
+///
+/// Every place a rule tests the source counts, not only `from.principals`: ztunnel sees the
+/// waypoint's principal, namespace, service account and address in `principals`, `namespaces`,
+/// `serviceAccounts`, `ipBlocks` and their negations, and in `when` conditions on `source.*` and
+/// `remote.ip`. An ALLOW rule that tests the source only in `from` gets a source naming the
+/// waypoint (sources are ORed); one that tests it in `when` (ANDed with everything) gets a twin
+/// rule for the waypoint with the same operations and its other conditions; an ALLOW without rules
+/// (the allow-nothing baseline) gets one rule admitting the waypoint. A DENY rule that may match
+/// the waypoint gets it in `notPrincipals` of each source that may (the fields of a source are
+/// ANDed, so this exempts exactly the waypoint, never its namespace), or a source exempting it when
+/// the rule tests the source only in `when`. The client is still checked by the waypoint copy.
 fn admit_waypoint(
-    mesh: &Mesh,
     policy: &DynamicObject,
     authz: &AuthorizationPolicySpec,
-    namespace: &str,
+    waypoints: Option<Vec<String>>,
     out: &mut Items,
     report: &mut Report,
 ) {
@@ -381,23 +395,12 @@ fn admit_waypoint(
         return;
     }
     let reference = ObjectRef::of(policy);
-    let restricts_sources = authz.rules().iter().any(|rule| {
-        rule.from.iter().any(|from| {
-            let source = &from.source;
-            match authz.action {
-                Action::Allow => {
-                    !(source.principals.is_empty()
-                        && source.namespaces.is_empty()
-                        && source.service_accounts.is_empty())
-                }
-                _ => !source.not_principals.is_empty() || !source.not_namespaces.is_empty(),
-            }
-        })
-    });
-    if !restricts_sources {
-        return;
-    }
-    let Some(waypoint) = mesh.waypoint_principal(namespace) else {
+    let namespace = reference.namespace.clone().unwrap_or_default();
+    let peers: Option<Vec<Peer>> = waypoints.map(|principals| principals.into_iter().filter_map(Peer::new).collect());
+    let Some(peers) = peers.filter(|peers| !peers.is_empty()) else {
+        if !authz.rules().iter().any(tests_source) && authz.rules.as_ref().is_some_and(|rules| !rules.is_empty()) {
+            return;
+        }
         report.unsupported(
             &reference,
             "spec.rules",
@@ -407,67 +410,151 @@ fn admit_waypoint(
         return;
     };
     let mut spec = policy.data.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let mut changed = false;
-    let rules = spec.get_mut("rules").and_then(Value::as_array_mut);
-    for (index, rule) in rules.into_iter().flatten().enumerate() {
-        let Some(sources) = rule.get_mut("from").and_then(Value::as_array_mut) else { continue };
-        match authz.action {
-            Action::Allow => {
-                let admitted = sources.iter().any(|from| {
-                    let source = from.get("source");
-                    let principals = source.and_then(|s| s.get("principals")).and_then(Value::as_array);
-                    let only_principals = source.and_then(Value::as_object).is_some_and(|s| s.len() == 1);
-                    only_principals && principals.is_some_and(|p| p.iter().any(|p| p == &json!(waypoint)))
-                });
-                if !admitted {
-                    sources.push(json!({"source": {"principals": [waypoint]}}));
-                    changed = true;
-                }
-            }
-            _ => {
-                for (position, from) in sources.iter_mut().enumerate() {
-                    if from.pointer("/source/notNamespaces").is_some() {
-                        report.unsupported(
-                            &reference,
-                            format!("spec.rules[{index}].from[{position}].source.notNamespaces"),
-                            "ztunnel will see the waypoint's identity: this DENY would block it, and exempting the \
-                             waypoint's namespace would exempt more than the waypoint",
-                        );
-                    }
-                    if let Some(not_principals) =
-                        from.pointer_mut("/source/notPrincipals").and_then(Value::as_array_mut)
-                        && !not_principals.contains(&json!(waypoint))
-                    {
-                        not_principals.push(json!(waypoint));
-                        changed = true;
-                    }
-                }
-            }
-        }
-        let source_conditions = rule.get("when").and_then(Value::as_array).is_some_and(|conditions| {
-            conditions.iter().any(|c| {
-                c.get("key").and_then(Value::as_str).is_some_and(|key| key.starts_with("source.") || key == "remote.ip")
-            })
-        });
-        if source_conditions {
-            report.warn(
-                &reference,
-                format!(
-                    "spec.rules[{index}].when tests the source, which ztunnel sees as the waypoint: check the rule"
-                ),
-            );
-        }
-    }
-    if authz.rules().iter().any(|rule| rule.from.iter().any(|f| !f.source.ip_blocks.is_empty())) {
-        report.warn(&reference, "ipBlocks: ztunnel sees the waypoint's address for traffic through the waypoint");
-    }
+    let changed = match authz.action {
+        Action::Allow => admit_in_allow(authz, &peers, &mut spec),
+        _ => exempt_in_deny(authz, &peers, &mut spec),
+    };
     if !changed {
         return;
     }
     let mut body = Map::new();
     body.insert("spec".into(), spec);
     let name = reference.name.clone();
-    out.add(generated(Kind::AuthorizationPolicy, namespace, &name, std::slice::from_ref(&reference), body), report);
+    out.add(generated(Kind::AuthorizationPolicy, &namespace, &name, std::slice::from_ref(&reference), body), report);
+}
+
+/// Condition keys that test the source of a connection, which ztunnel sees as the waypoint.
+const SOURCE_CONDITION_KEYS: [&str; 4] = ["source.principal", "source.namespace", "source.ip", "remote.ip"];
+
+fn is_source_condition(condition: &Condition) -> bool {
+    SOURCE_CONDITION_KEYS.contains(&condition.key.as_str())
+}
+
+fn tests_source(rule: &Rule) -> bool {
+    !rule.from.is_empty() || rule.when.iter().any(is_source_condition)
+}
+
+/// A waypoint as ztunnel sees it: its principal, namespace and `namespace/serviceaccount`.
+struct Peer {
+    principal: String,
+    namespace: String,
+    service_account: String,
+}
+
+impl Peer {
+    fn new(principal: String) -> Option<Peer> {
+        let (_, rest) = principal.split_once("/ns/")?;
+        let (namespace, account) = rest.split_once("/sa/")?;
+        let (namespace, service_account) = (namespace.to_string(), format!("{namespace}/{account}"));
+        Some(Peer { principal, namespace, service_account })
+    }
+
+    /// Whether `source` matches this peer. Its address is unknown: `unknown_address` is the answer
+    /// for a source that tests addresses (false to admit for sure, true to exempt for sure).
+    fn matches_source(&self, source: &Source, unknown_address: bool) -> bool {
+        let addresses = [&source.ip_blocks, &source.not_ip_blocks, &source.remote_ip_blocks, &source.not_remote_ip_blocks];
+        field_matches(&source.principals, &source.not_principals, &self.principal)
+            && field_matches(&source.namespaces, &source.not_namespaces, &self.namespace)
+            && field_matches(&source.service_accounts, &source.not_service_accounts, &self.service_account)
+            && (addresses.iter().all(|blocks| blocks.is_empty()) || unknown_address)
+    }
+
+    fn matches_condition(&self, condition: &Condition, unknown_address: bool) -> bool {
+        let value = match condition.key.as_str() {
+            "source.principal" => &self.principal,
+            "source.namespace" => &self.namespace,
+            "source.ip" | "remote.ip" => return unknown_address,
+            _ => return true,
+        };
+        field_matches(&condition.values, &condition.not_values, value)
+    }
+
+    /// Whether `rule`'s source tests let this peer through (for ALLOW: surely; for DENY: possibly).
+    fn passes(&self, rule: &Rule, unknown_address: bool) -> bool {
+        (rule.from.is_empty() || rule.from.iter().any(|from| self.matches_source(&from.source, unknown_address)))
+            && rule.when.iter().all(|condition| self.matches_condition(condition, unknown_address))
+    }
+}
+
+fn field_matches(values: &[String], not_values: &[String], value: &str) -> bool {
+    (values.is_empty() || values.iter().any(|pattern| istio_match(pattern, value)))
+        && !not_values.iter().any(|pattern| istio_match(pattern, value))
+}
+
+fn principals_of(peers: &[&Peer]) -> Value {
+    json!(peers.iter().map(|peer| peer.principal.as_str()).collect::<Vec<_>>())
+}
+
+/// See [`admit_waypoint`]; true when `spec` changed.
+fn admit_in_allow(authz: &AuthorizationPolicySpec, peers: &[Peer], spec: &mut Value) -> bool {
+    let all: Vec<&Peer> = peers.iter().collect();
+    if authz.rules().is_empty() {
+        spec["rules"] = json!([{"from": [{"source": {"principals": principals_of(&all)}}]}]);
+        return true;
+    }
+    let mut changed = false;
+    let mut twins = Vec::new();
+    for (index, rule) in authz.rules().iter().enumerate() {
+        let missing: Vec<&Peer> = peers.iter().filter(|peer| tests_source(rule) && !peer.passes(rule, false)).collect();
+        if missing.is_empty() {
+            continue;
+        }
+        changed = true;
+        let admitting = json!({"source": {"principals": principals_of(&missing)}});
+        if !rule.when.iter().any(is_source_condition) {
+            if let Some(from) = spec.pointer_mut(&format!("/rules/{index}/from")).and_then(Value::as_array_mut) {
+                from.push(admitting);
+            }
+            continue;
+        }
+        let mut twin = Map::new();
+        twin.insert("from".into(), json!([admitting]));
+        if let Some(to) = spec.pointer(&format!("/rules/{index}/to")) {
+            twin.insert("to".into(), to.clone());
+        }
+        let others: Vec<Value> = rule
+            .when
+            .iter()
+            .filter(|condition| !is_source_condition(condition))
+            .filter_map(|condition| serde_json::to_value(condition).ok())
+            .collect();
+        if !others.is_empty() {
+            twin.insert("when".into(), Value::Array(others));
+        }
+        twins.push(Value::Object(twin));
+    }
+    if let Some(rules) = spec.get_mut("rules").and_then(Value::as_array_mut) {
+        rules.extend(twins);
+    }
+    changed
+}
+
+/// See [`admit_waypoint`]; true when `spec` changed.
+fn exempt_in_deny(authz: &AuthorizationPolicySpec, peers: &[Peer], spec: &mut Value) -> bool {
+    let mut changed = false;
+    for (index, rule) in authz.rules().iter().enumerate() {
+        let denied: Vec<&Peer> = peers.iter().filter(|peer| tests_source(rule) && peer.passes(rule, true)).collect();
+        if denied.is_empty() {
+            continue;
+        }
+        changed = true;
+        if rule.from.is_empty() {
+            spec["rules"][index]["from"] = json!([{"source": {"notPrincipals": principals_of(&denied)}}]);
+            continue;
+        }
+        for (position, from) in rule.from.iter().enumerate() {
+            let exempt: Vec<&Peer> =
+                denied.iter().copied().filter(|peer| peer.matches_source(&from.source, true)).collect();
+            if exempt.is_empty() {
+                continue;
+            }
+            let source = &mut spec["rules"][index]["from"][position]["source"];
+            let mut not_principals = source.get("notPrincipals").and_then(Value::as_array).cloned().unwrap_or_default();
+            not_principals.extend(exempt.iter().map(|peer| json!(peer.principal)));
+            source["notPrincipals"] = Value::Array(not_principals);
+        }
+    }
+    changed
 }
 
 #[cfg(test)]

@@ -1,0 +1,194 @@
+//! Istio semantics the translation has to keep, one test per class (issue 16): each converts a
+//! small sidecar-era namespace and runs the verifier on the result at the end of the migration
+//! (`convert --verify`), so a faithful translation shows no unexpected difference, and one Istio
+//! 1.27 and Gateway API v1.3 cannot express is refused with its reason.
+
+use super::scope::tests::snapshot_of;
+use super::{Conversion, ConvertOptions, convert};
+use crate::equivalence::verify::{Verification, verify_change};
+use crate::snapshot::Snapshot;
+
+/// A sidecar-era namespace: productpage calls reviews (port 9080) and ratings (Service port 80 to
+/// container port 8080, named `http-web`); batch is a second caller.
+const SHOP: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: productpage, namespace: shop}
+spec:
+  selector: {matchLabels: {app: productpage}}
+  template:
+    metadata: {labels: {app: productpage}}
+    spec: {serviceAccountName: productpage, containers: [{name: app}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: batch, namespace: shop}
+spec:
+  selector: {matchLabels: {app: batch}}
+  template:
+    metadata: {labels: {app: batch}}
+    spec: {serviceAccountName: batch, containers: [{name: app}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  template:
+    metadata: {labels: {app: reviews}}
+    spec: {serviceAccountName: reviews, containers: [{name: app, ports: [{containerPort: 9080}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ratings, namespace: shop}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  template:
+    metadata: {labels: {app: ratings}}
+    spec: {serviceAccountName: ratings, containers: [{name: app, ports: [{name: http-web, containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: productpage, namespace: shop}
+spec: {selector: {app: productpage}, ports: [{name: http, port: 9080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: shop}
+spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings, namespace: shop}
+spec: {selector: {app: ratings}, ports: [{name: http, port: 80, targetPort: http-web}]}
+";
+
+/// Converts `SHOP` plus `extra` for namespace shop and verifies the conversion at the end of the
+/// migration.
+fn convert_and_verify(extra: &str) -> (Conversion, Verification) {
+    let input: Snapshot = snapshot_of(&format!("{SHOP}---\n{extra}"));
+    let options = ConvertOptions { namespaces: vec!["shop".into()], ..ConvertOptions::default() };
+    let conversion = convert(&input, &options);
+    let verification = verify_change(&input, &conversion.changes(), &["shop".to_string()], None);
+    (conversion, verification)
+}
+
+/// The unexpected differences in words, the first few.
+fn unexpected(verification: &Verification) -> Vec<String> {
+    verification
+        .unexpected()
+        .take(6)
+        .map(|d| format!("{} {}: {}", d.class.word(), d.request, d.explanation))
+        .collect()
+}
+
+fn assert_faithful(conversion: &Conversion, verification: &Verification) {
+    assert!(conversion.is_faithful(), "{:#?}", conversion.unsupported);
+    assert_eq!(unexpected(verification), Vec::<String>::new());
+}
+
+fn refusal<'c>(conversion: &'c Conversion, policy: &str) -> Option<&'c str> {
+    conversion.unsupported.iter().find(|u| u.object.name == policy).map(|u| u.reason.as_str())
+}
+
+#[test]
+fn an_allow_nothing_baseline_admits_the_waypoint_at_ztunnel() {
+    let (conversion, verification) = convert_and_verify(
+        "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-nothing, namespace: shop}
+spec: {}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-get, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/productpage]}}]
+    to: [{operation: {methods: [GET]}}]",
+    );
+    assert_faithful(&conversion, &verification);
+}
+
+#[test]
+fn identity_checks_in_conditions_and_service_accounts_exempt_the_waypoint_exactly() {
+    let (conversion, verification) = convert_and_verify(
+        "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-productpage, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: DENY
+  rules: [{when: [{key: source.principal, notValues: [cluster.local/ns/shop/sa/productpage]}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ratings-from-shop, namespace: shop}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  rules:
+  - to: [{operation: {ports: ['8080']}}]
+    when: [{key: source.namespace, values: [shop]}, {key: source.principal, notValues: [cluster.local/ns/shop/sa/batch]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-batch, namespace: shop}
+spec:
+  selector: {matchLabels: {app: productpage}}
+  action: DENY
+  rules: [{from: [{source: {notServiceAccounts: [shop/reviews, shop/ratings]}}], to: [{operation: {ports: ['9080']}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: l7, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: DENY
+  rules: [{to: [{operation: {methods: [DELETE]}}]}]",
+    );
+    assert_faithful(&conversion, &verification);
+}
+
+#[test]
+fn a_deny_outside_the_waypoints_namespace_exempts_the_waypoint_not_its_namespace() {
+    let (conversion, verification) = convert_and_verify(
+        "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-friends, namespace: shop}
+spec:
+  action: DENY
+  rules: [{from: [{source: {notNamespaces: [shop, friends]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: l7, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: DENY
+  rules: [{to: [{operation: {methods: [DELETE]}}]}]",
+    );
+    assert_faithful(&conversion, &verification);
+}
+
+#[test]
+fn an_audit_policy_gets_no_bypass_protection() {
+    let (conversion, verification) = convert_and_verify(
+        "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: audit-writes, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: AUDIT
+  rules: [{to: [{operation: {methods: [POST]}}]}]",
+    );
+    assert_faithful(&conversion, &verification);
+    assert!(
+        !conversion.items.iter().any(|item| item.metadata.name.as_deref().is_some_and(|n| n.ends_with("-ztunnel-protection"))),
+        "AUDIT decides nothing, so nothing needs protecting"
+    );
+}
