@@ -36,6 +36,7 @@ use crate::kinds::Kind;
 use crate::equivalence::authorize::istio_match;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec, Condition, Rule, Source};
 use crate::mesh::{ObjectRef, selector_matches};
+use crate::equivalence::topology::ROOT_NAMESPACE;
 use crate::model::waypoint::is_gateway;
 
 /// Services that get waypoint-enforced AuthorizationPolicies, with those policies' sources.
@@ -74,6 +75,13 @@ pub(crate) fn convert_policies(
                 report.unsupported(&reference, "metadata.namespace", "the object has no namespace; pass -n NS");
                 continue;
             };
+            let targeted = policy.data.pointer("/spec/targetRefs").is_some() || policy.data.pointer("/spec/targetRef").is_some();
+            if namespace == ROOT_NAMESPACE && !targeted {
+                if kind == Kind::AuthorizationPolicy && !is_generated(policy) {
+                    convert_root_policy(mesh, &targetable, policy, out, report, &mut enforced);
+                }
+                continue;
+            }
             let Some(waypoint) = mesh.waypoint(namespace) else { continue };
             if !mesh.in_scope(namespace) || is_generated(policy) {
                 continue;
@@ -108,7 +116,7 @@ pub(crate) fn convert_policies(
             }
             let targets = match &selector {
                 None => Targets::Waypoint(waypoint),
-                Some(selector) => Targets::Services(target_services(mesh, &reference, selector, services, report)),
+                Some(selector) => Targets::Services(target_services(mesh, &reference, namespace, selector, services, report)),
             };
             let target_refs: Vec<Value> = match &targets {
                 Targets::Waypoint(name) => {
@@ -160,6 +168,84 @@ pub(crate) fn convert_policies(
         }
     }
     enforced
+}
+
+/// A selector or namespace-wide AuthorizationPolicy of the root namespace applies to the workloads
+/// of every namespace, enforced by their sidecars or ztunnel; a waypoint enforces only what is
+/// attached to it. So each namespace that uses a waypoint gets its own copy, attached to its
+/// waypoint (namespace-wide) or to its Services that select the policy's pods, and the policy
+/// itself admits every waypoint at ztunnel (Rule 4). It stays: the namespaces without a waypoint
+/// still need it. With L7 attributes it cannot stay: ztunnel would enforce it at every ambient pod
+/// without them (an ALLOW becomes deny-all), so it is refused.
+fn convert_root_policy(
+    mesh: &Mesh,
+    targetable: &TargetableServices,
+    policy: &DynamicObject,
+    out: &mut Items,
+    report: &mut Report,
+    enforced: &mut Enforced,
+) {
+    let reference = ObjectRef::of(policy);
+    let waypoints: Vec<(&str, &str)> = mesh
+        .waypoint_namespaces()
+        .filter(|namespace| *namespace != ROOT_NAMESPACE && mesh.in_scope(namespace))
+        .filter_map(|namespace| Some((namespace, mesh.waypoint(namespace)?)))
+        .collect();
+    if waypoints.is_empty() {
+        return;
+    }
+    let authz = match crate::mesh::spec::<AuthorizationPolicySpec>(policy) {
+        Ok(authz) => authz,
+        Err(err) => {
+            report.unsupported(&reference, "spec", err);
+            return;
+        }
+    };
+    let spec = policy.data.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let selector = selector_labels(&spec);
+    if selector.as_ref().is_some_and(is_gateway) || authz.action == Action::Audit {
+        return;
+    }
+    let attributes = authz.l7_attributes();
+    if !attributes.is_empty() || authz.action == Action::Custom {
+        let what = if attributes.is_empty() { "CUSTOM action".to_string() } else { attributes.join(", ") };
+        report.unsupported(
+            &reference,
+            "spec",
+            format!(
+                "a mesh-wide policy (root namespace {ROOT_NAMESPACE}) with {what}: waypoints enforce only policies \
+                 attached with targetRefs, and ztunnel enforces this one at the ambient pods of every namespace \
+                 without its L7 attributes (an ALLOW becomes deny-all); give each namespace its own copy first"
+            ),
+        );
+        return;
+    }
+    for (namespace, waypoint) in &waypoints {
+        let services = targetable.in_namespace(namespace);
+        let (target_refs, protected): (Vec<Value>, Vec<String>) = match &selector {
+            None => (
+                vec![json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": waypoint})],
+                services.services.iter().map(|service| service.name.to_string()).collect(),
+            ),
+            Some(selector) => {
+                if mesh.selected(namespace, selector).next().is_none() {
+                    continue;
+                }
+                let names = target_services(mesh, &reference, namespace, selector, services, report);
+                (names.iter().map(|name| json!({"group": "", "kind": "Service", "name": name})).collect(), names)
+            }
+        };
+        if target_refs.is_empty() {
+            continue;
+        }
+        emit_waypoint_copy(out, report, Kind::AuthorizationPolicy, &reference, namespace, &spec, target_refs);
+        for service in protected {
+            enforced.services.entry((namespace.to_string(), service)).or_default().push(reference.clone());
+        }
+    }
+    let principals: Option<Vec<String>> =
+        waypoints.iter().map(|(namespace, _)| mesh.waypoint_principal(namespace)).collect();
+    admit_waypoint(policy, &authz, principals, out, report);
 }
 
 /// A Service a policy can target, with its selector decoded once.
@@ -288,11 +374,11 @@ fn report_uncovered_workloads(mesh: &Mesh, policy: &ObjectRef, services: &Namesp
 fn target_services(
     mesh: &Mesh,
     policy: &ObjectRef,
+    namespace: &str,
     selector: &BTreeMap<String, String>,
     services: &NamespaceServices,
     report: &mut Report,
 ) -> Vec<String> {
-    let namespace = policy.namespace.as_deref().unwrap_or_default();
     let selected: Vec<&Workload> = mesh.selected(namespace, selector).collect();
     if selected.is_empty() {
         report.unsupported(

@@ -192,3 +192,56 @@ spec:
         "AUDIT decides nothing, so nothing needs protecting"
     );
 }
+
+#[test]
+fn a_mesh_wide_l4_policy_is_copied_to_each_waypoint_and_admits_it() {
+    let (conversion, verification) = convert_and_verify(
+        "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-nothing, namespace: istio-system}
+spec: {}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: shop-internal, namespace: istio-system}
+spec:
+  rules: [{from: [{source: {namespaces: [shop]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-get, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/productpage]}}]
+    to: [{operation: {methods: [GET]}}]",
+    );
+    assert_faithful(&conversion, &verification);
+    let names: Vec<String> = conversion
+        .items
+        .iter()
+        .map(|item| format!("{}/{}", item.metadata.namespace.as_deref().unwrap_or_default(), item.metadata.name.as_deref().unwrap_or_default()))
+        .collect();
+    assert!(names.contains(&"shop/allow-nothing-waypoint".to_string()), "{names:?}");
+    assert!(!names.iter().any(|name| name.starts_with("istio-system/waypoint")), "no waypoint in the root namespace");
+    assert!(conversion.replaces.iter().all(|replaced| replaced.namespace.as_deref() != Some("istio-system")));
+}
+
+#[test]
+fn a_mesh_wide_l7_policy_is_refused_with_the_reason() {
+    let (conversion, _) = convert_and_verify(
+        "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin, namespace: istio-system}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: [/admin*]}}]}]",
+    );
+    let reason = refusal(&conversion, "no-admin").expect("refused");
+    assert!(reason.contains("mesh-wide policy (root namespace istio-system) with paths"), "{reason}");
+    assert!(conversion.replaces.is_empty(), "{:?}", conversion.replaces);
+    assert!(
+        !conversion.items.iter().any(|item| item.metadata.namespace.as_deref() == Some("istio-system")),
+        "nothing goes to the root namespace"
+    );
+}
