@@ -24,6 +24,7 @@
 mod bypass;
 pub mod objects;
 mod policies;
+mod ports;
 mod routes;
 pub(crate) mod scope;
 mod services;

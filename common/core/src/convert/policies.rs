@@ -36,7 +36,7 @@ use crate::kinds::Kind;
 use crate::equivalence::authorize::istio_match;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec, Condition, Rule, Source};
 use crate::mesh::{ObjectRef, selector_matches};
-use crate::equivalence::topology::ROOT_NAMESPACE;
+use crate::equivalence::topology::{ROOT_NAMESPACE, Service, Topology, read_service};
 use crate::model::waypoint::is_gateway;
 
 /// Services that get waypoint-enforced AuthorizationPolicies, with those policies' sources.
@@ -126,14 +126,18 @@ pub(crate) fn convert_policies(
                     names.iter().map(|name| json!({"group": "", "kind": "Service", "name": name})).collect()
                 }
             };
+            let attached: Vec<String> = match &targets {
+                Targets::Waypoint(_) => services.services.iter().map(|service| service.name.to_string()).collect(),
+                Targets::Services(names) => names.clone(),
+            };
             if !target_refs.is_empty() {
-                emit_waypoint_copy(out, report, kind, &reference, namespace, &spec, target_refs);
+                match targetable.waypoint_spec(kind, namespace, &attached, &spec) {
+                    Ok(copy) => emit_waypoint_copy(out, report, kind, &reference, namespace, &copy, target_refs),
+                    Err(reason) => report.unsupported(&reference, "spec.rules", reason),
+                }
             }
             if let Some(authz) = &authz {
-                let protected: Vec<String> = match &targets {
-                    Targets::Waypoint(_) => services.services.iter().map(|service| service.name.to_string()).collect(),
-                    Targets::Services(names) => names.clone(),
-                };
+                let protected = attached;
                 // An AUDIT policy decides nothing: there is nothing for a bypass protection to keep.
                 if authz.action != Action::Audit {
                     for service in &protected {
@@ -238,7 +242,10 @@ fn convert_root_policy(
         if target_refs.is_empty() {
             continue;
         }
-        emit_waypoint_copy(out, report, Kind::AuthorizationPolicy, &reference, namespace, &spec, target_refs);
+        match targetable.waypoint_spec(Kind::AuthorizationPolicy, namespace, &protected, &spec) {
+            Ok(copy) => emit_waypoint_copy(out, report, Kind::AuthorizationPolicy, &reference, namespace, &copy, target_refs),
+            Err(reason) => report.unsupported(&reference, "spec.rules", reason),
+        }
         for service in protected {
             enforced.services.entry((namespace.to_string(), service)).or_default().push(reference.clone());
         }
@@ -268,6 +275,9 @@ struct TargetableServices<'a> {
     by_namespace: HashMap<&'a str, NamespaceServices<'a>>,
     /// What a namespace without such Services has.
     none: NamespaceServices<'a>,
+    /// The evaluator's view of the input, for the Services' ports as the pods see them.
+    topology: Topology,
+    version_services: &'a [DynamicObject],
 }
 
 /// The targetable Services of one namespace, and which of them each selector label starts.
@@ -324,7 +334,35 @@ impl<'a> TargetableServices<'a> {
                 }
             }
         }
-        TargetableServices { by_namespace, none: NamespaceServices::default() }
+        let topology = Topology::from_snapshot(mesh.snapshot);
+        TargetableServices { by_namespace, none: NamespaceServices::default(), topology, version_services }
+    }
+
+    /// The Services `names` of `namespace`, with named target ports resolved against their pods.
+    fn resolved(&self, namespace: &str, names: &[String]) -> Vec<Service> {
+        let generated = |name: &str| {
+            self.version_services.iter().find(|service| {
+                service.metadata.namespace.as_deref() == Some(namespace) && service.metadata.name.as_deref() == Some(name)
+            })
+        };
+        let resolve = |name: &String| {
+            self.topology.service(namespace, name).cloned().or_else(|| {
+                let mut service = read_service(generated(name)?);
+                self.topology.resolve_target_ports(&mut service);
+                Some(service)
+            })
+        };
+        names.iter().filter_map(resolve).collect()
+    }
+
+    /// The spec of the waypoint copy of an AuthorizationPolicy attached to the Services `names`:
+    /// its ports become theirs ([`super::ports`]).
+    fn waypoint_spec(&self, kind: Kind, namespace: &str, names: &[String], spec: &Value) -> Result<Value, String> {
+        let mut spec = spec.clone();
+        if kind == Kind::AuthorizationPolicy {
+            super::ports::to_service_ports(&mut spec, &self.resolved(namespace, names))?;
+        }
+        Ok(spec)
     }
 
     fn in_namespace(&self, namespace: &str) -> &NamespaceServices<'a> {

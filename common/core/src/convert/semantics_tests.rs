@@ -245,3 +245,24 @@ spec:
         "nothing goes to the root namespace"
     );
 }
+
+#[test]
+fn policy_ports_become_service_ports_at_the_waypoint() {
+    let (conversion, verification) = convert_and_verify(
+        "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ratings-get, namespace: shop}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/productpage]}}]
+    to: [{operation: {ports: ['8080'], methods: [GET]}}]",
+    );
+    assert_faithful(&conversion, &verification);
+    let copy = conversion.items.iter().find(|item| item.metadata.name.as_deref() == Some("ratings-get-waypoint"));
+    assert_eq!(
+        copy.map(|copy| copy.data["spec"]["rules"][0]["to"][0]["operation"]["ports"].clone()),
+        Some(serde_json::json!(["80"])),
+        "ratings maps Service port 80 to the named container port http-web, 8080"
+    );
+}
