@@ -266,3 +266,41 @@ spec:
         "ratings maps Service port 80 to the named container port http-web, 8080"
     );
 }
+
+const API_ROUTE: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /api}}, {uri: {prefix: /static/}}]
+    route: [{destination: {host: ratings, port: {number: 80}}}]";
+
+#[test]
+fn istio_prefixes_compare_characters_after_conversion_too() {
+    let (conversion, verification) = convert_and_verify(API_ROUTE);
+    assert_faithful(&conversion, &verification);
+    let route = conversion.items.iter().find(|item| item.types.as_ref().is_some_and(|t| t.kind == "HTTPRoute"));
+    let paths = route.map(|route| route.data["spec"]["rules"][0]["matches"].clone());
+    assert_eq!(
+        paths,
+        Some(serde_json::json!([
+            {"path": {"type": "PathPrefix", "value": "/api"}},
+            {"path": {"type": "RegularExpression", "value": "/api[^/].*"}},
+            {"path": {"type": "RegularExpression", "value": "/static/.*"}}
+        ]))
+    );
+}
+
+#[test]
+fn a_prefix_that_a_later_rule_or_a_rewrite_would_cut_short_is_refused() {
+    let (conversion, _) = convert_and_verify(&format!(
+        "{API_ROUTE}
+  - route: [{{destination: {{host: reviews}}}}]"
+    ));
+    let reason = refusal(&conversion, "reviews").expect("refused");
+    assert!(reason.contains("RegularExpression /api[^/].*"), "{reason}");
+    let (conversion, _) = convert_and_verify(&API_ROUTE.replace("    route:", "    rewrite: {uri: /}\n    route:"));
+    let reason = refusal(&conversion, "reviews").expect("refused");
+    assert!(reason.contains("an Istio prefix that does not end a path segment"), "{reason}");
+}
