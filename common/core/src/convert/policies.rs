@@ -23,14 +23,14 @@
 //! in `replaces` when converted completely: left in place once the pods leave sidecar mode, an L7 ALLOW becomes deny-all at
 //! ztunnel.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use kube_core::DynamicObject;
 use serde_json::{Map, Value, json};
 
 use super::Report;
 use super::objects::{Items, generated, invalid_name, is_generated};
-use super::scope::{Mesh, Workload, service_selector};
+use super::scope::{Mesh, Workload, is_headless, service_selector};
 use crate::change::ResourceRef;
 use crate::kinds::Kind;
 use crate::equivalence::authorize::istio_match;
@@ -146,7 +146,10 @@ pub(crate) fn convert_policies(
                     }
                 }
                 if !protected.is_empty() {
-                    admit_waypoint(policy, authz, mesh.waypoint_principal(namespace).map(|p| vec![p]), out, report);
+                    // A Service labelled with its own waypoint reaches the pods through that one.
+                    let principals: Option<BTreeSet<String>> =
+                        protected.iter().map(|service| mesh.service_waypoint_principal(namespace, service)).collect();
+                    admit_waypoint(policy, authz, principals.map(|set| set.into_iter().collect()), out, report);
                 }
             }
             // A namespace-wide L7 AuthorizationPolicy is as much a ztunnel trap as a selector one; other
@@ -317,8 +320,8 @@ impl<'a> TargetableServices<'a> {
                 continue;
             };
             let selector = service_selector(service);
-            if selector.is_empty() {
-                continue;
+            if selector.is_empty() || is_headless(service) {
+                continue; // a headless Service's traffic never passes a Service waypoint
             }
             // A version Service the input already holds (by name) is not added twice.
             if !known.insert((namespace, name)) && !from_input {
@@ -398,7 +401,7 @@ fn report_uncovered_workloads(mesh: &Mesh, policy: &ObjectRef, services: &Namesp
                 policy,
                 "spec",
                 format!(
-                    "{} is selected by no Service: the waypoint cannot enforce this namespace-wide policy for it \
+                    "{} is selected by no Service with a cluster IP (a headless Service's clients reach the pods directly): the waypoint cannot enforce this namespace-wide policy for it \
                      (it needs a workload waypoint, istio.io/waypoint-for: workload)",
                     workload.source.clone()
                 ),
@@ -438,7 +441,7 @@ fn target_services(
                 policy,
                 "spec.selector",
                 format!(
-                    "{} is selected by no Service: a waypoint cannot enforce this policy for it (it needs a \
+                    "{} is selected by no Service with a cluster IP (a headless Service's clients reach the pods directly): a waypoint cannot enforce this policy for it (it needs a \
                      workload waypoint, istio.io/waypoint-for: workload)",
                     workload.source.clone()
                 ),

@@ -103,6 +103,7 @@ mod tests {
                     app_protocol: None,
                 })
                 .collect(),
+            headless: false,
         }
     }
 

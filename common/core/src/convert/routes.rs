@@ -46,7 +46,7 @@ use serde_json::{Map, Value, json};
 
 use super::Report;
 use super::objects::{Items, generated, invalid_name, is_generated};
-use super::scope::{Mesh, service_ports};
+use super::scope::{Mesh, is_headless, service_ports};
 use crate::change::ResourceRef;
 use crate::kinds::Kind;
 use crate::mesh::ObjectRef;
@@ -450,8 +450,18 @@ impl RouteConverter<'_, '_> {
                 );
                 continue;
             };
-            if self.mesh.service(namespace, name).is_none() {
+            let Some(service) = self.mesh.service(namespace, name) else {
                 self.lose(field, format!("{host} is not a Service of the input"));
+                continue;
+            };
+            if is_headless(service) {
+                self.refuse(
+                    field,
+                    format!(
+                        "Service {namespace}/{name} is headless: its clients connect to pod addresses, which no \
+                         Service waypoint captures, so a route on it would not take effect in ambient"
+                    ),
+                );
                 continue;
             }
             if self.mesh.waypoint(namespace).is_none() {

@@ -304,3 +304,88 @@ fn a_prefix_that_a_later_rule_or_a_rewrite_would_cut_short_is_refused() {
     let reason = refusal(&conversion, "reviews").expect("refused");
     assert!(reason.contains("an Istio prefix that does not end a path segment"), "{reason}");
 }
+
+#[test]
+fn a_service_with_its_own_waypoint_is_protected_and_admitted_for_that_waypoint() {
+    let own_waypoint = SHOP.replace(
+        "metadata: {name: reviews, namespace: shop}\nspec: {selector",
+        "metadata: {name: reviews, namespace: shop, labels: {istio.io/use-waypoint: reviews-wp}}\nspec: {selector",
+    );
+    assert_ne!(own_waypoint, SHOP);
+    let input = snapshot_of(&format!(
+        "{own_waypoint}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: reviews-wp, namespace: shop, labels: {{istio.io/waypoint-for: service}}}}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: reviews-get, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  rules:
+  - from: [{{source: {{principals: [cluster.local/ns/shop/sa/productpage]}}}}]
+    to: [{{operation: {{methods: [GET]}}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: reviews-callers, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  rules: [{{from: [{{source: {{namespaces: [shop]}}}}]}}]"
+    ));
+    let options = ConvertOptions { namespaces: vec!["shop".into()], ..ConvertOptions::default() };
+    let conversion = convert(&input, &options);
+    let verification = verify_change(&input, &conversion.changes(), &["shop".to_string()], None);
+    assert_faithful(&conversion, &verification);
+    let protection = conversion
+        .items
+        .iter()
+        .find(|item| item.metadata.name.as_deref() == Some("reviews-ztunnel-protection"))
+        .expect("protection");
+    let exempt = &protection.data["spec"]["rules"][0]["from"][0]["source"]["notPrincipals"];
+    let exempt: Vec<&str> = exempt.as_array().into_iter().flatten().filter_map(|p| p.as_str()).collect();
+    assert!(exempt.contains(&"cluster.local/ns/shop/sa/reviews-wp"), "{exempt:?}");
+    assert!(!exempt.contains(&"cluster.local/ns/shop/sa/waypoint"), "not the namespace's waypoint: {exempt:?}");
+}
+
+#[test]
+fn policies_and_routes_of_pods_behind_a_headless_service_only_are_refused() {
+    let (conversion, verification) = convert_and_verify(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {serviceAccountName: db, containers: [{name: db}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: shop}
+spec: {clusterIP: None, selector: {app: db}, ports: [{name: http, port: 8000}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: db-reads, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db, namespace: shop}
+spec:
+  hosts: [db]
+  http: [{timeout: 3s, route: [{destination: {host: db}}]}]",
+    );
+    let policy = refusal(&conversion, "db-reads").expect("the policy is refused");
+    assert!(policy.contains("selected by no Service with a cluster IP"), "{policy}");
+    let route = refusal(&conversion, "db").expect("the route is refused");
+    assert!(route.contains("Service shop/db is headless"), "{route}");
+    assert!(!verification.is_equivalent(), "the verifier sees the policy lost at the waypoint too");
+}

@@ -58,6 +58,8 @@ pub struct Service {
     /// None for a Service without selector (its endpoints are managed elsewhere).
     pub selector: Option<BTreeMap<String, String>>,
     pub ports: Vec<ServicePort>,
+    /// `clusterIP: None`: clients resolve it to pod addresses, so no Service waypoint applies.
+    pub headless: bool,
 }
 
 impl Service {
@@ -403,8 +405,12 @@ impl Topology {
 
     /// The waypoint a Service uses, if any: `istio.io/use-waypoint` on the Service, else on its
     /// namespace (`none` opts out), naming a waypoint Gateway that exists and serves Service
-    /// traffic. A label naming no waypoint activates nothing.
+    /// traffic. A label naming no waypoint activates nothing, and a headless Service has no
+    /// address for a waypoint to capture.
     pub fn waypoint_of(&self, service: &Service) -> Option<&Waypoint> {
+        if service.headless {
+            return None; // no VIP to capture: traffic goes to pod addresses
+        }
         let namespace_labels = self.namespace_labels.get(&service.namespace);
         let (name, waypoint_namespace) = match service.labels.get(USE_WAYPOINT) {
             Some(name) => (name, service.labels.get(USE_WAYPOINT_NAMESPACE)),
@@ -500,6 +506,7 @@ pub fn read_service(object: &DynamicObject) -> Service {
         labels: labels(object).clone(),
         selector,
         ports,
+        headless: spec.get("clusterIP").and_then(Value::as_str) == Some("None"),
     }
 }
 
