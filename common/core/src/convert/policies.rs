@@ -109,6 +109,10 @@ pub(crate) fn convert_policies(
             if selector.as_ref().is_some_and(|selector| gateway_policy(mesh, namespace, selector)) {
                 continue; // a gateway proxy enforces it, as before
             }
+            if let Some(reason) = authz.as_ref().and_then(|authz| pod_local_provider(mesh, authz)) {
+                report.unsupported(&reference, "spec.provider", reason);
+                continue;
+            }
             let proxy_only = authz.as_ref().is_none_or(|authz| !authz.l7_attributes().is_empty());
             let before = report.unsupported_count();
             if selector.is_none() && proxy_only {
@@ -256,6 +260,33 @@ fn convert_root_policy(
     let principals: Option<Vec<String>> =
         waypoints.iter().map(|(namespace, _)| mesh.waypoint_principal(namespace)).collect();
     admit_waypoint(policy, &authz, principals, out, report);
+}
+
+/// Why a CUSTOM policy's authorizer cannot move to the waypoint: the extension provider the mesh
+/// config names for it listens on the loopback address, which only the pod's own containers (the
+/// sidecar next to the authorizer) reach; a waypoint is another pod.
+fn pod_local_provider(mesh: &Mesh, authz: &AuthorizationPolicySpec) -> Option<String> {
+    if authz.action != Action::Custom {
+        return None;
+    }
+    let name = authz.provider.as_ref()?.get("name")?.as_str()?;
+    let providers = mesh.snapshot.all(Kind::Istio).iter().flat_map(|istio| {
+        istio.data.pointer("/spec/values/meshConfig/extensionProviders").and_then(Value::as_array).into_iter().flatten()
+    });
+    let service = providers.filter(|provider| provider.get("name").and_then(Value::as_str) == Some(name)).find_map(
+        |provider| {
+            ["envoyExtAuthzHttp", "envoyExtAuthzGrpc"]
+                .iter()
+                .find_map(|kind| provider.pointer(&format!("/{kind}/service")).and_then(Value::as_str))
+        },
+    )?;
+    let loopback = service == "localhost" || service.starts_with("127.") || service == "::1" || service == "[::1]";
+    loopback.then(|| {
+        format!(
+            "the CUSTOM provider {name} is {service}, reachable only from inside each pod; the waypoint is another \
+             pod and cannot reach it: deploy the authorizer behind a Service and point the provider at it first"
+        )
+    })
 }
 
 /// A Service a policy can target, with its selector decoded once.

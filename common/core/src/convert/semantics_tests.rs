@@ -389,3 +389,40 @@ spec:
     assert!(route.contains("Service shop/db is headless"), "{route}");
     assert!(!verification.is_equivalent(), "the verifier sees the policy lost at the waypoint too");
 }
+
+#[test]
+fn a_custom_authorizer_reachable_only_inside_the_pod_is_refused() {
+    let (conversion, _) = convert_and_verify(
+        "apiVersion: sailoperator.io/v1
+kind: Istio
+metadata: {name: default}
+spec:
+  values:
+    meshConfig:
+      extensionProviders:
+      - {name: local-authz, envoyExtAuthzHttp: {service: 127.0.0.1, port: 9191}}
+      - {name: shared-authz, envoyExtAuthzGrpc: {service: authz.auth.svc.cluster.local, port: 9000}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: local, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: CUSTOM
+  provider: {name: local-authz}
+  rules: [{to: [{operation: {paths: [/admin*]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: shared, namespace: shop}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  action: CUSTOM
+  provider: {name: shared-authz}
+  rules: [{to: [{operation: {paths: [/admin*]}}]}]",
+    );
+    let reason = refusal(&conversion, "local").expect("refused");
+    assert!(reason.contains("the CUSTOM provider local-authz is 127.0.0.1"), "{reason}");
+    assert!(refusal(&conversion, "shared").is_none(), "{:?}", conversion.unsupported);
+    assert!(conversion.items.iter().any(|item| item.metadata.name.as_deref() == Some("shared-waypoint")));
+}
