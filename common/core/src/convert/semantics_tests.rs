@@ -426,3 +426,26 @@ spec:
     assert!(refusal(&conversion, "shared").is_none(), "{:?}", conversion.unsupported);
     assert!(conversion.items.iter().any(|item| item.metadata.name.as_deref() == Some("shared-waypoint")));
 }
+
+#[test]
+fn traffic_policies_of_a_namespace_without_a_waypoint_are_reported() {
+    let input = snapshot_of(&format!(
+        "{SHOP}---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  host: reviews
+  trafficPolicy: {{loadBalancer: {{simple: LEAST_REQUEST}}, outlierDetection: {{consecutive5xxErrors: 3}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: ratings, namespace: shop}}
+spec: {{host: ratings, trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}}}"
+    ));
+    let conversion = convert(&input, &ConvertOptions::default());
+    assert!(conversion.items.is_empty(), "nothing in shop needs a waypoint: {:?}", conversion.items);
+    let reason = refusal(&conversion, "reviews").expect("reported");
+    assert!(reason.contains("in ambient only a waypoint does, and namespace shop gets none"), "{reason}");
+    assert!(refusal(&conversion, "ratings").is_none(), "ISTIO_MUTUAL alone is what HBONE does");
+}
