@@ -32,11 +32,11 @@ use super::Report;
 use super::objects::{Items, generated, invalid_name, is_generated};
 use super::scope::{Mesh, Workload, is_headless, service_selector};
 use crate::change::ResourceRef;
-use crate::kinds::Kind;
 use crate::equivalence::authorize::istio_match;
+use crate::equivalence::topology::{ROOT_NAMESPACE, Service, Topology, read_service};
+use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec, Condition, Rule, Source};
 use crate::mesh::{ObjectRef, selector_matches};
-use crate::equivalence::topology::{ROOT_NAMESPACE, Service, Topology, read_service};
 use crate::model::waypoint::is_gateway;
 
 /// Services that get waypoint-enforced AuthorizationPolicies, with those policies' sources.
@@ -75,7 +75,8 @@ pub(crate) fn convert_policies(
                 report.unsupported(&reference, "metadata.namespace", "the object has no namespace; pass -n NS");
                 continue;
             };
-            let targeted = policy.data.pointer("/spec/targetRefs").is_some() || policy.data.pointer("/spec/targetRef").is_some();
+            let targeted =
+                policy.data.pointer("/spec/targetRefs").is_some() || policy.data.pointer("/spec/targetRef").is_some();
             if namespace == ROOT_NAMESPACE && !targeted {
                 if kind == Kind::AuthorizationPolicy && !is_generated(policy) {
                     convert_root_policy(mesh, &targetable, policy, out, report, &mut enforced);
@@ -120,7 +121,9 @@ pub(crate) fn convert_policies(
             }
             let targets = match &selector {
                 None => Targets::Waypoint(waypoint),
-                Some(selector) => Targets::Services(target_services(mesh, &reference, namespace, selector, services, report)),
+                Some(selector) => {
+                    Targets::Services(target_services(mesh, &reference, namespace, selector, services, report))
+                }
             };
             let target_refs: Vec<Value> = match &targets {
                 Targets::Waypoint(name) => {
@@ -250,7 +253,9 @@ fn convert_root_policy(
             continue;
         }
         match targetable.waypoint_spec(Kind::AuthorizationPolicy, namespace, &protected, &spec) {
-            Ok(copy) => emit_waypoint_copy(out, report, Kind::AuthorizationPolicy, &reference, namespace, &copy, target_refs),
+            Ok(copy) => {
+                emit_waypoint_copy(out, report, Kind::AuthorizationPolicy, &reference, namespace, &copy, target_refs)
+            }
             Err(reason) => report.unsupported(&reference, "spec.rules", reason),
         }
         for service in protected {
@@ -376,7 +381,8 @@ impl<'a> TargetableServices<'a> {
     fn resolved(&self, namespace: &str, names: &[String]) -> Vec<Service> {
         let generated = |name: &str| {
             self.version_services.iter().find(|service| {
-                service.metadata.namespace.as_deref() == Some(namespace) && service.metadata.name.as_deref() == Some(name)
+                service.metadata.namespace.as_deref() == Some(namespace)
+                    && service.metadata.name.as_deref() == Some(name)
             })
         };
         let resolve = |name: &String| {
@@ -610,7 +616,8 @@ impl Peer {
     /// Whether `source` matches this peer. Its address is unknown: `unknown_address` is the answer
     /// for a source that tests addresses (false to admit for sure, true to exempt for sure).
     fn matches_source(&self, source: &Source, unknown_address: bool) -> bool {
-        let addresses = [&source.ip_blocks, &source.not_ip_blocks, &source.remote_ip_blocks, &source.not_remote_ip_blocks];
+        let addresses =
+            [&source.ip_blocks, &source.not_ip_blocks, &source.remote_ip_blocks, &source.not_remote_ip_blocks];
         field_matches(&source.principals, &source.not_principals, &self.principal)
             && field_matches(&source.namespaces, &source.not_namespaces, &self.namespace)
             && field_matches(&source.service_accounts, &source.not_service_accounts, &self.service_account)

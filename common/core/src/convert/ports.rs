@@ -68,7 +68,8 @@ fn service_ports_for(port: &str, services: &[Service]) -> Result<BTreeSet<u32>, 
     let chosen = if reaching.is_empty() { BTreeSet::from([container]) } else { reaching };
     // Every Service port the chosen numbers name must lead to the container port, or the copy
     // would admit (or deny) another port's traffic.
-    if let Some((service, other)) = all_ports.clone().find(|(_, p)| chosen.contains(&p.port) && p.target_port != container)
+    if let Some((service, other)) =
+        all_ports.clone().find(|(_, p)| chosen.contains(&p.port) && p.target_port != container)
     {
         return Err(format!(
             "port {container} is a container port, which the waypoint sees as the Service port that targets it, but \
@@ -124,6 +125,10 @@ mod tests {
 
         let mut unreachable = json!({"rules": [{"to": [{"operation": {"ports": ["7000"]}}]}]});
         to_service_ports(&mut unreachable, &[service("web", &[(80, 8080)])]).unwrap();
-        assert_eq!(unreachable["rules"][0]["to"][0]["operation"]["ports"], json!(["7000"]), "matches nothing, as before");
+        assert_eq!(
+            unreachable["rules"][0]["to"][0]["operation"]["ports"],
+            json!(["7000"]),
+            "matches nothing, as before"
+        );
     }
 }

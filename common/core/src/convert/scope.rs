@@ -21,7 +21,9 @@ use serde_json::{Map, Value, json};
 use super::objects::{generated, invalid_name};
 use super::{ConvertOptions, Report};
 use crate::kinds::Kind;
-use crate::mesh::labels::{DATAPLANE_NONE, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE, WAYPOINT_CLASS, WAYPOINT_FOR, WAYPOINT_PORT};
+use crate::mesh::labels::{
+    DATAPLANE_NONE, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE, WAYPOINT_CLASS, WAYPOINT_FOR, WAYPOINT_PORT,
+};
 use crate::mesh::networking::VirtualServiceSpec;
 use crate::mesh::{ObjectRef, labels, selector_matches, spec};
 use crate::model::MeshModel;

@@ -79,11 +79,7 @@ fn convert_and_verify(extra: &str) -> (Conversion, Verification) {
 
 /// The unexpected differences in words, the first few.
 fn unexpected(verification: &Verification) -> Vec<String> {
-    verification
-        .unexpected()
-        .take(6)
-        .map(|d| format!("{} {}: {}", d.class.word(), d.request, d.explanation))
-        .collect()
+    verification.unexpected().take(6).map(|d| format!("{} {}: {}", d.class.word(), d.request, d.explanation)).collect()
 }
 
 fn assert_faithful(conversion: &Conversion, verification: &Verification) {
@@ -188,7 +184,11 @@ spec:
     );
     assert_faithful(&conversion, &verification);
     assert!(
-        !conversion.items.iter().any(|item| item.metadata.name.as_deref().is_some_and(|n| n.ends_with("-ztunnel-protection"))),
+        !conversion.items.iter().any(|item| item
+            .metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| n.ends_with("-ztunnel-protection"))),
         "AUDIT decides nothing, so nothing needs protecting"
     );
 }
@@ -220,7 +220,13 @@ spec:
     let names: Vec<String> = conversion
         .items
         .iter()
-        .map(|item| format!("{}/{}", item.metadata.namespace.as_deref().unwrap_or_default(), item.metadata.name.as_deref().unwrap_or_default()))
+        .map(|item| {
+            format!(
+                "{}/{}",
+                item.metadata.namespace.as_deref().unwrap_or_default(),
+                item.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
         .collect();
     assert!(names.contains(&"shop/allow-nothing-waypoint".to_string()), "{names:?}");
     assert!(!names.iter().any(|name| name.starts_with("istio-system/waypoint")), "no waypoint in the root namespace");
