@@ -7,16 +7,26 @@
 //! may call those directly) and everything else unchanged (action, provider, rules, conditions).
 //! A namespace-wide policy targets the waypoint Gateway. The scope of a Service is its pods, not
 //! the selector's: a Service that also selects other pods widens the policy (a warning), and pods
-//! no Service selects would lose the policy (reported: they need a workload waypoint).
+//! no Service with a cluster IP selects would lose the policy (reported: they need a workload
+//! waypoint; a headless Service's clients connect to pod addresses, which no Service waypoint
+//! captures). The copy names Service ports where the original named container ports
+//! ([`super::ports`]). A CUSTOM policy whose authorizer listens on the pod's loopback is refused:
+//! the waypoint is another pod. AUDIT policies are copied but decide nothing, so they get no
+//! bypass protection.
 //!
 //! **Rule 4.** With a waypoint in the path, ztunnel at the destination sees the waypoint's
-//! identity, not the client's. A selector (or namespace-wide) AuthorizationPolicy that ztunnel
-//! enforces (no L7 attribute) and that restricts sources would then block the waypoint: an ALLOW
-//! that names sources gets a source with the waypoint principal added to each rule that restricts
-//! sources, a DENY with `notPrincipals` gets the waypoint principal in them. The client identity
-//! is still checked by the waypoint copy of Rule 3, so nothing is widened. These are emitted as
-//! updated copies of the original policies (same name; the source annotation names the policy
-//! itself).
+//! identity (and address), not the client's, in every source test: `principals`, `namespaces`,
+//! `serviceAccounts`, `ipBlocks`, their negations and `source.*` conditions. A selector (or
+//! namespace-wide) AuthorizationPolicy that ztunnel enforces (no L7 attribute) would then block
+//! the waypoint, so it admits exactly the waypoint (see [`admit_waypoint`]): ALLOW rules get a
+//! source or a twin rule for it, an allow-nothing baseline a rule for it, DENY rules exempt it by
+//! `notPrincipals`. The waypoint is the one of each Service the policy protects (its own
+//! `istio.io/use-waypoint`, else its namespace's). The client identity is still checked by the
+//! waypoint copy of Rule 3, so nothing is widened. These are emitted as updated copies of the
+//! original policies (same name; the source annotation names the policy itself).
+//!
+//! **Root namespace.** A selector or namespace-wide policy of `istio-system` applies mesh-wide;
+//! see [`convert_root_policy`].
 //!
 //! Selector policies that only a proxy enforces (AuthorizationPolicies with L7 attributes, also
 //! namespace-wide ones, and selector RequestAuthentication, Telemetry and WasmPlugin) are listed
