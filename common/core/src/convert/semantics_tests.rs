@@ -327,6 +327,13 @@ spec:
   gatewayClassName: istio-waypoint
   listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]
 ---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: waypoint, namespace: shop, labels: {{istio.io/waypoint-for: service}}}}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{{name: mesh, port: 15008, protocol: HBONE}}]
+---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {{name: reviews-get, namespace: shop}}
