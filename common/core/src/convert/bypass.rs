@@ -94,7 +94,7 @@ pub(crate) fn protect(
             );
             continue;
         }
-        let Some(waypoint) = mesh.waypoint_principal(namespace) else {
+        let Some(waypoint) = mesh.service_waypoint_principal(namespace, name) else {
             report.unsupported(
                 &reference,
                 "spec.selector",

@@ -24,6 +24,7 @@
 mod bypass;
 pub mod objects;
 mod policies;
+mod ports;
 mod routes;
 pub(crate) mod scope;
 mod services;
@@ -271,6 +272,7 @@ pub fn convert(snapshot: &Snapshot, options: &ConvertOptions) -> Conversion {
     }
     let routed = routes::convert_virtual_services(&mesh, &mut out, &mut report);
     let version_services = services::convert_subsets(&mesh, &routed, &mut out, &mut report);
+    services::report_policies_without_waypoint(&mesh, &mut report);
     let enforced = policies::convert_policies(&mesh, &version_services.services, &mut out, &mut report);
     let label_changes = bypass::protect(&mesh, &enforced, &version_services.services, &mut out, &mut report);
 
@@ -348,3 +350,6 @@ spec: {template: [1, 2]}
         assert!(!rendered.contains("no-namespace"));
     }
 }
+
+#[cfg(test)]
+mod semantics_tests;

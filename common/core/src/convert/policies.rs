@@ -7,33 +7,45 @@
 //! may call those directly) and everything else unchanged (action, provider, rules, conditions).
 //! A namespace-wide policy targets the waypoint Gateway. The scope of a Service is its pods, not
 //! the selector's: a Service that also selects other pods widens the policy (a warning), and pods
-//! no Service selects would lose the policy (reported: they need a workload waypoint).
+//! no Service with a cluster IP selects would lose the policy (reported: they need a workload
+//! waypoint; a headless Service's clients connect to pod addresses, which no Service waypoint
+//! captures). The copy names Service ports where the original named container ports
+//! ([`super::ports`]). A CUSTOM policy whose authorizer listens on the pod's loopback is refused:
+//! the waypoint is another pod. AUDIT policies are copied but decide nothing, so they get no
+//! bypass protection.
 //!
 //! **Rule 4.** With a waypoint in the path, ztunnel at the destination sees the waypoint's
-//! identity, not the client's. A selector (or namespace-wide) AuthorizationPolicy that ztunnel
-//! enforces (no L7 attribute) and that restricts sources would then block the waypoint: an ALLOW
-//! that names sources gets a source with the waypoint principal added to each rule that restricts
-//! sources, a DENY with `notPrincipals` gets the waypoint principal in them. The client identity
-//! is still checked by the waypoint copy of Rule 3, so nothing is widened. These are emitted as
-//! updated copies of the original policies (same name; the source annotation names the policy
-//! itself).
+//! identity (and address), not the client's, in every source test: `principals`, `namespaces`,
+//! `serviceAccounts`, `ipBlocks`, their negations and `source.*` conditions. A selector (or
+//! namespace-wide) AuthorizationPolicy that ztunnel enforces (no L7 attribute) would then block
+//! the waypoint, so it admits exactly the waypoint (see [`admit_waypoint`]): ALLOW rules get a
+//! source or a twin rule for it, an allow-nothing baseline a rule for it, DENY rules exempt it by
+//! `notPrincipals`. The waypoint is the one of each Service the policy protects (its own
+//! `istio.io/use-waypoint`, else its namespace's). The client identity is still checked by the
+//! waypoint copy of Rule 3, so nothing is widened. These are emitted as updated copies of the
+//! original policies (same name; the source annotation names the policy itself).
+//!
+//! **Root namespace.** A selector or namespace-wide policy of `istio-system` applies mesh-wide;
+//! see [`convert_root_policy`].
 //!
 //! Selector policies that only a proxy enforces (AuthorizationPolicies with L7 attributes, also
 //! namespace-wide ones, and selector RequestAuthentication, Telemetry and WasmPlugin) are listed
 //! in `replaces` when converted completely: left in place once the pods leave sidecar mode, an L7 ALLOW becomes deny-all at
 //! ztunnel.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use kube_core::DynamicObject;
 use serde_json::{Map, Value, json};
 
 use super::Report;
 use super::objects::{Items, generated, invalid_name, is_generated};
-use super::scope::{Mesh, Workload, service_selector};
+use super::scope::{Mesh, Workload, is_headless, service_selector};
 use crate::change::ResourceRef;
+use crate::equivalence::authorize::istio_match;
+use crate::equivalence::topology::{ROOT_NAMESPACE, Service, Topology, read_service};
 use crate::kinds::Kind;
-use crate::mesh::authz::{Action, AuthorizationPolicySpec};
+use crate::mesh::authz::{Action, AuthorizationPolicySpec, Condition, Rule, Source};
 use crate::mesh::{ObjectRef, selector_matches};
 use crate::model::waypoint::is_gateway;
 
@@ -73,6 +85,14 @@ pub(crate) fn convert_policies(
                 report.unsupported(&reference, "metadata.namespace", "the object has no namespace; pass -n NS");
                 continue;
             };
+            let targeted =
+                policy.data.pointer("/spec/targetRefs").is_some() || policy.data.pointer("/spec/targetRef").is_some();
+            if namespace == ROOT_NAMESPACE && !targeted {
+                if kind == Kind::AuthorizationPolicy && !is_generated(policy) {
+                    convert_root_policy(mesh, &targetable, policy, out, report, &mut enforced);
+                }
+                continue;
+            }
             let Some(waypoint) = mesh.waypoint(namespace) else { continue };
             if !mesh.in_scope(namespace) || is_generated(policy) {
                 continue;
@@ -114,6 +134,10 @@ pub(crate) fn convert_policies(
             if selector.as_ref().is_some_and(|selector| gateway_policy(mesh, namespace, selector)) {
                 continue; // a gateway proxy enforces it, as before
             }
+            if let Some(reason) = authz.as_ref().and_then(|authz| pod_local_provider(mesh, authz)) {
+                report.unsupported(&reference, "spec.provider", reason);
+                continue;
+            }
             let proxy_only = authz.as_ref().is_none_or(|authz| !authz.l7_attributes().is_empty());
             let before = report.unsupported_count();
             if selector.is_none() && proxy_only {
@@ -121,7 +145,9 @@ pub(crate) fn convert_policies(
             }
             let targets = match &selector {
                 None => Targets::Waypoint(waypoint),
-                Some(selector) => Targets::Services(target_services(mesh, &reference, selector, services, report)),
+                Some(selector) => {
+                    Targets::Services(target_services(mesh, &reference, namespace, selector, services, report))
+                }
             };
             let target_refs: Vec<Value> = match &targets {
                 Targets::Waypoint(name) => {
@@ -131,20 +157,30 @@ pub(crate) fn convert_policies(
                     names.iter().map(|name| json!({"group": "", "kind": "Service", "name": name})).collect()
                 }
             };
+            let attached: Vec<String> = match &targets {
+                Targets::Waypoint(_) => services.services.iter().map(|service| service.name.to_string()).collect(),
+                Targets::Services(names) => names.clone(),
+            };
             if !target_refs.is_empty() {
-                emit_waypoint_copy(out, report, kind, &reference, namespace, &spec, target_refs);
+                match targetable.waypoint_spec(kind, namespace, &attached, &spec) {
+                    Ok(copy) => emit_waypoint_copy(out, report, kind, &reference, namespace, &copy, target_refs),
+                    Err(reason) => report.unsupported(&reference, "spec.rules", reason),
+                }
             }
             if let Some(authz) = &authz {
-                let protected: Vec<String> = match &targets {
-                    Targets::Waypoint(_) => services.services.iter().map(|service| service.name.to_string()).collect(),
-                    Targets::Services(names) => names.clone(),
-                };
-                for service in &protected {
-                    let key = (namespace.to_string(), service.clone());
-                    enforced.services.entry(key).or_default().push(reference.clone());
+                let protected = attached;
+                // An AUDIT policy decides nothing: there is nothing for a bypass protection to keep.
+                if authz.action != Action::Audit {
+                    for service in &protected {
+                        let key = (namespace.to_string(), service.clone());
+                        enforced.services.entry(key).or_default().push(reference.clone());
+                    }
                 }
                 if !protected.is_empty() {
-                    admit_waypoint(mesh, policy, authz, namespace, out, report);
+                    // A Service labelled with its own waypoint reaches the pods through that one.
+                    let principals: Option<BTreeSet<String>> =
+                        protected.iter().map(|service| mesh.service_waypoint_principal(namespace, service)).collect();
+                    admit_waypoint(policy, authz, principals.map(|set| set.into_iter().collect()), out, report);
                 }
             }
             // A namespace-wide L7 AuthorizationPolicy is as much a ztunnel trap as a selector one; other
@@ -172,6 +208,116 @@ pub(crate) fn convert_policies(
     enforced
 }
 
+/// A selector or namespace-wide AuthorizationPolicy of the root namespace applies to the workloads
+/// of every namespace, enforced by their sidecars or ztunnel; a waypoint enforces only what is
+/// attached to it. So each namespace that uses a waypoint gets its own copy, attached to its
+/// waypoint (namespace-wide) or to its Services that select the policy's pods, and the policy
+/// itself admits every waypoint at ztunnel (Rule 4). It stays: the namespaces without a waypoint
+/// still need it. With L7 attributes it cannot stay: ztunnel would enforce it at every ambient pod
+/// without them (an ALLOW becomes deny-all), so it is refused.
+fn convert_root_policy(
+    mesh: &Mesh,
+    targetable: &TargetableServices,
+    policy: &DynamicObject,
+    out: &mut Items,
+    report: &mut Report,
+    enforced: &mut Enforced,
+) {
+    let reference = ObjectRef::of(policy);
+    let waypoints: Vec<(&str, &str)> = mesh
+        .waypoint_namespaces()
+        .filter(|namespace| *namespace != ROOT_NAMESPACE && mesh.in_scope(namespace))
+        .filter_map(|namespace| Some((namespace, mesh.waypoint(namespace)?)))
+        .collect();
+    if waypoints.is_empty() {
+        return;
+    }
+    let authz = match crate::mesh::spec::<AuthorizationPolicySpec>(policy) {
+        Ok(authz) => authz,
+        Err(err) => {
+            report.unsupported(&reference, "spec", err);
+            return;
+        }
+    };
+    let spec = policy.data.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let selector = selector_labels(&spec);
+    if selector.as_ref().is_some_and(is_gateway) || authz.action == Action::Audit {
+        return;
+    }
+    let attributes = authz.l7_attributes();
+    if !attributes.is_empty() || authz.action == Action::Custom {
+        let what = if attributes.is_empty() { "CUSTOM action".to_string() } else { attributes.join(", ") };
+        report.unsupported(
+            &reference,
+            "spec",
+            format!(
+                "a mesh-wide policy (root namespace {ROOT_NAMESPACE}) with {what}: waypoints enforce only policies \
+                 attached with targetRefs, and ztunnel enforces this one at the ambient pods of every namespace \
+                 without its L7 attributes (an ALLOW becomes deny-all); give each namespace its own copy first"
+            ),
+        );
+        return;
+    }
+    for (namespace, waypoint) in &waypoints {
+        let services = targetable.in_namespace(namespace);
+        let (target_refs, protected): (Vec<Value>, Vec<String>) = match &selector {
+            None => (
+                vec![json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": waypoint})],
+                services.services.iter().map(|service| service.name.to_string()).collect(),
+            ),
+            Some(selector) => {
+                if mesh.selected(namespace, selector).next().is_none() {
+                    continue;
+                }
+                let names = target_services(mesh, &reference, namespace, selector, services, report);
+                (names.iter().map(|name| json!({"group": "", "kind": "Service", "name": name})).collect(), names)
+            }
+        };
+        if target_refs.is_empty() {
+            continue;
+        }
+        match targetable.waypoint_spec(Kind::AuthorizationPolicy, namespace, &protected, &spec) {
+            Ok(copy) => {
+                emit_waypoint_copy(out, report, Kind::AuthorizationPolicy, &reference, namespace, &copy, target_refs)
+            }
+            Err(reason) => report.unsupported(&reference, "spec.rules", reason),
+        }
+        for service in protected {
+            enforced.services.entry((namespace.to_string(), service)).or_default().push(reference.clone());
+        }
+    }
+    let principals: Option<Vec<String>> =
+        waypoints.iter().map(|(namespace, _)| mesh.waypoint_principal(namespace)).collect();
+    admit_waypoint(policy, &authz, principals, out, report);
+}
+
+/// Why a CUSTOM policy's authorizer cannot move to the waypoint: the extension provider the mesh
+/// config names for it listens on the loopback address, which only the pod's own containers (the
+/// sidecar next to the authorizer) reach; a waypoint is another pod.
+fn pod_local_provider(mesh: &Mesh, authz: &AuthorizationPolicySpec) -> Option<String> {
+    if authz.action != Action::Custom {
+        return None;
+    }
+    let name = authz.provider.as_ref()?.get("name")?.as_str()?;
+    let providers = mesh.snapshot.all(Kind::Istio).iter().flat_map(|istio| {
+        istio.data.pointer("/spec/values/meshConfig/extensionProviders").and_then(Value::as_array).into_iter().flatten()
+    });
+    let service = providers.filter(|provider| provider.get("name").and_then(Value::as_str) == Some(name)).find_map(
+        |provider| {
+            ["envoyExtAuthzHttp", "envoyExtAuthzGrpc"]
+                .iter()
+                .find_map(|kind| provider.pointer(&format!("/{kind}/service")).and_then(Value::as_str))
+        },
+    )?;
+    let loopback = service == "localhost" || service.starts_with("127.") || service == "::1" || service == "[::1]";
+    loopback.then(|| {
+        format!(
+            "the CUSTOM provider {name} is {service}, reachable only from inside each pod; the waypoint is another \
+             pod and cannot reach it: deploy the authorizer behind a Service and point the provider at it first"
+        )
+    })
+}
+
 /// A Service a policy can target, with its selector decoded once.
 struct Targetable<'a> {
     name: &'a str,
@@ -192,6 +338,9 @@ struct TargetableServices<'a> {
     by_namespace: HashMap<&'a str, NamespaceServices<'a>>,
     /// What a namespace without such Services has.
     none: NamespaceServices<'a>,
+    /// The evaluator's view of the input, for the Services' ports as the pods see them.
+    topology: Topology,
+    version_services: &'a [DynamicObject],
 }
 
 /// The targetable Services of one namespace, and which of them each selector label starts.
@@ -231,8 +380,8 @@ impl<'a> TargetableServices<'a> {
                 continue;
             };
             let selector = service_selector(service);
-            if selector.is_empty() {
-                continue;
+            if selector.is_empty() || is_headless(service) {
+                continue; // a headless Service's traffic never passes a Service waypoint
             }
             // A version Service the input already holds (by name) is not added twice.
             if !known.insert((namespace, name)) && !from_input {
@@ -248,7 +397,36 @@ impl<'a> TargetableServices<'a> {
                 }
             }
         }
-        TargetableServices { by_namespace, none: NamespaceServices::default() }
+        let topology = Topology::from_snapshot(mesh.snapshot);
+        TargetableServices { by_namespace, none: NamespaceServices::default(), topology, version_services }
+    }
+
+    /// The Services `names` of `namespace`, with named target ports resolved against their pods.
+    fn resolved(&self, namespace: &str, names: &[String]) -> Vec<Service> {
+        let generated = |name: &str| {
+            self.version_services.iter().find(|service| {
+                service.metadata.namespace.as_deref() == Some(namespace)
+                    && service.metadata.name.as_deref() == Some(name)
+            })
+        };
+        let resolve = |name: &String| {
+            self.topology.service(namespace, name).cloned().or_else(|| {
+                let mut service = read_service(generated(name)?);
+                self.topology.resolve_target_ports(&mut service);
+                Some(service)
+            })
+        };
+        names.iter().filter_map(resolve).collect()
+    }
+
+    /// The spec of the waypoint copy of an AuthorizationPolicy attached to the Services `names`:
+    /// its ports become theirs ([`super::ports`]).
+    fn waypoint_spec(&self, kind: Kind, namespace: &str, names: &[String], spec: &Value) -> Result<Value, String> {
+        let mut spec = spec.clone();
+        if kind == Kind::AuthorizationPolicy {
+            super::ports::to_service_ports(&mut spec, &self.resolved(namespace, names))?;
+        }
+        Ok(spec)
     }
 
     fn in_namespace(&self, namespace: &str) -> &NamespaceServices<'a> {
@@ -336,7 +514,7 @@ fn report_uncovered_workloads(mesh: &Mesh, policy: &ObjectRef, services: &Namesp
                 policy,
                 "spec",
                 format!(
-                    "{} is selected by no Service: the waypoint cannot enforce this namespace-wide policy for it \
+                    "{} is selected by no Service with a cluster IP (a headless Service's clients reach the pods directly): the waypoint cannot enforce this namespace-wide policy for it \
                      (it needs a workload waypoint, istio.io/waypoint-for: workload)",
                     workload.source.clone()
                 ),
@@ -350,11 +528,11 @@ fn report_uncovered_workloads(mesh: &Mesh, policy: &ObjectRef, services: &Namesp
 fn target_services(
     mesh: &Mesh,
     policy: &ObjectRef,
+    namespace: &str,
     selector: &BTreeMap<String, String>,
     services: &NamespaceServices,
     report: &mut Report,
 ) -> Vec<String> {
-    let namespace = policy.namespace.as_deref().unwrap_or_default();
     let selected: Vec<&Workload> = mesh.selected(namespace, selector).collect();
     if selected.is_empty() {
         report.unsupported(
@@ -376,7 +554,7 @@ fn target_services(
                 policy,
                 "spec.selector",
                 format!(
-                    "{} is selected by no Service: a waypoint cannot enforce this policy for it (it needs a \
+                    "{} is selected by no Service with a cluster IP (a headless Service's clients reach the pods directly): a waypoint cannot enforce this policy for it (it needs a \
                      workload waypoint, istio.io/waypoint-for: workload)",
                     workload.source.clone()
                 ),
@@ -434,12 +612,22 @@ fn note_existing_targets(spec: &Value, namespace: &str, policy: &ObjectRef, enfo
     }
 }
 
-/// Rule 4 (module docs): the ztunnel-enforced policy must let the waypoint through.
+/// Rule 4 (module docs): the ztunnel-enforced policy must let the waypoints through.
+///
+/// Every place a rule tests the source counts, not only `from.principals`: ztunnel sees the
+/// waypoint's principal, namespace, service account and address in `principals`, `namespaces`,
+/// `serviceAccounts`, `ipBlocks` and their negations, and in `when` conditions on `source.*` and
+/// `remote.ip`. An ALLOW rule that tests the source only in `from` gets a source naming the
+/// waypoint (sources are ORed); one that tests it in `when` (ANDed with everything) gets a twin
+/// rule for the waypoint with the same operations and its other conditions; an ALLOW without rules
+/// (the allow-nothing baseline) gets one rule admitting the waypoint. A DENY rule that may match
+/// the waypoint gets it in `notPrincipals` of each source that may (the fields of a source are
+/// ANDed, so this exempts exactly the waypoint, never its namespace), or a source exempting it when
+/// the rule tests the source only in `when`. The client is still checked by the waypoint copy.
 fn admit_waypoint(
-    mesh: &Mesh,
     policy: &DynamicObject,
     authz: &AuthorizationPolicySpec,
-    namespace: &str,
+    waypoints: Option<Vec<String>>,
     out: &mut Items,
     report: &mut Report,
 ) {
@@ -447,23 +635,12 @@ fn admit_waypoint(
         return;
     }
     let reference = ObjectRef::of(policy);
-    let restricts_sources = authz.rules().iter().any(|rule| {
-        rule.from.iter().any(|from| {
-            let source = &from.source;
-            match authz.action {
-                Action::Allow => {
-                    !(source.principals.is_empty()
-                        && source.namespaces.is_empty()
-                        && source.service_accounts.is_empty())
-                }
-                _ => !source.not_principals.is_empty() || !source.not_namespaces.is_empty(),
-            }
-        })
-    });
-    if !restricts_sources {
-        return;
-    }
-    let Some(waypoint) = mesh.waypoint_principal(namespace) else {
+    let namespace = reference.namespace.clone().unwrap_or_default();
+    let peers: Option<Vec<Peer>> = waypoints.map(|principals| principals.into_iter().filter_map(Peer::new).collect());
+    let Some(peers) = peers.filter(|peers| !peers.is_empty()) else {
+        if !authz.rules().iter().any(tests_source) && authz.rules.as_ref().is_some_and(|rules| !rules.is_empty()) {
+            return;
+        }
         report.unsupported(
             &reference,
             "spec.rules",
@@ -473,67 +650,152 @@ fn admit_waypoint(
         return;
     };
     let mut spec = policy.data.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let mut changed = false;
-    let rules = spec.get_mut("rules").and_then(Value::as_array_mut);
-    for (index, rule) in rules.into_iter().flatten().enumerate() {
-        let Some(sources) = rule.get_mut("from").and_then(Value::as_array_mut) else { continue };
-        match authz.action {
-            Action::Allow => {
-                let admitted = sources.iter().any(|from| {
-                    let source = from.get("source");
-                    let principals = source.and_then(|s| s.get("principals")).and_then(Value::as_array);
-                    let only_principals = source.and_then(Value::as_object).is_some_and(|s| s.len() == 1);
-                    only_principals && principals.is_some_and(|p| p.iter().any(|p| p == &json!(waypoint)))
-                });
-                if !admitted {
-                    sources.push(json!({"source": {"principals": [waypoint]}}));
-                    changed = true;
-                }
-            }
-            _ => {
-                for (position, from) in sources.iter_mut().enumerate() {
-                    if from.pointer("/source/notNamespaces").is_some() {
-                        report.unsupported(
-                            &reference,
-                            format!("spec.rules[{index}].from[{position}].source.notNamespaces"),
-                            "ztunnel will see the waypoint's identity: this DENY would block it, and exempting the \
-                             waypoint's namespace would exempt more than the waypoint",
-                        );
-                    }
-                    if let Some(not_principals) =
-                        from.pointer_mut("/source/notPrincipals").and_then(Value::as_array_mut)
-                        && !not_principals.contains(&json!(waypoint))
-                    {
-                        not_principals.push(json!(waypoint));
-                        changed = true;
-                    }
-                }
-            }
-        }
-        let source_conditions = rule.get("when").and_then(Value::as_array).is_some_and(|conditions| {
-            conditions.iter().any(|c| {
-                c.get("key").and_then(Value::as_str).is_some_and(|key| key.starts_with("source.") || key == "remote.ip")
-            })
-        });
-        if source_conditions {
-            report.warn(
-                &reference,
-                format!(
-                    "spec.rules[{index}].when tests the source, which ztunnel sees as the waypoint: check the rule"
-                ),
-            );
-        }
-    }
-    if authz.rules().iter().any(|rule| rule.from.iter().any(|f| !f.source.ip_blocks.is_empty())) {
-        report.warn(&reference, "ipBlocks: ztunnel sees the waypoint's address for traffic through the waypoint");
-    }
+    let changed = match authz.action {
+        Action::Allow => admit_in_allow(authz, &peers, &mut spec),
+        _ => exempt_in_deny(authz, &peers, &mut spec),
+    };
     if !changed {
         return;
     }
     let mut body = Map::new();
     body.insert("spec".into(), spec);
     let name = reference.name.clone();
-    out.add(generated(Kind::AuthorizationPolicy, namespace, &name, std::slice::from_ref(&reference), body), report);
+    out.add(generated(Kind::AuthorizationPolicy, &namespace, &name, std::slice::from_ref(&reference), body), report);
+}
+
+/// Condition keys that test the source of a connection, which ztunnel sees as the waypoint.
+const SOURCE_CONDITION_KEYS: [&str; 4] = ["source.principal", "source.namespace", "source.ip", "remote.ip"];
+
+fn is_source_condition(condition: &Condition) -> bool {
+    SOURCE_CONDITION_KEYS.contains(&condition.key.as_str())
+}
+
+fn tests_source(rule: &Rule) -> bool {
+    !rule.from.is_empty() || rule.when.iter().any(is_source_condition)
+}
+
+/// A waypoint as ztunnel sees it: its principal, namespace and `namespace/serviceaccount`.
+struct Peer {
+    principal: String,
+    namespace: String,
+    service_account: String,
+}
+
+impl Peer {
+    fn new(principal: String) -> Option<Peer> {
+        let (_, rest) = principal.split_once("/ns/")?;
+        let (namespace, account) = rest.split_once("/sa/")?;
+        let (namespace, service_account) = (namespace.to_string(), format!("{namespace}/{account}"));
+        Some(Peer { principal, namespace, service_account })
+    }
+
+    /// Whether `source` matches this peer. Its address is unknown: `unknown_address` is the answer
+    /// for a source that tests addresses (false to admit for sure, true to exempt for sure).
+    fn matches_source(&self, source: &Source, unknown_address: bool) -> bool {
+        let addresses =
+            [&source.ip_blocks, &source.not_ip_blocks, &source.remote_ip_blocks, &source.not_remote_ip_blocks];
+        field_matches(&source.principals, &source.not_principals, &self.principal)
+            && field_matches(&source.namespaces, &source.not_namespaces, &self.namespace)
+            && field_matches(&source.service_accounts, &source.not_service_accounts, &self.service_account)
+            && (addresses.iter().all(|blocks| blocks.is_empty()) || unknown_address)
+    }
+
+    fn matches_condition(&self, condition: &Condition, unknown_address: bool) -> bool {
+        let value = match condition.key.as_str() {
+            "source.principal" => &self.principal,
+            "source.namespace" => &self.namespace,
+            "source.ip" | "remote.ip" => return unknown_address,
+            _ => return true,
+        };
+        field_matches(&condition.values, &condition.not_values, value)
+    }
+
+    /// Whether `rule`'s source tests let this peer through (for ALLOW: surely; for DENY: possibly).
+    fn passes(&self, rule: &Rule, unknown_address: bool) -> bool {
+        (rule.from.is_empty() || rule.from.iter().any(|from| self.matches_source(&from.source, unknown_address)))
+            && rule.when.iter().all(|condition| self.matches_condition(condition, unknown_address))
+    }
+}
+
+fn field_matches(values: &[String], not_values: &[String], value: &str) -> bool {
+    (values.is_empty() || values.iter().any(|pattern| istio_match(pattern, value)))
+        && !not_values.iter().any(|pattern| istio_match(pattern, value))
+}
+
+fn principals_of(peers: &[&Peer]) -> Value {
+    json!(peers.iter().map(|peer| peer.principal.as_str()).collect::<Vec<_>>())
+}
+
+/// See [`admit_waypoint`]; true when `spec` changed.
+fn admit_in_allow(authz: &AuthorizationPolicySpec, peers: &[Peer], spec: &mut Value) -> bool {
+    let all: Vec<&Peer> = peers.iter().collect();
+    if authz.rules().is_empty() {
+        spec["rules"] = json!([{"from": [{"source": {"principals": principals_of(&all)}}]}]);
+        return true;
+    }
+    let mut changed = false;
+    let mut twins = Vec::new();
+    for (index, rule) in authz.rules().iter().enumerate() {
+        let missing: Vec<&Peer> = peers.iter().filter(|peer| tests_source(rule) && !peer.passes(rule, false)).collect();
+        if missing.is_empty() {
+            continue;
+        }
+        changed = true;
+        let admitting = json!({"source": {"principals": principals_of(&missing)}});
+        if !rule.when.iter().any(is_source_condition) {
+            if let Some(from) = spec.pointer_mut(&format!("/rules/{index}/from")).and_then(Value::as_array_mut) {
+                from.push(admitting);
+            }
+            continue;
+        }
+        let mut twin = Map::new();
+        twin.insert("from".into(), json!([admitting]));
+        if let Some(to) = spec.pointer(&format!("/rules/{index}/to")) {
+            twin.insert("to".into(), to.clone());
+        }
+        let others: Vec<Value> = rule
+            .when
+            .iter()
+            .filter(|condition| !is_source_condition(condition))
+            .filter_map(|condition| serde_json::to_value(condition).ok())
+            .collect();
+        if !others.is_empty() {
+            twin.insert("when".into(), Value::Array(others));
+        }
+        twins.push(Value::Object(twin));
+    }
+    if let Some(rules) = spec.get_mut("rules").and_then(Value::as_array_mut) {
+        rules.extend(twins);
+    }
+    changed
+}
+
+/// See [`admit_waypoint`]; true when `spec` changed.
+fn exempt_in_deny(authz: &AuthorizationPolicySpec, peers: &[Peer], spec: &mut Value) -> bool {
+    let mut changed = false;
+    for (index, rule) in authz.rules().iter().enumerate() {
+        let denied: Vec<&Peer> = peers.iter().filter(|peer| tests_source(rule) && peer.passes(rule, true)).collect();
+        if denied.is_empty() {
+            continue;
+        }
+        changed = true;
+        if rule.from.is_empty() {
+            spec["rules"][index]["from"] = json!([{"source": {"notPrincipals": principals_of(&denied)}}]);
+            continue;
+        }
+        for (position, from) in rule.from.iter().enumerate() {
+            let exempt: Vec<&Peer> =
+                denied.iter().copied().filter(|peer| peer.matches_source(&from.source, true)).collect();
+            if exempt.is_empty() {
+                continue;
+            }
+            let source = &mut spec["rules"][index]["from"][position]["source"];
+            let mut not_principals = source.get("notPrincipals").and_then(Value::as_array).cloned().unwrap_or_default();
+            not_principals.extend(exempt.iter().map(|peer| json!(peer.principal)));
+            source["notPrincipals"] = Value::Array(not_principals);
+        }
+    }
+    changed
 }
 
 #[cfg(test)]

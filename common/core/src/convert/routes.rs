@@ -32,10 +32,15 @@
 //! provably disjoint matches, such as different exact paths, methods or header values, are
 //! accepted.)
 //!
-//! **Prefixes.** Istio's `prefix` compares characters (`/static` also matches `/staticfoo`);
-//! Gateway API `PathPrefix` compares whole path segments. The engine emits `PathPrefix` (anything
-//! else breaks prefix rewrites and the ranking above) and warns, naming the prefixes, so users
-//! whose clients depend on partial segments know to act.
+//! **Prefixes.** Istio's `prefix` compares characters: `/api` also matches `/apix`, and `/api/`
+//! does not match `/api` (Envoy's `prefix` route match). Gateway API's `PathPrefix` compares whole
+//! path segments and ignores a trailing slash: `/api` matches `/api` and `/api/x` but not `/apix`,
+//! and `/api/` matches `/api` (the HTTPPathMatch specification; Istio's `createURIMatch` drops the
+//! trailing slash and uses Envoy's `path_separated_prefix`). So an Istio prefix becomes the
+//! `PathPrefix` plus a `RegularExpression` match for the rest of the segment (`/api[^/].*`), and one
+//! ending in a slash becomes a `RegularExpression` (`/api/.*`). Regular expressions rank below every
+//! prefix, so where that changes which rule wins the rule-order check refuses the route, and a
+//! prefix rewrite (which needs a lone `PathPrefix`) of such a prefix is refused.
 
 use std::collections::BTreeMap;
 
@@ -44,7 +49,7 @@ use serde_json::{Map, Value, json};
 
 use super::Report;
 use super::objects::{Items, generated, invalid_name, is_generated};
-use super::scope::{Mesh, service_ports};
+use super::scope::{Mesh, is_headless, service_ports};
 use crate::change::ResourceRef;
 use crate::kinds::Kind;
 use crate::mesh::ObjectRef;
@@ -102,6 +107,7 @@ pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mu
             route_namespace: namespace.to_string(),
             report,
             fatal: false,
+            match_origins: Vec::new(),
             subsets: vec![],
         };
         let route = converter.convert(vs, decoded, out);
@@ -189,6 +195,30 @@ fn claim_parents(
     true
 }
 
+/// The Gateway API matches for one Istio match (see the module docs on prefixes): the match
+/// itself, and for a prefix the regular expression that makes it compare characters.
+fn character_wise_prefix(
+    request: &HttpMatchRequest,
+    value: Value,
+    key: HttpRouteMatch,
+) -> Vec<(Value, HttpRouteMatch)> {
+    let Some(StringMatch::Prefix(prefix)) = &request.uri else { return vec![(value, key)] };
+    if prefix == "/" || value.get("path").is_none() {
+        return vec![(value, key)];
+    }
+    let with_regex = |pattern: String| {
+        let mut regex_match = value.clone();
+        regex_match["path"] = json!({"type": "RegularExpression", "value": pattern});
+        let regex_key = serde_json::from_value(regex_match.clone()).unwrap_or_else(|_| key.clone());
+        (regex_match, regex_key)
+    };
+    if prefix.ends_with('/') {
+        return vec![with_regex(format!("{}.*", regex::escape(prefix)))];
+    }
+    let rest_of_segment = with_regex(format!("{}[^/].*", regex::escape(prefix)));
+    vec![(value, key), rest_of_segment]
+}
+
 /// False only when no request can satisfy both matches. Prefixes compare character-wise, as
 /// Istio's do, which overlaps more than Gateway API's whole segments.
 fn may_overlap(a: &HttpRouteMatch, b: &HttpRouteMatch) -> bool {
@@ -200,6 +230,14 @@ fn may_overlap(a: &HttpRouteMatch, b: &HttpRouteMatch) -> bool {
         ("PathPrefix", "PathPrefix") => {
             path_a.value.starts_with(path_b.value.as_str()) || path_b.value.starts_with(path_a.value.as_str())
         }
+        ("RegularExpression", "Exact") => full_match(&path_a.value, &path_b.value),
+        ("Exact", "RegularExpression") => full_match(&path_b.value, &path_a.value),
+        ("RegularExpression", _) | (_, "RegularExpression") => {
+            // Every path either matches starts with its literal prefix: disjoint when neither
+            // literal prefix starts the other.
+            let (a, b) = (literal_prefix(&path_a), literal_prefix(&path_b));
+            a.starts_with(&b) || b.starts_with(&a)
+        }
         _ => true,
     };
     let methods = match (&a.method, &b.method) {
@@ -210,6 +248,39 @@ fn may_overlap(a: &HttpRouteMatch, b: &HttpRouteMatch) -> bool {
         && methods
         && values_may_overlap(&a.headers, &b.headers)
         && values_may_overlap(&a.query_params, &b.query_params)
+}
+
+/// True when the whole of `path` matches `pattern` (or the pattern does not compile: unknown).
+fn full_match(pattern: &str, path: &str) -> bool {
+    regex::Regex::new(&format!("^(?:{pattern})$")).map_or(true, |regex| regex.is_match(path))
+}
+
+/// What every path a match accepts starts with: a prefix without its trailing slash (Gateway API
+/// ignores it), an exact path, or the literal characters a regular expression starts with.
+fn literal_prefix(path: &crate::mesh::gateway_api::PathMatch) -> String {
+    match path.match_type.as_str() {
+        "RegularExpression" => {
+            let mut literal = String::new();
+            let mut chars = path.value.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some(escaped) if !escaped.is_ascii_alphanumeric() => literal.push(escaped),
+                        _ => break,
+                    },
+                    '*' | '?' | '{' => {
+                        literal.pop(); // the character before may be absent
+                        break;
+                    }
+                    '.' | '^' | '$' | '+' | '(' | ')' | '[' | ']' | '|' => break,
+                    _ => literal.push(c),
+                }
+            }
+            literal
+        }
+        "PathPrefix" => path.value.trim_end_matches('/').to_string(),
+        _ => path.value.clone(),
+    }
 }
 
 fn exact_may_start_with(path: &str, prefix: &str) -> bool {
@@ -235,6 +306,8 @@ struct RouteConverter<'a, 'm> {
     /// Set by a problem that makes the whole route wrong: nothing is emitted.
     fatal: bool,
     subsets: Vec<SubsetUse>,
+    /// For each rule, the VirtualService match each emitted match comes from (a prefix emits two).
+    match_origins: Vec<Vec<usize>>,
 }
 
 impl RouteConverter<'_, '_> {
@@ -305,17 +378,9 @@ impl RouteConverter<'_, '_> {
         }
         let mut rules = Vec::new();
         let mut keys = Vec::new();
-        let mut prefixes = Vec::new();
         for (index, route) in spec.http.iter().enumerate() {
             let (rule, rule_keys) = self.rule(&format!("spec.http[{index}]"), route);
             rules.push(Value::Object(rule));
-            prefixes.extend(
-                rule_keys
-                    .iter()
-                    .filter_map(|key| key.path.as_ref())
-                    .filter(|path| path.match_type == "PathPrefix" && path.value != "/")
-                    .map(|path| path.value.clone()),
-            );
             keys.push(rule_keys);
         }
         let total: usize = keys.iter().map(Vec::len).sum();
@@ -327,18 +392,6 @@ impl RouteConverter<'_, '_> {
         }
         if self.fatal {
             return None;
-        }
-        if !prefixes.is_empty() {
-            prefixes.sort();
-            prefixes.dedup();
-            self.report.warn(
-                self.vs,
-                format!(
-                    "prefix matches {} become PathPrefix, which matches whole path segments: Istio also matched \
-                     partial segments (/static matched /staticfoo); such requests now take another rule",
-                    prefixes.join(", ")
-                ),
-            );
         }
         let mut route_spec = Map::new();
         route_spec.insert("parentRefs".into(), Value::Array(parents));
@@ -406,8 +459,18 @@ impl RouteConverter<'_, '_> {
                 );
                 continue;
             };
-            if self.mesh.service(namespace, name).is_none() {
+            let Some(service) = self.mesh.service(namespace, name) else {
                 self.lose(field, format!("{host} is not a Service of the input"));
+                continue;
+            };
+            if is_headless(service) {
+                self.refuse(
+                    field,
+                    format!(
+                        "Service {namespace}/{name} is headless: its clients connect to pod addresses, which no \
+                         Service waypoint captures, so a route on it would not take effect in ambient"
+                    ),
+                );
                 continue;
             }
             if self.mesh.waypoint(namespace).is_none() {
@@ -449,11 +512,16 @@ impl RouteConverter<'_, '_> {
         let mut rule = Map::new();
         let mut keys = Vec::new();
         let mut matches = Vec::new();
+        let mut origins = Vec::new();
         for (index, request) in route.matches.iter().enumerate() {
             let (value, key) = self.route_match(&format!("{field}.match[{index}]"), request);
-            matches.push(value);
-            keys.push(key);
+            for (value, key) in character_wise_prefix(request, value, key) {
+                matches.push(value);
+                keys.push(key);
+                origins.push(index);
+            }
         }
+        self.match_origins.push(origins);
         if matches.len() > MAX_MATCHES_PER_RULE {
             self.refuse(format!("{field}.match"), format!("more than {MAX_MATCHES_PER_RULE} matches in one rule"));
         }
@@ -498,7 +566,8 @@ impl RouteConverter<'_, '_> {
             (None, true) => {}
         }
         if let Some(rewrite) = &route.rewrite {
-            filters.extend(self.rewrite(&format!("{field}.rewrite"), rewrite, &keys, route.matches.len()));
+            let emitted = if route.matches.is_empty() { 0 } else { keys.len() };
+            filters.extend(self.rewrite(&format!("{field}.rewrite"), rewrite, &keys, emitted));
         }
         if let Some(headers) = &route.headers {
             let changes = [
@@ -776,7 +845,9 @@ impl RouteConverter<'_, '_> {
                     } else {
                         self.refuse(
                             format!("{field}.uri"),
-                            "a URI rewrite converts only for one prefix match or exact matches only",
+                            "a URI rewrite converts only for one prefix match or exact matches only (an Istio prefix \
+                             that does not end a path segment, /api matching /apix, or that ends in a slash, /api/ \
+                             not matching /api, needs a RegularExpression match, which ReplacePrefixMatch cannot use)",
                         );
                     }
                 }
@@ -890,11 +961,20 @@ impl RouteConverter<'_, '_> {
             }
         }
         for (earlier, e, later, l) in conflicts {
+            let origin = |rule: usize, emitted: usize| {
+                self.match_origins.get(rule).and_then(|origins| origins.get(emitted)).copied().unwrap_or(emitted)
+            };
+            let path = |rule: usize, emitted: usize| {
+                let path = rules[rule][emitted].path_or_default();
+                format!("{} {}", path.match_type, path.value)
+            };
+            let (earlier_path, later_path) = (path(earlier, e), path(later, l));
+            let (e, l) = (origin(earlier, e), origin(later, l));
             self.refuse(
                 format!("spec.http[{later}].match[{l}]"),
                 format!(
-                    "rule order: Gateway API ranks this match above spec.http[{earlier}].match[{e}] (more \
-                     specific), so requests matching both would take rule {later} instead of rule {earlier}; \
+                    "rule order: Gateway API ranks this match ({later_path}) above spec.http[{earlier}].match[{e}] \
+                     ({earlier_path}), so requests matching both would take rule {later} instead of rule {earlier}; \
                      reorder the VirtualService or make the matches disjoint"
                 ),
             );
@@ -980,14 +1060,18 @@ spec:
         let reviews_after = after.service("shop", "reviews").expect("reviews");
         let mut probes = Vec::new();
         for method in ["GET", "POST"] {
-            // Whole path segments only: partial ones (/api matching /apix) are the prefix warning.
-            for path in ["/", "/api", "/api/", "/api/x", "/api/x/y", "/login"] {
+            for path in ["/", "/api", "/api/", "/apix", "/api/x", "/api/xy", "/api/x/y", "/login"] {
                 for user in [None, Some("jason")] {
                     let mut request = get(method, path);
                     request.headers.extend(user.map(|user| ("end-user".to_string(), user.to_string())));
                     let by_sidecar = before.route_for_sidecar(client, reviews_before, 9080, Some(&request));
                     let at_waypoint = after.route_at_waypoint(reviews_after, 9080, Some(&request));
-                    probes.push((format!("{method} {path} {user:?}"), served(&by_sidecar), served(&at_waypoint)));
+                    // Both refuse unrouted requests with a 404, in their own words.
+                    let outcome = |routing: &crate::equivalence::route::Routing| match routing {
+                        crate::equivalence::route::Routing::Unrouted { .. } => vec!["404".to_string()],
+                        routing => served(routing),
+                    };
+                    probes.push((format!("{method} {path} {user:?}"), outcome(&by_sidecar), outcome(&at_waypoint)));
                 }
             }
         }
@@ -996,8 +1080,9 @@ spec:
 
     #[test]
     fn what_is_accepted_routes_the_same_at_the_waypoint_and_what_is_refused_would_not() {
-        // Each earlier overlapping match ranks higher; rule 2's /api/ ties rule 1's /api (trailing
-        // slash not counted), and rule 1 has a header, so the order stands.
+        // Each earlier overlapping match ranks higher: rule 1's prefixes and their regular
+        // expressions (/api/x[^/].*, /api[^/].*) outrank rule 2's /api/.*, which is longer than
+        // none of them; no catch-all follows, which would outrank every regular expression.
         let accepted = format!(
             "{}{}",
             with_virtual_service(
@@ -1010,8 +1095,7 @@ spec:
   - match: [{uri: {prefix: /api/}}]
     route: [{destination: {host: reviews, subset: v1}}]
   - match: [{uri: {exact: /login}}]
-    route: [{destination: {host: reviews, subset: v2}}]
-  - route: [{destination: {host: reviews, subset: v1}}]"
+    route: [{destination: {host: reviews, subset: v2}}]"
             ),
             deployments()
         );
@@ -1077,9 +1161,15 @@ spec:
             .filter(|(_, by_sidecar, at_waypoint)| by_sidecar != at_waypoint)
             .map(|(request, ..)| request)
             .collect();
-        // jason under /api: by the sidecar to v2 (rule 0), at the waypoint to v1 (the longer prefix).
-        assert_eq!(rerouted.len(), 8, "{rerouted:?}");
-        assert!(rerouted.iter().all(|request| request.contains(" /api") && request.contains("jason")), "{rerouted:?}");
+        // jason under /api: by the sidecar to v2 (rule 0), at the waypoint to v1 (the longer prefix);
+        // and /apix, which Istio's prefix /api takes to v1 and PathPrefix /api leaves to the catch-all.
+        assert_eq!(rerouted.len(), 12, "{rerouted:?}");
+        assert!(
+            rerouted
+                .iter()
+                .all(|request| request.contains(" /api") && (request.contains("jason") || request.contains("/apix"))),
+            "{rerouted:?}"
+        );
     }
 
     #[test]
@@ -1245,7 +1335,8 @@ spec:
         );
         // Rule 1 (exact /x, POST) outranks rule 0 (GET) but no request is both GET and POST.
         // Rule 2 (prefix /api/v1, length 7) outranks rule 0 (prefix /, length 1) and overlaps it: refused.
-        assert_eq!(fields(&conversion), vec!["spec.http[2].match[0]"]);
+        // Rule 3's catch-all (prefix /) outranks rule 2's regular expression for /api/v1x: refused.
+        assert_eq!(fields(&conversion), vec!["spec.http[2].match[0]", "spec.http[3].match[0]"]);
 
         let conversion = convert_vs(
             "  hosts: [reviews]
@@ -1253,11 +1344,20 @@ spec:
   - match: [{uri: {exact: /a}}, {uri: {prefix: /static}}]
     route: [{destination: {host: reviews, subset: v1}}]
   - match: [{uri: {exact: /b}}]
-    route: [{destination: {host: reviews, subset: v2}}]
-  - route: [{destination: {host: reviews}}]",
+    route: [{destination: {host: reviews, subset: v2}}]",
         );
         assert!(conversion.is_faithful(), "{:?}", conversion.unsupported);
-        assert!(conversion.warnings.iter().any(|w| w.message.contains("/static")), "prefix semantics are warned about");
+        // With a catch-all after it, /staticx would take the catch-all (prefix / outranks the
+        // regular expression for the rest of the segment): refused.
+        let conversion = convert_vs(
+            "  hosts: [reviews]
+  http:
+  - match: [{uri: {exact: /a}}, {uri: {prefix: /static}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - route: [{destination: {host: reviews}}]",
+        );
+        assert_eq!(fields(&conversion), vec!["spec.http[1].match[0]"]);
+        assert!(conversion.unsupported[0].reason.contains("RegularExpression /static[^/].*"));
     }
 
     #[test]
@@ -1334,7 +1434,7 @@ spec:
             Some(json!({
                 "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "edge"}],
                 "hostnames": ["shop.example.com"],
-                "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/reviews/"}}],
+                "rules": [{"matches": [{"path": {"type": "RegularExpression", "value": "/reviews/.*"}}],
                            "backendRefs": [{"name": "reviews", "port": 9080}]}]
             }))
         );

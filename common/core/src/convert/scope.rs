@@ -21,7 +21,9 @@ use serde_json::{Map, Value, json};
 use super::objects::{generated, invalid_name};
 use super::{ConvertOptions, Report};
 use crate::kinds::Kind;
-use crate::mesh::labels::{USE_WAYPOINT, WAYPOINT_CLASS, WAYPOINT_FOR, WAYPOINT_PORT};
+use crate::mesh::labels::{
+    DATAPLANE_NONE, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE, WAYPOINT_CLASS, WAYPOINT_FOR, WAYPOINT_PORT,
+};
 use crate::mesh::networking::VirtualServiceSpec;
 use crate::mesh::{ObjectRef, labels, selector_matches, spec};
 use crate::model::MeshModel;
@@ -118,6 +120,20 @@ impl<'a> Mesh<'a> {
     /// The principal of the waypoint of `namespace` (see [`MeshModel::waypoint_principal`]).
     pub fn waypoint_principal(&self, namespace: &str) -> Option<String> {
         self.model.waypoint_principal(namespace, self.waypoint(namespace)?)
+    }
+
+    /// The principal of the waypoint the Service `name` of `namespace` uses: the one its own
+    /// `istio.io/use-waypoint` label names (in `istio.io/use-waypoint-namespace`, else its own
+    /// namespace), else its namespace's. ztunnel at its pods sees that identity.
+    pub fn service_waypoint_principal(&self, namespace: &str, name: &str) -> Option<String> {
+        let own = self.service(namespace, name).map(labels).and_then(|labels| {
+            let waypoint = labels.get(USE_WAYPOINT).filter(|waypoint| *waypoint != DATAPLANE_NONE)?;
+            Some((waypoint, labels.get(USE_WAYPOINT_NAMESPACE).map_or(namespace, String::as_str)))
+        });
+        match own {
+            Some((waypoint, waypoint_namespace)) => self.model.waypoint_principal(waypoint_namespace, waypoint),
+            None => self.waypoint_principal(namespace),
+        }
     }
 
     /// The waypoint Gateway of `namespace` when the input does not hold it yet (the guide's Step
@@ -238,6 +254,12 @@ pub fn service_selector(service: &DynamicObject) -> BTreeMap<String, String> {
             selector.iter().filter_map(|(key, value)| value.as_str().map(|v| (key.clone(), v.to_string()))).collect()
         })
         .unwrap_or_default()
+}
+
+/// `clusterIP: None`: the Service's name resolves to its pods' addresses, so traffic to it never
+/// passes a Service waypoint (Istio's waypoints capture a Service's cluster IP).
+pub fn is_headless(service: &DynamicObject) -> bool {
+    service.data.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None")
 }
 
 /// `spec.ports` of a Service.

@@ -317,6 +317,41 @@ fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, unreplaced: &BTreeSet<(Stri
     !unreplaced.contains(&(host.0.to_string(), host.1.to_string()))
 }
 
+/// A DestinationRule's traffic policy (load balancing, connection pool, outlier detection, TLS
+/// origination) is applied by the client's sidecar; in ambient, ztunnel applies none of it, only
+/// the waypoint of the destination Service. For a host whose namespace gets no waypoint in this
+/// conversion the policy would silently stop applying: reported. (`tls.mode: ISTIO_MUTUAL` alone
+/// is what HBONE does anyway.)
+pub(crate) fn report_policies_without_waypoint(mesh: &Mesh, report: &mut Report) {
+    for object in mesh.snapshot.all(Kind::DestinationRule) {
+        let Some(rule_namespace) = object.metadata.namespace.as_deref() else { continue };
+        let Ok(rule) = spec::<DestinationRuleSpec>(object) else { continue };
+        let Some((name, namespace)) = service_of_host(&rule.host, rule_namespace) else { continue };
+        if !mesh.in_scope(namespace) || mesh.waypoint(namespace).is_some() || mesh.service(namespace, name).is_none() {
+            continue;
+        }
+        let policies = rule.traffic_policy.iter().map(|policy| ("spec.trafficPolicy".to_string(), policy)).chain(
+            rule.subsets.iter().enumerate().filter_map(|(index, subset)| {
+                subset.traffic_policy.as_ref().map(|policy| (format!("spec.subsets[{index}].trafficPolicy"), policy))
+            }),
+        );
+        for (field, policy) in policies {
+            let mutual_tls_only = policy.as_object().is_some_and(|fields| fields.len() == 1)
+                && policy.pointer("/tls/mode").and_then(Value::as_str) == Some("ISTIO_MUTUAL");
+            if !mutual_tls_only {
+                report.unsupported(
+                    &ObjectRef::of(object),
+                    field,
+                    format!(
+                        "client sidecars apply this traffic policy; in ambient only a waypoint does, and namespace \
+                         {namespace} gets none in this conversion (convert it with -n {namespace})"
+                    ),
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::scope::tests::snapshot_of;

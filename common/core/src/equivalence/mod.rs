@@ -19,7 +19,9 @@
 //! Gateway API Gateways of class `istio` are ingress gateways (service account `<name>-istio`);
 //! of class `istio-waypoint`, waypoints (service account `<name>`). A Service uses a waypoint when
 //! `istio.io/use-waypoint` on the Service, else on its namespace, names a waypoint Gateway that
-//! exists and serves Service traffic. [`state::MigrationState`] rewrites exactly those labels and
+//! exists and serves Service traffic; a headless Service (`clusterIP: None`) uses none, since its
+//! clients connect to pod addresses. A named `targetPort` is the container port of that name on
+//! the Service's pods: policies at the pod see it, a waypoint sees the Service port. [`state::MigrationState`] rewrites exactly those labels and
 //! containers, so the guide's steps can be replayed on one configuration.
 //!
 //! **A request** goes from a source (a workload, an ingress gateway, one client outside the mesh,
@@ -73,7 +75,9 @@
 //! [`verify::verify`] builds representative requests (from every source, including every
 //! principal the policies name without a workload, to every Service port and pod address in
 //! scope, crossed with the methods, paths and header values of the routes and policies of the
-//! destination's namespace, plus a method and a path none of them names; bounded by
+//! destination's namespace, plus the paths on both sides of every prefix boundary (`/api`,
+//! `/api/`, `/apix`, `/api/x`: Istio's prefixes compare characters, Gateway API's whole
+//! segments), and a method and a path none of them names; bounded by
 //! [`verify::MAX_VALUES_PER_DIMENSION`]) and classifies each difference as `loosened` (a security
 //! regression), `tightened` (an outage), `rerouted`, or `unknown` (one side routes to a host the
 //! input does not hold). Only pod-address traffic that a bypass protection (a DENY policy

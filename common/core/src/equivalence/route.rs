@@ -425,6 +425,36 @@ pub fn route_vocabulary(
     }
 }
 
+/// Paths on both sides of every prefix boundary the routes of `namespace` draw: Istio's `prefix`
+/// compares characters and Gateway API's `PathPrefix` whole segments (ignoring a trailing slash),
+/// so `/api`, `/api/`, `/apix` and `/api/x` tell them apart.
+pub fn prefix_boundaries(topology: &Topology, namespace: &str, paths: &mut Vec<String>) {
+    for vs in topology.virtual_services.iter().filter(|vs| vs.namespace == namespace) {
+        for m in vs.spec.http.iter().flat_map(|rule| rule.matches.iter()) {
+            if let Some(StringMatch::Prefix(prefix)) = &m.uri {
+                paths.extend(around_prefix(prefix));
+            }
+        }
+    }
+    for route in topology.http_routes.iter().filter(|route| route.namespace == namespace) {
+        for path in route.spec.rules.iter().flat_map(|rule| rule.matches.iter()).filter_map(|m| m.path.as_ref()) {
+            if path.match_type == "PathPrefix" {
+                paths.extend(around_prefix(&path.value));
+            }
+        }
+    }
+}
+
+/// `/api` for a prefix `/api` or `/api/`: the bare segment, with a slash, with more characters and
+/// with another segment. Nothing for `/`, which every path starts with.
+pub fn around_prefix(prefix: &str) -> Vec<String> {
+    let bare = prefix.trim_end_matches('/');
+    if bare.is_empty() {
+        return Vec::new();
+    }
+    vec![bare.to_string(), format!("{bare}/"), format!("{bare}x"), format!("{bare}/x")]
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

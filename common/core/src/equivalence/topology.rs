@@ -34,9 +34,11 @@ pub use crate::model::{Mode, Workload};
 pub struct ServicePort {
     pub name: String,
     pub port: u32,
-    /// The pod port (a named target port resolves to the Service port, which the sample
-    /// manifests and the generated version Services use).
+    /// The pod port: a named target port resolves to the container port of that name on the
+    /// Service's pods (see [`resolve_named_target_ports`]), else to the Service port.
     pub target_port: u32,
+    /// The name of a named `targetPort`.
+    pub target_port_name: Option<String>,
     pub app_protocol: Option<String>,
 }
 
@@ -57,6 +59,8 @@ pub struct Service {
     /// None for a Service without selector (its endpoints are managed elsewhere).
     pub selector: Option<BTreeMap<String, String>>,
     pub ports: Vec<ServicePort>,
+    /// `clusterIP: None`: clients resolve it to pod addresses, so no Service waypoint applies.
+    pub headless: bool,
 }
 
 impl Service {
@@ -147,6 +151,8 @@ pub struct Topology {
     destination_rules_for: ServiceIndex,
     /// The principals of every waypoint, for recognising a bypass protection.
     waypoint_principals: HashSet<String>,
+    /// Named container ports by workload key, for named `targetPort`s.
+    named_container_ports: HashMap<String, BTreeMap<String, u32>>,
 }
 
 /// Positions by Service namespace, then name; looked up without allocating a key.
@@ -190,6 +196,7 @@ impl Topology {
             let service = read_service(object);
             topology.services.insert((service.namespace.clone(), service.name.clone()), service);
         }
+        topology.resolve_named_target_ports(snapshot);
         for mut named in topology.decode::<AuthorizationPolicySpec>(snapshot, Kind::AuthorizationPolicy) {
             own_principals(&mut named.spec, &model.trust_domain);
             let rejected = rejection(&named.spec);
@@ -316,6 +323,53 @@ impl Topology {
         }
     }
 
+    /// A named `targetPort` is the container port of that name on each pod: policies at the pod
+    /// (sidecar, ztunnel) see that number, a waypoint sees the Service port. Where the Service's
+    /// pods disagree on the number, or do not declare it, the Service port stands in, and the
+    /// notes say so.
+    fn resolve_named_target_ports(&mut self, snapshot: &Snapshot) {
+        let sources: HashMap<&ObjectRef, String> =
+            self.workloads.iter().map(|workload| (&workload.source, workload.key())).collect();
+        for info in crate::kinds::ALL.iter().filter(|info| info.namespaced) {
+            for object in snapshot.all(info.kind) {
+                if let Some(key) = sources.get(&ObjectRef::of(object)) {
+                    self.named_container_ports.insert(key.clone(), container_ports(object));
+                }
+            }
+        }
+        let mut services = std::mem::take(&mut self.services);
+        for service in services.values_mut() {
+            let notes = self.resolve_target_ports(service);
+            self.notes.extend(notes);
+        }
+        self.services = services;
+    }
+
+    /// Resolves the named target ports of `service` against its pods (see
+    /// [`Self::resolve_named_target_ports`]); what cannot be resolved is returned as notes.
+    pub fn resolve_target_ports(&self, service: &mut Service) -> Vec<String> {
+        let mut notes = Vec::new();
+        let endpoints: Vec<String> =
+            self.workloads.iter().filter(|workload| service.selects(workload)).map(Workload::key).collect();
+        for port in &mut service.ports {
+            let Some(name) = &port.target_port_name else { continue };
+            let numbers: BTreeSet<Option<u32>> = endpoints
+                .iter()
+                .map(|key| self.named_container_ports.get(key).and_then(|ports| ports.get(name)).copied())
+                .collect();
+            match numbers.iter().collect::<Vec<_>>().as_slice() {
+                [Some(number)] => port.target_port = *number,
+                [] => {}
+                _ => notes.push(format!(
+                    "Service {}/{}: targetPort {name} is not one container port on all its pods; the Service port \
+                     {} stands in for it",
+                    service.namespace, service.name, port.port
+                )),
+            }
+        }
+        notes
+    }
+
     /// A client known only by a principal (`cluster.local/ns/NS/sa/SA`) that a policy names and no
     /// workload of the input has: a caller from outside the input. It has an identity, so it is in
     /// the mesh: ambient where its namespace is enrolled, else a sidecar client.
@@ -361,8 +415,12 @@ impl Topology {
 
     /// The waypoint a Service uses, if any: `istio.io/use-waypoint` on the Service, else on its
     /// namespace (`none` opts out), naming a waypoint Gateway that exists and serves Service
-    /// traffic. A label naming no waypoint activates nothing.
+    /// traffic. A label naming no waypoint activates nothing, and a headless Service has no
+    /// address for a waypoint to capture.
     pub fn waypoint_of(&self, service: &Service) -> Option<&Waypoint> {
+        if service.headless {
+            return None; // no VIP to capture: traffic goes to pod addresses
+        }
         let namespace_labels = self.namespace_labels.get(&service.namespace);
         let (name, waypoint_namespace) = match service.labels.get(USE_WAYPOINT) {
             Some(name) => (name, service.labels.get(USE_WAYPOINT_NAMESPACE)),
@@ -459,7 +517,27 @@ fn rejection(spec: &AuthorizationPolicySpec) -> Option<String> {
     (!invalid.is_empty()).then(|| format!("invalid condition key {}", invalid.join(", ")))
 }
 
-fn read_service(object: &DynamicObject) -> Service {
+/// The named container ports of a pod or of a controller's pod template.
+fn container_ports(object: &DynamicObject) -> BTreeMap<String, u32> {
+    let spec = object.data.get("spec");
+    let pod_spec = ["/template/spec", "/jobTemplate/spec/template/spec", ""]
+        .iter()
+        .filter_map(|pointer| spec.and_then(|spec| spec.pointer(pointer)))
+        .find(|pod_spec| pod_spec.get("containers").is_some());
+    let containers = pod_spec.and_then(|pod_spec| pod_spec.get("containers")).and_then(Value::as_array);
+    containers
+        .into_iter()
+        .flatten()
+        .flat_map(|container| container.get("ports").and_then(Value::as_array).into_iter().flatten())
+        .filter_map(|port| {
+            let name = port.get("name").and_then(Value::as_str)?;
+            let number = port.get("containerPort").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok())?;
+            Some((name.to_string(), number))
+        })
+        .collect()
+}
+
+pub fn read_service(object: &DynamicObject) -> Service {
     let spec = object.data.get("spec").cloned().unwrap_or(Value::Null);
     let selector = spec.get("selector").and_then(|selector| serde_json::from_value(selector.clone()).ok());
     let ports = spec
@@ -479,6 +557,7 @@ fn read_service(object: &DynamicObject) -> Service {
                         name: port.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
                         port: number,
                         target_port,
+                        target_port_name: port.get("targetPort").and_then(Value::as_str).map(str::to_string),
                         app_protocol: port.get("appProtocol").and_then(Value::as_str).map(str::to_string),
                     })
                 })
@@ -491,6 +570,7 @@ fn read_service(object: &DynamicObject) -> Service {
         labels: labels(object).clone(),
         selector,
         ports,
+        headless: spec.get("clusterIP").and_then(Value::as_str) == Some("None"),
     }
 }
 

@@ -13,7 +13,7 @@ use super::authorize::policy_vocabulary;
 use super::classes::{SourceSet, Sources, observed_features};
 use super::evaluate::{Address, HttpRequest, OUTSIDE_CLIENT, Outcome, Request, Target};
 use super::jwt::{TOKEN_HEADER, Token, token_vocabulary};
-use super::route::route_vocabulary;
+use super::route::{around_prefix, prefix_boundaries, route_vocabulary};
 use super::state::MigrationState;
 use super::topology::{ROOT_NAMESPACE, Topology};
 
@@ -474,14 +474,21 @@ impl HttpVocabulary {
         let mut paths = vec!["/".to_string()];
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut tokens = Vec::new();
+        let mut boundaries = Vec::new();
         for topology in [before, after] {
             route_vocabulary(topology, namespace, &mut methods, &mut paths, &mut headers);
+            prefix_boundaries(topology, namespace, &mut boundaries);
             let mut policies: Vec<_> = topology.policies_in(namespace).collect();
             if namespace != ROOT_NAMESPACE {
                 policies.extend(topology.policies_in(ROOT_NAMESPACE));
             }
             policy_vocabulary(&policies, &mut methods, &mut paths, &mut headers);
             token_vocabulary(topology, namespace, &policies, &mut tokens);
+            let policy_paths = policies.iter().flat_map(|policy| policy.policy.spec.rules()).flat_map(|rule| &rule.to);
+            for operation in policy_paths.map(|to| &to.operation) {
+                let prefixes = operation.paths.iter().chain(&operation.not_paths).filter_map(|p| p.strip_suffix('*'));
+                boundaries.extend(prefixes.flat_map(around_prefix));
+            }
         }
         let mut unique_tokens: Vec<Token> = Vec::new();
         for token in tokens {
@@ -498,6 +505,10 @@ impl HttpVocabulary {
         let mut methods = bounded(methods);
         methods.extend(spare.map(|method| method.to_string()));
         let mut paths = bounded(paths);
+        // Boundaries have a budget of their own, so that a namespace's many literal paths do not
+        // crowd them out; a path already tried is not tried twice.
+        boundaries.retain(|path| !paths.contains(path));
+        paths.extend(bounded(boundaries));
         paths.push(UNMATCHED_PATH.to_string());
         let mut header_values = vec![None];
         for (name, values) in headers {

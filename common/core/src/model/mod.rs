@@ -15,6 +15,7 @@ pub mod dataplane;
 pub mod identity;
 pub mod waypoint;
 
+use crate::equivalence::topology::ROOT_NAMESPACE;
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube_core::DynamicObject;
@@ -339,7 +340,8 @@ impl<'a> MeshModel<'a> {
             let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
             if policy.uses_target_refs() {
                 add(namespace, WaypointReason::TargetRefsPolicy(ObjectRef::of(object)));
-            } else if !policy.selector_labels().is_some_and(is_gateway) {
+            } else if !policy.selector_labels().is_some_and(is_gateway) && namespace != ROOT_NAMESPACE {
+                // A mesh-wide policy is converted per namespace: the root namespace needs no waypoint.
                 let attributes = policy.l7_attributes();
                 if !attributes.is_empty() {
                     add(namespace, WaypointReason::L7Policy { policy: ObjectRef::of(object), attributes });
@@ -371,6 +373,11 @@ impl<'a> MeshModel<'a> {
         }
         for kind in [Kind::RequestAuthentication, Kind::Telemetry, Kind::WasmPlugin] {
             for object in snapshot.all(kind) {
+                let mesh_wide = object.metadata.namespace.as_deref() == Some(ROOT_NAMESPACE)
+                    && object.data.pointer("/spec/targetRefs").is_none();
+                if mesh_wide {
+                    continue; // mesh-wide defaults, not a reason for a waypoint in the root namespace
+                }
                 add(
                     object.metadata.namespace.as_deref().unwrap_or_default(),
                     WaypointReason::Extension(ObjectRef::of(object)),
