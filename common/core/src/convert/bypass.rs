@@ -38,7 +38,7 @@ use crate::change::ResourceRef;
 use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec};
 use crate::mesh::labels::INGRESS_USE_WAYPOINT;
-use crate::mesh::{ObjectRef, labels, selector_matches, spec};
+use crate::mesh::{ObjectRef, selector_matches, spec};
 use crate::model::MeshModel;
 use crate::model::waypoint::ISTIO_GATEWAY_LABEL;
 use crate::snapshot::Snapshot;
@@ -115,8 +115,8 @@ pub(crate) fn protect(
         let is_input_service = mesh.service(namespace, name).is_some();
         // The label routes the gateway through the waypoint only once the waypoint is in use; before
         // that (Step 5 sets the label) the gateway still skips it, and a rerun must say the same.
-        let routed_through_waypoint = labels(service).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true")
-            && mesh.model.namespace(namespace).use_waypoint.is_some();
+        let routed_through_waypoint =
+            crate::mesh::ingress_uses_waypoint(service) && mesh.model.namespace(namespace).use_waypoint.is_some();
         if !routed_through_waypoint {
             for gateway in ingress_gateways.iter().filter(|p| admits.admit(p)).cloned() {
                 report.warn(
@@ -191,7 +191,7 @@ fn label_services_sharing_pods(mesh: &Mesh, label_changes: &mut Vec<LabelChange>
         for service in mesh.snapshot.in_namespace(Kind::Service, namespace).filter(|service| narrower(service)) {
             let target =
                 ResourceRef::new(Kind::Service, Some(namespace), service.metadata.name.as_deref().unwrap_or_default());
-            let labelled = labels(service).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true");
+            let labelled = crate::mesh::ingress_uses_waypoint(service);
             if !labelled && !is_generated(service) && !label_changes.iter().any(|change| change.object == target) {
                 label_changes.push(label_change(target));
             }
@@ -315,7 +315,7 @@ pub fn narrowed_protections(snapshot: &Snapshot) -> Vec<DynamicObject> {
         .filter(|policy| is_protection(policy))
         .filter_map(|policy| {
             let exceptions = policy.data.pointer(EXCEPTIONS)?.as_array()?;
-            let ingress_skips = !ingress_uses_waypoint(&model, policy);
+            let ingress_skips = !ingress_reaches_only_through_waypoint(&model, policy);
             let stale = |principal: &str| {
                 let known = held.contains(principal) || ingress.contains(principal);
                 let skips = sidecars.contains(principal)
@@ -333,7 +333,7 @@ pub fn narrowed_protections(snapshot: &Snapshot) -> Vec<DynamicObject> {
 /// The namespace's waypoint is in use and every Service that selects a pod `protection` protects
 /// is labelled to send ingress traffic through it, so an ingress gateway reaches those pods only
 /// through the waypoint.
-fn ingress_uses_waypoint(model: &MeshModel, protection: &DynamicObject) -> bool {
+fn ingress_reaches_only_through_waypoint(model: &MeshModel, protection: &DynamicObject) -> bool {
     let Some(namespace) = protection.metadata.namespace.as_deref() else { return false };
     if model.namespace(namespace).use_waypoint.is_none() {
         return false;
@@ -349,7 +349,7 @@ fn ingress_uses_waypoint(model: &MeshModel, protection: &DynamicObject) -> bool 
         let selector = service_selector(service);
         let reaches =
             !selector.is_empty() && protected.iter().any(|workload| selector_matches(&selector, &workload.labels));
-        !reaches || labels(service).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true")
+        !reaches || crate::mesh::ingress_uses_waypoint(service)
     })
 }
 

@@ -65,6 +65,12 @@ pub fn labels(object: &DynamicObject) -> &BTreeMap<String, String> {
     object.metadata.labels.as_ref().unwrap_or(&EMPTY)
 }
 
+/// The Service sends ingress gateways' requests through its waypoint
+/// (`istio.io/ingress-use-waypoint=true`).
+pub fn ingress_uses_waypoint(service: &DynamicObject) -> bool {
+    labels(service).get(labels::INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true")
+}
+
 /// Annotations of an object (empty when none).
 pub fn annotations(object: &DynamicObject) -> &BTreeMap<String, String> {
     static EMPTY: BTreeMap<String, String> = BTreeMap::new();

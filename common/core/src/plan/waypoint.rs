@@ -222,8 +222,7 @@ fn without_early_ingress_label(state: &Snapshot, change: Change) -> Option<Chang
 }
 
 fn is_labelled_service(object: &DynamicObject) -> bool {
-    object.types.as_ref().is_some_and(|types| types.kind == "Service")
-        && crate::mesh::labels(object).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true")
+    object.types.as_ref().is_some_and(|types| types.kind == "Service") && crate::mesh::ingress_uses_waypoint(object)
 }
 
 /// Some running pod selected by `service` has a sidecar.
@@ -263,7 +262,7 @@ pub(super) fn ingress_labels_due(state: &Snapshot, wanted: &mut BTreeSet<Resourc
         .filter_map(|target| {
             wanted.remove(&target);
             let service = state.get(Kind::Service, target.namespace.as_deref(), &target.name)?;
-            let labelled = crate::mesh::labels(service).get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true");
+            let labelled = crate::mesh::ingress_uses_waypoint(service);
             (!labelled).then(|| Change::SetLabels { target, labels: label() })
         })
         .collect()
