@@ -63,6 +63,10 @@ pub struct ChangeArgs {
     /// How long to wait for each action's result (a rollout, a resource becoming healthy).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = oc_ambient_core::duration::parse_duration)]
     pub timeout: Duration,
+    /// How many namespaces migrate at once, one action (one rollout) each at a time. Every state
+    /// this can reach is gated as the plan's own order is, so more may show more windows.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub concurrency: u16,
     /// Where the journal and the backup are kept locally (also kept in the cluster, namespace
     /// oc-ambient). Default: $XDG_STATE_HOME/oc-ambient/<server>, else ~/.local/state/oc-ambient/<server>.
     #[arg(long, value_name = "DIR", env = "OC_AMBIENT_STATE_DIR")]
@@ -88,6 +92,7 @@ impl ChangeArgs {
             yes: self.yes,
             accept: self.accept.clone(),
             timeout: self.timeout,
+            concurrency: usize::from(self.concurrency),
             output,
             state_dir,
         }

@@ -180,6 +180,14 @@ pub fn plan_table(plan: &Plan, printer: &Printer) -> String {
         out.push_str("nothing to do: the cluster is already where the command takes it\n");
     } else {
         let _ = writeln!(out, "{}", printer.paint(&format!("PLAN ({} actions)", plan.actions.len()), Tone::Heading));
+        if !plan.rounds.is_empty() {
+            let widest = plan.rounds.iter().map(Vec::len).max().unwrap_or(1);
+            let _ = writeln!(
+                out,
+                "  in {} rounds of up to {widest} actions of different namespaces at once (--concurrency; -o json lists them)",
+                plan.rounds.len()
+            );
+        }
         for (index, action) in plan.actions.iter().enumerate() {
             let _ = writeln!(out, "  {:>3}. step {}  {}", index + 1, action.step, action.description);
             if let Some(wait) = &action.wait {

@@ -6,8 +6,9 @@
 //! It prints, per command, wall time and API requests (the plugins' own count, `-v`), and per
 //! namespace; then how many outcomes of the sidecar era the end state changes
 //! (`oc-ambient-check -A --baseline`), which must be none. Run with
-//! `cargo build --release --bins && cargo bench -p oc-ambient-tests --bench migrate -- 50`
-//! (CI runs it at a smoke size). Windows the plans announce are accepted by prefix (`window:*`):
+//! `cargo build --release --bins && cargo bench -p oc-ambient-tests --bench migrate -- 50
+//! [--concurrency N]` (CI runs it at a smoke size); `--concurrency N` is passed to every command,
+//! so N namespaces roll out at once. Windows the plans announce are accepted by prefix (`window:*`):
 //! the bench measures the run, the integration tests review the windows.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // A benchmark prints its table itself: it is not plugin output, which goes through the printer.
@@ -49,8 +50,21 @@ fn run(binary: &str, kubeconfig: &Path, state: &Path, args: &[String]) -> (f64, 
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|arg| arg.parse().ok()).collect();
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let concurrency = arguments
+        .iter()
+        .position(|argument| argument == "--concurrency")
+        .and_then(|position| arguments.get(position + 1))
+        .cloned()
+        .unwrap_or_else(|| "1".into());
+    let sizes: Vec<usize> = arguments
+        .iter()
+        .enumerate()
+        .filter(|(position, _)| *position == 0 || arguments[position - 1] != "--concurrency")
+        .filter_map(|(_, argument)| argument.parse().ok())
+        .collect();
     let sizes = if sizes.is_empty() { vec![50] } else { sizes };
+    println!("concurrency {concurrency}\n");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     println!("| namespaces | command | wall | API requests | requests per namespace |");
     println!("|---|---|---|---|---|");
@@ -61,7 +75,7 @@ fn main() {
         let state = tempfile::tempdir().unwrap();
         let namespaces: Vec<String> = (0..count).map(ring_namespace).collect();
         let accept = ["--accept".to_string(), "window:*".to_string()];
-        let yes = ["--yes".to_string()];
+        let yes = ["--yes".to_string(), "--concurrency".to_string(), concurrency.clone()];
         let with = |parts: &[&[String]]| parts.concat();
         let commands: [(&str, &str, Vec<String>); 6] = [
             ("Step 2", "oc-ambient-enable", yes.to_vec()),

@@ -283,6 +283,62 @@ fn migrate_namespace(shell: &mut Shell, namespace: &str, all: &[&str], announced
     assert_eq!(shell.phase(namespace), "ambient");
 }
 
+/// Issue 14: the same two namespaces migrated side by side (`--concurrency 2`), one command per
+/// step for both. Every plan runs in rounds of one action per namespace; the journal shows the
+/// two namespaces' rollouts in flight together; every request answers as in the sidecar era but
+/// for the windows the plans announced, and the rollback brings both back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_namespaces_that_call_each_other_migrate_side_by_side() {
+    let cluster = SimulatedCluster::start("ring:2").await.unwrap();
+    let client = cluster.client().await.unwrap();
+    let all = ["ring-0", "ring-1"];
+    let sidecar_era = mesh_state_with_pods_of(&client, &all).await;
+    let mut shell = Shell::new(cluster.plane().kubeconfig(), cluster.plane().server());
+    let mut announced = BTreeSet::new();
+    let commands: [(&str, &[u8]); 5] = [
+        ("oc ambient-enable", &[3]),
+        ("oc ambient-waypoint", &[4, 5]),
+        ("oc ambient-enable", &[6]),
+        ("oc ambient-waypoint", &[7]),
+        ("oc ambient-enable", &[9, 8]),
+    ];
+    for (command, steps) in commands {
+        let command = format!("{command} ring-0 ring-1 --concurrency 2");
+        let planned = shell.quietly(&format!("{command} --dry-run -o json"));
+        let plan: Value =
+            serde_json::from_slice(&planned.stdout).unwrap_or_else(|err| panic!("{err}: {}", text(&planned)));
+        let rounds = plan["rounds"].as_array().cloned().unwrap_or_default();
+        assert!(rounds.iter().any(|round| round.as_array().is_some_and(|ids| ids.len() == 2)), "{command}: {plan:#}");
+        announced.extend(shell.accepting_windows(&command));
+        shell.checkpoints_pass(&all, steps);
+        shell.keeps_outcomes(&all, &announced);
+    }
+    for namespace in all {
+        assert_eq!(shell.phase(namespace), "ambient");
+    }
+    assert!(rollouts_overlapped(&crate::support::journal(shell.state.path())), "no two namespaces rolled out at once");
+    shell.accepting_windows("oc ambient-rollback --all --concurrency 2");
+    assert_back_to(&client, &sidecar_era, "after oc ambient-rollback --all").await;
+    for namespace in all {
+        assert_eq!(shell.phase(namespace), "sidecar");
+    }
+}
+
+/// Whether the journal shows a restart of one namespace started while one of another namespace
+/// was started and not done yet.
+fn rollouts_overlapped(journal: &[Value]) -> bool {
+    let started_restart = |entry: &Value| entry["change"]["action"] == "restart" && entry["state"] == "started";
+    journal.iter().enumerate().filter(|(_, entry)| started_restart(entry)).any(|(started, first)| {
+        let done = journal.iter().position(|entry| entry["action"] == first["action"] && entry["state"] == "done");
+        let namespace = &first["change"]["target"]["namespace"];
+        done.is_some_and(|done| {
+            journal[started + 1..done.max(started + 1)]
+                .iter()
+                .any(|other| started_restart(other) && other["change"]["target"]["namespace"] != *namespace)
+        })
+    })
+}
+
 /// Issue 13: two namespaces whose workloads call each other (`ring:2`: each one's `front` calls
 /// the other's `back` under an L7 policy), migrated one after the other. In the mixed state (one
 /// ambient with its waypoint, the other with sidecars) every request of both answers as in the

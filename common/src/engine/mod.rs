@@ -64,6 +64,8 @@ pub struct EngineOptions {
     pub yes: bool,
     pub accept: Vec<String>,
     pub timeout: Duration,
+    /// `--concurrency`: namespaces whose actions run side by side ([`crate::plan::schedule`]).
+    pub concurrency: usize,
     pub output: OutputFormat,
     /// Local journal and backup directory.
     pub state_dir: PathBuf,
@@ -112,12 +114,11 @@ pub async fn gate_and_run(
         Some(_) => None,
         None => baseline(connection, printer).await,
     };
-    match reference.or(read.as_ref()) {
-        Some(baseline) => crate::plan::gate::gate_against(baseline, snapshot, &mut plan)?,
-        None => crate::plan::gate::gate(snapshot, &mut plan)?,
-    }
+    let rounds = crate::plan::schedule::rounds(&plan, options.concurrency);
+    let baseline = reference.or(read.as_ref()).unwrap_or(snapshot);
+    crate::plan::gate::gate_scheduled(baseline, snapshot, &mut plan, &rounds)?;
     plan.refuse_blocked_step(only_step)?;
-    run(connection, printer, snapshot, &plan, options).await?;
+    run(connection, printer, snapshot, &plan, &rounds, options).await?;
     report_stops(printer, &plan);
     Ok(())
 }
@@ -143,13 +144,16 @@ async fn baseline(connection: &Connection, printer: &Printer) -> Option<Snapshot
     }
 }
 
-/// Shows `plan`, holds it to its windows and to consent, applies and awaits it. Returns when every
-/// action is done (or, with a dry run, when it was shown or validated).
+/// Shows `plan`, holds it to its windows and to consent, applies and awaits it, round by round
+/// (`rounds`, from [`crate::plan::schedule::rounds`]: a round's actions are written, then awaited
+/// together, and the next round starts when all of them are done). Returns when every action is
+/// done (or, with a dry run, when it was shown or validated).
 async fn run(
     connection: &Connection,
     printer: &Printer,
     snapshot: &Snapshot,
     plan: &Plan,
+    rounds: &[Vec<usize>],
     options: &EngineOptions,
 ) -> Result<(), Error> {
     show(printer, plan, options.output)?;
@@ -178,60 +182,64 @@ async fn run(
         ));
     }
     let new_namespaces = created_namespaces(snapshot, plan);
-    for action in &plan.actions {
-        let now = k8s_openapi::chrono::Utc::now().to_rfc3339();
-        let in_new_namespace = action
-            .change
-            .target()
-            .ok()
-            .and_then(|target| target.namespace)
-            .filter(|namespace| new_namespaces.contains(namespace));
-        if let (true, Some(namespace)) = (dry_run, in_new_namespace) {
-            printer.note(&format!(
-                "not validated: {} (namespace {namespace} is created by this plan, which a dry run does not do)",
-                action.description
-            ));
-            continue;
+    for round in rounds {
+        let mut applied: Vec<&Action> = Vec::new();
+        for action in round.iter().map(|&index| &plan.actions[index]) {
+            let now = k8s_openapi::chrono::Utc::now().to_rfc3339();
+            let in_new_namespace = action
+                .change
+                .target()
+                .ok()
+                .and_then(|target| target.namespace)
+                .filter(|namespace| new_namespaces.contains(namespace));
+            if let (true, Some(namespace)) = (dry_run, in_new_namespace) {
+                printer.note(&format!(
+                    "not validated: {} (namespace {namespace} is created by this plan, which a dry run does not do)",
+                    action.description
+                ));
+                continue;
+            }
+            let resumed = !dry_run && restart_already_issued(connection, &journal, action).await?;
+            if !dry_run && !resumed {
+                let prior = match action.change.target() {
+                    Ok(target) => with_retries(options.timeout, || apply::fetch(connection, &target)).await?,
+                    Err(_) => None,
+                };
+                let entry = Entry {
+                    action: action.id.clone(),
+                    state: EntryState::Started,
+                    at: now.clone(),
+                    change: action.change.clone(),
+                    prior,
+                    accepted: options.accept.clone(),
+                };
+                journal.record(connection, entry).await?;
+            }
+            if !resumed {
+                let spinner = printer.spinner(&action.description);
+                let written =
+                    with_retries(options.timeout, || apply::apply(connection, &action.change, dry_run, &now)).await;
+                spinner.finish_and_clear();
+                written?;
+            }
+            printer.note(&format!("{} {}", if dry_run { "validated:" } else { "done:" }, action.description));
+            applied.push(action);
         }
-        let resumed = !dry_run && restart_already_issued(connection, &journal, action).await?;
-        if !dry_run && !resumed {
-            let prior = match action.change.target() {
-                Ok(target) => with_retries(options.timeout, || apply::fetch(connection, &target)).await?,
-                Err(_) => None,
-            };
-            let entry = Entry {
-                action: action.id.clone(),
-                state: EntryState::Started,
-                at: now.clone(),
-                change: action.change.clone(),
-                prior,
-                accepted: options.accept.clone(),
-            };
-            journal.record(connection, entry).await?;
-        }
-        if !resumed {
-            let spinner = printer.spinner(&action.description);
-            let applied =
-                with_retries(options.timeout, || apply::apply(connection, &action.change, dry_run, &now)).await;
-            spinner.finish_and_clear();
-            applied?;
-        }
-        printer.note(&format!("{} {}", if dry_run { "validated:" } else { "done:" }, action.description));
         if dry_run {
             continue;
         }
-        if let Some(wait) = &action.wait {
-            await_condition(connection, printer, &action.id, wait, options.timeout).await?;
+        await_round(connection, printer, &applied, options.timeout).await?;
+        for action in applied {
+            let entry = Entry {
+                action: action.id.clone(),
+                state: EntryState::Done,
+                at: k8s_openapi::chrono::Utc::now().to_rfc3339(),
+                change: action.change.clone(),
+                prior: None,
+                accepted: Vec::new(),
+            };
+            journal.record(connection, entry).await?;
         }
-        let entry = Entry {
-            action: action.id.clone(),
-            state: EntryState::Done,
-            at: k8s_openapi::chrono::Utc::now().to_rfc3339(),
-            change: action.change.clone(),
-            prior: None,
-            accepted: Vec::new(),
-        };
-        journal.record(connection, entry).await?;
     }
     Ok(())
 }
@@ -304,20 +312,40 @@ fn report_stops(printer: &Printer, plan: &Plan) {
     }
 }
 
-async fn await_condition(
+/// Waits until the conditions of every action of a round hold, with one watch per kind for all
+/// of them.
+async fn await_round(
     connection: &Connection,
     printer: &Printer,
-    action: &str,
-    wait: &Wait,
+    actions: &[&Action],
     timeout: Duration,
 ) -> Result<(), Error> {
-    let spinner = printer.spinner(&format!("waiting until {}", crate::render::wait_words(wait)));
-    let namespace = wait_namespace(wait);
-    let result =
-        wait::until(connection, &wait.watched(), namespace.as_deref(), timeout, |snapshot| wait.missing(snapshot))
-            .await;
+    let waits: Vec<(&str, &Wait)> =
+        actions.iter().filter_map(|action| Some((action.id.as_str(), action.wait.as_ref()?))).collect();
+    let Some((first, first_wait)) = waits.first() else { return Ok(()) };
+    let words = match waits.len() {
+        1 => crate::render::wait_words(first_wait),
+        more => format!("{more} actions are done ({})", waits.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ")),
+    };
+    let spinner = printer.spinner(&format!("waiting until {words}"));
+    let mut kinds: Vec<crate::kinds::Kind> = waits.iter().flat_map(|(_, wait)| wait.watched()).collect();
+    kinds.sort_by_key(|kind| kind.name());
+    kinds.dedup();
+    // A cluster-scoped target (a Sail resource) is watched cluster-wide.
+    let namespaces: Option<BTreeSet<String>> = waits.iter().map(|(_, wait)| wait_namespace(wait)).collect();
+    let namespaces = namespaces.unwrap_or_default();
+    let missing = |snapshot: &Snapshot| match waits.as_slice() {
+        [(_, wait)] => wait.missing(snapshot),
+        _ => waits.iter().find_map(|(id, wait)| Some(format!("{id}: {}", wait.missing(snapshot)?))),
+    };
+    let result = wait::until(connection, &kinds, &namespaces, timeout, missing).await;
     spinner.finish_and_clear();
-    result.map_err(|missing| EngineError::WaitTimedOut { action: action.into(), timeout, missing }.into())
+    let action = if waits.len() == 1 {
+        (*first).to_string()
+    } else {
+        waits.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ")
+    };
+    result.map_err(|missing| EngineError::WaitTimedOut { action, timeout, missing }.into())
 }
 
 fn wait_namespace(wait: &Wait) -> Option<String> {

@@ -4,7 +4,11 @@
 //! The condition itself is a pure function of a [`Snapshot`] (see `plan::Wait::missing` in the
 //! core), as kube-runtime splits `Condition<K>` from `await_condition`; so every condition is
 //! tested without a cluster, and requests grow with events, never with polling.
+//!
+//! The waits of a round (`--concurrency`) share one watch per kind: in one namespace, the
+//! namespace's; across several, the cluster's, keeping only the objects of those namespaces.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -18,18 +22,25 @@ use crate::client::Connection;
 use crate::kinds::Kind;
 use crate::snapshot::{Coverage, Snapshot, Source};
 
-/// Waits until `missing` returns None for the objects of `kinds` in `namespace` (all namespaces
-/// when None); on timeout, `Err` says what was still missing.
+/// Waits until `missing` returns None for the objects of `kinds` in `namespaces` (and cluster-scoped
+/// ones; all namespaces when empty); on timeout, `Err` says what was still missing.
 pub async fn until<F>(
     connection: &Connection,
     kinds: &[Kind],
-    namespace: Option<&str>,
+    namespaces: &BTreeSet<String>,
     timeout: Duration,
     missing: F,
 ) -> Result<(), String>
 where
     F: Fn(&Snapshot) -> Option<String>,
 {
+    let namespace = match namespaces.len() {
+        1 => namespaces.first().map(String::as_str),
+        _ => None,
+    };
+    let wanted = |object: &DynamicObject| {
+        namespaces.is_empty() || object.metadata.namespace.as_ref().is_none_or(|ns| namespaces.contains(ns))
+    };
     let streams = kinds.iter().map(|kind| {
         let target = ResourceRef::new(*kind, namespace.filter(|_| kind.info().namespaced), "");
         let api = api(connection, &target, &api_resource(&target));
@@ -38,7 +49,7 @@ where
     });
     let mut events = futures::stream::select_all(streams);
     let mut store: std::collections::BTreeMap<(Kind, Option<String>, String), DynamicObject> = Default::default();
-    let mut listed: std::collections::BTreeSet<Kind> = Default::default();
+    let mut listed: BTreeSet<Kind> = Default::default();
     let mut last_missing = String::from("nothing observed yet");
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -51,6 +62,9 @@ where
         };
         match event {
             Ok(Event::Apply(object) | Event::InitApply(object)) => {
+                if !wanted(&object) {
+                    continue;
+                }
                 store.insert(key(&object), with_type(kind, object));
             }
             Ok(Event::Delete(object)) => {

@@ -103,7 +103,7 @@ pub fn plan_enable(snapshot: &Snapshot, intent: &EnableIntent) -> Result<Plan, P
         Some(only) => only == step,
         None => step <= intent.until.last_step(),
     };
-    let mut planner = Planner { plan: Plan::new("enable"), state: snapshot.clone() };
+    let mut planner = Planner { plan: Plan::new("enable"), state: snapshot.clone(), lane: None };
     if wanted(2) {
         planner.cluster_setup(&intent.ztunnel_namespace)?;
         if intent.monitoring {
@@ -112,6 +112,7 @@ pub fn plan_enable(snapshot: &Snapshot, intent: &EnableIntent) -> Result<Plan, P
         }
     }
     for namespace in &intent.namespaces {
+        planner.lane = Some(namespace.clone());
         let steps: [(u8, NamespaceStep); 3] =
             [(3, Planner::hbone_restarts), (6, Planner::enroll), (9, Planner::remove_sidecars)];
         for (_, step) in steps.iter().filter(|(number, _)| wanted(*number)) {
@@ -132,16 +133,22 @@ type NamespaceStep = fn(&mut Planner, &str) -> Result<(), Stop>;
 pub(super) struct Planner {
     pub(super) plan: Plan,
     pub(super) state: Snapshot,
+    /// The namespace being planned (None for cluster-wide steps): an action changing only its
+    /// objects joins its lane ([`super::schedule`]).
+    pub(super) lane: Option<String>,
 }
 
 impl Planner {
     pub(super) fn push(&mut self, step: u8, verb: &str, description: String, change: Change, wait: Option<Wait>) {
         let target = change.target().map(|target| reference_id(&target)).unwrap_or_default();
-        self.push_action(Action { id: format!("step{step}:{verb}:{target}"), step, description, change, wait });
+        let id = format!("step{step}:{verb}:{target}");
+        self.push_action(Action { id, step, description, change, wait, lane: None });
     }
 
-    /// Adds `action` and projects the state past it.
-    pub(super) fn push_action(&mut self, action: Action) {
+    /// Adds `action` in the current lane when it changes only that namespace, and projects the
+    /// state past it.
+    pub(super) fn push_action(&mut self, mut action: Action) {
+        action.lane = self.lane.clone().filter(|lane| super::schedule::lane(&action.change).as_ref() == Some(lane));
         // A change the server would refuse leaves the projected state as it was; the gate finds
         // what that means for the plan.
         let _refused = apply_in_place(&mut self.state, &action.change);
@@ -393,6 +400,7 @@ impl Planner {
                 description,
                 change: Change::Apply { object: protection },
                 wait: None,
+                lane: None,
             });
         }
     }

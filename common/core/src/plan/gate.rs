@@ -20,6 +20,11 @@
 //!
 //! One verification per action keeps the cost linear in the plan's length; the scope is the
 //! touched namespaces only, as the verifier's cost grows with sources times destinations.
+//!
+//! A plan run with `--concurrency` reaches more states: within a round ([`super::schedule`]) its
+//! actions finish in any order. [`gate_scheduled`] judges every one of them (2^n - 1 for a round
+//! of n), which is what makes running namespaces side by side as safe as one action at a time,
+//! at the price of more verifications.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,6 +46,20 @@ pub fn gate(original: &Snapshot, plan: &mut Plan) -> Result<(), PlanError> {
 /// sidecar era; for a rollback, the state before the migration): differences already there at
 /// `start` are the earlier plans' and open no window while they last.
 pub fn gate_against(baseline: &Snapshot, start: &Snapshot, plan: &mut Plan) -> Result<(), PlanError> {
+    let one_at_a_time = super::schedule::rounds(plan, 1);
+    gate_scheduled(baseline, start, plan, &one_at_a_time)
+}
+
+/// [`gate_against`] for a plan run in `rounds` (from [`super::schedule::rounds`]): within a round
+/// the actions finish in any order, so every state where some of them are done is judged (2^n - 1
+/// states for a round of n); a difference seen in any of them opens a window at the round's last
+/// action. Rounds of one action are the plan's order, judged as [`gate_against`] does.
+pub fn gate_scheduled(
+    baseline: &Snapshot,
+    start: &Snapshot,
+    plan: &mut Plan,
+    rounds: &[Vec<usize>],
+) -> Result<(), PlanError> {
     let namespaces = touched_namespaces(&plan.changes());
     let broken_before = broken_rules(start, &namespaces);
     let differing = |state: &Snapshot| -> BTreeMap<String, String> {
@@ -54,6 +73,24 @@ pub fn gate_against(baseline: &Snapshot, start: &Snapshot, plan: &mut Plan) -> R
             .map(|request| (request.to_string(), request.destination.namespace.clone()))
             .collect()
     };
+    let refuse_new_failure = |state: &Snapshot, after: &str| -> Result<(), PlanError> {
+        let context = MeshContext::new(state);
+        for namespace in &namespaces {
+            let findings = sequencing(state, &context, namespace);
+            let new_failure = findings.into_iter().find(|finding| {
+                finding.severity == Severity::Fail && !broken_before.contains(&(finding.id, namespace.clone()))
+            });
+            if let Some(finding) = new_failure {
+                return Err(PlanError::Refused {
+                    rule: finding.id.to_string(),
+                    after: after.to_string(),
+                    reason: finding.message,
+                    requests: Vec::new(),
+                });
+            }
+        }
+        Ok(())
+    };
     let mut earlier: BTreeMap<String, String> =
         if std::ptr::eq(baseline, start) { BTreeMap::new() } else { differing(start) };
     let mut state = start.clone();
@@ -61,27 +98,41 @@ pub fn gate_against(baseline: &Snapshot, start: &Snapshot, plan: &mut Plan) -> R
     let mut open: BTreeMap<String, (String, usize)> = BTreeMap::new();
     // (opened at, closed at, namespace) -> requests.
     let mut closed: BTreeMap<(usize, Option<usize>, String), Vec<String>> = BTreeMap::new();
-    for (index, action) in plan.actions.iter().enumerate() {
-        // A refused change leaves the state as it was, as `simulate` does.
-        let _refused = apply_in_place(&mut state, &action.change);
-        let context = MeshContext::new(&state);
-        for namespace in &namespaces {
-            let findings = sequencing(&state, &context, namespace);
-            let new_failure = findings.into_iter().find(|finding| {
-                finding.severity == Severity::Fail && !broken_before.contains(&(finding.id, namespace.clone()))
-            });
-            if let Some(finding) = new_failure {
-                return Err(PlanError::Refused {
-                    rule: finding.id.to_string(),
-                    after: action.id.clone(),
-                    reason: finding.message,
-                    requests: Vec::new(),
-                });
+    for round in rounds {
+        let Some(&index) = round.last() else { continue };
+        // Differences seen only while part of the round is done (none for a round of one action).
+        let mut passing = BTreeMap::new();
+        for subset in 1..(1usize << round.len()).saturating_sub(1) {
+            let done: Vec<&super::Action> = round
+                .iter()
+                .enumerate()
+                .filter(|(bit, _)| subset & (1 << bit) != 0)
+                .map(|(_, &action)| &plan.actions[action])
+                .collect();
+            let mut partial = state.clone();
+            for action in &done {
+                let _refused = apply_in_place(&mut partial, &action.change);
             }
+            let ids: Vec<&str> = done.iter().map(|action| action.id.as_str()).collect();
+            refuse_new_failure(&partial, &ids.join(" and "))?;
+            passing.extend(differing(&partial));
         }
+        for &action in round {
+            // A refused change leaves the state as it was, as `simulate` does.
+            let _refused = apply_in_place(&mut state, &plan.actions[action].change);
+        }
+        let ids: Vec<&str> = round.iter().map(|&action| plan.actions[action].id.as_str()).collect();
+        refuse_new_failure(&state, &ids.join(" and "))?;
         let mut now = differing(&state);
         earlier.retain(|request, _| now.contains_key(request));
         now.retain(|request, _| !earlier.contains_key(request));
+        // A difference while the round runs that its end undoes opens and closes with the round
+        // (one already open closes at the round's end below).
+        for (request, namespace) in passing {
+            if !now.contains_key(&request) && !open.contains_key(&request) && !earlier.contains_key(&request) {
+                closed.entry((index, Some(index), namespace)).or_default().push(request);
+            }
+        }
         open.retain(|request, (namespace, opened)| {
             let still = now.contains_key(request);
             if !still {
@@ -97,6 +148,11 @@ pub fn gate_against(baseline: &Snapshot, start: &Snapshot, plan: &mut Plan) -> R
         closed.entry((opened, None, namespace)).or_default().push(request);
     }
     plan.windows = windows(plan, closed);
+    plan.rounds = if rounds.iter().any(|round| round.len() > 1) {
+        rounds.iter().map(|round| round.iter().map(|&i| plan.actions[i].id.clone()).collect()).collect()
+    } else {
+        Vec::new()
+    };
     Ok(())
 }
 

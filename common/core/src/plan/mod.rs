@@ -19,6 +19,7 @@ mod conditions;
 pub mod enable;
 pub mod gate;
 pub mod rollback;
+pub mod schedule;
 pub mod waypoint;
 
 pub use enable::{EnableIntent, Until, plan_enable};
@@ -37,6 +38,10 @@ pub struct Plan {
     pub windows: Vec<Window>,
     /// Where the plan stops short of what was asked, and what to run next.
     pub stops: Vec<Stop>,
+    /// The actions (by id) that run at once, round by round, when some do (`--concurrency`);
+    /// absent: one at a time, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<Vec<String>>,
 }
 
 impl Plan {
@@ -47,6 +52,7 @@ impl Plan {
             actions: Vec::new(),
             windows: Vec::new(),
             stops: Vec::new(),
+            rounds: Vec::new(),
         }
     }
 
@@ -92,6 +98,11 @@ pub struct Action {
     /// What must hold before the next action starts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait: Option<Wait>,
+    /// The namespace whose migration this action belongs to, when it changes only that
+    /// namespace's objects: actions of different lanes may run at once (`--concurrency`, see
+    /// [`schedule`]). None: the action runs alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
 }
 
 /// A condition on the cluster, awaited after an action.

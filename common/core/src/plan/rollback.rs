@@ -98,7 +98,7 @@ pub fn plan_rollback(snapshot: &Snapshot, source: RollbackSource<'_>, intent: &R
 
 fn build(snapshot: &Snapshot, source: RollbackSource<'_>, intent: &RollbackIntent) -> (Plan, Snapshot) {
     let mut undo = Undo {
-        planner: Planner { plan: Plan::new("rollback"), state: snapshot.clone() },
+        planner: Planner { plan: Plan::new("rollback"), state: snapshot.clone(), lane: None },
         intent,
         written: BTreeSet::new(),
     };
@@ -141,7 +141,7 @@ impl Undo<'_> {
             self.written.insert(target);
         }
         let id = format!("{UNDO_PREFIX}{id}");
-        self.planner.push_action(Action { id, step, description, change, wait });
+        self.planner.push_action(Action { id, step, description, change, wait, lane: None });
     }
 
     /// The live resourceVersion as a precondition, unless this plan writes the object before.

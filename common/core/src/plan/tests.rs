@@ -125,7 +125,14 @@ pub(super) fn set_labels(kind: Kind, name: &str, labels: &[(&str, Option<&str>)]
 pub(super) fn plan_of(changes: Vec<Change>) -> Plan {
     let mut plan = Plan::new("test");
     for (index, change) in changes.into_iter().enumerate() {
-        plan.actions.push(Action { id: format!("a{index}"), step: 6, description: String::new(), change, wait: None });
+        plan.actions.push(Action {
+            id: format!("a{index}"),
+            step: 6,
+            description: String::new(),
+            change,
+            wait: None,
+            lane: None,
+        });
     }
     plan
 }
@@ -359,6 +366,46 @@ fn the_gate_refuses_enrolling_before_hbone() {
     // Restarted first under the ambient control plane, the same label passes.
     let restart = Change::Restart { target: ResourceRef::new(Kind::Deployment, Some(NS), "api") };
     assert_eq!(gate(&snapshot, &mut plan_of(vec![restart, enroll])), Ok(()));
+}
+
+#[test]
+fn the_gate_judges_every_order_in_which_a_round_can_finish() {
+    let snapshot = Snapshot::from_objects(yaml(SMALL));
+    let restart = Change::Restart { target: ResourceRef::new(Kind::Deployment, Some(NS), "api") };
+    let enroll = set_labels(Kind::Namespace, NS, &[("istio.io/dataplane-mode", Some("ambient"))]);
+    // In the plan's order the restart comes first and the label passes; in one round the label
+    // can land first.
+    let mut plan = plan_of(vec![restart, enroll]);
+    assert_eq!(gate::gate_scheduled(&snapshot, &snapshot, &mut plan.clone(), &[vec![0], vec![1]]), Ok(()));
+    match gate::gate_scheduled(&snapshot, &snapshot, &mut plan, &[vec![0, 1]]) {
+        Err(PlanError::Refused { rule, after, .. }) => {
+            assert_eq!((rule.as_str(), after.as_str()), ("sequence-ambient-before-hbone", "a1"));
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn a_difference_only_while_a_round_runs_is_a_window_of_that_round() {
+    let snapshot = Snapshot::from_objects(yaml(SMALL));
+    let policy = ResourceRef::new(Kind::AuthorizationPolicy, Some(NS), "api-get");
+    let original = snapshot.get(Kind::AuthorizationPolicy, Some(NS), "api-get").cloned().unwrap();
+    let delete = Change::Delete { target: policy, uid: None, resource_version: None };
+    let label = set_labels(Kind::Deployment, "api", &[("team", Some("a"))]);
+    let mut plan = plan_of(vec![label, delete, Change::Apply { object: original }]);
+    // One at a time, the policy is gone between a1 and a2; with a1 and a2 in one round, while
+    // only a1 is done.
+    gate::gate_scheduled(&snapshot, &snapshot, &mut plan, &[vec![0], vec![1, 2]]).unwrap();
+    let windows: Vec<(&str, &str)> =
+        plan.windows.iter().map(|window| (window.opens_after.as_str(), window.closes_after.as_str())).collect();
+    assert_eq!(windows, vec![("a2", "a2")]);
+    assert!(!plan.windows[0].requests.is_empty());
+    assert_eq!(plan.rounds, vec![vec!["a0".to_string()], vec!["a1".to_string(), "a2".to_string()]]);
+    gate::gate_scheduled(&snapshot, &snapshot, &mut plan, &[vec![0], vec![1], vec![2]]).unwrap();
+    let windows: Vec<(&str, &str)> =
+        plan.windows.iter().map(|window| (window.opens_after.as_str(), window.closes_after.as_str())).collect();
+    assert_eq!(windows, vec![("a1", "a2")]);
+    assert!(plan.rounds.is_empty());
 }
 
 #[test]

@@ -104,8 +104,9 @@ pub fn plan_waypoint(snapshot: &Snapshot, intent: &WaypointIntent) -> Result<Pla
         }
     }
     let wanted = |step: u8| intent.only_step.map_or(step <= intent.until.last_step(), |only| only == step);
-    let mut planner = Planner { plan: Plan::new("waypoint"), state: snapshot.clone() };
+    let mut planner = Planner { plan: Plan::new("waypoint"), state: snapshot.clone(), lane: None };
     for namespace in &intent.namespaces {
+        planner.lane = Some(namespace.clone());
         if !MeshModel::new(&planner.state).needs_waypoint(namespace) {
             planner.plan.stops.push(Stop {
                 namespace: Some(namespace.clone()),

@@ -1,0 +1,194 @@
+//! Which actions of a plan run at once (`--concurrency N`): rounds of actions in different
+//! namespaces, at most one per namespace, so at most one rollout per namespace is in flight.
+//!
+//! The planners emit a plan in an order that is safe one action at a time, and the gate has
+//! verified the states of that order. Running namespaces side by side reaches other states: any
+//! subset of a round's actions may be done while the rest are not. So a schedule is only as safe
+//! as the gate that judged it: [`super::gate::gate_scheduled`] verifies every subset state of
+//! every round, and the engine runs a round's actions, waits for all of them, and only then starts
+//! the next round (a barrier), so no other state is reached.
+//!
+//! An action's lane ([`super::Action::lane`]) is the namespace the planner was migrating when it
+//! planned the action, and only when the action changes that namespace's objects alone (a
+//! Namespace is its own): an action without a lane (the cluster-wide Step 2, a bypass protection
+//! narrowed in another namespace after a rollout, every rollback action) is a barrier that runs
+//! alone, since its order against the other lanes is a dependency the lanes do not show. Actions
+//! move only within a run of the plan in which each lane's actions are contiguous; where a plan
+//! returns to a lane, the run is cut and the plan's order kept across the cut.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use super::Plan;
+use crate::kinds::Kind;
+
+/// The plan's actions, by index, in rounds of at most `concurrency` actions of distinct lanes.
+/// With a concurrency of 1 (or 0) every action is a round of its own: the plan's order.
+pub fn rounds(plan: &Plan, concurrency: usize) -> Vec<Vec<usize>> {
+    let lanes: Vec<Option<String>> = plan.actions.iter().map(|action| action.lane.clone()).collect();
+    if concurrency <= 1 {
+        return (0..lanes.len()).map(|index| vec![index]).collect();
+    }
+    let mut rounds = Vec::new();
+    for run in contiguous_runs(&lanes) {
+        rounds.extend(interleave(&lanes, run, concurrency));
+    }
+    rounds
+}
+
+/// The namespace whose objects `change` changes; None for cluster-scoped objects.
+pub(super) fn lane(change: &crate::change::Change) -> Option<String> {
+    let target = change.target().ok()?;
+    match target.kind {
+        Kind::Namespace => Some(target.name),
+        _ => target.namespace,
+    }
+}
+
+/// Splits the actions into runs (index ranges) in which every lane's actions are contiguous; a
+/// barrier (no lane) is a run of its own.
+fn contiguous_runs(lanes: &[Option<String>]) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut left: BTreeSet<&str> = BTreeSet::new();
+    for (index, lane) in lanes.iter().enumerate() {
+        let previous = index.checked_sub(1).and_then(|previous| lanes[previous].as_deref());
+        let cut = match lane.as_deref() {
+            None => true,
+            Some(lane) => previous != Some(lane) && left.contains(lane),
+        };
+        if cut && index > start {
+            runs.push(start..index);
+            start = index;
+            left.clear();
+        }
+        if let Some(previous) = previous.filter(|previous| index > start && Some(*previous) != lane.as_deref()) {
+            left.insert(previous);
+        }
+        if lane.is_none() {
+            runs.push(index..index + 1);
+            start = index + 1;
+            left.clear();
+        }
+    }
+    if start < lanes.len() {
+        runs.push(start..lanes.len());
+    }
+    runs
+}
+
+/// Rounds for one run: up to `concurrency` lanes active at once, each giving its next action to
+/// every round; a lane that is done makes room for the next one in plan order.
+fn interleave(lanes: &[Option<String>], run: std::ops::Range<usize>, concurrency: usize) -> Vec<Vec<usize>> {
+    let mut queues: Vec<VecDeque<usize>> = Vec::new();
+    for index in run {
+        match queues.last_mut() {
+            Some(queue) if queue.back().is_some_and(|last| lanes[*last] == lanes[index]) => queue.push_back(index),
+            _ => queues.push(VecDeque::from([index])),
+        }
+    }
+    let mut waiting: VecDeque<VecDeque<usize>> = queues.into();
+    let mut active: Vec<VecDeque<usize>> = Vec::new();
+    let mut rounds = Vec::new();
+    loop {
+        while active.len() < concurrency {
+            match waiting.pop_front() {
+                Some(queue) => active.push(queue),
+                None => break,
+            }
+        }
+        if active.is_empty() {
+            return rounds;
+        }
+        let mut round: Vec<usize> = active.iter_mut().filter_map(VecDeque::pop_front).collect();
+        round.sort_unstable();
+        rounds.push(round);
+        active.retain(|queue| !queue.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::{Change, ResourceRef};
+    use crate::plan::Action;
+
+    fn plan_of(targets: &[(Kind, Option<&str>, &str)]) -> Plan {
+        let mut plan = Plan::new("test");
+        for (position, (kind, namespace, name)) in targets.iter().enumerate() {
+            plan.actions.push(Action {
+                id: format!("a{position}"),
+                step: 3,
+                description: String::new(),
+                change: Change::Restart { target: ResourceRef::new(*kind, *namespace, name) },
+                wait: None,
+                lane: namespace.map(str::to_string).or_else(|| (*kind == Kind::Namespace).then(|| name.to_string())),
+            });
+        }
+        plan
+    }
+
+    #[test]
+    fn one_at_a_time_keeps_the_plan_order() {
+        let plan = plan_of(&[(Kind::Deployment, Some("a"), "x"), (Kind::Deployment, Some("b"), "y")]);
+        assert_eq!(rounds(&plan, 1), vec![vec![0], vec![1]]);
+    }
+
+    #[test]
+    fn namespaces_run_side_by_side_one_action_each_per_round() {
+        let plan = plan_of(&[
+            (Kind::Deployment, Some("a"), "x1"),
+            (Kind::Deployment, Some("a"), "x2"),
+            (Kind::Deployment, Some("b"), "y1"),
+            (Kind::Namespace, None, "c"),
+            (Kind::Deployment, Some("c"), "z1"),
+            (Kind::Deployment, Some("d"), "w1"),
+        ]);
+        // a, b and c start together; d takes b's place once b is done.
+        assert_eq!(rounds(&plan, 3), vec![vec![0, 2, 3], vec![1, 4, 5]]);
+        assert_eq!(rounds(&plan, 2), vec![vec![0, 2], vec![1, 3], vec![4, 5]]);
+    }
+
+    #[test]
+    fn an_action_without_a_lane_is_a_barrier() {
+        let plan = plan_of(&[
+            (Kind::Deployment, Some("a"), "x"),
+            (Kind::Istio, None, "default"),
+            (Kind::Deployment, Some("b"), "y"),
+            (Kind::Deployment, Some("c"), "z"),
+        ]);
+        assert_eq!(rounds(&plan, 4), vec![vec![0], vec![1], vec![2, 3]]);
+    }
+
+    #[test]
+    fn a_lane_the_plan_returns_to_cuts_the_run_there() {
+        let plan = plan_of(&[
+            (Kind::Deployment, Some("a"), "x1"),
+            (Kind::Deployment, Some("b"), "y1"),
+            (Kind::Deployment, Some("a"), "x2"),
+            (Kind::Deployment, Some("c"), "z"),
+            (Kind::Deployment, Some("b"), "y2"),
+        ]);
+        // a comes back after b: b's first action and a's first may swap, a's second waits for
+        // both; from there on each lane is contiguous again.
+        assert_eq!(rounds(&plan, 4), vec![vec![0, 1], vec![2, 3, 4]]);
+    }
+
+    #[test]
+    fn the_planners_give_no_lane_to_what_they_change_in_another_namespace() {
+        let mut planner = crate::plan::enable::Planner {
+            plan: Plan::new("test"),
+            state: crate::snapshot::Snapshot::new(crate::snapshot::Source::Memory),
+            lane: Some("a".into()),
+        };
+        for (namespace, name) in [("a", "x"), ("b", "protect"), ("a", "y")] {
+            let target = ResourceRef::new(Kind::Deployment, Some(namespace), name);
+            planner.push(9, "restart", String::new(), Change::Restart { target }, None);
+        }
+        let labels = [("istio.io/dataplane-mode".to_string(), Some("ambient".to_string()))].into();
+        let target = ResourceRef::new(Kind::Namespace, None, "a");
+        planner.push(6, "label", String::new(), Change::SetLabels { target, labels }, None);
+        let lanes: Vec<Option<&str>> = planner.plan.actions.iter().map(|action| action.lane.as_deref()).collect();
+        assert_eq!(lanes, vec![Some("a"), None, Some("a"), Some("a")]);
+        assert_eq!(rounds(&planner.plan, 2), vec![vec![0], vec![1], vec![2], vec![3]]);
+    }
+}
