@@ -10,6 +10,7 @@
 //! API calls then run concurrently, which is what makes thousands of pods load quickly.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
@@ -271,8 +272,17 @@ fn running_status(pod: &Pod, placement: &Placement, ready: bool) -> Value {
     })
 }
 
-async fn execute(client: Client, namespace: String, name: String, action: Action) -> Result<(), Error> {
+async fn execute(
+    client: Client,
+    namespace: String,
+    name: String,
+    action: Action,
+    startup: Duration,
+) -> Result<(), Error> {
     let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    if matches!(action, Action::Report { .. }) {
+        tokio::time::sleep(startup).await;
+    }
     let result = match action {
         Action::Remove { uid } => {
             let params = DeleteParams {
@@ -300,8 +310,9 @@ async fn execute(client: Client, namespace: String, name: String, action: Action
     }
 }
 
-/// Runs the kubelets and the scheduler for `nodes` nodes until the task is dropped.
-pub async fn run(client: Client, nodes: usize) -> Result<(), Error> {
+/// Runs the kubelets and the scheduler for `nodes` nodes until the task is dropped; a bound pod
+/// reports its status `startup` after the event that bound it.
+pub async fn run(client: Client, nodes: usize, startup: Duration) -> Result<(), Error> {
     let pods: Api<Pod> = Api::all(client.clone());
     let mut scheduler = Scheduler::new(nodes);
     // With backoff, and errors logged rather than fatal: a restarted API server must not stop the
@@ -326,7 +337,7 @@ pub async fn run(client: Client, nodes: usize) -> Result<(), Error> {
                     while in_flight.len() >= CONCURRENT_WRITES {
                         log_failure(in_flight.next().await);
                     }
-                    in_flight.push(execute(client.clone(), pod.namespace().unwrap_or_default(), pod.name_any(), action));
+                    in_flight.push(execute(client.clone(), pod.namespace().unwrap_or_default(), pod.name_any(), action, startup));
                 }
             }
             Some(done) = in_flight.next(), if !in_flight.is_empty() => log_failure(Some(done)),

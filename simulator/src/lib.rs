@@ -89,11 +89,18 @@ pub struct Options {
     pub nodes: usize,
     /// The kubelet version the nodes report.
     pub kubelet_version: String,
+    /// How long a bound pod takes to start and report Ready (none by default; a real one takes
+    /// seconds to minutes, which is what the migration bench's rollouts are made to take).
+    pub pod_startup: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { nodes: 3, kubelet_version: platform::Platform::default().kubelet_version() }
+        Options {
+            nodes: 3,
+            kubelet_version: platform::Platform::default().kubelet_version(),
+            pod_startup: Duration::ZERO,
+        }
     }
 }
 
@@ -139,7 +146,7 @@ impl Simulator {
             ca_bundle_pem: plane.pki().ca.cert.clone(),
         };
 
-        tasks.push(spawn_logged("kubelet", kubelet::run(client.clone(), options.nodes)));
+        tasks.push(spawn_logged("kubelet", kubelet::run(client.clone(), options.nodes, options.pod_startup)));
         for component in [sail::Component::Istio, sail::Component::IstioCni, sail::Component::ZTunnel] {
             let (client, endpoint) = (client.clone(), endpoint.clone());
             tasks.push(tokio::spawn(sail::run(client, component, endpoint)));
@@ -183,9 +190,15 @@ impl SimulatedCluster {
     /// Starts a control plane with the scenario's CRDs, the simulator with three nodes, and loads
     /// `scenario` (see [`scenario::names`]).
     pub async fn start(scenario: &str) -> Result<SimulatedCluster, Error> {
+        SimulatedCluster::start_with(scenario, Duration::ZERO).await
+    }
+
+    /// [`SimulatedCluster::start`] with pods taking `pod_startup` to become Ready.
+    pub async fn start_with(scenario: &str, pod_startup: Duration) -> Result<SimulatedCluster, Error> {
         let scenario = Scenario::named(scenario)?;
         let plane = ControlPlane::start(PlaneOptions { crds: scenario.crds.clone() }).await?;
-        let options = Options { kubelet_version: scenario.platform.kubelet_version(), ..Options::default() };
+        let options =
+            Options { kubelet_version: scenario.platform.kubelet_version(), pod_startup, ..Options::default() };
         let started = Instant::now();
         let simulator = Simulator::start(&plane, &options).await?;
         scenario.load(&plane.client().await?).await?;

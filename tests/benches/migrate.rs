@@ -7,8 +7,9 @@
 //! namespace; then how many outcomes of the sidecar era the end state changes
 //! (`oc-ambient-check -A --baseline`), which must be none. Run with
 //! `cargo build --release --bins && cargo bench -p oc-ambient-tests --bench migrate -- 50
-//! [--concurrency N]` (CI runs it at a smoke size); `--concurrency N` is passed to every command,
-//! so N namespaces roll out at once. Windows the plans announce are accepted by prefix (`window:*`):
+//! [--concurrency N] [--pod-startup SECONDS]` (CI runs it at a smoke size); `--concurrency N` is
+//! passed to every command, so N namespaces roll out at once; `--pod-startup` makes every
+//! simulated pod take that long to become Ready, as real ones do (none by default). Windows the plans announce are accepted by prefix (`window:*`):
 //! the bench measures the run, the integration tests review the windows.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // A benchmark prints its table itself: it is not plugin output, which goes through the printer.
@@ -16,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use oc_ambient_simulator::SimulatedCluster;
 use oc_ambient_simulator::scenario::ring_namespace;
@@ -51,25 +52,27 @@ fn run(binary: &str, kubeconfig: &Path, state: &Path, args: &[String]) -> (f64, 
 
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
-    let concurrency = arguments
-        .iter()
-        .position(|argument| argument == "--concurrency")
-        .and_then(|position| arguments.get(position + 1))
-        .cloned()
-        .unwrap_or_else(|| "1".into());
+    let option = |name: &str| {
+        let position = arguments.iter().position(|argument| argument == name)?;
+        arguments.get(position + 1).cloned()
+    };
+    let concurrency = option("--concurrency").unwrap_or_else(|| "1".into());
+    let startup: f64 = option("--pod-startup").and_then(|seconds| seconds.parse().ok()).unwrap_or(0.0);
     let sizes: Vec<usize> = arguments
         .iter()
         .enumerate()
-        .filter(|(position, _)| *position == 0 || arguments[position - 1] != "--concurrency")
+        .filter(|(position, _)| *position == 0 || !arguments[position - 1].starts_with("--"))
         .filter_map(|(_, argument)| argument.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() { vec![50] } else { sizes };
-    println!("concurrency {concurrency}\n");
+    println!("concurrency {concurrency}, pods start in {startup}s\n");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     println!("| namespaces | command | wall | API requests | requests per namespace |");
     println!("|---|---|---|---|---|");
     for count in sizes {
-        let cluster = runtime.block_on(SimulatedCluster::start(&format!("ring:{count}"))).expect("ring scenario");
+        let cluster = runtime
+            .block_on(SimulatedCluster::start_with(&format!("ring:{count}"), Duration::from_secs_f64(startup)))
+            .expect("ring scenario");
         eprintln!("loaded ring:{count} in {:.1}s", cluster.load_time().as_secs_f64());
         let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
         let state = tempfile::tempdir().unwrap();

@@ -133,8 +133,8 @@ type NamespaceStep = fn(&mut Planner, &str) -> Result<(), Stop>;
 pub(super) struct Planner {
     pub(super) plan: Plan,
     pub(super) state: Snapshot,
-    /// The namespace being planned (None for cluster-wide steps): an action changing only its
-    /// objects joins its lane ([`super::schedule`]).
+    /// The namespace being planned (None for cluster-wide steps): the lane of the actions planned
+    /// for it ([`super::schedule`]).
     pub(super) lane: Option<String>,
 }
 
@@ -145,10 +145,10 @@ impl Planner {
         self.push_action(Action { id, step, description, change, wait, lane: None });
     }
 
-    /// Adds `action` in the current lane when it changes only that namespace, and projects the
-    /// state past it.
+    /// Adds `action` in the current lane unless it changes a cluster-scoped object, and projects
+    /// the state past it.
     pub(super) fn push_action(&mut self, mut action: Action) {
-        action.lane = self.lane.clone().filter(|lane| super::schedule::lane(&action.change).as_ref() == Some(lane));
+        action.lane = self.lane.clone().filter(|_| super::schedule::in_a_namespace(&action.change));
         // A change the server would refuse leaves the projected state as it was; the gate finds
         // what that means for the plan.
         let _refused = apply_in_place(&mut self.state, &action.change);

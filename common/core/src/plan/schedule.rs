@@ -9,16 +9,18 @@
 //! the next round (a barrier), so no other state is reached.
 //!
 //! An action's lane ([`super::Action::lane`]) is the namespace the planner was migrating when it
-//! planned the action, and only when the action changes that namespace's objects alone (a
-//! Namespace is its own): an action without a lane (the cluster-wide Step 2, a bypass protection
-//! narrowed in another namespace after a rollout, every rollback action) is a barrier that runs
-//! alone, since its order against the other lanes is a dependency the lanes do not show. Actions
-//! move only within a run of the plan in which each lane's actions are contiguous; where a plan
-//! returns to a lane, the run is cut and the plan's order kept across the cut.
+//! planned the action (a bypass protection of another namespace, narrowed after a rollout of this
+//! one, is in this one's lane: it must follow that rollout). An action without a lane (the
+//! cluster-wide Step 2, a cluster-scoped object, every rollback action) is a barrier that runs
+//! alone. Actions move only within a run of the plan in which each lane's actions are contiguous
+//! and no object is written by two lanes (the planner computed each write from the state the
+//! plan's order leads to, so two lanes' writes to one object must keep that order); the run is
+//! cut where either would break, and the plan's order kept across the cut.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use super::Plan;
+use crate::change::ResourceRef;
 use crate::kinds::Kind;
 
 /// The plan's actions, by index, in rounds of at most `concurrency` actions of distinct lanes.
@@ -28,38 +30,43 @@ pub fn rounds(plan: &Plan, concurrency: usize) -> Vec<Vec<usize>> {
     if concurrency <= 1 {
         return (0..lanes.len()).map(|index| vec![index]).collect();
     }
+    let targets: Vec<Option<ResourceRef>> = plan.actions.iter().map(|action| action.change.target().ok()).collect();
     let mut rounds = Vec::new();
-    for run in contiguous_runs(&lanes) {
+    for run in contiguous_runs(&lanes, &targets) {
         rounds.extend(interleave(&lanes, run, concurrency));
     }
     rounds
 }
 
-/// The namespace whose objects `change` changes; None for cluster-scoped objects.
-pub(super) fn lane(change: &crate::change::Change) -> Option<String> {
-    let target = change.target().ok()?;
-    match target.kind {
-        Kind::Namespace => Some(target.name),
-        _ => target.namespace,
-    }
+/// Whether `change` changes a namespaced object (or a Namespace), which can join a lane.
+pub(super) fn in_a_namespace(change: &crate::change::Change) -> bool {
+    change.target().is_ok_and(|target| target.kind == Kind::Namespace || target.namespace.is_some())
 }
 
-/// Splits the actions into runs (index ranges) in which every lane's actions are contiguous; a
-/// barrier (no lane) is a run of its own.
-fn contiguous_runs(lanes: &[Option<String>]) -> Vec<std::ops::Range<usize>> {
+/// Splits the actions into runs (index ranges) in which every lane's actions are contiguous and
+/// every object is written by one lane; a barrier (no lane) is a run of its own.
+fn contiguous_runs(lanes: &[Option<String>], targets: &[Option<ResourceRef>]) -> Vec<std::ops::Range<usize>> {
     let mut runs = Vec::new();
     let mut start = 0;
     let mut left: BTreeSet<&str> = BTreeSet::new();
+    let mut writers: HashMap<&ResourceRef, &str> = HashMap::new();
     for (index, lane) in lanes.iter().enumerate() {
         let previous = index.checked_sub(1).and_then(|previous| lanes[previous].as_deref());
+        let written_by_another = |lane: &str| {
+            targets[index].as_ref().and_then(|target| writers.get(target)).is_some_and(|writer| *writer != lane)
+        };
         let cut = match lane.as_deref() {
             None => true,
-            Some(lane) => previous != Some(lane) && left.contains(lane),
+            Some(lane) => (previous != Some(lane) && left.contains(lane)) || written_by_another(lane),
         };
         if cut && index > start {
             runs.push(start..index);
             start = index;
             left.clear();
+            writers.clear();
+        }
+        if let (Some(lane), Some(target)) = (lane.as_deref(), targets[index].as_ref()) {
+            writers.insert(target, lane);
         }
         if let Some(previous) = previous.filter(|previous| index > start && Some(*previous) != lane.as_deref()) {
             left.insert(previous);
@@ -68,6 +75,7 @@ fn contiguous_runs(lanes: &[Option<String>]) -> Vec<std::ops::Range<usize>> {
             runs.push(index..index + 1);
             start = index + 1;
             left.clear();
+            writers.clear();
         }
     }
     if start < lanes.len() {
@@ -174,21 +182,40 @@ mod tests {
     }
 
     #[test]
-    fn the_planners_give_no_lane_to_what_they_change_in_another_namespace() {
+    fn an_object_two_lanes_write_cuts_the_run_there() {
+        let mut plan = plan_of(&[
+            (Kind::Deployment, Some("a"), "x1"),
+            (Kind::AuthorizationPolicy, Some("c"), "protect"),
+            (Kind::Deployment, Some("b"), "y1"),
+            (Kind::AuthorizationPolicy, Some("c"), "protect"),
+            (Kind::Deployment, Some("d"), "w1"),
+        ]);
+        // a's lane narrows c's protection after x1, and so does b's after y1.
+        plan.actions[1].lane = Some("a".into());
+        plan.actions[3].lane = Some("b".into());
+        assert_eq!(rounds(&plan, 4), vec![vec![0, 2], vec![1], vec![3, 4]]);
+    }
+
+    #[test]
+    fn the_planners_put_what_they_plan_for_a_namespace_in_its_lane_but_cluster_objects() {
         let mut planner = crate::plan::enable::Planner {
             plan: Plan::new("test"),
             state: crate::snapshot::Snapshot::new(crate::snapshot::Source::Memory),
             lane: Some("a".into()),
         };
-        for (namespace, name) in [("a", "x"), ("b", "protect"), ("a", "y")] {
-            let target = ResourceRef::new(Kind::Deployment, Some(namespace), name);
+        for (kind, namespace, name) in [
+            (Kind::Deployment, Some("a"), "x"),
+            (Kind::AuthorizationPolicy, Some("b"), "protect"),
+            (Kind::Istio, None, "default"),
+        ] {
+            let target = ResourceRef::new(kind, namespace, name);
             planner.push(9, "restart", String::new(), Change::Restart { target }, None);
         }
         let labels = [("istio.io/dataplane-mode".to_string(), Some("ambient".to_string()))].into();
         let target = ResourceRef::new(Kind::Namespace, None, "a");
         planner.push(6, "label", String::new(), Change::SetLabels { target, labels }, None);
         let lanes: Vec<Option<&str>> = planner.plan.actions.iter().map(|action| action.lane.as_deref()).collect();
-        assert_eq!(lanes, vec![Some("a"), None, Some("a"), Some("a")]);
+        assert_eq!(lanes, vec![Some("a"), Some("a"), None, Some("a")]);
         assert_eq!(rounds(&planner.plan, 2), vec![vec![0], vec![1], vec![2], vec![3]]);
     }
 }
