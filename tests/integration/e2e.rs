@@ -317,7 +317,7 @@ async fn two_namespaces_that_call_each_other_migrate_side_by_side() {
         assert_eq!(shell.phase(namespace), "ambient");
     }
     assert!(rollouts_overlapped(&crate::support::journal(shell.state.path())), "no two namespaces rolled out at once");
-    shell.accepting_windows("oc ambient-rollback --all --concurrency 2");
+    shell.accepting_windows("oc ambient-rollback --all");
     assert_back_to(&client, &sidecar_era, "after oc ambient-rollback --all").await;
     for namespace in all {
         assert_eq!(shell.phase(namespace), "sidecar");

@@ -12,12 +12,14 @@
 //! planned the action (a bypass protection of another namespace, narrowed after a rollout of this
 //! one, is in this one's lane: it must follow that rollout). An action without a lane (the
 //! cluster-wide Step 2, a cluster-scoped object, every rollback action) is a barrier that runs
-//! alone. Actions move only within a run of the plan in which each lane's actions are contiguous
-//! and no object is written by two lanes (the planner computed each write from the state the
-//! plan's order leads to, so two lanes' writes to one object must keep that order); the run is
-//! cut where either would break, and the plan's order kept across the cut.
+//! alone. Actions move only within a run of the plan in which each lane's actions are contiguous;
+//! where a plan returns to a lane, the run is cut and the plan's order kept across the cut. Within
+//! a run, an object two lanes write is written in the plan's order (the planner computed each write
+//! from the state that order leads to): the later writer's lane waits, a round at a time, until the
+//! earlier write's round is done.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::ops::Range;
 
 use super::Plan;
 use crate::change::ResourceRef;
@@ -32,8 +34,8 @@ pub fn rounds(plan: &Plan, concurrency: usize) -> Vec<Vec<usize>> {
     }
     let targets: Vec<Option<ResourceRef>> = plan.actions.iter().map(|action| action.change.target().ok()).collect();
     let mut rounds = Vec::new();
-    for run in contiguous_runs(&lanes, &targets) {
-        rounds.extend(interleave(&lanes, run, concurrency));
+    for run in contiguous_runs(&lanes) {
+        rounds.extend(interleave(&lanes, &targets, run, concurrency));
     }
     rounds
 }
@@ -43,30 +45,22 @@ pub(super) fn in_a_namespace(change: &crate::change::Change) -> bool {
     change.target().is_ok_and(|target| target.kind == Kind::Namespace || target.namespace.is_some())
 }
 
-/// Splits the actions into runs (index ranges) in which every lane's actions are contiguous and
-/// every object is written by one lane; a barrier (no lane) is a run of its own.
-fn contiguous_runs(lanes: &[Option<String>], targets: &[Option<ResourceRef>]) -> Vec<std::ops::Range<usize>> {
+/// Splits the actions into runs (index ranges) in which every lane's actions are contiguous; a
+/// barrier (no lane) is a run of its own.
+fn contiguous_runs(lanes: &[Option<String>]) -> Vec<Range<usize>> {
     let mut runs = Vec::new();
     let mut start = 0;
     let mut left: BTreeSet<&str> = BTreeSet::new();
-    let mut writers: HashMap<&ResourceRef, &str> = HashMap::new();
     for (index, lane) in lanes.iter().enumerate() {
         let previous = index.checked_sub(1).and_then(|previous| lanes[previous].as_deref());
-        let written_by_another = |lane: &str| {
-            targets[index].as_ref().and_then(|target| writers.get(target)).is_some_and(|writer| *writer != lane)
-        };
         let cut = match lane.as_deref() {
             None => true,
-            Some(lane) => (previous != Some(lane) && left.contains(lane)) || written_by_another(lane),
+            Some(lane) => previous != Some(lane) && left.contains(lane),
         };
         if cut && index > start {
             runs.push(start..index);
             start = index;
             left.clear();
-            writers.clear();
-        }
-        if let (Some(lane), Some(target)) = (lane.as_deref(), targets[index].as_ref()) {
-            writers.insert(target, lane);
         }
         if let Some(previous) = previous.filter(|previous| index > start && Some(*previous) != lane.as_deref()) {
             left.insert(previous);
@@ -75,7 +69,6 @@ fn contiguous_runs(lanes: &[Option<String>], targets: &[Option<ResourceRef>]) ->
             runs.push(index..index + 1);
             start = index + 1;
             left.clear();
-            writers.clear();
         }
     }
     if start < lanes.len() {
@@ -85,8 +78,25 @@ fn contiguous_runs(lanes: &[Option<String>], targets: &[Option<ResourceRef>]) ->
 }
 
 /// Rounds for one run: up to `concurrency` lanes active at once, each giving its next action to
-/// every round; a lane that is done makes room for the next one in plan order.
-fn interleave(lanes: &[Option<String>], run: std::ops::Range<usize>, concurrency: usize) -> Vec<Vec<usize>> {
+/// every round unless that action writes an object an earlier action of another lane writes and
+/// that one's round is not done yet; a lane that is done makes room for the next one in plan order.
+/// The earliest active lane always moves (what it waits for is in lanes before it, all done), so
+/// every round holds an action.
+fn interleave(
+    lanes: &[Option<String>],
+    targets: &[Option<ResourceRef>],
+    run: Range<usize>,
+    concurrency: usize,
+) -> Vec<Vec<usize>> {
+    // For each action, the earlier actions of other lanes that write its object.
+    let mut writers: HashMap<&ResourceRef, Vec<usize>> = HashMap::new();
+    let mut after: HashMap<usize, Vec<usize>> = HashMap::new();
+    for index in run.clone() {
+        let Some(target) = targets[index].as_ref() else { continue };
+        let earlier = writers.entry(target).or_default();
+        after.insert(index, earlier.iter().copied().filter(|&other| lanes[other] != lanes[index]).collect());
+        earlier.push(index);
+    }
     let mut queues: Vec<VecDeque<usize>> = Vec::new();
     for index in run {
         match queues.last_mut() {
@@ -96,6 +106,7 @@ fn interleave(lanes: &[Option<String>], run: std::ops::Range<usize>, concurrency
     }
     let mut waiting: VecDeque<VecDeque<usize>> = queues.into();
     let mut active: Vec<VecDeque<usize>> = Vec::new();
+    let mut done: BTreeSet<usize> = BTreeSet::new();
     let mut rounds = Vec::new();
     loop {
         while active.len() < concurrency {
@@ -107,8 +118,20 @@ fn interleave(lanes: &[Option<String>], run: std::ops::Range<usize>, concurrency
         if active.is_empty() {
             return rounds;
         }
-        let mut round: Vec<usize> = active.iter_mut().filter_map(VecDeque::pop_front).collect();
+        let ready = |index: &usize| after.get(index).is_none_or(|earlier| earlier.iter().all(|e| done.contains(e)));
+        let mut round: Vec<usize> = Vec::new();
+        for queue in &mut active {
+            if queue.front().is_some_and(ready) {
+                round.extend(queue.pop_front());
+            }
+        }
+        if round.is_empty() {
+            // Cannot happen (see above); taking the earliest lane's action keeps a bug from
+            // hanging the engine, at the cost of the order it would have kept.
+            round.extend(active.first_mut().and_then(VecDeque::pop_front));
+        }
         round.sort_unstable();
+        done.extend(round.iter().copied());
         rounds.push(round);
         active.retain(|queue| !queue.is_empty());
     }
@@ -133,6 +156,58 @@ mod tests {
             });
         }
         plan
+    }
+
+    proptest::proptest! {
+        /// On random plans: every action runs once; a round holds at most `concurrency` actions,
+        /// one per lane; a lane's actions, and two lanes' writes to one object, keep the plan's
+        /// order; a lane-less action runs alone.
+        #[test]
+        fn rounds_keep_every_order_the_plan_relies_on(
+            actions in proptest::collection::vec((0usize..4, 0usize..3, proptest::bool::weighted(0.1)), 0..40),
+            concurrency in 1usize..5,
+        ) {
+            let namespaces = ["a", "b", "c", "d"];
+            let names = ["x", "y", "z"];
+            let mut plan = plan_of(&[]);
+            for (position, (lane, object, barrier)) in actions.iter().enumerate() {
+                let target = if *barrier {
+                    ResourceRef::new(Kind::Istio, None, "default")
+                } else {
+                    ResourceRef::new(Kind::Deployment, Some(namespaces[*object % 4]), names[*object])
+                };
+                plan.actions.push(Action {
+                    id: format!("a{position}"),
+                    step: 9,
+                    description: String::new(),
+                    change: Change::Restart { target },
+                    wait: None,
+                    lane: (!barrier).then(|| namespaces[*lane].to_string()),
+                });
+            }
+            let rounds = rounds(&plan, concurrency);
+            let mut every: Vec<usize> = rounds.concat();
+            every.sort_unstable();
+            proptest::prop_assert_eq!(every, (0..plan.actions.len()).collect::<Vec<_>>());
+            let round_of: HashMap<usize, usize> =
+                rounds.iter().enumerate().flat_map(|(r, round)| round.iter().map(move |&i| (i, r))).collect();
+            for round in &rounds {
+                proptest::prop_assert!(!round.is_empty() && round.len() <= concurrency.max(1));
+                let lanes: BTreeSet<_> = round.iter().map(|&i| plan.actions[i].lane.clone()).collect();
+                proptest::prop_assert_eq!(lanes.len(), round.len());
+                proptest::prop_assert!(round.len() == 1 || lanes.iter().all(Option::is_some));
+            }
+            for (i, first) in plan.actions.iter().enumerate() {
+                for (j, second) in plan.actions.iter().enumerate().skip(i + 1) {
+                    let same_lane = first.lane.is_some() && first.lane == second.lane;
+                    let same_object = first.change.target().ok() == second.change.target().ok();
+                    let barrier = first.lane.is_none() || second.lane.is_none();
+                    if same_lane || same_object || barrier {
+                        proptest::prop_assert!(round_of[&i] < round_of[&j], "a{} and a{} out of order: {:?}", i, j, rounds);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -182,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn an_object_two_lanes_write_cuts_the_run_there() {
+    fn an_object_two_lanes_write_is_written_in_the_plans_order() {
         let mut plan = plan_of(&[
             (Kind::Deployment, Some("a"), "x1"),
             (Kind::AuthorizationPolicy, Some("c"), "protect"),
@@ -190,10 +265,11 @@ mod tests {
             (Kind::AuthorizationPolicy, Some("c"), "protect"),
             (Kind::Deployment, Some("d"), "w1"),
         ]);
-        // a's lane narrows c's protection after x1, and so does b's after y1.
+        // a's lane narrows c's protection after x1, and so does b's after y1: b's write waits a
+        // round for a's, while d goes on.
         plan.actions[1].lane = Some("a".into());
         plan.actions[3].lane = Some("b".into());
-        assert_eq!(rounds(&plan, 4), vec![vec![0, 2], vec![1], vec![3, 4]]);
+        assert_eq!(rounds(&plan, 4), vec![vec![0, 2, 4], vec![1], vec![3]]);
     }
 
     #[test]
