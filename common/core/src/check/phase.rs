@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube_core::DynamicObject;
 use serde::Serialize;
+use serde_json::Value;
 
 use super::facts::service_parents;
 use super::{Finding, NamespaceReport, PodCounts, Scope, Severity, ids};
@@ -68,13 +69,15 @@ pub struct MeshContext<'a> {
     pub ambient_control_plane: Option<bool>,
 }
 
+/// The objects of `kind` that `wanted` picks, decoded.
 fn decode_all<'a, T: serde::de::DeserializeOwned + Default>(
     snapshot: &'a Snapshot,
     kind: Kind,
+    wanted: impl Fn(&DynamicObject) -> bool,
     invalid: &mut Vec<Finding>,
 ) -> Vec<(&'a DynamicObject, T)> {
     let mut decoded = Vec::new();
-    for object in snapshot.all(kind) {
+    for object in snapshot.all(kind).iter().filter(|object| wanted(object)) {
         match spec::<T>(object) {
             Ok(value) => decoded.push((object, value)),
             Err(message) => invalid.push(
@@ -88,15 +91,51 @@ fn decode_all<'a, T: serde::de::DeserializeOwned + Default>(
 
 impl<'a> MeshContext<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Self {
+        Self::build(snapshot, None)
+    }
+
+    /// The context of `namespace` alone (see [`MeshModel::of_namespace`]): what it says of
+    /// `namespace` (its labels, pods, waypoints, policies, the VirtualServices and subset rules
+    /// for its Services, hence its [`milestones`]) is what [`MeshContext::new`] says, and it
+    /// knows nothing of the other namespaces (nor of their invalid objects). The planners ask
+    /// about one namespace at a time, on a state that changes between the questions.
+    pub fn of_namespace(snapshot: &'a Snapshot, namespace: &str) -> Self {
+        Self::build(snapshot, Some(namespace))
+    }
+
+    fn build(snapshot: &'a Snapshot, only: Option<&str>) -> Self {
         let mut control_plane_namespaces = crate::mesh::infrastructure_namespaces(snapshot);
         control_plane_namespaces.remove(crate::mesh::OPERATORS_NAMESPACE);
         let ambient_control_plane = crate::model::dataplane::ambient_control_plane(snapshot);
         let mut invalid = Vec::new();
-        let policies = decode_all(snapshot, Kind::AuthorizationPolicy, &mut invalid);
-        let virtual_services = decode_all(snapshot, Kind::VirtualService, &mut invalid);
-        let destination_rules = decode_all(snapshot, Kind::DestinationRule, &mut invalid);
+        // What a question about `only` reads: its own policies, and the routes and rules whose
+        // host (a string of the object, as decoded) names one of its Services.
+        let own = |object: &DynamicObject| only.is_none_or(|only| object.metadata.namespace.as_deref() == Some(only));
+        // A host field that is no string (or list of strings) is left to the decoding: a missing
+        // DestinationRule host decodes as "", the rule's own namespace.
+        let hosts_into = |object: &DynamicObject, pointer: &str| {
+            let Some(only) = only else { return true };
+            let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
+            let names_only = |host: &Value| {
+                host.as_str().is_none_or(|host| service_of_host(host, namespace).is_some_and(|(_, ns)| ns == only))
+            };
+            match object.data.pointer(pointer) {
+                Some(Value::Array(hosts)) => hosts.iter().any(names_only),
+                Some(host @ Value::String(_)) => names_only(host),
+                _ => true,
+            }
+        };
+        let policies = decode_all(snapshot, Kind::AuthorizationPolicy, own, &mut invalid);
+        let virtual_services =
+            decode_all(snapshot, Kind::VirtualService, |vs| hosts_into(vs, "/spec/hosts"), &mut invalid);
+        let destination_rules =
+            decode_all(snapshot, Kind::DestinationRule, |dr| hosts_into(dr, "/spec/host"), &mut invalid);
+        let model = match only {
+            None => MeshModel::new(snapshot),
+            Some(namespace) => MeshModel::of_namespace(snapshot, namespace),
+        };
         MeshContext {
-            model: MeshModel::new(snapshot),
+            model,
             control_plane_namespaces,
             policies,
             virtual_services,

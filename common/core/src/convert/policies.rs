@@ -339,7 +339,7 @@ struct TargetableServices<'a> {
     /// What a namespace without such Services has.
     none: NamespaceServices<'a>,
     /// The evaluator's view of the input, for the Services' ports as the pods see them.
-    topology: Topology,
+    topology: &'a Topology,
     version_services: &'a [DynamicObject],
 }
 
@@ -397,7 +397,7 @@ impl<'a> TargetableServices<'a> {
                 }
             }
         }
-        let topology = Topology::from_snapshot(mesh.snapshot);
+        let topology = mesh.topology();
         TargetableServices { by_namespace, none: NamespaceServices::default(), topology, version_services }
     }
 
