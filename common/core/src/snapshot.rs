@@ -56,6 +56,10 @@ pub struct Snapshot {
     /// constant time (checks and the translator make one per object, which a scan made quadratic).
     /// Kept up to date by [`Snapshot::insert`]; built on the next lookup after an in-place change.
     index: OnceLock<HashMap<ObjectKey, usize>>,
+    /// Positions of each kind's objects by namespace, ascending, so that a namespace's objects
+    /// are found without scanning the kind (the planners ask once per namespace, which a scan
+    /// made quadratic). Built on the first such lookup, then kept up to date like `index`.
+    by_namespace: OnceLock<HashMap<Kind, HashMap<String, Vec<usize>>>>,
     coverage: BTreeMap<Kind, Coverage>,
     pub source: Source,
     /// Served kinds and versions, when known (live discovery, or CRDs in the input).
@@ -133,6 +137,7 @@ impl Snapshot {
         Snapshot {
             objects: BTreeMap::new(),
             index: OnceLock::new(),
+            by_namespace: OnceLock::new(),
             coverage: BTreeMap::new(),
             source,
             served: None,
@@ -170,11 +175,7 @@ impl Snapshot {
                 None
             }
             Some(kind) => {
-                let objects = self.objects.entry(kind).or_default();
-                if let Some(index) = self.index.get_mut() {
-                    index.entry(object_key(kind, &object)).or_insert(objects.len());
-                }
-                objects.push(object);
+                self.push_object(kind, object);
                 Some(kind)
             }
             None => {
@@ -240,6 +241,9 @@ impl Snapshot {
         if let Some(index) = self.index.get_mut() {
             index.entry(object_key(kind, &object)).or_insert(objects.len());
         }
+        if let (Some(by_namespace), Some(namespace)) = (self.by_namespace.get_mut(), &object.metadata.namespace) {
+            by_namespace.entry(kind).or_default().entry(namespace.clone()).or_default().push(objects.len());
+        }
         objects.push(object);
     }
 
@@ -250,6 +254,12 @@ impl Snapshot {
             return;
         }
         let removed = objects.remove(position);
+        if let Some(by_kind) = self.by_namespace.get_mut().and_then(|by_namespace| by_namespace.get_mut(&kind)) {
+            for positions in by_kind.values_mut() {
+                positions.retain(|at| *at != position);
+                positions.iter_mut().filter(|at| **at > position).for_each(|at| *at -= 1);
+            }
+        }
         // Another object of the same key (input may hold duplicates) takes its place in the
         // index: rebuilt on the next lookup, as rare as duplicates are.
         let duplicate = objects.iter().any(|object| object_key(kind, object) == object_key(kind, &removed));
@@ -265,8 +275,27 @@ impl Snapshot {
         }
     }
 
-    pub fn in_namespace<'a>(&'a self, kind: Kind, namespace: &'a str) -> impl Iterator<Item = &'a DynamicObject> + 'a {
-        self.all(kind).iter().filter(move |object| object.metadata.namespace.as_deref() == Some(namespace))
+    /// The objects of `kind` in `namespace`, in the kind's order.
+    pub fn in_namespace<'a>(
+        &'a self,
+        kind: Kind,
+        namespace: &str,
+    ) -> impl Iterator<Item = &'a DynamicObject> + use<'a> {
+        let by_namespace = self.by_namespace.get_or_init(|| {
+            let mut by_namespace: HashMap<Kind, HashMap<String, Vec<usize>>> = HashMap::new();
+            for (kind, objects) in &self.objects {
+                let by_kind = by_namespace.entry(*kind).or_default();
+                for (position, object) in objects.iter().enumerate() {
+                    if let Some(namespace) = &object.metadata.namespace {
+                        by_kind.entry(namespace.clone()).or_default().push(position);
+                    }
+                }
+            }
+            by_namespace
+        });
+        let positions = by_namespace.get(&kind).and_then(|by_kind| by_kind.get(namespace));
+        let objects = self.all(kind);
+        positions.map(Vec::as_slice).unwrap_or_default().iter().map(move |position| &objects[*position])
     }
 
     /// The first object of `kind` named `name` in `namespace` (None for cluster-scoped kinds).
@@ -327,6 +356,7 @@ impl Snapshot {
     /// does with manifests such as the upstream samples. Cluster-scoped kinds are left alone.
     pub fn default_namespace(&mut self, namespace: &str) {
         self.index.take();
+        self.by_namespace.take();
         for (kind, objects) in &mut self.objects {
             if !kind.info().namespaced {
                 continue;
@@ -580,25 +610,45 @@ mod tests {
     /// The change simulator adds and removes objects in place; lookups by name must find what is
     /// there after every change, duplicates included, without a rebuild hiding a stale index.
     #[test]
-    fn lookups_by_name_follow_objects_pushed_and_removed_in_place() {
+    fn lookups_by_name_and_namespace_follow_objects_pushed_and_removed_in_place() {
         let service = |namespace: &str, name: &str| -> DynamicObject {
             serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": name, "namespace": namespace}}))
             .unwrap()
         };
+        // What a scan of the kind finds, in its order.
+        let assert_namespaces_follow = |snapshot: &Snapshot| {
+            for namespace in ["a", "b", "c"] {
+                let found: Vec<&DynamicObject> = snapshot.in_namespace(Kind::Service, namespace).collect();
+                let scanned: Vec<&DynamicObject> = snapshot
+                    .all(Kind::Service)
+                    .iter()
+                    .filter(|object| object.metadata.namespace.as_deref() == Some(namespace))
+                    .collect();
+                assert_eq!(found, scanned, "{namespace}");
+            }
+        };
         let mut snapshot = Snapshot::from_objects(vec![service("a", "one"), service("a", "two"), service("b", "one")]);
         assert_eq!(snapshot.position(Kind::Service, Some("b"), "one"), Some(2));
+        assert_namespaces_follow(&snapshot);
         snapshot.remove_object(Kind::Service, 0);
+        assert_namespaces_follow(&snapshot);
         assert!(snapshot.get(Kind::Service, Some("a"), "one").is_none());
         assert_eq!(snapshot.get(Kind::Service, Some("b"), "one").unwrap().metadata.namespace.as_deref(), Some("b"));
         assert_eq!(snapshot.position(Kind::Service, Some("a"), "two"), Some(0));
         snapshot.push_object(Kind::Service, service("a", "one"));
         assert_eq!(snapshot.position(Kind::Service, Some("a"), "one"), Some(2));
+        snapshot.push_object(Kind::Service, service("c", "three"));
+        snapshot.insert(service("b", "four"));
+        assert_namespaces_follow(&snapshot);
+        snapshot.remove_object(Kind::Service, 1);
+        assert_namespaces_follow(&snapshot);
         // A duplicate of a key takes its place when the first is removed.
         snapshot.push_object(Kind::Service, service("a", "two"));
         snapshot.remove_object(Kind::Service, 0);
-        assert_eq!(snapshot.position(Kind::Service, Some("a"), "two"), Some(2));
-        assert_eq!(snapshot.all(Kind::Service).len(), 3);
+        assert_eq!(snapshot.position(Kind::Service, Some("a"), "two"), Some(3));
+        assert_eq!(snapshot.all(Kind::Service).len(), 4);
+        assert_namespaces_follow(&snapshot);
     }
 
     #[test]

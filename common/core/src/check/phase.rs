@@ -69,15 +69,12 @@ pub struct MeshContext<'a> {
     pub ambient_control_plane: Option<bool>,
 }
 
-/// The objects of `kind` that `wanted` picks, decoded.
 fn decode_all<'a, T: serde::de::DeserializeOwned + Default>(
-    snapshot: &'a Snapshot,
-    kind: Kind,
-    wanted: impl Fn(&DynamicObject) -> bool,
+    objects: impl Iterator<Item = &'a DynamicObject>,
     invalid: &mut Vec<Finding>,
 ) -> Vec<(&'a DynamicObject, T)> {
     let mut decoded = Vec::new();
-    for object in snapshot.all(kind).iter().filter(|object| wanted(object)) {
+    for object in objects {
         match spec::<T>(object) {
             Ok(value) => decoded.push((object, value)),
             Err(message) => invalid.push(
@@ -110,26 +107,28 @@ impl<'a> MeshContext<'a> {
         let mut invalid = Vec::new();
         // What a question about `only` reads: its own policies, and the routes and rules whose
         // host (a string of the object, as decoded) names one of its Services.
-        let own = |object: &DynamicObject| only.is_none_or(|only| object.metadata.namespace.as_deref() == Some(only));
         // A host field that is no string (or list of strings) is left to the decoding: a missing
         // DestinationRule host decodes as "", the rule's own namespace.
-        let hosts_into = |object: &DynamicObject, pointer: &str| {
+        let hosts_into = |object: &DynamicObject, field: &str| {
             let Some(only) = only else { return true };
             let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
             let names_only = |host: &Value| {
                 host.as_str().is_none_or(|host| service_of_host(host, namespace).is_some_and(|(_, ns)| ns == only))
             };
-            match object.data.pointer(pointer) {
+            match object.data.get("spec").and_then(|spec| spec.get(field)) {
                 Some(Value::Array(hosts)) => hosts.iter().any(names_only),
                 Some(host @ Value::String(_)) => names_only(host),
                 _ => true,
             }
         };
-        let policies = decode_all(snapshot, Kind::AuthorizationPolicy, own, &mut invalid);
+        let policies = match only {
+            Some(namespace) => decode_all(snapshot.in_namespace(Kind::AuthorizationPolicy, namespace), &mut invalid),
+            None => decode_all(snapshot.all(Kind::AuthorizationPolicy).iter(), &mut invalid),
+        };
         let virtual_services =
-            decode_all(snapshot, Kind::VirtualService, |vs| hosts_into(vs, "/spec/hosts"), &mut invalid);
+            decode_all(snapshot.all(Kind::VirtualService).iter().filter(|vs| hosts_into(vs, "hosts")), &mut invalid);
         let destination_rules =
-            decode_all(snapshot, Kind::DestinationRule, |dr| hosts_into(dr, "/spec/host"), &mut invalid);
+            decode_all(snapshot.all(Kind::DestinationRule).iter().filter(|dr| hosts_into(dr, "host")), &mut invalid);
         let model = match only {
             None => MeshModel::new(snapshot),
             Some(namespace) => MeshModel::of_namespace(snapshot, namespace),

@@ -19,7 +19,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use kube_core::DynamicObject;
 use serde_json::{Map, Value, json};
 
+use super::bypass::SidecarCallers;
 use super::objects::{generated, invalid_name};
+use super::policies::{NamespaceServices, input_targetable_services};
+use super::services::DestinationRules;
 use super::{ConvertOptions, Report};
 use crate::equivalence::topology::Topology;
 use crate::kinds::Kind;
@@ -50,8 +53,12 @@ pub struct MeshIndex<'a> {
     /// The VirtualServices with their specs decoded once: the route and subset rules both read
     /// them, and a huge one took seconds per decoding.
     virtual_services: Vec<(&'a DynamicObject, Result<VirtualServiceSpec, String>)>,
-    /// The evaluator's view of the input, built when a rule first needs it.
+    /// What the rules build of the whole input, once, when they first need it.
     topology: OnceCell<Topology>,
+    targetable_services: OnceCell<HashMap<String, NamespaceServices>>,
+    destination_rules: OnceCell<DestinationRules>,
+    sidecar_callers: OnceCell<SidecarCallers>,
+    ingress_gateway_principals: OnceCell<BTreeSet<String>>,
 }
 
 impl<'a> MeshIndex<'a> {
@@ -75,6 +82,10 @@ impl<'a> MeshIndex<'a> {
             workloads_by_label,
             virtual_services,
             topology: OnceCell::new(),
+            targetable_services: OnceCell::new(),
+            destination_rules: OnceCell::new(),
+            sidecar_callers: OnceCell::new(),
+            ingress_gateway_principals: OnceCell::new(),
         }
     }
 }
@@ -117,6 +128,21 @@ impl<'a> Mesh<'a> {
     /// The evaluator's view of the input (see [`Topology::from_snapshot`]), built once per index.
     pub fn topology(&self) -> &'a Topology {
         self.index.topology.get_or_init(|| Topology::from_snapshot(self.snapshot))
+    }
+
+    /// The input's Services policies can target, by namespace, built once per index.
+    pub(crate) fn input_targetable_services(&self) -> &'a HashMap<String, NamespaceServices> {
+        self.index.targetable_services.get_or_init(|| input_targetable_services(self.snapshot))
+    }
+
+    /// The input's DestinationRules by host, built once per index.
+    pub(crate) fn destination_rules(&self) -> &'a DestinationRules {
+        self.index.destination_rules.get_or_init(|| DestinationRules::new(self.snapshot))
+    }
+
+    /// The workloads that run a sidecar, by principal, built once per index.
+    pub(crate) fn sidecar_callers(&self) -> &'a SidecarCallers {
+        self.index.sidecar_callers.get_or_init(|| SidecarCallers::new(self.model))
     }
 
     /// Every VirtualService of the input, with its spec or why it does not decode.
@@ -239,17 +265,18 @@ impl<'a> Mesh<'a> {
     }
 
     /// Principals of the ingress gateways the input shows: Gateway API gateways other than
-    /// waypoints, and workloads labelled `istio: ingressgateway`.
-    pub fn ingress_gateway_principals(&self) -> BTreeSet<String> {
-        let gateways = self.model.gateways().iter().filter(|gateway| !gateway.is_waypoint());
-        let classic = self
-            .workloads()
-            .iter()
-            .filter(|workload| workload.labels.get(ISTIO_GATEWAY_LABEL).map(String::as_str) == Some("ingressgateway"));
-        gateways
-            .filter_map(|gateway| self.principal(&gateway.namespace, &gateway.service_account))
-            .chain(classic.filter_map(|workload| self.principal(&workload.namespace, &workload.service_account)))
-            .collect()
+    /// waypoints, and workloads labelled `istio: ingressgateway` (built once per index).
+    pub fn ingress_gateway_principals(&self) -> &'a BTreeSet<String> {
+        self.index.ingress_gateway_principals.get_or_init(|| {
+            let gateways = self.model.gateways().iter().filter(|gateway| !gateway.is_waypoint());
+            let classic = self.model.workloads().iter().filter(|workload| {
+                workload.labels.get(ISTIO_GATEWAY_LABEL).map(String::as_str) == Some("ingressgateway")
+            });
+            gateways
+                .filter_map(|gateway| self.principal(&gateway.namespace, &gateway.service_account))
+                .chain(classic.filter_map(|workload| self.principal(&workload.namespace, &workload.service_account)))
+                .collect()
+        })
     }
 
     fn waypoint_name(&self, namespace: &str, requested: Option<&str>) -> String {
@@ -518,7 +545,7 @@ spec: {gatewayClassName: istio, listeners: [{name: http, port: 80, protocol: HTT
         assert!(mesh.waypoint_gateway_to_emit("shop", &mut report).is_none());
         assert_eq!(report.unsupported_count(), 0);
         assert_eq!(
-            mesh.ingress_gateway_principals().into_iter().collect::<Vec<_>>(),
+            mesh.ingress_gateway_principals().iter().collect::<Vec<_>>(),
             vec!["cluster.local/ns/edge/sa/ingress-istio"]
         );
     }

@@ -28,6 +28,7 @@ use crate::change::ResourceRef;
 use crate::kinds::Kind;
 use crate::mesh::networking::{DestinationRuleSpec, service_of_host};
 use crate::mesh::{ObjectRef, spec};
+use crate::snapshot::Snapshot;
 
 #[derive(Debug, Default)]
 pub struct VersionServices {
@@ -47,14 +48,14 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
         let key = (subset_use.namespace.as_str(), subset_use.service.as_str(), subset_use.subset.as_str());
         uses.entry(key).or_default().push(subset_use);
     }
-    let rules = DestinationRules::new(mesh);
+    let rules = mesh.destination_rules();
     let mut used_rules: Vec<ObjectRef> = Vec::new();
     let mut host_rules: HashSet<ObjectRef> = HashSet::new();
     let mut seen_rules: HashSet<ObjectRef> = HashSet::new();
     for ((namespace, service_name, subset), users) in uses {
         let Some(service) = mesh.service(namespace, service_name) else { continue };
         let Some(first) = users.first().copied() else { continue };
-        let Some(rule) = rules.find(&first.route, namespace, service_name) else {
+        let Some(rule) = rules.find(mesh.snapshot, &first.route, namespace, service_name) else {
             for user in &users {
                 report.unsupported(
                     &user.route,
@@ -180,29 +181,40 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
 
 /// The DestinationRules by (their namespace, host Service, host namespace), the first of each in
 /// input order: looked up per subset a route uses, which a scan of every rule made quadratic.
-struct DestinationRules<'a> {
-    by_host: HashMap<(&'a str, &'a str, &'a str), &'a DynamicObject>,
+pub(crate) struct DestinationRules {
+    /// Positions in the input's DestinationRules.
+    by_host: HashMap<(String, String, String), usize>,
 }
 
-impl<'a> DestinationRules<'a> {
-    fn new(mesh: &Mesh<'a>) -> Self {
+impl DestinationRules {
+    pub(crate) fn new(snapshot: &Snapshot) -> Self {
         let mut by_host = HashMap::new();
-        for rule in mesh.snapshot.all(Kind::DestinationRule) {
+        for (position, rule) in snapshot.all(Kind::DestinationRule).iter().enumerate() {
             let Some(namespace) = rule.metadata.namespace.as_deref() else { continue };
             let host = rule.data.pointer("/spec/host").and_then(Value::as_str);
             if let Some((service, host_namespace)) = host.and_then(|host| service_of_host(host, namespace)) {
-                by_host.entry((namespace, service, host_namespace)).or_insert(rule);
+                let key = (namespace.to_string(), service.to_string(), host_namespace.to_string());
+                by_host.entry(key).or_insert(position);
             }
         }
         DestinationRules { by_host }
     }
 
-    /// The DestinationRule for a host as Istio finds it: in the route's namespace, then the host's.
-    fn find(&self, route: &ObjectRef, namespace: &str, service: &str) -> Option<&'a DynamicObject> {
+    /// The DestinationRule of `snapshot` (the one the index was built from) for a host as Istio
+    /// finds it: in the route's namespace, then the host's.
+    fn find<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        route: &ObjectRef,
+        namespace: &str,
+        service: &str,
+    ) -> Option<&'s DynamicObject> {
         let route_namespace = route.namespace.as_deref().unwrap_or(namespace);
-        [route_namespace, namespace]
-            .into_iter()
-            .find_map(|candidate| self.by_host.get(&(candidate, service, namespace)).copied())
+        let rules = snapshot.all(Kind::DestinationRule);
+        [route_namespace, namespace].into_iter().find_map(|candidate| {
+            let key = (candidate.to_string(), service.to_string(), namespace.to_string());
+            self.by_host.get(&key).map(|position| &rules[*position])
+        })
     }
 }
 
@@ -325,6 +337,12 @@ fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, unreplaced: &BTreeSet<(Stri
 pub(crate) fn report_policies_without_waypoint(mesh: &Mesh, report: &mut Report) {
     for object in mesh.snapshot.all(Kind::DestinationRule) {
         let Some(rule_namespace) = object.metadata.namespace.as_deref() else { continue };
+        // The host the decoding gives, read without decoding: a conversion of a few namespaces
+        // decodes only their rules, not every rule of the mesh.
+        let out_of_scope = |host: &str| service_of_host(host, rule_namespace).is_none_or(|(_, ns)| !mesh.in_scope(ns));
+        if object.data.get("spec").and_then(|spec| spec.get("host")).and_then(Value::as_str).is_some_and(out_of_scope) {
+            continue;
+        }
         let Ok(rule) = spec::<DestinationRuleSpec>(object) else { continue };
         let Some((name, namespace)) = service_of_host(&rule.host, rule_namespace) else { continue };
         if !mesh.in_scope(namespace) || mesh.waypoint(namespace).is_some() || mesh.service(namespace, name).is_none() {

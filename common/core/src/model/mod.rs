@@ -187,12 +187,10 @@ impl<'a> MeshModel<'a> {
             .map(|(name, ns)| (name, NamespaceMode::of(ns)))
             .collect();
         let mut pods: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
-        let pod_objects = snapshot.all(Kind::Pod).iter().filter(|pod| in_scope(namespace_of(pod)));
-        for pod in pod_objects.map(Pod::of).filter(Pod::is_live) {
+        for pod in objects_in(snapshot, Kind::Pod, only.as_deref()).map(Pod::of).filter(Pod::is_live) {
             pods.entry(pod.namespace.to_string()).or_default().push(pod);
         }
-        let gateway_objects = snapshot.all(Kind::Gateway).iter().filter(|gateway| in_scope(namespace_of(gateway)));
-        let gateways = gateway_objects.filter_map(Gateway::of).collect();
+        let gateways = objects_in(snapshot, Kind::Gateway, only.as_deref()).filter_map(Gateway::of).collect();
         let mut model = MeshModel {
             snapshot,
             trust_domain,
@@ -292,9 +290,7 @@ impl<'a> MeshModel<'a> {
             }
         }
         for kind in [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet, Kind::Job, Kind::CronJob] {
-            let in_scope =
-                |controller: &&DynamicObject| self.only.as_deref().is_none_or(|only| namespace_of(controller) == only);
-            for controller in self.snapshot.all(kind).iter().filter(in_scope) {
+            for controller in objects_in(self.snapshot, kind, self.only.as_deref()) {
                 let namespace = controller.metadata.namespace.clone().unwrap_or_default();
                 if self.pods_in(&namespace).iter().any(|pod| owns(kind, controller, pod)) {
                     continue;
@@ -361,11 +357,8 @@ impl<'a> MeshModel<'a> {
                 reasons.entry(namespace.to_string()).or_default().insert(reason);
             }
         };
-        // The objects of `kind` that can give a reason to their own namespace (an object without a
-        // namespace counts for the empty one).
-        let own = |kind: Kind| {
-            snapshot.all(kind).iter().filter(move |object| only.is_none_or(|only| namespace_of(object) == only))
-        };
+        // The objects of `kind` that can give a reason to their own namespace.
+        let own = |kind: Kind| objects_in(snapshot, kind, only);
         for object in own(Kind::AuthorizationPolicy) {
             let Ok(policy) = spec::<AuthorizationPolicySpec>(object) else { continue };
             let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
@@ -436,9 +429,23 @@ impl<'a> MeshModel<'a> {
     }
 }
 
-/// The namespace of an object (the empty one when it has none).
-fn namespace_of(object: &DynamicObject) -> &str {
-    object.metadata.namespace.as_deref().unwrap_or_default()
+/// The objects of `kind` in `only` (an object without a namespace counts for the empty one),
+/// or all of them.
+fn objects_in<'s>(
+    snapshot: &'s Snapshot,
+    kind: Kind,
+    only: Option<&str>,
+) -> Box<dyn Iterator<Item = &'s DynamicObject> + 's> {
+    match only {
+        Some(namespace) if !namespace.is_empty() => Box::new(snapshot.in_namespace(kind, namespace)),
+        Some(_) => Box::new(
+            snapshot
+                .all(kind)
+                .iter()
+                .filter(|object| object.metadata.namespace.as_deref().unwrap_or_default().is_empty()),
+        ),
+        None => Box::new(snapshot.all(kind).iter()),
+    }
 }
 
 /// The label the Job controller puts on a Job's pods, naming the Job.
