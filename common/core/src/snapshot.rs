@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::fields::{Fields, ObjectSeed};
 use crate::kinds::Kind;
+use crate::mesh::networking::service_of_host;
 
 /// What the source could say about one kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,6 +61,10 @@ pub struct Snapshot {
     /// are found without scanning the kind (the planners ask once per namespace, which a scan
     /// made quadratic). Built on the first such lookup, then kept up to date like `index`.
     by_namespace: OnceLock<HashMap<Kind, HashMap<String, Vec<usize>>>>,
+    /// The VirtualServices and DestinationRules by the namespaces of the Services their hosts
+    /// name ([`Snapshot::routing_into`]). Built on the first such lookup, dropped when an object
+    /// of either kind is added, removed or handed out for change.
+    routing: OnceLock<Routing>,
     coverage: BTreeMap<Kind, Coverage>,
     pub source: Source,
     /// Served kinds and versions, when known (live discovery, or CRDs in the input).
@@ -138,6 +143,7 @@ impl Snapshot {
             objects: BTreeMap::new(),
             index: OnceLock::new(),
             by_namespace: OnceLock::new(),
+            routing: OnceLock::new(),
             coverage: BTreeMap::new(),
             source,
             served: None,
@@ -218,6 +224,7 @@ impl Snapshot {
     /// [`Snapshot::remove_object`]: the index by name stays valid, so a plan of thousands of
     /// actions does not rebuild it after each one.
     pub(crate) fn objects_mut(&mut self, kind: Kind) -> &mut [DynamicObject] {
+        self.routing_changes(kind);
         self.objects.entry(kind).or_default()
     }
 
@@ -237,6 +244,7 @@ impl Snapshot {
 
     /// Adds an object of a known kind at the end of its list (the change simulator's create).
     pub(crate) fn push_object(&mut self, kind: Kind, object: DynamicObject) {
+        self.routing_changes(kind);
         let objects = self.objects.entry(kind).or_default();
         if let Some(index) = self.index.get_mut() {
             index.entry(object_key(kind, &object)).or_insert(objects.len());
@@ -249,6 +257,7 @@ impl Snapshot {
 
     /// Removes the object at `position` of its kind's list, keeping the order of the others.
     pub(crate) fn remove_object(&mut self, kind: Kind, position: usize) {
+        self.routing_changes(kind);
         let objects = self.objects.entry(kind).or_default();
         if position >= objects.len() {
             return;
@@ -281,6 +290,12 @@ impl Snapshot {
         kind: Kind,
         namespace: &str,
     ) -> impl Iterator<Item = &'a DynamicObject> + use<'a> {
+        let objects = self.all(kind);
+        self.namespace_positions(kind, namespace).iter().map(move |position| &objects[*position])
+    }
+
+    /// Positions in the kind's list of the objects of `kind` in `namespace`, ascending.
+    pub(crate) fn namespace_positions(&self, kind: Kind, namespace: &str) -> &[usize] {
         let by_namespace = self.by_namespace.get_or_init(|| {
             let mut by_namespace: HashMap<Kind, HashMap<String, Vec<usize>>> = HashMap::new();
             for (kind, objects) in &self.objects {
@@ -294,8 +309,37 @@ impl Snapshot {
             by_namespace
         });
         let positions = by_namespace.get(&kind).and_then(|by_kind| by_kind.get(namespace));
+        positions.map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// The VirtualServices (`kind` VirtualService, by `spec.hosts`) or DestinationRules (by
+    /// `spec.host`) that name a Service of `namespace` (as [`service_of_host`] resolves a host
+    /// against the object's namespace), and those whose host field is missing or no string (list),
+    /// which only decoding tells: a superset of what a reader of `namespace` decodes, in the kind's
+    /// order. Any other kind: all its objects. The per-namespace views of the planners read this
+    /// instead of every route of the mesh for each namespace.
+    pub fn routing_into<'a>(
+        &'a self,
+        kind: Kind,
+        namespace: &str,
+    ) -> impl Iterator<Item = &'a DynamicObject> + use<'a> {
         let objects = self.all(kind);
-        positions.map(Vec::as_slice).unwrap_or_default().iter().map(move |position| &objects[*position])
+        if routing_field(kind).is_none() {
+            return Box::new(objects.iter()) as Box<dyn Iterator<Item = _>>;
+        }
+        let routing = self.routing.get_or_init(|| Routing::new(self));
+        let named = routing.by_namespace.get(&(kind, namespace.to_string())).map(Vec::as_slice).unwrap_or_default();
+        let undecided = routing.undecided.get(&kind).map(Vec::as_slice).unwrap_or_default();
+        let mut positions: Vec<usize> = named.iter().chain(undecided).copied().collect();
+        positions.sort_unstable();
+        positions.dedup();
+        Box::new(positions.into_iter().map(move |position| &objects[position]))
+    }
+
+    fn routing_changes(&mut self, kind: Kind) {
+        if routing_field(kind).is_some() {
+            self.routing.take();
+        }
     }
 
     /// The first object of `kind` named `name` in `namespace` (None for cluster-scoped kinds).
@@ -357,6 +401,7 @@ impl Snapshot {
     pub fn default_namespace(&mut self, namespace: &str) {
         self.index.take();
         self.by_namespace.take();
+        self.routing.take();
         for (kind, objects) in &mut self.objects {
             if !kind.info().namespaced {
                 continue;
@@ -400,6 +445,55 @@ fn argo_rollout_targets(api_version: &str, kind: &str, object: &DynamicObject) -
         .into_iter()
         .map(|(kind, name)| ((kind.to_string(), object.metadata.namespace.clone(), name), rollout.clone()))
         .collect()
+}
+
+/// The host field of the kinds [`Snapshot::routing_into`] indexes.
+fn routing_field(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::VirtualService => Some("hosts"),
+        Kind::DestinationRule => Some("host"),
+        _ => None,
+    }
+}
+
+/// Positions of the routing objects by (kind, namespace of a Service a host names), and of those
+/// whose host field does not say (see [`Snapshot::routing_into`]).
+#[derive(Debug, Clone, Default)]
+struct Routing {
+    by_namespace: HashMap<(Kind, String), Vec<usize>>,
+    undecided: HashMap<Kind, Vec<usize>>,
+}
+
+impl Routing {
+    fn new(snapshot: &Snapshot) -> Self {
+        let mut routing = Routing::default();
+        for kind in [Kind::VirtualService, Kind::DestinationRule] {
+            let Some(field) = routing_field(kind) else { continue };
+            for (position, object) in snapshot.all(kind).iter().enumerate() {
+                let own = object.metadata.namespace.as_deref().unwrap_or_default();
+                let hosts: Option<Vec<&str>> = match object.data.get("spec").and_then(|spec| spec.get(field)) {
+                    Some(Value::String(host)) => Some(vec![host.as_str()]),
+                    Some(Value::Array(hosts)) => hosts.iter().map(Value::as_str).collect(),
+                    _ => None,
+                };
+                let Some(hosts) = hosts else {
+                    routing.undecided.entry(kind).or_default().push(position);
+                    continue;
+                };
+                let mut namespaces: Vec<&str> = hosts
+                    .iter()
+                    .filter_map(|host| service_of_host(host, own))
+                    .map(|(_, namespace)| namespace)
+                    .collect();
+                namespaces.sort_unstable();
+                namespaces.dedup();
+                for namespace in namespaces {
+                    routing.by_namespace.entry((kind, namespace.to_string())).or_default().push(position);
+                }
+            }
+        }
+        routing
+    }
 }
 
 fn object_key(kind: Kind, object: &DynamicObject) -> ObjectKey {

@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube_core::DynamicObject;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::facts::service_parents;
 use super::{Finding, NamespaceReport, PodCounts, Scope, Severity, ids};
@@ -105,30 +104,20 @@ impl<'a> MeshContext<'a> {
         control_plane_namespaces.remove(crate::mesh::OPERATORS_NAMESPACE);
         let ambient_control_plane = crate::model::dataplane::ambient_control_plane(snapshot);
         let mut invalid = Vec::new();
-        // What a question about `only` reads: its own policies, and the routes and rules whose
-        // host (a string of the object, as decoded) names one of its Services.
-        // A host field that is no string (or list of strings) is left to the decoding: a missing
-        // DestinationRule host decodes as "", the rule's own namespace.
-        let hosts_into = |object: &DynamicObject, field: &str| {
-            let Some(only) = only else { return true };
-            let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
-            let names_only = |host: &Value| {
-                host.as_str().is_none_or(|host| service_of_host(host, namespace).is_some_and(|(_, ns)| ns == only))
-            };
-            match object.data.get("spec").and_then(|spec| spec.get(field)) {
-                Some(Value::Array(hosts)) => hosts.iter().any(names_only),
-                Some(host @ Value::String(_)) => names_only(host),
-                _ => true,
-            }
-        };
+        // What a question about `only` reads: its own policies, and the routes and rules that
+        // name its Services.
         let policies = match only {
             Some(namespace) => decode_all(snapshot.in_namespace(Kind::AuthorizationPolicy, namespace), &mut invalid),
             None => decode_all(snapshot.all(Kind::AuthorizationPolicy).iter(), &mut invalid),
         };
-        let virtual_services =
-            decode_all(snapshot.all(Kind::VirtualService).iter().filter(|vs| hosts_into(vs, "hosts")), &mut invalid);
-        let destination_rules =
-            decode_all(snapshot.all(Kind::DestinationRule).iter().filter(|dr| hosts_into(dr, "host")), &mut invalid);
+        let routing = |kind: Kind| -> Box<dyn Iterator<Item = &'a DynamicObject>> {
+            match only {
+                Some(namespace) => Box::new(snapshot.routing_into(kind, namespace)),
+                None => Box::new(snapshot.all(kind).iter()),
+            }
+        };
+        let virtual_services = decode_all(routing(Kind::VirtualService), &mut invalid);
+        let destination_rules = decode_all(routing(Kind::DestinationRule), &mut invalid);
         let model = match only {
             None => MeshModel::new(snapshot),
             Some(namespace) => MeshModel::of_namespace(snapshot, namespace),

@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use super::bypass::SidecarCallers;
 use super::objects::{generated, invalid_name};
 use super::policies::{NamespaceServices, input_targetable_services};
-use super::services::DestinationRules;
+use super::services::{DestinationRules, SubsetRouters, subset_routers};
 use super::{ConvertOptions, Report};
 use crate::equivalence::topology::Topology;
 use crate::kinds::Kind;
@@ -57,6 +57,7 @@ pub struct MeshIndex<'a> {
     topology: OnceCell<Topology>,
     targetable_services: OnceCell<HashMap<String, NamespaceServices>>,
     destination_rules: OnceCell<DestinationRules>,
+    subset_routers: OnceCell<SubsetRouters>,
     sidecar_callers: OnceCell<SidecarCallers>,
     ingress_gateway_principals: OnceCell<BTreeSet<String>>,
 }
@@ -84,6 +85,7 @@ impl<'a> MeshIndex<'a> {
             topology: OnceCell::new(),
             targetable_services: OnceCell::new(),
             destination_rules: OnceCell::new(),
+            subset_routers: OnceCell::new(),
             sidecar_callers: OnceCell::new(),
             ingress_gateway_principals: OnceCell::new(),
         }
@@ -138,6 +140,11 @@ impl<'a> Mesh<'a> {
     /// The input's DestinationRules by host, built once per index.
     pub(crate) fn destination_rules(&self) -> &'a DestinationRules {
         self.index.destination_rules.get_or_init(|| DestinationRules::new(self.snapshot))
+    }
+
+    /// The VirtualServices routing to subsets of each host, built once per index.
+    pub(crate) fn subset_routers(&self) -> &'a SubsetRouters {
+        self.index.subset_routers.get_or_init(|| subset_routers(self))
     }
 
     /// The workloads that run a sidecar, by principal, built once per index.

@@ -160,7 +160,7 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
     // A route refused here (a subset no rule defines) is not replaced after all.
     let replaced_routes: Vec<ResourceRef> =
         routed.replaced.iter().filter(|vs| !report.refused(&ObjectRef::from(*vs))).cloned().collect();
-    let unreplaced = hosts_routed_by_unreplaced(mesh, &replaced_routes);
+    let replaced: BTreeSet<&ResourceRef> = replaced_routes.iter().collect();
     let mut inert = inert_subset_rules(mesh, &used_rules);
     inert.retain(|rule| {
         let object = mesh.snapshot.get(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name);
@@ -173,7 +173,7 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
     result.replaced = used_rules
         .into_iter()
         .chain(inert)
-        .filter(|rule| all_users_replaced(mesh, rule, &unreplaced))
+        .filter(|rule| all_users_replaced(mesh, rule, &replaced))
         .map(|rule| ResourceRef::new(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name))
         .collect();
     result
@@ -295,28 +295,27 @@ fn inert_subset_rules(mesh: &Mesh, used: &[ObjectRef]) -> Vec<ObjectRef> {
         .collect()
 }
 
-/// The hosts, as (service, namespace), to whose subsets a VirtualService that was not replaced
-/// routes. Decoded once for all rules: per rule, it made the pass quadratic in the mesh.
-fn hosts_routed_by_unreplaced(mesh: &Mesh, replaced: &[ResourceRef]) -> BTreeSet<(String, String)> {
-    let replaced: BTreeSet<&ResourceRef> = replaced.iter().collect();
-    let mut hosts = BTreeSet::new();
+/// The VirtualServices that route to subsets of each host, as (service, namespace), by
+/// reference (None for one without a name): what every conversion of one input shares, decoded
+/// once (per rule, and then per conversion, it made the pass quadratic in the mesh).
+pub(crate) type SubsetRouters = HashMap<(String, String), Vec<Option<ResourceRef>>>;
+
+pub(crate) fn subset_routers(mesh: &Mesh) -> SubsetRouters {
+    let mut routers: SubsetRouters = HashMap::new();
     for (vs, decoded) in mesh.virtual_services() {
-        if ResourceRef::of(vs).is_ok_and(|vs| replaced.contains(&vs)) {
-            continue;
-        }
         let vs_namespace = vs.metadata.namespace.as_deref().unwrap_or_default();
         let Ok(vs_spec) = decoded else { continue };
         for (host, _) in vs_spec.subset_destinations() {
             if let Some((name, namespace)) = service_of_host(host, vs_namespace) {
-                hosts.insert((name.to_string(), namespace.to_string()));
+                routers.entry((name.to_string(), namespace.to_string())).or_default().push(ResourceRef::of(vs).ok());
             }
         }
     }
-    hosts
+    routers
 }
 
 /// True when every VirtualService that routes to a subset of the rule's host was replaced.
-fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, unreplaced: &BTreeSet<(String, String)>) -> bool {
+fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, replaced: &BTreeSet<&ResourceRef>) -> bool {
     let Some(object) = mesh.snapshot.get(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name) else {
         return false;
     };
@@ -326,7 +325,8 @@ fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, unreplaced: &BTreeSet<(Stri
     else {
         return false;
     };
-    !unreplaced.contains(&(host.0.to_string(), host.1.to_string()))
+    let routers = mesh.subset_routers().get(&(host.0.to_string(), host.1.to_string()));
+    routers.into_iter().flatten().all(|router| router.as_ref().is_some_and(|router| replaced.contains(router)))
 }
 
 /// A DestinationRule's traffic policy (load balancing, connection pool, outlier detection, TLS

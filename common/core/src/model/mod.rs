@@ -373,16 +373,12 @@ impl<'a> MeshModel<'a> {
             }
         }
         let services_known = snapshot.knows(Kind::Service);
-        // A VirtualService of any namespace can route a Service of `only`; one whose hosts name none
-        // of its Services is not decoded (the decoded hosts are these strings).
-        let may_route_into = |object: &DynamicObject| {
-            let own = object.metadata.namespace.as_deref().unwrap_or_default();
-            let hosts = object.data.pointer("/spec/hosts").and_then(Value::as_array).into_iter().flatten();
-            only.is_none_or(|only| {
-                hosts.filter_map(Value::as_str).any(|host| service_of_host(host, own).is_some_and(|(_, ns)| ns == only))
-            })
+        // A VirtualService of any namespace can route a Service of `only`.
+        let virtual_services: Box<dyn Iterator<Item = &DynamicObject>> = match only {
+            Some(namespace) => Box::new(snapshot.routing_into(Kind::VirtualService, namespace)),
+            None => Box::new(snapshot.all(Kind::VirtualService).iter()),
         };
-        for object in snapshot.all(Kind::VirtualService).iter().filter(|object| may_route_into(object)) {
+        for object in virtual_services {
             let Ok(route) = spec::<VirtualServiceSpec>(object) else { continue };
             if route.is_gateway_only() {
                 continue;
