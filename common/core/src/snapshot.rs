@@ -324,16 +324,27 @@ impl Snapshot {
         namespace: &str,
     ) -> impl Iterator<Item = &'a DynamicObject> + use<'a> {
         let objects = self.all(kind);
+        self.routing_positions(kind, [namespace]).into_iter().map(move |position| &objects[position])
+    }
+
+    /// Positions in the kind's list of [`Snapshot::routing_into`] any of `namespaces`, ascending.
+    pub(crate) fn routing_positions<'n>(
+        &self,
+        kind: Kind,
+        namespaces: impl IntoIterator<Item = &'n str>,
+    ) -> Vec<usize> {
         if routing_field(kind).is_none() {
-            return Box::new(objects.iter()) as Box<dyn Iterator<Item = _>>;
+            return (0..self.all(kind).len()).collect();
         }
         let routing = self.routing.get_or_init(|| Routing::new(self));
-        let named = routing.by_namespace.get(&(kind, namespace.to_string())).map(Vec::as_slice).unwrap_or_default();
+        let named = namespaces.into_iter().flat_map(|namespace| {
+            routing.by_namespace.get(&(kind, namespace.to_string())).map(Vec::as_slice).unwrap_or_default()
+        });
         let undecided = routing.undecided.get(&kind).map(Vec::as_slice).unwrap_or_default();
-        let mut positions: Vec<usize> = named.iter().chain(undecided).copied().collect();
+        let mut positions: Vec<usize> = named.chain(undecided).copied().collect();
         positions.sort_unstable();
         positions.dedup();
-        Box::new(positions.into_iter().map(move |position| &objects[position]))
+        positions
     }
 
     fn routing_changes(&mut self, kind: Kind) {

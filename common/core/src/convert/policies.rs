@@ -81,13 +81,18 @@ pub(crate) fn convert_policies(
     let targetable = TargetableServices::new(mesh, version_services);
     for kind in POLICY_KINDS {
         for policy in mesh.snapshot.all(kind) {
-            let reference = ObjectRef::of(policy);
             let Some(namespace) = policy.metadata.namespace.as_deref() else {
-                report.unsupported(&reference, "metadata.namespace", "the object has no namespace; pass -n NS");
+                report.unsupported(
+                    &ObjectRef::of(policy),
+                    "metadata.namespace",
+                    "the object has no namespace; pass -n NS",
+                );
                 continue;
             };
             let targeted = || {
-                policy.data.pointer("/spec/targetRefs").is_some() || policy.data.pointer("/spec/targetRef").is_some()
+                let spec = policy.data.get("spec");
+                spec.and_then(|spec| spec.get("targetRefs")).is_some()
+                    || spec.and_then(|spec| spec.get("targetRef")).is_some()
             };
             if namespace == ROOT_NAMESPACE && !targeted() {
                 if kind == Kind::AuthorizationPolicy && !is_generated(policy) {
@@ -99,6 +104,7 @@ pub(crate) fn convert_policies(
             if !mesh.in_scope(namespace) || is_generated(policy) {
                 continue;
             }
+            let reference = ObjectRef::of(policy);
             let spec = policy.data.get("spec").cloned().unwrap_or_else(|| json!({}));
             let services = targetable.in_namespace(namespace);
             if spec.get("targetRefs").is_some() || spec.get("targetRef").is_some() {

@@ -157,6 +157,11 @@ impl<'a> Mesh<'a> {
         &self.index.virtual_services
     }
 
+    /// The namespaces converted.
+    pub fn scope(&self) -> impl Iterator<Item = &str> {
+        self.scope.iter().map(String::as_str)
+    }
+
     /// True when `namespace` is converted at all.
     pub fn in_scope(&self, namespace: &str) -> bool {
         self.scope.contains(namespace)

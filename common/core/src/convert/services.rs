@@ -335,14 +335,12 @@ fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, replaced: &BTreeSet<&Resour
 /// conversion the policy would silently stop applying: reported. (`tls.mode: ISTIO_MUTUAL` alone
 /// is what HBONE does anyway.)
 pub(crate) fn report_policies_without_waypoint(mesh: &Mesh, report: &mut Report) {
-    for object in mesh.snapshot.all(Kind::DestinationRule) {
+    // Only the rules whose host can name a Service in scope: a conversion of a few namespaces
+    // reads their rules, not every rule of the mesh.
+    let rules = mesh.snapshot.all(Kind::DestinationRule);
+    let candidates = mesh.snapshot.routing_positions(Kind::DestinationRule, mesh.scope());
+    for object in candidates.into_iter().map(|position| &rules[position]) {
         let Some(rule_namespace) = object.metadata.namespace.as_deref() else { continue };
-        // The host the decoding gives, read without decoding: a conversion of a few namespaces
-        // decodes only their rules, not every rule of the mesh.
-        let out_of_scope = |host: &str| service_of_host(host, rule_namespace).is_none_or(|(_, ns)| !mesh.in_scope(ns));
-        if object.data.get("spec").and_then(|spec| spec.get("host")).and_then(Value::as_str).is_some_and(out_of_scope) {
-            continue;
-        }
         let Ok(rule) = spec::<DestinationRuleSpec>(object) else { continue };
         let Some((name, namespace)) = service_of_host(&rule.host, rule_namespace) else { continue };
         if !mesh.in_scope(namespace) || mesh.waypoint(namespace).is_some() || mesh.service(namespace, name).is_none() {
