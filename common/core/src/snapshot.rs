@@ -757,6 +757,36 @@ mod tests {
     }
 
     #[test]
+    fn routes_and_rules_are_found_by_the_namespaces_their_hosts_name_after_any_change() {
+        let object = |value: Value| -> DynamicObject { serde_json::from_value(value).unwrap() };
+        let route = |name: &str, hosts: Value| {
+            object(serde_json::json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                "metadata": {"name": name, "namespace": "a"}, "spec": {"hosts": hosts}}))
+        };
+        let mut snapshot = Snapshot::from_objects(vec![
+            route("local", serde_json::json!(["web"])),
+            route("remote", serde_json::json!(["api.b.svc.cluster.local", "*.example.com"])),
+            route("odd", serde_json::json!("web")),
+            object(serde_json::json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                "metadata": {"name": "hostless", "namespace": "c"}, "spec": {}})),
+        ]);
+        let names = |snapshot: &Snapshot, kind: Kind, namespace: &str| -> Vec<String> {
+            snapshot.routing_into(kind, namespace).filter_map(|object| object.metadata.name.clone()).collect()
+        };
+        assert_eq!(names(&snapshot, Kind::VirtualService, "a"), ["local", "odd"], "a string is read as one host");
+        assert_eq!(names(&snapshot, Kind::VirtualService, "b"), ["remote"]);
+        assert_eq!(names(&snapshot, Kind::DestinationRule, "z"), ["hostless"], "a missing host is left to decoding");
+        // A route changed in place, added or removed is found where it names now.
+        snapshot.objects_mut(Kind::VirtualService)[0].data["spec"]["hosts"] = serde_json::json!(["web.b"]);
+        assert_eq!(names(&snapshot, Kind::VirtualService, "a"), ["odd"]);
+        assert_eq!(names(&snapshot, Kind::VirtualService, "b"), ["local", "remote"]);
+        snapshot.remove_object(Kind::VirtualService, 1);
+        snapshot.push_object(Kind::VirtualService, route("late", serde_json::json!(["web"])));
+        assert_eq!(names(&snapshot, Kind::VirtualService, "a"), ["odd", "late"]);
+        assert_eq!(names(&snapshot, Kind::VirtualService, "b"), ["local"]);
+    }
+
+    #[test]
     fn objects_without_a_namespace_get_the_default_one() {
         let objects = parse_documents(
             Path::new("x.yaml"),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::tests::{after, ambient_ready, bookinfo};
+use super::tests::{self, after, ambient_ready, bookinfo};
 use super::waypoint::{WaypointIntent, plan_waypoint};
 use super::*;
 use crate::change::apply_in_place;
@@ -138,4 +138,101 @@ fn namespace_views_and_a_shared_converter_agree_with_the_whole_mesh_along_a_gene
     for state in states.iter().step_by(25) {
         assert_shared_conversions_agree(state);
     }
+}
+
+#[test]
+fn namespace_views_and_a_shared_converter_agree_with_the_whole_mesh_on_cross_namespace_and_odd_objects() {
+    let state = Snapshot::from_objects(tests::yaml(
+        "apiVersion: v1
+kind: Namespace
+metadata: {name: a, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: b, labels: {istio.io/use-waypoint: wp}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: b, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: b}
+spec: {selector: {app: api}, ports: [{name: http, port: 8080, targetPort: web}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: a}
+spec: {selector: {app: web}, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api-1, namespace: b, labels: {app: api}}
+spec: {serviceAccountName: api, containers: [{name: app, ports: [{name: web, containerPort: 9090}]}, {name: istio-proxy}]}
+status: {phase: Running, conditions: [{type: Ready, status: 'True'}]}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly, namespace: a}
+spec: {jobTemplate: {spec: {template: {metadata: {labels: {app: nightly}}, spec: {containers: [{name: job}]}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: to-api, namespace: a}
+spec: {hosts: [api.b.svc.cluster.local], http: [{route: [{destination: {host: api.b.svc.cluster.local, subset: v1}}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: edge, namespace: a}
+spec: {hosts: [web], gateways: [a/edge], http: [{route: [{destination: {host: web}}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: hostless, namespace: a}
+spec: {http: [{route: [{destination: {host: web}}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: a}
+spec: {host: api.b.svc.cluster.local, subsets: [{name: v1, labels: {app: api}}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: nohost, namespace: b}
+spec: {subsets: [{name: v1, labels: {app: api}}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: l7, namespace: b}
+spec: {selector: {matchLabels: {app: api}}, rules: [{to: [{operation: {methods: [GET]}}]}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: mesh-wide, namespace: istio-system}
+spec: {rules: [{to: [{operation: {paths: [/admin]}}]}], action: DENY}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: attached, namespace: a}
+spec: {targetRefs: [{kind: Service, group: '', name: web}], rules: [{}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: mesh-route, namespace: c}
+spec: {parentRefs: [{kind: Service, group: '', name: svc}]}
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: logs, namespace: d}
+spec: {}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: wp, namespace: b}
+spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+status: {conditions: [{type: Programmed, status: 'True'}]}
+",
+    ));
+    assert_scoped_views_agree(&state);
+    assert_shared_conversions_agree(&state);
 }
