@@ -372,10 +372,19 @@ fn restart(snapshot: &mut Snapshot, target: &ResourceRef) -> Result<(), RefusalR
             let mut pod_spec = template.get("spec").cloned().unwrap_or_else(|| Value::Object(Default::default()));
             let injected = injects(&namespace_mode, &template_labels, &template_annotations);
             set_proxy_container(&mut pod_spec, proxy(injected));
-            // The namespace first: a restart in a plan over many namespaces looks at its own pods.
-            let pods = snapshot.objects_mut(Kind::Pod).iter_mut();
-            let own = pods.filter(|pod| pod.metadata.namespace == controller.metadata.namespace);
-            for pod in own.filter(|pod| controls(&controller, pod)) {
+            // Only its namespace's pods: a restart in a plan over many namespaces looks at its own.
+            let own: Vec<usize> = match controller.metadata.namespace.as_deref() {
+                Some(namespace) => snapshot.namespace_positions(Kind::Pod, namespace).to_vec(),
+                None => (0..snapshot.all(Kind::Pod).len())
+                    .filter(|position| snapshot.all(Kind::Pod)[*position].metadata.namespace.is_none())
+                    .collect(),
+            };
+            let pods = snapshot.objects_mut(Kind::Pod);
+            for position in own {
+                let pod = &mut pods[position];
+                if !controls(&controller, pod) {
+                    continue;
+                }
                 let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
                 labels.extend(template_labels.clone());
                 set_injected_labels(labels, injected);

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::fields::{Fields, ObjectSeed};
 use crate::kinds::Kind;
+use crate::mesh::networking::service_of_host;
 
 /// What the source could say about one kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -56,6 +57,14 @@ pub struct Snapshot {
     /// constant time (checks and the translator make one per object, which a scan made quadratic).
     /// Kept up to date by [`Snapshot::insert`]; built on the next lookup after an in-place change.
     index: OnceLock<HashMap<ObjectKey, usize>>,
+    /// Positions of each kind's objects by namespace, ascending, so that a namespace's objects
+    /// are found without scanning the kind (the planners ask once per namespace, which a scan
+    /// made quadratic). Built on the first such lookup, then kept up to date like `index`.
+    by_namespace: OnceLock<HashMap<Kind, HashMap<String, Vec<usize>>>>,
+    /// The VirtualServices and DestinationRules by the namespaces of the Services their hosts
+    /// name ([`Snapshot::routing_into`]). Built on the first such lookup, dropped when an object
+    /// of either kind is added, removed or handed out for change.
+    routing: OnceLock<Routing>,
     coverage: BTreeMap<Kind, Coverage>,
     pub source: Source,
     /// Served kinds and versions, when known (live discovery, or CRDs in the input).
@@ -133,6 +142,8 @@ impl Snapshot {
         Snapshot {
             objects: BTreeMap::new(),
             index: OnceLock::new(),
+            by_namespace: OnceLock::new(),
+            routing: OnceLock::new(),
             coverage: BTreeMap::new(),
             source,
             served: None,
@@ -170,11 +181,7 @@ impl Snapshot {
                 None
             }
             Some(kind) => {
-                let objects = self.objects.entry(kind).or_default();
-                if let Some(index) = self.index.get_mut() {
-                    index.entry(object_key(kind, &object)).or_insert(objects.len());
-                }
-                objects.push(object);
+                self.push_object(kind, object);
                 Some(kind)
             }
             None => {
@@ -217,6 +224,7 @@ impl Snapshot {
     /// [`Snapshot::remove_object`]: the index by name stays valid, so a plan of thousands of
     /// actions does not rebuild it after each one.
     pub(crate) fn objects_mut(&mut self, kind: Kind) -> &mut [DynamicObject] {
+        self.routing_changes(kind);
         self.objects.entry(kind).or_default()
     }
 
@@ -236,20 +244,31 @@ impl Snapshot {
 
     /// Adds an object of a known kind at the end of its list (the change simulator's create).
     pub(crate) fn push_object(&mut self, kind: Kind, object: DynamicObject) {
+        self.routing_changes(kind);
         let objects = self.objects.entry(kind).or_default();
         if let Some(index) = self.index.get_mut() {
             index.entry(object_key(kind, &object)).or_insert(objects.len());
+        }
+        if let (Some(by_namespace), Some(namespace)) = (self.by_namespace.get_mut(), &object.metadata.namespace) {
+            by_namespace.entry(kind).or_default().entry(namespace.clone()).or_default().push(objects.len());
         }
         objects.push(object);
     }
 
     /// Removes the object at `position` of its kind's list, keeping the order of the others.
     pub(crate) fn remove_object(&mut self, kind: Kind, position: usize) {
+        self.routing_changes(kind);
         let objects = self.objects.entry(kind).or_default();
         if position >= objects.len() {
             return;
         }
         let removed = objects.remove(position);
+        if let Some(by_kind) = self.by_namespace.get_mut().and_then(|by_namespace| by_namespace.get_mut(&kind)) {
+            for positions in by_kind.values_mut() {
+                positions.retain(|at| *at != position);
+                positions.iter_mut().filter(|at| **at > position).for_each(|at| *at -= 1);
+            }
+        }
         // Another object of the same key (input may hold duplicates) takes its place in the
         // index: rebuilt on the next lookup, as rare as duplicates are.
         let duplicate = objects.iter().any(|object| object_key(kind, object) == object_key(kind, &removed));
@@ -265,8 +284,73 @@ impl Snapshot {
         }
     }
 
-    pub fn in_namespace<'a>(&'a self, kind: Kind, namespace: &'a str) -> impl Iterator<Item = &'a DynamicObject> + 'a {
-        self.all(kind).iter().filter(move |object| object.metadata.namespace.as_deref() == Some(namespace))
+    /// The objects of `kind` in `namespace`, in the kind's order.
+    pub fn in_namespace<'a>(
+        &'a self,
+        kind: Kind,
+        namespace: &str,
+    ) -> impl Iterator<Item = &'a DynamicObject> + use<'a> {
+        let objects = self.all(kind);
+        self.namespace_positions(kind, namespace).iter().map(move |position| &objects[*position])
+    }
+
+    /// Positions in the kind's list of the objects of `kind` in `namespace`, ascending.
+    pub(crate) fn namespace_positions(&self, kind: Kind, namespace: &str) -> &[usize] {
+        let by_namespace = self.by_namespace.get_or_init(|| {
+            let mut by_namespace: HashMap<Kind, HashMap<String, Vec<usize>>> = HashMap::new();
+            for (kind, objects) in &self.objects {
+                let by_kind = by_namespace.entry(*kind).or_default();
+                for (position, object) in objects.iter().enumerate() {
+                    if let Some(namespace) = &object.metadata.namespace {
+                        by_kind.entry(namespace.clone()).or_default().push(position);
+                    }
+                }
+            }
+            by_namespace
+        });
+        let positions = by_namespace.get(&kind).and_then(|by_kind| by_kind.get(namespace));
+        positions.map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// The VirtualServices (`kind` VirtualService, by `spec.hosts`) or DestinationRules (by
+    /// `spec.host`) that name a Service of `namespace` (as [`service_of_host`] resolves a host
+    /// against the object's namespace), and those whose host field is missing or no string (list),
+    /// which only decoding tells: a superset of what a reader of `namespace` decodes, in the kind's
+    /// order. Any other kind: all its objects. The per-namespace views of the planners read this
+    /// instead of every route of the mesh for each namespace.
+    pub fn routing_into<'a>(
+        &'a self,
+        kind: Kind,
+        namespace: &str,
+    ) -> impl Iterator<Item = &'a DynamicObject> + use<'a> {
+        let objects = self.all(kind);
+        self.routing_positions(kind, [namespace]).into_iter().map(move |position| &objects[position])
+    }
+
+    /// Positions in the kind's list of [`Snapshot::routing_into`] any of `namespaces`, ascending.
+    pub(crate) fn routing_positions<'n>(
+        &self,
+        kind: Kind,
+        namespaces: impl IntoIterator<Item = &'n str>,
+    ) -> Vec<usize> {
+        if routing_field(kind).is_none() {
+            return (0..self.all(kind).len()).collect();
+        }
+        let routing = self.routing.get_or_init(|| Routing::new(self));
+        let named = namespaces.into_iter().flat_map(|namespace| {
+            routing.by_namespace.get(&(kind, namespace.to_string())).map(Vec::as_slice).unwrap_or_default()
+        });
+        let undecided = routing.undecided.get(&kind).map(Vec::as_slice).unwrap_or_default();
+        let mut positions: Vec<usize> = named.chain(undecided).copied().collect();
+        positions.sort_unstable();
+        positions.dedup();
+        positions
+    }
+
+    fn routing_changes(&mut self, kind: Kind) {
+        if routing_field(kind).is_some() {
+            self.routing.take();
+        }
     }
 
     /// The first object of `kind` named `name` in `namespace` (None for cluster-scoped kinds).
@@ -327,6 +411,8 @@ impl Snapshot {
     /// does with manifests such as the upstream samples. Cluster-scoped kinds are left alone.
     pub fn default_namespace(&mut self, namespace: &str) {
         self.index.take();
+        self.by_namespace.take();
+        self.routing.take();
         for (kind, objects) in &mut self.objects {
             if !kind.info().namespaced {
                 continue;
@@ -370,6 +456,55 @@ fn argo_rollout_targets(api_version: &str, kind: &str, object: &DynamicObject) -
         .into_iter()
         .map(|(kind, name)| ((kind.to_string(), object.metadata.namespace.clone(), name), rollout.clone()))
         .collect()
+}
+
+/// The host field of the kinds [`Snapshot::routing_into`] indexes.
+fn routing_field(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::VirtualService => Some("hosts"),
+        Kind::DestinationRule => Some("host"),
+        _ => None,
+    }
+}
+
+/// Positions of the routing objects by (kind, namespace of a Service a host names), and of those
+/// whose host field does not say (see [`Snapshot::routing_into`]).
+#[derive(Debug, Clone, Default)]
+struct Routing {
+    by_namespace: HashMap<(Kind, String), Vec<usize>>,
+    undecided: HashMap<Kind, Vec<usize>>,
+}
+
+impl Routing {
+    fn new(snapshot: &Snapshot) -> Self {
+        let mut routing = Routing::default();
+        for kind in [Kind::VirtualService, Kind::DestinationRule] {
+            let Some(field) = routing_field(kind) else { continue };
+            for (position, object) in snapshot.all(kind).iter().enumerate() {
+                let own = object.metadata.namespace.as_deref().unwrap_or_default();
+                let hosts: Option<Vec<&str>> = match object.data.get("spec").and_then(|spec| spec.get(field)) {
+                    Some(Value::String(host)) => Some(vec![host.as_str()]),
+                    Some(Value::Array(hosts)) => hosts.iter().map(Value::as_str).collect(),
+                    _ => None,
+                };
+                let Some(hosts) = hosts else {
+                    routing.undecided.entry(kind).or_default().push(position);
+                    continue;
+                };
+                let mut namespaces: Vec<&str> = hosts
+                    .iter()
+                    .filter_map(|host| service_of_host(host, own))
+                    .map(|(_, namespace)| namespace)
+                    .collect();
+                namespaces.sort_unstable();
+                namespaces.dedup();
+                for namespace in namespaces {
+                    routing.by_namespace.entry((kind, namespace.to_string())).or_default().push(position);
+                }
+            }
+        }
+        routing
+    }
 }
 
 fn object_key(kind: Kind, object: &DynamicObject) -> ObjectKey {
@@ -580,25 +715,75 @@ mod tests {
     /// The change simulator adds and removes objects in place; lookups by name must find what is
     /// there after every change, duplicates included, without a rebuild hiding a stale index.
     #[test]
-    fn lookups_by_name_follow_objects_pushed_and_removed_in_place() {
+    fn lookups_by_name_and_namespace_follow_objects_pushed_and_removed_in_place() {
         let service = |namespace: &str, name: &str| -> DynamicObject {
             serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": name, "namespace": namespace}}))
             .unwrap()
         };
+        // What a scan of the kind finds, in its order.
+        let assert_namespaces_follow = |snapshot: &Snapshot| {
+            for namespace in ["a", "b", "c"] {
+                let found: Vec<&DynamicObject> = snapshot.in_namespace(Kind::Service, namespace).collect();
+                let scanned: Vec<&DynamicObject> = snapshot
+                    .all(Kind::Service)
+                    .iter()
+                    .filter(|object| object.metadata.namespace.as_deref() == Some(namespace))
+                    .collect();
+                assert_eq!(found, scanned, "{namespace}");
+            }
+        };
         let mut snapshot = Snapshot::from_objects(vec![service("a", "one"), service("a", "two"), service("b", "one")]);
         assert_eq!(snapshot.position(Kind::Service, Some("b"), "one"), Some(2));
+        assert_namespaces_follow(&snapshot);
         snapshot.remove_object(Kind::Service, 0);
+        assert_namespaces_follow(&snapshot);
         assert!(snapshot.get(Kind::Service, Some("a"), "one").is_none());
         assert_eq!(snapshot.get(Kind::Service, Some("b"), "one").unwrap().metadata.namespace.as_deref(), Some("b"));
         assert_eq!(snapshot.position(Kind::Service, Some("a"), "two"), Some(0));
         snapshot.push_object(Kind::Service, service("a", "one"));
         assert_eq!(snapshot.position(Kind::Service, Some("a"), "one"), Some(2));
+        snapshot.push_object(Kind::Service, service("c", "three"));
+        snapshot.insert(service("b", "four"));
+        assert_namespaces_follow(&snapshot);
+        snapshot.remove_object(Kind::Service, 1);
+        assert_namespaces_follow(&snapshot);
         // A duplicate of a key takes its place when the first is removed.
         snapshot.push_object(Kind::Service, service("a", "two"));
         snapshot.remove_object(Kind::Service, 0);
-        assert_eq!(snapshot.position(Kind::Service, Some("a"), "two"), Some(2));
-        assert_eq!(snapshot.all(Kind::Service).len(), 3);
+        assert_eq!(snapshot.position(Kind::Service, Some("a"), "two"), Some(3));
+        assert_eq!(snapshot.all(Kind::Service).len(), 4);
+        assert_namespaces_follow(&snapshot);
+    }
+
+    #[test]
+    fn routes_and_rules_are_found_by_the_namespaces_their_hosts_name_after_any_change() {
+        let object = |value: Value| -> DynamicObject { serde_json::from_value(value).unwrap() };
+        let route = |name: &str, hosts: Value| {
+            object(serde_json::json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                "metadata": {"name": name, "namespace": "a"}, "spec": {"hosts": hosts}}))
+        };
+        let mut snapshot = Snapshot::from_objects(vec![
+            route("local", serde_json::json!(["web"])),
+            route("remote", serde_json::json!(["api.b.svc.cluster.local", "*.example.com"])),
+            route("odd", serde_json::json!("web")),
+            object(serde_json::json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+                "metadata": {"name": "hostless", "namespace": "c"}, "spec": {}})),
+        ]);
+        let names = |snapshot: &Snapshot, kind: Kind, namespace: &str| -> Vec<String> {
+            snapshot.routing_into(kind, namespace).filter_map(|object| object.metadata.name.clone()).collect()
+        };
+        assert_eq!(names(&snapshot, Kind::VirtualService, "a"), ["local", "odd"], "a string is read as one host");
+        assert_eq!(names(&snapshot, Kind::VirtualService, "b"), ["remote"]);
+        assert_eq!(names(&snapshot, Kind::DestinationRule, "z"), ["hostless"], "a missing host is left to decoding");
+        // A route changed in place, added or removed is found where it names now.
+        snapshot.objects_mut(Kind::VirtualService)[0].data["spec"]["hosts"] = serde_json::json!(["web.b"]);
+        assert_eq!(names(&snapshot, Kind::VirtualService, "a"), ["odd"]);
+        assert_eq!(names(&snapshot, Kind::VirtualService, "b"), ["local", "remote"]);
+        snapshot.remove_object(Kind::VirtualService, 1);
+        snapshot.push_object(Kind::VirtualService, route("late", serde_json::json!(["web"])));
+        assert_eq!(names(&snapshot, Kind::VirtualService, "a"), ["odd", "late"]);
+        assert_eq!(names(&snapshot, Kind::VirtualService, "b"), ["local"]);
     }
 
     #[test]

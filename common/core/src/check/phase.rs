@@ -69,12 +69,11 @@ pub struct MeshContext<'a> {
 }
 
 fn decode_all<'a, T: serde::de::DeserializeOwned + Default>(
-    snapshot: &'a Snapshot,
-    kind: Kind,
+    objects: impl Iterator<Item = &'a DynamicObject>,
     invalid: &mut Vec<Finding>,
 ) -> Vec<(&'a DynamicObject, T)> {
     let mut decoded = Vec::new();
-    for object in snapshot.all(kind) {
+    for object in objects {
         match spec::<T>(object) {
             Ok(value) => decoded.push((object, value)),
             Err(message) => invalid.push(
@@ -88,15 +87,43 @@ fn decode_all<'a, T: serde::de::DeserializeOwned + Default>(
 
 impl<'a> MeshContext<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Self {
+        Self::build(snapshot, None)
+    }
+
+    /// The context of `namespace` alone (see [`MeshModel::of_namespace`]): what it says of
+    /// `namespace` (its labels, pods, waypoints, policies, the VirtualServices and subset rules
+    /// for its Services, hence its [`milestones`]) is what [`MeshContext::new`] says, and it
+    /// knows nothing of the other namespaces (nor of their invalid objects). The planners ask
+    /// about one namespace at a time, on a state that changes between the questions.
+    pub fn of_namespace(snapshot: &'a Snapshot, namespace: &str) -> Self {
+        Self::build(snapshot, Some(namespace))
+    }
+
+    fn build(snapshot: &'a Snapshot, only: Option<&str>) -> Self {
         let mut control_plane_namespaces = crate::mesh::infrastructure_namespaces(snapshot);
         control_plane_namespaces.remove(crate::mesh::OPERATORS_NAMESPACE);
         let ambient_control_plane = crate::model::dataplane::ambient_control_plane(snapshot);
         let mut invalid = Vec::new();
-        let policies = decode_all(snapshot, Kind::AuthorizationPolicy, &mut invalid);
-        let virtual_services = decode_all(snapshot, Kind::VirtualService, &mut invalid);
-        let destination_rules = decode_all(snapshot, Kind::DestinationRule, &mut invalid);
+        // What a question about `only` reads: its own policies, and the routes and rules that
+        // name its Services.
+        let policies = match only {
+            Some(namespace) => decode_all(snapshot.in_namespace(Kind::AuthorizationPolicy, namespace), &mut invalid),
+            None => decode_all(snapshot.all(Kind::AuthorizationPolicy).iter(), &mut invalid),
+        };
+        let routing = |kind: Kind| -> Box<dyn Iterator<Item = &'a DynamicObject>> {
+            match only {
+                Some(namespace) => Box::new(snapshot.routing_into(kind, namespace)),
+                None => Box::new(snapshot.all(kind).iter()),
+            }
+        };
+        let virtual_services = decode_all(routing(Kind::VirtualService), &mut invalid);
+        let destination_rules = decode_all(routing(Kind::DestinationRule), &mut invalid);
+        let model = match only {
+            None => MeshModel::new(snapshot),
+            Some(namespace) => MeshModel::of_namespace(snapshot, namespace),
+        };
         MeshContext {
-            model: MeshModel::new(snapshot),
+            model,
             control_plane_namespaces,
             policies,
             virtual_services,

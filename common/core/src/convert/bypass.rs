@@ -69,7 +69,7 @@ pub(crate) fn protect(
         .map(|service| ((service.metadata.namespace.as_deref(), service.metadata.name.as_deref()), service))
         .collect();
     let ingress_gateways = mesh.ingress_gateway_principals();
-    let sidecar_callers = SidecarCallers::new(mesh);
+    let sidecar_callers = mesh.sidecar_callers();
     for ((namespace, name), sources) in &enforced.services {
         let Some(service) = mesh
             .service(namespace, name)
@@ -133,7 +133,7 @@ pub(crate) fn protect(
                 }
             }
         }
-        for (caller, principal) in sidecar_callers.admitted(&admits) {
+        for (caller, principal) in sidecar_callers.admitted(mesh.workloads(), &admits) {
             if admits.admit(principal) && exceptions.insert(principal.clone()) {
                 report.warn(
                     &reference,
@@ -386,18 +386,22 @@ fn narrowed(policy: &DynamicObject, exceptions: Vec<serde_json::Value>) -> Dynam
 
 /// The workloads that still run a sidecar, with their principals, in the model's order: callers
 /// that skip the waypoint, which a protection must let through when their policies admit them.
-struct SidecarCallers<'m> {
-    callers: Vec<(&'m crate::model::Workload, String)>,
+pub(crate) struct SidecarCallers {
+    /// Positions in the model's workloads, with the principal.
+    callers: Vec<(usize, String)>,
     by_principal: BTreeMap<String, Vec<usize>>,
 }
 
-impl<'m> SidecarCallers<'m> {
-    fn new(mesh: &'m Mesh) -> Self {
-        let callers: Vec<_> = mesh
+impl SidecarCallers {
+    pub(crate) fn new(model: &MeshModel) -> Self {
+        let callers: Vec<_> = model
             .workloads()
             .iter()
-            .filter(|workload| workload.has_sidecar())
-            .filter_map(|workload| Some((workload, mesh.principal(&workload.namespace, &workload.service_account)?)))
+            .enumerate()
+            .filter(|(_, workload)| workload.has_sidecar())
+            .filter_map(|(position, workload)| {
+                Some((position, model.principal(&workload.namespace, &workload.service_account)?))
+            })
             .collect();
         let mut by_principal: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (index, (_, principal)) in callers.iter().enumerate() {
@@ -406,9 +410,14 @@ impl<'m> SidecarCallers<'m> {
         SidecarCallers { callers, by_principal }
     }
 
-    /// The callers `admits` may admit, in order: only those named, when every pattern is exact
-    /// (the common case, and linear overall), else all of them, for the caller to match.
-    fn admitted(&self, admits: &Admitted) -> impl Iterator<Item = &(&'m crate::model::Workload, String)> {
+    /// The callers `admits` may admit, in order, among `workloads` (the model's): only those
+    /// named, when every pattern is exact (the common case, and linear overall), else all of
+    /// them, for the caller to match.
+    fn admitted<'s, 'w>(
+        &'s self,
+        workloads: &'w [crate::model::Workload],
+        admits: &Admitted,
+    ) -> impl Iterator<Item = (&'w crate::model::Workload, &'s String)> {
         let exact = !admits.any && admits.patterns.iter().all(|pattern| !pattern.contains('*'));
         let positions: Vec<usize> = if exact {
             let mut named: Vec<usize> = admits
@@ -423,7 +432,10 @@ impl<'m> SidecarCallers<'m> {
         } else {
             (0..self.callers.len()).collect()
         };
-        positions.into_iter().map(|position| &self.callers[position])
+        positions.into_iter().map(move |position| {
+            let (workload, principal) = &self.callers[position];
+            (&workloads[*workload], principal)
+        })
     }
 }
 

@@ -261,33 +261,58 @@ impl Report {
 
 /// Converts the sidecar-era configuration of `snapshot` (see the module docs).
 pub fn convert(snapshot: &Snapshot, options: &ConvertOptions) -> Conversion {
-    let mut report = Report::default();
-    let mesh = scope::Mesh::new(snapshot, options, &mut report);
-    let mut out = objects::Items::new(snapshot);
+    Converter::new(snapshot).convert(options)
+}
 
-    for namespace in mesh.waypoint_namespaces() {
-        if let Some(gateway) = mesh.waypoint_gateway_to_emit(namespace, &mut report) {
-            out.add(gateway, &mut report);
-        }
+/// Converts the configuration of one snapshot, with different options: what every conversion
+/// reads of the whole mesh (the model, its indexes, decoded routes, the evaluator's topology) is
+/// built once, so converting its namespaces one by one (the waypoint planner, Step 5) costs what
+/// converting them together does, not that times the number of namespaces.
+pub struct Converter<'a> {
+    index: scope::MeshIndex<'a>,
+}
+
+impl<'a> Converter<'a> {
+    pub fn new(snapshot: &'a Snapshot) -> Self {
+        Converter { index: scope::MeshIndex::new(snapshot) }
     }
-    let routed = routes::convert_virtual_services(&mesh, &mut out, &mut report);
-    let version_services = services::convert_subsets(&mesh, &routed, &mut out, &mut report);
-    services::report_policies_without_waypoint(&mesh, &mut report);
-    let enforced = policies::convert_policies(&mesh, &version_services.services, &mut out, &mut report);
-    let label_changes = bypass::protect(&mesh, &enforced, &version_services.services, &mut out, &mut report);
 
-    let mut replaces: Vec<ResourceRef> = Vec::new();
-    replaces.extend(routed.replaced);
-    replaces.extend(version_services.replaced);
-    replaces.extend(enforced.replaced.iter().cloned());
-    replaces.retain(|replaced| !report.refused(&ObjectRef::from(replaced)));
-    replaces.sort();
-    replaces.dedup();
+    /// The snapshot it converts.
+    pub fn snapshot(&self) -> &'a Snapshot {
+        self.index.snapshot
+    }
 
-    let Report { unsupported, warnings, left_unchanged, .. } = report;
-    let (unsupported, warnings) = (unsupported.into_iter().collect(), warnings.into_iter().collect());
-    let left_unchanged = left_unchanged.into_iter().collect();
-    Conversion { items: out.into_items(), unsupported, warnings, replaces, label_changes, left_unchanged }
+    /// The same as [`convert`] of the snapshot with `options`.
+    pub fn convert(&self, options: &ConvertOptions) -> Conversion {
+        let snapshot = self.index.snapshot;
+        let mut report = Report::default();
+        let mesh = scope::Mesh::new(&self.index, options, &mut report);
+        let mut out = objects::Items::new(snapshot);
+
+        for namespace in mesh.waypoint_namespaces() {
+            if let Some(gateway) = mesh.waypoint_gateway_to_emit(namespace, &mut report) {
+                out.add(gateway, &mut report);
+            }
+        }
+        let routed = routes::convert_virtual_services(&mesh, &mut out, &mut report);
+        let version_services = services::convert_subsets(&mesh, &routed, &mut out, &mut report);
+        services::report_policies_without_waypoint(&mesh, &mut report);
+        let enforced = policies::convert_policies(&mesh, &version_services.services, &mut out, &mut report);
+        let label_changes = bypass::protect(&mesh, &enforced, &version_services.services, &mut out, &mut report);
+
+        let mut replaces: Vec<ResourceRef> = Vec::new();
+        replaces.extend(routed.replaced);
+        replaces.extend(version_services.replaced);
+        replaces.extend(enforced.replaced.iter().cloned());
+        replaces.retain(|replaced| !report.refused(&ObjectRef::from(replaced)));
+        replaces.sort();
+        replaces.dedup();
+
+        let Report { unsupported, warnings, left_unchanged, .. } = report;
+        let (unsupported, warnings) = (unsupported.into_iter().collect(), warnings.into_iter().collect());
+        let left_unchanged = left_unchanged.into_iter().collect();
+        Conversion { items: out.into_items(), unsupported, warnings, replaces, label_changes, left_unchanged }
+    }
 }
 
 #[cfg(test)]

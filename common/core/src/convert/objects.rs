@@ -52,8 +52,7 @@ pub fn generated(
 /// updated in place (its source annotation names itself) still counts as the user's.
 pub fn is_generated(object: &DynamicObject) -> bool {
     let managed = labels(object).get(MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE);
-    let own_source = source_entry(&ObjectRef::of(object));
-    managed && annotations(object).get(SOURCE_ANNOTATION) != Some(&own_source)
+    managed && annotations(object).get(SOURCE_ANNOTATION) != Some(&source_entry(&ObjectRef::of(object)))
 }
 
 /// Checks a name against RFC 1035 labels (Services) when `dns_label`, else RFC 1123 subdomains

@@ -33,7 +33,7 @@
 //! in `replaces` when converted completely: left in place once the pods leave sidecar mode, an L7 ALLOW becomes deny-all at
 //! ztunnel.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kube_core::DynamicObject;
 use serde_json::{Map, Value, json};
@@ -48,6 +48,7 @@ use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec, Condition, Rule, Source};
 use crate::mesh::{ObjectRef, selector_matches};
 use crate::model::waypoint::is_gateway;
+use crate::snapshot::Snapshot;
 
 /// Services that get waypoint-enforced AuthorizationPolicies, with those policies' sources.
 #[derive(Debug, Default)]
@@ -80,14 +81,20 @@ pub(crate) fn convert_policies(
     let targetable = TargetableServices::new(mesh, version_services);
     for kind in POLICY_KINDS {
         for policy in mesh.snapshot.all(kind) {
-            let reference = ObjectRef::of(policy);
             let Some(namespace) = policy.metadata.namespace.as_deref() else {
-                report.unsupported(&reference, "metadata.namespace", "the object has no namespace; pass -n NS");
+                report.unsupported(
+                    &ObjectRef::of(policy),
+                    "metadata.namespace",
+                    "the object has no namespace; pass -n NS",
+                );
                 continue;
             };
-            let targeted =
-                policy.data.pointer("/spec/targetRefs").is_some() || policy.data.pointer("/spec/targetRef").is_some();
-            if namespace == ROOT_NAMESPACE && !targeted {
+            let targeted = || {
+                let spec = policy.data.get("spec");
+                spec.and_then(|spec| spec.get("targetRefs")).is_some()
+                    || spec.and_then(|spec| spec.get("targetRef")).is_some()
+            };
+            if namespace == ROOT_NAMESPACE && !targeted() {
                 if kind == Kind::AuthorizationPolicy && !is_generated(policy) {
                     convert_root_policy(mesh, &targetable, policy, out, report, &mut enforced);
                 }
@@ -97,6 +104,7 @@ pub(crate) fn convert_policies(
             if !mesh.in_scope(namespace) || is_generated(policy) {
                 continue;
             }
+            let reference = ObjectRef::of(policy);
             let spec = policy.data.get("spec").cloned().unwrap_or_else(|| json!({}));
             let services = targetable.in_namespace(namespace);
             if spec.get("targetRefs").is_some() || spec.get("targetRef").is_some() {
@@ -319,12 +327,13 @@ fn pod_local_provider(mesh: &Mesh, authz: &AuthorizationPolicySpec) -> Option<St
 }
 
 /// A Service a policy can target, with its selector decoded once.
-struct Targetable<'a> {
-    name: &'a str,
+#[derive(Clone)]
+pub(crate) struct Targetable {
+    name: String,
     selector: BTreeMap<String, String>,
 }
 
-impl Targetable<'_> {
+impl Targetable {
     /// True when the Service selects the pods of `workload` (of the Service's namespace).
     fn selects(&self, workload: &Workload) -> bool {
         selector_matches(&self.selector, &workload.labels)
@@ -335,26 +344,29 @@ impl Targetable<'_> {
 /// generated version Services, sorted by name. Built once: per policy, it was a scan of every
 /// Service of the mesh.
 struct TargetableServices<'a> {
-    by_namespace: HashMap<&'a str, NamespaceServices<'a>>,
+    /// The input's, built once per [`super::Converter`] ([`input_targetable_services`]).
+    input: &'a HashMap<String, NamespaceServices>,
+    /// The namespaces that have version Services: the input's with those added.
+    with_version_services: HashMap<&'a str, NamespaceServices>,
     /// What a namespace without such Services has.
-    none: NamespaceServices<'a>,
+    none: NamespaceServices,
     /// The evaluator's view of the input, for the Services' ports as the pods see them.
-    topology: Topology,
+    topology: &'a Topology,
     version_services: &'a [DynamicObject],
 }
 
 /// The targetable Services of one namespace, and which of them each selector label starts.
-#[derive(Default)]
-struct NamespaceServices<'a> {
-    services: Vec<Targetable<'a>>,
+#[derive(Default, Clone)]
+pub(crate) struct NamespaceServices {
+    services: Vec<Targetable>,
     /// Positions in `services` by the first label of their selector: a workload's Services are
     /// among those its labels start, so finding them does not test every Service.
     by_first_label: HashMap<(String, String), Vec<usize>>,
 }
 
-impl<'a> NamespaceServices<'a> {
+impl NamespaceServices {
     /// The Services that select `workload`, in name order.
-    fn selecting(&self, workload: &Workload) -> impl Iterator<Item = &Targetable<'a>> {
+    fn selecting(&self, workload: &Workload) -> impl Iterator<Item = &Targetable> {
         let mut positions: Vec<usize> = workload
             .labels
             .iter()
@@ -366,39 +378,64 @@ impl<'a> NamespaceServices<'a> {
         positions.sort_unstable();
         positions.into_iter().map(|position| &self.services[position])
     }
+
+    /// Sorts the Services by name (stable: the input's duplicates keep their order) and indexes
+    /// them by first label.
+    fn index(&mut self) {
+        self.services.sort_by(|a, b| a.name.cmp(&b.name));
+        self.by_first_label.clear();
+        for (position, service) in self.services.iter().enumerate() {
+            if let Some((key, value)) = service.selector.first_key_value() {
+                self.by_first_label.entry((key.clone(), value.clone())).or_default().push(position);
+            }
+        }
+    }
+}
+
+/// The Service as a policy target: None without a selector, or headless (a headless Service's
+/// traffic never passes a Service waypoint).
+fn targetable(service: &DynamicObject) -> Option<(&str, Targetable)> {
+    let (Some(namespace), Some(name)) = (service.metadata.namespace.as_deref(), service.metadata.name.as_deref())
+    else {
+        return None;
+    };
+    let selector = service_selector(service);
+    let name = name.to_string();
+    (!selector.is_empty() && !is_headless(service)).then_some((namespace, Targetable { name, selector }))
+}
+
+/// The input's targetable Services by namespace, what every conversion of one input shares.
+pub(crate) fn input_targetable_services(snapshot: &Snapshot) -> HashMap<String, NamespaceServices> {
+    let mut by_namespace: HashMap<String, NamespaceServices> = HashMap::new();
+    for (namespace, service) in snapshot.all(Kind::Service).iter().filter_map(targetable) {
+        by_namespace.entry(namespace.to_string()).or_default().services.push(service);
+    }
+    by_namespace.values_mut().for_each(NamespaceServices::index);
+    by_namespace
 }
 
 impl<'a> TargetableServices<'a> {
     fn new(mesh: &Mesh<'a>, version_services: &'a [DynamicObject]) -> Self {
-        let mut by_namespace: HashMap<&'a str, NamespaceServices<'a>> = HashMap::new();
-        let mut known: HashSet<(&str, &str)> = HashSet::new();
-        let input = mesh.snapshot.all(Kind::Service).iter().map(|service| (service, true));
-        for (service, from_input) in input.chain(version_services.iter().map(|service| (service, false))) {
-            let (Some(namespace), Some(name)) =
-                (service.metadata.namespace.as_deref(), service.metadata.name.as_deref())
-            else {
-                continue;
-            };
-            let selector = service_selector(service);
-            if selector.is_empty() || is_headless(service) {
-                continue; // a headless Service's traffic never passes a Service waypoint
-            }
+        let input = mesh.input_targetable_services();
+        let mut with_version_services: HashMap<&'a str, NamespaceServices> = HashMap::new();
+        for (namespace, service) in version_services.iter().filter_map(targetable) {
+            let services = with_version_services
+                .entry(namespace)
+                .or_insert_with(|| input.get(namespace).cloned().unwrap_or_default());
             // A version Service the input already holds (by name) is not added twice.
-            if !known.insert((namespace, name)) && !from_input {
-                continue;
-            }
-            by_namespace.entry(namespace).or_default().services.push(Targetable { name, selector });
-        }
-        for namespace in by_namespace.values_mut() {
-            namespace.services.sort_by(|a, b| a.name.cmp(b.name));
-            for (position, service) in namespace.services.iter().enumerate() {
-                if let Some((key, value)) = service.selector.first_key_value() {
-                    namespace.by_first_label.entry((key.clone(), value.clone())).or_default().push(position);
-                }
+            if !services.services.iter().any(|known| known.name == service.name) {
+                services.services.push(service);
             }
         }
-        let topology = Topology::from_snapshot(mesh.snapshot);
-        TargetableServices { by_namespace, none: NamespaceServices::default(), topology, version_services }
+        with_version_services.values_mut().for_each(NamespaceServices::index);
+        let topology = mesh.topology();
+        TargetableServices {
+            input,
+            with_version_services,
+            none: NamespaceServices::default(),
+            topology,
+            version_services,
+        }
     }
 
     /// The Services `names` of `namespace`, with named target ports resolved against their pods.
@@ -429,8 +466,9 @@ impl<'a> TargetableServices<'a> {
         Ok(spec)
     }
 
-    fn in_namespace(&self, namespace: &str) -> &NamespaceServices<'a> {
-        self.by_namespace.get(namespace).unwrap_or(&self.none)
+    fn in_namespace(&self, namespace: &str) -> &NamespaceServices {
+        let with_version_services = self.with_version_services.get(namespace);
+        with_version_services.or_else(|| self.input.get(namespace)).unwrap_or(&self.none)
     }
 }
 
@@ -547,7 +585,7 @@ fn target_services(
         let mut covered = false;
         for service in services.selecting(workload) {
             covered = true;
-            targets.insert(service.name, service);
+            targets.insert(&service.name, service);
         }
         if !covered {
             report.unsupported(

@@ -87,14 +87,14 @@ pub(crate) fn convert_virtual_services(mesh: &Mesh, out: &mut Items, report: &mu
     let mut routed = Routed::default();
     let mut claimed = routes_of_the_input(mesh);
     for (vs, decoded) in mesh.virtual_services() {
-        let reference = ObjectRef::of(vs);
         let Some(namespace) = vs.metadata.namespace.as_deref() else {
-            report.unsupported(&reference, "metadata.namespace", "the object has no namespace; pass -n NS");
+            report.unsupported(&ObjectRef::of(vs), "metadata.namespace", "the object has no namespace; pass -n NS");
             continue;
         };
         if !routes_in_scope(mesh, decoded, namespace) || is_generated(vs) {
             continue;
         }
+        let reference = ObjectRef::of(vs);
         if let Some(reason) = super::unchanged::virtual_service(mesh.snapshot, vs, decoded) {
             report.leave(&reference, reason);
             continue;

@@ -13,13 +13,18 @@
 //! warning, since an offline dump often lacks the cluster-scoped Istio resource). An unknown
 //! trust domain is reported, and everything that needs a principal is then refused, not guessed.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kube_core::DynamicObject;
 use serde_json::{Map, Value, json};
 
+use super::bypass::SidecarCallers;
 use super::objects::{generated, invalid_name};
+use super::policies::{NamespaceServices, input_targetable_services};
+use super::services::{DestinationRules, SubsetRouters, subset_routers};
 use super::{ConvertOptions, Report};
+use crate::equivalence::topology::Topology;
 use crate::kinds::Kind;
 use crate::mesh::labels::{
     DATAPLANE_NONE, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE, WAYPOINT_CLASS, WAYPOINT_FOR, WAYPOINT_PORT,
@@ -32,13 +37,13 @@ use crate::model::identity::{DEFAULT_TRUST_DOMAIN, TrustDomain, TrustDomainProbl
 use crate::model::waypoint::{DEFAULT_WAYPOINT, ISTIO_GATEWAY_LABEL};
 use crate::snapshot::Snapshot;
 
-/// The conversion's view of the mesh: the model, the namespaces in scope and their waypoints.
-pub struct Mesh<'a> {
+/// What a conversion reads of the whole mesh, whatever namespaces it converts: the model, its
+/// indexes, the decoded VirtualServices and the evaluator's topology. Built once per snapshot
+/// ([`super::Converter`]): the waypoint planner converts namespace after namespace of one
+/// snapshot, and rebuilding these for each made planning quadratic in the namespaces.
+pub struct MeshIndex<'a> {
     pub snapshot: &'a Snapshot,
     pub model: MeshModel<'a>,
-    scope: BTreeSet<String>,
-    /// Namespaces that use a waypoint, with the waypoint's name.
-    waypoints: BTreeMap<String, String>,
     /// Positions of each namespace's workloads in the model's list, so that the rules, which ask
     /// once per policy or Service, do not scan the whole mesh each time.
     workloads_by_namespace: HashMap<String, Vec<usize>>,
@@ -48,17 +53,18 @@ pub struct Mesh<'a> {
     /// The VirtualServices with their specs decoded once: the route and subset rules both read
     /// them, and a huge one took seconds per decoding.
     virtual_services: Vec<(&'a DynamicObject, Result<VirtualServiceSpec, String>)>,
+    /// What the rules build of the whole input, once, when they first need it.
+    topology: OnceCell<Topology>,
+    targetable_services: OnceCell<HashMap<String, NamespaceServices>>,
+    destination_rules: OnceCell<DestinationRules>,
+    subset_routers: OnceCell<SubsetRouters>,
+    sidecar_callers: OnceCell<SidecarCallers>,
+    ingress_gateway_principals: OnceCell<BTreeSet<String>>,
 }
 
-impl<'a> Mesh<'a> {
-    pub(crate) fn new(snapshot: &'a Snapshot, options: &ConvertOptions, report: &mut Report) -> Self {
+impl<'a> MeshIndex<'a> {
+    pub(crate) fn new(snapshot: &'a Snapshot) -> Self {
         let model = MeshModel::new(snapshot);
-        report_trust_domain(&model.trust_domain, report);
-        let scope: BTreeSet<String> = if options.namespaces.is_empty() {
-            all_namespaces(snapshot)
-        } else {
-            options.namespaces.iter().cloned().collect()
-        };
         let mut workloads_by_namespace: HashMap<String, Vec<usize>> = HashMap::new();
         let mut workloads_by_label: HashMap<(String, String, String), Vec<usize>> = HashMap::new();
         for (position, workload) in model.workloads().iter().enumerate() {
@@ -70,15 +76,43 @@ impl<'a> Mesh<'a> {
         }
         let virtual_services =
             snapshot.all(Kind::VirtualService).iter().map(|vs| (vs, spec::<VirtualServiceSpec>(vs))).collect();
-        let mut mesh = Mesh {
+        MeshIndex {
             snapshot,
             model,
-            scope,
-            waypoints: BTreeMap::new(),
             workloads_by_namespace,
             workloads_by_label,
             virtual_services,
+            topology: OnceCell::new(),
+            targetable_services: OnceCell::new(),
+            destination_rules: OnceCell::new(),
+            subset_routers: OnceCell::new(),
+            sidecar_callers: OnceCell::new(),
+            ingress_gateway_principals: OnceCell::new(),
+        }
+    }
+}
+
+/// The conversion's view of the mesh: the index of the whole mesh, the namespaces in scope and
+/// their waypoints.
+pub struct Mesh<'a> {
+    pub snapshot: &'a Snapshot,
+    pub model: &'a MeshModel<'a>,
+    index: &'a MeshIndex<'a>,
+    scope: BTreeSet<String>,
+    /// Namespaces that use a waypoint, with the waypoint's name.
+    waypoints: BTreeMap<String, String>,
+}
+
+impl<'a> Mesh<'a> {
+    pub(crate) fn new(index: &'a MeshIndex<'a>, options: &ConvertOptions, report: &mut Report) -> Self {
+        let (snapshot, model) = (index.snapshot, &index.model);
+        report_trust_domain(&model.trust_domain, report);
+        let scope: BTreeSet<String> = if options.namespaces.is_empty() {
+            all_namespaces(snapshot)
+        } else {
+            options.namespaces.iter().cloned().collect()
         };
+        let mut mesh = Mesh { snapshot, model, index, scope, waypoints: BTreeMap::new() };
         let explicit = !options.namespaces.is_empty();
         for namespace in mesh.scope.clone() {
             if explicit || mesh.model.needs_waypoint(&namespace) {
@@ -93,9 +127,39 @@ impl<'a> Mesh<'a> {
         mesh
     }
 
+    /// The evaluator's view of the input (see [`Topology::from_snapshot`]), built once per index.
+    pub fn topology(&self) -> &'a Topology {
+        self.index.topology.get_or_init(|| Topology::from_snapshot(self.snapshot))
+    }
+
+    /// The input's Services policies can target, by namespace, built once per index.
+    pub(crate) fn input_targetable_services(&self) -> &'a HashMap<String, NamespaceServices> {
+        self.index.targetable_services.get_or_init(|| input_targetable_services(self.snapshot))
+    }
+
+    /// The input's DestinationRules by host, built once per index.
+    pub(crate) fn destination_rules(&self) -> &'a DestinationRules {
+        self.index.destination_rules.get_or_init(|| DestinationRules::new(self.snapshot))
+    }
+
+    /// The VirtualServices routing to subsets of each host, built once per index.
+    pub(crate) fn subset_routers(&self) -> &'a SubsetRouters {
+        self.index.subset_routers.get_or_init(|| subset_routers(self))
+    }
+
+    /// The workloads that run a sidecar, by principal, built once per index.
+    pub(crate) fn sidecar_callers(&self) -> &'a SidecarCallers {
+        self.index.sidecar_callers.get_or_init(|| SidecarCallers::new(self.model))
+    }
+
     /// Every VirtualService of the input, with its spec or why it does not decode.
     pub fn virtual_services(&self) -> &[(&'a DynamicObject, Result<VirtualServiceSpec, String>)] {
-        &self.virtual_services
+        &self.index.virtual_services
+    }
+
+    /// The namespaces converted.
+    pub fn scope(&self) -> impl Iterator<Item = &str> {
+        self.scope.iter().map(String::as_str)
     }
 
     /// True when `namespace` is converted at all.
@@ -180,7 +244,7 @@ impl<'a> Mesh<'a> {
     /// The workloads of `namespace`, in the model's order.
     pub fn workloads_in<'s>(&'s self, namespace: &str) -> impl Iterator<Item = &'s Workload> + 's {
         let workloads = self.model.workloads();
-        let positions = self.workloads_by_namespace.get(namespace).map(Vec::as_slice).unwrap_or_default();
+        let positions = self.index.workloads_by_namespace.get(namespace).map(Vec::as_slice).unwrap_or_default();
         positions.iter().map(move |position| &workloads[*position])
     }
 
@@ -188,8 +252,10 @@ impl<'a> Mesh<'a> {
     /// (all of them for an empty selector), in the model's order.
     pub fn selected_positions(&self, namespace: &str, selector: &BTreeMap<String, String>) -> Vec<usize> {
         let candidates = match selector.iter().next() {
-            None => self.workloads_by_namespace.get(namespace),
-            Some((key, value)) => self.workloads_by_label.get(&(namespace.to_string(), key.clone(), value.clone())),
+            None => self.index.workloads_by_namespace.get(namespace),
+            Some((key, value)) => {
+                self.index.workloads_by_label.get(&(namespace.to_string(), key.clone(), value.clone()))
+            }
         };
         let workloads = self.model.workloads();
         let candidates = candidates.map(Vec::as_slice).unwrap_or_default();
@@ -211,17 +277,18 @@ impl<'a> Mesh<'a> {
     }
 
     /// Principals of the ingress gateways the input shows: Gateway API gateways other than
-    /// waypoints, and workloads labelled `istio: ingressgateway`.
-    pub fn ingress_gateway_principals(&self) -> BTreeSet<String> {
-        let gateways = self.model.gateways().iter().filter(|gateway| !gateway.is_waypoint());
-        let classic = self
-            .workloads()
-            .iter()
-            .filter(|workload| workload.labels.get(ISTIO_GATEWAY_LABEL).map(String::as_str) == Some("ingressgateway"));
-        gateways
-            .filter_map(|gateway| self.principal(&gateway.namespace, &gateway.service_account))
-            .chain(classic.filter_map(|workload| self.principal(&workload.namespace, &workload.service_account)))
-            .collect()
+    /// waypoints, and workloads labelled `istio: ingressgateway` (built once per index).
+    pub fn ingress_gateway_principals(&self) -> &'a BTreeSet<String> {
+        self.index.ingress_gateway_principals.get_or_init(|| {
+            let gateways = self.model.gateways().iter().filter(|gateway| !gateway.is_waypoint());
+            let classic = self.model.workloads().iter().filter(|workload| {
+                workload.labels.get(ISTIO_GATEWAY_LABEL).map(String::as_str) == Some("ingressgateway")
+            });
+            gateways
+                .filter_map(|gateway| self.principal(&gateway.namespace, &gateway.service_account))
+                .chain(classic.filter_map(|workload| self.principal(&workload.namespace, &workload.service_account)))
+                .collect()
+        })
     }
 
     fn waypoint_name(&self, namespace: &str, requested: Option<&str>) -> String {
@@ -365,7 +432,8 @@ spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
     #[test]
     fn workloads_count_once_and_sidecars_are_recognised() {
         let snapshot = snapshot_of(APP);
-        let mesh = Mesh::new(&snapshot, &ConvertOptions::default(), &mut Report::default());
+        let index = MeshIndex::new(&snapshot);
+        let mesh = Mesh::new(&index, &ConvertOptions::default(), &mut Report::default());
         let found = mesh.workloads();
         let names: Vec<&str> = found.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(names, vec!["legacy", "reviews-v1"], "the pod stands for its Deployment, which has pods");
@@ -379,7 +447,8 @@ spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
     fn trust_domain_comes_from_the_flag_the_istio_resource_or_the_default_with_a_warning() {
         let snapshot = snapshot_of(APP);
         let mut report = Report::default();
-        let mesh = Mesh::new(&snapshot, &ConvertOptions::default(), &mut report);
+        let index = MeshIndex::new(&snapshot);
+        let mesh = Mesh::new(&index, &ConvertOptions::default(), &mut report);
         assert_eq!(mesh.principal("n", "s").as_deref(), Some("cluster.local/ns/n/sa/s"));
         assert_eq!(report.warnings.len(), 0, "from_objects marks the Istio kind listed: no Istio resource at all");
 
@@ -388,7 +457,8 @@ spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
             offline.insert(o);
         });
         let mut report = Report::default();
-        let mesh = Mesh::new(&offline, &ConvertOptions::default(), &mut report);
+        let index = MeshIndex::new(&offline);
+        let mesh = Mesh::new(&index, &ConvertOptions::default(), &mut report);
         assert_eq!(mesh.principal("n", "s").as_deref(), Some("cluster.local/ns/n/sa/s"));
         assert!(
             report.warnings.first().unwrap().message.contains("assuming trust domain cluster.local"),
@@ -398,12 +468,14 @@ spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
 
         let istio = "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: default}\nspec: {values: {meshConfig: {trustDomain: corp.example}}}";
         let with_istio = snapshot_of(istio);
-        let mesh = Mesh::new(&with_istio, &ConvertOptions::default(), &mut Report::default());
+        let index = MeshIndex::new(&with_istio);
+        let mesh = Mesh::new(&index, &ConvertOptions::default(), &mut Report::default());
         assert_eq!(mesh.principal("ns", "sa").as_deref(), Some("corp.example/ns/ns/sa/sa"));
 
         let mut flagged = with_istio.clone();
         flagged.trust_domain = Some("flag.example".into());
-        let mesh = Mesh::new(&flagged, &ConvertOptions::default(), &mut Report::default());
+        let index = MeshIndex::new(&flagged);
+        let mesh = Mesh::new(&index, &ConvertOptions::default(), &mut Report::default());
         assert_eq!(mesh.principal("ns", "sa").as_deref(), Some("flag.example/ns/ns/sa/sa"));
     }
 
@@ -414,7 +486,8 @@ spec: {selector: {app: reviews}, ports: [{name: http, port: 9080}]}
 apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: b}\nspec: {}";
         let snapshot = snapshot_of(two);
         let mut report = Report::default();
-        let mesh = Mesh::new(&snapshot, &ConvertOptions::default(), &mut report);
+        let index = MeshIndex::new(&snapshot);
+        let mesh = Mesh::new(&index, &ConvertOptions::default(), &mut report);
         assert_eq!(mesh.principal("ns", "sa"), None);
         assert!(
             report.unsupported.first().unwrap().reason.contains("a.example, cluster.local"),
@@ -425,7 +498,10 @@ apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: b}\nspec: {}";
         let mut flagged = snapshot.clone();
         flagged.trust_domain = Some("bad domain/x".into());
         let mut report = Report::default();
-        assert_eq!(Mesh::new(&flagged, &ConvertOptions::default(), &mut report).principal("ns", "sa"), None);
+        assert_eq!(
+            Mesh::new(&MeshIndex::new(&flagged), &ConvertOptions::default(), &mut report).principal("ns", "sa"),
+            None
+        );
         assert_eq!(report.unsupported_count(), 1);
     }
 
@@ -445,7 +521,8 @@ spec: {{selector: {{app: quiet}}}}
 "
         );
         let snapshot = snapshot_of(&input);
-        let mesh = Mesh::new(&snapshot, &ConvertOptions::default(), &mut Report::default());
+        let index = MeshIndex::new(&snapshot);
+        let mesh = Mesh::new(&index, &ConvertOptions::default(), &mut Report::default());
         assert_eq!(mesh.waypoint_namespaces().collect::<Vec<_>>(), vec!["shop"]);
         assert_eq!(mesh.waypoint_principal("shop").as_deref(), Some("cluster.local/ns/shop/sa/waypoint"));
         let gateway = mesh.waypoint_gateway_to_emit("shop", &mut Report::default()).expect("no waypoint in the input");
@@ -453,7 +530,8 @@ spec: {{selector: {{app: quiet}}}}
         assert_eq!(labels(&gateway).get(WAYPOINT_FOR).map(String::as_str), Some("service"));
 
         let options = ConvertOptions { namespaces: vec!["calm".into()], waypoint: Some("wp".into()) };
-        let mesh = Mesh::new(&snapshot, &options, &mut Report::default());
+        let index = MeshIndex::new(&snapshot);
+        let mesh = Mesh::new(&index, &options, &mut Report::default());
         assert_eq!(mesh.waypoint_namespaces().collect::<Vec<_>>(), vec!["calm"]);
         assert_eq!(mesh.waypoint("calm"), Some("wp"));
         assert!(!mesh.in_scope("shop"));
@@ -471,14 +549,15 @@ kind: Gateway
 metadata: {name: ingress, namespace: edge}
 spec: {gatewayClassName: istio, listeners: [{name: http, port: 80, protocol: HTTP}]}";
         let snapshot = snapshot_of(input);
-        let mesh = Mesh::new(&snapshot, &ConvertOptions::default(), &mut Report::default());
+        let index = MeshIndex::new(&snapshot);
+        let mesh = Mesh::new(&index, &ConvertOptions::default(), &mut Report::default());
         assert_eq!(mesh.waypoint("shop"), Some("wp"));
         assert_eq!(mesh.waypoint_principal("shop").as_deref(), Some("cluster.local/ns/shop/sa/wp-sa"));
         let mut report = Report::default();
         assert!(mesh.waypoint_gateway_to_emit("shop", &mut report).is_none());
         assert_eq!(report.unsupported_count(), 0);
         assert_eq!(
-            mesh.ingress_gateway_principals().into_iter().collect::<Vec<_>>(),
+            mesh.ingress_gateway_principals().iter().collect::<Vec<_>>(),
             vec!["cluster.local/ns/edge/sa/ingress-istio"]
         );
     }

@@ -28,6 +28,7 @@ use crate::change::ResourceRef;
 use crate::kinds::Kind;
 use crate::mesh::networking::{DestinationRuleSpec, service_of_host};
 use crate::mesh::{ObjectRef, spec};
+use crate::snapshot::Snapshot;
 
 #[derive(Debug, Default)]
 pub struct VersionServices {
@@ -47,14 +48,14 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
         let key = (subset_use.namespace.as_str(), subset_use.service.as_str(), subset_use.subset.as_str());
         uses.entry(key).or_default().push(subset_use);
     }
-    let rules = DestinationRules::new(mesh);
+    let rules = mesh.destination_rules();
     let mut used_rules: Vec<ObjectRef> = Vec::new();
     let mut host_rules: HashSet<ObjectRef> = HashSet::new();
     let mut seen_rules: HashSet<ObjectRef> = HashSet::new();
     for ((namespace, service_name, subset), users) in uses {
         let Some(service) = mesh.service(namespace, service_name) else { continue };
         let Some(first) = users.first().copied() else { continue };
-        let Some(rule) = rules.find(&first.route, namespace, service_name) else {
+        let Some(rule) = rules.find(mesh.snapshot, &first.route, namespace, service_name) else {
             for user in &users {
                 report.unsupported(
                     &user.route,
@@ -159,7 +160,7 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
     // A route refused here (a subset no rule defines) is not replaced after all.
     let replaced_routes: Vec<ResourceRef> =
         routed.replaced.iter().filter(|vs| !report.refused(&ObjectRef::from(*vs))).cloned().collect();
-    let unreplaced = hosts_routed_by_unreplaced(mesh, &replaced_routes);
+    let replaced: BTreeSet<&ResourceRef> = replaced_routes.iter().collect();
     let mut inert = inert_subset_rules(mesh, &used_rules);
     inert.retain(|rule| {
         let object = mesh.snapshot.get(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name);
@@ -172,7 +173,7 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
     result.replaced = used_rules
         .into_iter()
         .chain(inert)
-        .filter(|rule| all_users_replaced(mesh, rule, &unreplaced))
+        .filter(|rule| all_users_replaced(mesh, rule, &replaced))
         .map(|rule| ResourceRef::new(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name))
         .collect();
     result
@@ -180,29 +181,40 @@ pub(crate) fn convert_subsets(mesh: &Mesh, routed: &Routed, out: &mut Items, rep
 
 /// The DestinationRules by (their namespace, host Service, host namespace), the first of each in
 /// input order: looked up per subset a route uses, which a scan of every rule made quadratic.
-struct DestinationRules<'a> {
-    by_host: HashMap<(&'a str, &'a str, &'a str), &'a DynamicObject>,
+pub(crate) struct DestinationRules {
+    /// Positions in the input's DestinationRules.
+    by_host: HashMap<(String, String, String), usize>,
 }
 
-impl<'a> DestinationRules<'a> {
-    fn new(mesh: &Mesh<'a>) -> Self {
+impl DestinationRules {
+    pub(crate) fn new(snapshot: &Snapshot) -> Self {
         let mut by_host = HashMap::new();
-        for rule in mesh.snapshot.all(Kind::DestinationRule) {
+        for (position, rule) in snapshot.all(Kind::DestinationRule).iter().enumerate() {
             let Some(namespace) = rule.metadata.namespace.as_deref() else { continue };
             let host = rule.data.pointer("/spec/host").and_then(Value::as_str);
             if let Some((service, host_namespace)) = host.and_then(|host| service_of_host(host, namespace)) {
-                by_host.entry((namespace, service, host_namespace)).or_insert(rule);
+                let key = (namespace.to_string(), service.to_string(), host_namespace.to_string());
+                by_host.entry(key).or_insert(position);
             }
         }
         DestinationRules { by_host }
     }
 
-    /// The DestinationRule for a host as Istio finds it: in the route's namespace, then the host's.
-    fn find(&self, route: &ObjectRef, namespace: &str, service: &str) -> Option<&'a DynamicObject> {
+    /// The DestinationRule of `snapshot` (the one the index was built from) for a host as Istio
+    /// finds it: in the route's namespace, then the host's.
+    fn find<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        route: &ObjectRef,
+        namespace: &str,
+        service: &str,
+    ) -> Option<&'s DynamicObject> {
         let route_namespace = route.namespace.as_deref().unwrap_or(namespace);
-        [route_namespace, namespace]
-            .into_iter()
-            .find_map(|candidate| self.by_host.get(&(candidate, service, namespace)).copied())
+        let rules = snapshot.all(Kind::DestinationRule);
+        [route_namespace, namespace].into_iter().find_map(|candidate| {
+            let key = (candidate.to_string(), service.to_string(), namespace.to_string());
+            self.by_host.get(&key).map(|position| &rules[*position])
+        })
     }
 }
 
@@ -283,28 +295,27 @@ fn inert_subset_rules(mesh: &Mesh, used: &[ObjectRef]) -> Vec<ObjectRef> {
         .collect()
 }
 
-/// The hosts, as (service, namespace), to whose subsets a VirtualService that was not replaced
-/// routes. Decoded once for all rules: per rule, it made the pass quadratic in the mesh.
-fn hosts_routed_by_unreplaced(mesh: &Mesh, replaced: &[ResourceRef]) -> BTreeSet<(String, String)> {
-    let replaced: BTreeSet<&ResourceRef> = replaced.iter().collect();
-    let mut hosts = BTreeSet::new();
+/// The VirtualServices that route to subsets of each host, as (service, namespace), by
+/// reference (None for one without a name): what every conversion of one input shares, decoded
+/// once (per rule, and then per conversion, it made the pass quadratic in the mesh).
+pub(crate) type SubsetRouters = HashMap<(String, String), Vec<Option<ResourceRef>>>;
+
+pub(crate) fn subset_routers(mesh: &Mesh) -> SubsetRouters {
+    let mut routers: SubsetRouters = HashMap::new();
     for (vs, decoded) in mesh.virtual_services() {
-        if ResourceRef::of(vs).is_ok_and(|vs| replaced.contains(&vs)) {
-            continue;
-        }
         let vs_namespace = vs.metadata.namespace.as_deref().unwrap_or_default();
         let Ok(vs_spec) = decoded else { continue };
         for (host, _) in vs_spec.subset_destinations() {
             if let Some((name, namespace)) = service_of_host(host, vs_namespace) {
-                hosts.insert((name.to_string(), namespace.to_string()));
+                routers.entry((name.to_string(), namespace.to_string())).or_default().push(ResourceRef::of(vs).ok());
             }
         }
     }
-    hosts
+    routers
 }
 
 /// True when every VirtualService that routes to a subset of the rule's host was replaced.
-fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, unreplaced: &BTreeSet<(String, String)>) -> bool {
+fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, replaced: &BTreeSet<&ResourceRef>) -> bool {
     let Some(object) = mesh.snapshot.get(Kind::DestinationRule, rule.namespace.as_deref(), &rule.name) else {
         return false;
     };
@@ -314,7 +325,8 @@ fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, unreplaced: &BTreeSet<(Stri
     else {
         return false;
     };
-    !unreplaced.contains(&(host.0.to_string(), host.1.to_string()))
+    let routers = mesh.subset_routers().get(&(host.0.to_string(), host.1.to_string()));
+    routers.into_iter().flatten().all(|router| router.as_ref().is_some_and(|router| replaced.contains(router)))
 }
 
 /// A DestinationRule's traffic policy (load balancing, connection pool, outlier detection, TLS
@@ -323,7 +335,11 @@ fn all_users_replaced(mesh: &Mesh, rule: &ObjectRef, unreplaced: &BTreeSet<(Stri
 /// conversion the policy would silently stop applying: reported. (`tls.mode: ISTIO_MUTUAL` alone
 /// is what HBONE does anyway.)
 pub(crate) fn report_policies_without_waypoint(mesh: &Mesh, report: &mut Report) {
-    for object in mesh.snapshot.all(Kind::DestinationRule) {
+    // Only the rules whose host can name a Service in scope: a conversion of a few namespaces
+    // reads their rules, not every rule of the mesh.
+    let rules = mesh.snapshot.all(Kind::DestinationRule);
+    let candidates = mesh.snapshot.routing_positions(Kind::DestinationRule, mesh.scope());
+    for object in candidates.into_iter().map(|position| &rules[position]) {
         let Some(rule_namespace) = object.metadata.namespace.as_deref() else { continue };
         let Ok(rule) = spec::<DestinationRuleSpec>(object) else { continue };
         let Some((name, namespace)) = service_of_host(&rule.host, rule_namespace) else { continue };

@@ -180,6 +180,9 @@ impl Topology {
         }
         topology.read_gateways(&model);
         topology.workloads = model.workloads().iter().filter(|workload| workload.gateway.is_none()).cloned().collect();
+        for (position, workload) in topology.workloads.iter().enumerate() {
+            topology.workloads_in.entry(workload.namespace.clone()).or_default().push(position);
+        }
         let unlabelled: BTreeSet<&str> = topology
             .workloads
             .iter()
@@ -216,9 +219,6 @@ impl Topology {
     fn index(&mut self) {
         for (position, workload) in self.workloads.iter().chain(&self.ingress_gateways).enumerate() {
             self.by_key.insert(workload.key(), position);
-        }
-        for (position, workload) in self.workloads.iter().enumerate() {
-            self.workloads_in.entry(workload.namespace.clone()).or_default().push(position);
         }
         for (position, policy) in self.policies.iter().enumerate() {
             self.policies_in.entry(policy.policy.namespace.clone()).or_default().push(position);
@@ -349,8 +349,7 @@ impl Topology {
     /// [`Self::resolve_named_target_ports`]); what cannot be resolved is returned as notes.
     pub fn resolve_target_ports(&self, service: &mut Service) -> Vec<String> {
         let mut notes = Vec::new();
-        let endpoints: Vec<String> =
-            self.workloads.iter().filter(|workload| service.selects(workload)).map(Workload::key).collect();
+        let endpoints: Vec<String> = self.endpoints(service).map(Workload::key).collect();
         for port in &mut service.ports {
             let Some(name) = &port.target_port_name else { continue };
             let numbers: BTreeSet<Option<u32>> = endpoints

@@ -195,12 +195,13 @@ pub fn service_of_host<'a>(host: &'a str, object_namespace: &'a str) -> Option<(
     if host.contains('*') {
         return None;
     }
-    let parts: Vec<&str> = host.split('.').collect();
-    match parts.as_slice() {
-        [name] => Some((name, object_namespace)),
-        [name, namespace] => Some((name, namespace)),
-        [name, namespace, "svc", ..] => Some((name, namespace)),
-        _ => None,
+    // Without collecting the parts: every rule asks this of every host it reads.
+    let mut parts = host.split('.');
+    let name = parts.next().unwrap_or_default();
+    match (parts.next(), parts.next()) {
+        (None, _) => Some((name, object_namespace)),
+        (Some(namespace), None | Some("svc")) => Some((name, namespace)),
+        (Some(_), Some(_)) => None,
     }
 }
 

@@ -150,6 +150,8 @@ impl<'a> Pod<'a> {
 pub struct MeshModel<'a> {
     pub snapshot: &'a Snapshot,
     pub trust_domain: TrustDomain,
+    /// The one namespace this model describes ([`MeshModel::of_namespace`]); None: the mesh.
+    only: Option<String>,
     namespaces: BTreeMap<String, NamespaceMode>,
     /// Live pods, by namespace.
     pods: BTreeMap<String, Vec<Pod<'a>>>,
@@ -161,20 +163,38 @@ pub struct MeshModel<'a> {
 
 impl<'a> MeshModel<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Self {
+        Self::build(snapshot, None)
+    }
+
+    /// The model of `namespace` alone: what it says of `namespace` (labels, pods, workloads,
+    /// gateways, waypoint reasons; the trust domain is the mesh's) is what [`MeshModel::new`]
+    /// says, and it knows nothing of the other namespaces. Built from that namespace's objects
+    /// (and the VirtualServices naming its Services), so a planner that asks about one
+    /// namespace at a time does not model the whole mesh each time, which made planning
+    /// quadratic in the namespaces.
+    pub fn of_namespace(snapshot: &'a Snapshot, namespace: &str) -> Self {
+        Self::build(snapshot, Some(namespace.to_string()))
+    }
+
+    fn build(snapshot: &'a Snapshot, only: Option<String>) -> Self {
         let trust_domain = TrustDomain::resolve(snapshot);
+        let in_scope = |namespace: &str| only.as_deref().is_none_or(|only| only == namespace);
         let namespaces: BTreeMap<String, NamespaceMode> = snapshot
             .all(Kind::Namespace)
             .iter()
-            .filter_map(|ns| Some((ns.metadata.name.clone()?, NamespaceMode::of(ns))))
+            .filter_map(|ns| Some((ns.metadata.name.clone()?, ns)))
+            .filter(|(name, _)| in_scope(name))
+            .map(|(name, ns)| (name, NamespaceMode::of(ns)))
             .collect();
         let mut pods: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
-        for pod in snapshot.all(Kind::Pod).iter().map(Pod::of).filter(Pod::is_live) {
+        for pod in objects_in(snapshot, Kind::Pod, only.as_deref()).map(Pod::of).filter(Pod::is_live) {
             pods.entry(pod.namespace.to_string()).or_default().push(pod);
         }
-        let gateways = snapshot.all(Kind::Gateway).iter().filter_map(Gateway::of).collect();
+        let gateways = objects_in(snapshot, Kind::Gateway, only.as_deref()).filter_map(Gateway::of).collect();
         let mut model = MeshModel {
             snapshot,
             trust_domain,
+            only,
             namespaces,
             pods,
             workloads: Vec::new(),
@@ -270,7 +290,7 @@ impl<'a> MeshModel<'a> {
             }
         }
         for kind in [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet, Kind::Job, Kind::CronJob] {
-            for controller in self.snapshot.all(kind) {
+            for controller in objects_in(self.snapshot, kind, self.only.as_deref()) {
                 let namespace = controller.metadata.namespace.clone().unwrap_or_default();
                 if self.pods_in(&namespace).iter().any(|pod| owns(kind, controller, pod)) {
                     continue;
@@ -330,12 +350,16 @@ impl<'a> MeshModel<'a> {
     }
 
     fn read_waypoint_reasons(&self) -> BTreeMap<String, Vec<WaypointReason>> {
-        let snapshot = self.snapshot;
+        let (snapshot, only) = (self.snapshot, self.only.as_deref());
         let mut reasons: BTreeMap<String, BTreeSet<WaypointReason>> = BTreeMap::new();
         let mut add = |namespace: &str, reason: WaypointReason| {
-            reasons.entry(namespace.to_string()).or_default().insert(reason);
+            if only.is_none_or(|only| only == namespace) {
+                reasons.entry(namespace.to_string()).or_default().insert(reason);
+            }
         };
-        for object in snapshot.all(Kind::AuthorizationPolicy) {
+        // The objects of `kind` that can give a reason to their own namespace.
+        let own = |kind: Kind| objects_in(snapshot, kind, only);
+        for object in own(Kind::AuthorizationPolicy) {
             let Ok(policy) = spec::<AuthorizationPolicySpec>(object) else { continue };
             let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
             if policy.uses_target_refs() {
@@ -349,7 +373,12 @@ impl<'a> MeshModel<'a> {
             }
         }
         let services_known = snapshot.knows(Kind::Service);
-        for object in snapshot.all(Kind::VirtualService) {
+        // A VirtualService of any namespace can route a Service of `only`.
+        let virtual_services: Box<dyn Iterator<Item = &DynamicObject>> = match only {
+            Some(namespace) => Box::new(snapshot.routing_into(Kind::VirtualService, namespace)),
+            None => Box::new(snapshot.all(Kind::VirtualService).iter()),
+        };
+        for object in virtual_services {
             let Ok(route) = spec::<VirtualServiceSpec>(object) else { continue };
             if route.is_gateway_only() {
                 continue;
@@ -361,7 +390,7 @@ impl<'a> MeshModel<'a> {
                 }
             }
         }
-        for object in snapshot.all(Kind::HttpRoute) {
+        for object in own(Kind::HttpRoute) {
             let service_parent =
                 spec::<HttpRouteSpec>(object).is_ok_and(|route| route.parent_refs.iter().any(ParentRef::is_service));
             if service_parent {
@@ -372,7 +401,7 @@ impl<'a> MeshModel<'a> {
             }
         }
         for kind in [Kind::RequestAuthentication, Kind::Telemetry, Kind::WasmPlugin] {
-            for object in snapshot.all(kind) {
+            for object in own(kind) {
                 let mesh_wide = object.metadata.namespace.as_deref() == Some(ROOT_NAMESPACE)
                     && object.data.pointer("/spec/targetRefs").is_none();
                 if mesh_wide {
@@ -393,6 +422,25 @@ impl<'a> MeshModel<'a> {
             add(&waypoint.namespace, WaypointReason::Deployed(waypoint.name.clone()));
         }
         reasons.into_iter().map(|(namespace, reasons)| (namespace, reasons.into_iter().collect())).collect()
+    }
+}
+
+/// The objects of `kind` in `only` (an object without a namespace counts for the empty one),
+/// or all of them.
+fn objects_in<'s>(
+    snapshot: &'s Snapshot,
+    kind: Kind,
+    only: Option<&str>,
+) -> Box<dyn Iterator<Item = &'s DynamicObject> + 's> {
+    match only {
+        Some(namespace) if !namespace.is_empty() => Box::new(snapshot.in_namespace(kind, namespace)),
+        Some(_) => Box::new(
+            snapshot
+                .all(kind)
+                .iter()
+                .filter(|object| object.metadata.namespace.as_deref().unwrap_or_default().is_empty()),
+        ),
+        None => Box::new(snapshot.all(kind).iter()),
     }
 }
 

@@ -283,7 +283,7 @@ impl Planner {
     /// Step 6: label the namespace for ambient, once every sidecar speaks HBONE and, where a
     /// waypoint is needed, it is deployed with the policies migrated.
     fn enroll(&mut self, namespace: &str) -> Result<(), Stop> {
-        let context = MeshContext::new(&self.state);
+        let context = MeshContext::of_namespace(&self.state, namespace);
         if context.labels(namespace).ambient {
             return Ok(());
         }
@@ -333,7 +333,7 @@ impl Planner {
     /// protection; an L7 ALLOW denies all at ztunnel); no order avoids it, since one principal
     /// names old and new pods alike, so it is kept to one rollout and announced.
     fn remove_sidecars(&mut self, namespace: &str) -> Result<(), Stop> {
-        let context = MeshContext::new(&self.state);
+        let context = MeshContext::of_namespace(&self.state, namespace);
         if !context.labels(namespace).ambient {
             let reason =
                 format!("{namespace} is not enrolled in ambient (Step 6): without sidecars it would leave the mesh");
@@ -564,7 +564,7 @@ fn workload_pods<'s>(
 /// selector AuthorizationPolicies admit its principal (its callees), by name where the policies
 /// do not tell (or tell a cycle).
 fn callees_first(snapshot: &Snapshot, namespace: &str, targets: &BTreeMap<ResourceRef, Vec<Pod>>) -> Vec<ResourceRef> {
-    let model = MeshModel::new(snapshot);
+    let model = MeshModel::of_namespace(snapshot, namespace);
     let policies: Vec<AuthorizationPolicySpec> = snapshot
         .in_namespace(Kind::AuthorizationPolicy, namespace)
         .filter_map(|policy| spec::<AuthorizationPolicySpec>(policy).ok())

@@ -195,4 +195,6 @@ fn requests_suffix(requests: &[String]) -> String {
 }
 
 #[cfg(test)]
+mod scoped_tests;
+#[cfg(test)]
 mod tests;

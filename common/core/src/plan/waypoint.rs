@@ -38,7 +38,7 @@ use super::enable::Planner;
 use super::{Plan, PlanError, Stop, Wait};
 use crate::change::{Change, ResourceRef, holds};
 use crate::check::phase::{MeshContext, milestones};
-use crate::convert::{Conversion, ConvertOptions, convert};
+use crate::convert::{Conversion, ConvertOptions, Converter, convert};
 use crate::equivalence::topology::ROOT_NAMESPACE;
 use crate::kinds::Kind;
 use crate::mesh::authz::AuthorizationPolicySpec;
@@ -105,9 +105,12 @@ pub fn plan_waypoint(snapshot: &Snapshot, intent: &WaypointIntent) -> Result<Pla
     }
     let wanted = |step: u8| intent.only_step.map_or(step <= intent.until.last_step(), |only| only == step);
     let mut planner = Planner { plan: Plan::new("waypoint"), state: snapshot.clone(), lane: None };
+    // Every namespace is converted from `snapshot`: what the conversions read of the whole mesh
+    // is built once.
+    let converter = std::cell::OnceCell::new();
     for namespace in &intent.namespaces {
         planner.lane = Some(namespace.clone());
-        if !MeshModel::new(&planner.state).needs_waypoint(namespace) {
+        if !MeshModel::of_namespace(&planner.state, namespace).needs_waypoint(namespace) {
             planner.plan.stops.push(Stop {
                 namespace: Some(namespace.clone()),
                 reason: format!("{namespace} needs no waypoint: nothing in it needs L7 processing"),
@@ -116,7 +119,8 @@ pub fn plan_waypoint(snapshot: &Snapshot, intent: &WaypointIntent) -> Result<Pla
             continue;
         }
         if wanted(4) || wanted(5) {
-            migrate(&mut planner, snapshot, namespace, intent, &wanted)?;
+            let converter = converter.get_or_init(|| Converter::new(snapshot));
+            migrate(&mut planner, converter, namespace, intent, &wanted)?;
         }
         let later: [(u8, NamespaceStep); 2] = [(7, activate), (8, clean_up)];
         for (_, step) in later.iter().filter(|(number, _)| wanted(*number)) {
@@ -132,17 +136,18 @@ pub fn plan_waypoint(snapshot: &Snapshot, intent: &WaypointIntent) -> Result<Pla
 /// Step 7 or 8 for one namespace; `Err` stops the namespace there.
 type NamespaceStep = fn(&mut Planner, &str, Option<&str>) -> Result<(), Stop>;
 
-/// Steps 4 and 5: the translator's output for `namespace`, computed from the `snapshot` the
-/// user's objects are in, refused when a loss is not accepted.
+/// Steps 4 and 5: the translator's output for `namespace`, computed from the snapshot the user's
+/// objects are in (the `converter`'s), refused when a loss is not accepted.
 fn migrate(
     planner: &mut Planner,
-    snapshot: &Snapshot,
+    converter: &Converter,
     namespace: &str,
     intent: &WaypointIntent,
     wanted: &dyn Fn(u8) -> bool,
 ) -> Result<(), PlanError> {
     let options = ConvertOptions { namespaces: vec![namespace.to_string()], waypoint: intent.name.clone() };
-    let conversion = convert(snapshot, &options);
+    let conversion = converter.convert(&options);
+    let snapshot = converter.snapshot();
     let refused: Vec<String> = conversion
         .unsupported
         .iter()
@@ -418,7 +423,7 @@ pub(super) fn record_applied(object: &mut DynamicObject, owned: &Value) {
 
 /// Step 7: `istio.io/use-waypoint` on the namespace, once it is enrolled in ambient.
 fn activate(planner: &mut Planner, namespace: &str, name: Option<&str>) -> Result<(), Stop> {
-    let model = MeshModel::new(&planner.state);
+    let model = MeshModel::of_namespace(&planner.state, namespace);
     let mode = model.namespace(namespace);
     let waypoint = name
         .map(str::to_string)
@@ -447,7 +452,7 @@ fn activate(planner: &mut Planner, namespace: &str, name: Option<&str>) -> Resul
 /// Step 8: delete what the conversion replaced and no sidecar reads any more (see the module
 /// docs); a stop names what is kept and why.
 fn clean_up(planner: &mut Planner, namespace: &str, name: Option<&str>) -> Result<(), Stop> {
-    let context = MeshContext::new(&planner.state);
+    let context = MeshContext::of_namespace(&planner.state, namespace);
     if !milestones(&planner.state, &context, namespace, true).waypoint_active {
         return Err(Stop {
             namespace: Some(namespace.into()),
