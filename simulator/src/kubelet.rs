@@ -283,30 +283,52 @@ async fn execute(
     if matches!(action, Action::Report { .. }) {
         tokio::time::sleep(startup).await;
     }
-    let result = match action {
+    // A request the API server cannot serve now (restarting, overloaded) is sent again: a watch
+    // that resumes after a restart does not replay the event that asked for it, so a pod whose
+    // removal failed would stay Terminating and its rollout would never end.
+    let (mut pause, mut retries) = (Duration::from_millis(250), 0);
+    loop {
+        match send(&pods, &name, &action).await {
+            // The pod went away, or was bound or changed meanwhile: a later event decides again.
+            Err(kube::Error::Api(status)) if status.code == 409 => return Ok(()),
+            Err(err) if is_not_found(&err) => return Ok(()),
+            Err(err) if retries < 20 && is_transient(&err) => {
+                retries += 1;
+                tracing::debug!("kubelet: {namespace}/{name}: {err}; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other.map_err(Error::from),
+        }
+    }
+}
+
+/// Errors worth sending the request again for: no answer, or the server's own failure.
+fn is_transient(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        _ => true,
+    }
+}
+
+async fn send(pods: &Api<Pod>, name: &str, action: &Action) -> Result<(), kube::Error> {
+    match action {
         Action::Remove { uid } => {
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+                preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
                 ..Default::default()
             };
-            pods.delete(&name, &params).await.map(|_| ())
+            pods.delete(name, &params).await.map(|_| ())
         }
         Action::Bind { node } => {
             let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
-            let body = serde_json::to_vec(&binding).map_err(|err| Error::Invalid(err.to_string()))?;
-            pods.create_subresource::<Value>("binding", &name, &PostParams::default(), body).await.map(|_| ())
+            let body = serde_json::to_vec(&binding).map_err(kube::Error::SerdeError)?;
+            pods.create_subresource::<Value>("binding", name, &PostParams::default(), body).await.map(|_| ())
         }
-        Action::Report { status } => pods
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
-            .await
-            .map(|_| ()),
-    };
-    match result {
-        // The pod went away, or was bound or changed meanwhile: a later event decides again.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(err) if is_not_found(&err) => Ok(()),
-        other => other.map_err(Error::from),
+        Action::Report { status } => {
+            pods.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await.map(|_| ())
+        }
     }
 }
 
