@@ -63,6 +63,15 @@ impl ResourceRef {
         ResourceRef { kind, namespace: namespace.map(str::to_string), name: name.to_string() }
     }
 
+    /// The namespace the object belongs to: its own, or for a Namespace, the one it is; None for
+    /// other cluster-scoped objects.
+    pub fn owning_namespace(&self) -> Option<&str> {
+        match self.kind {
+            Kind::Namespace => Some(&self.name),
+            _ => self.namespace.as_deref(),
+        }
+    }
+
     /// The reference of an object, by its `apiVersion`, `kind`, namespace and name.
     pub fn of(object: &DynamicObject) -> Result<Self, ResourceRefError> {
         let (api_version, kind_name) =

@@ -148,7 +148,8 @@ impl Planner {
     /// Adds `action` in the current lane unless it changes a cluster-scoped object, and projects
     /// the state past it.
     pub(super) fn push_action(&mut self, mut action: Action) {
-        action.lane = self.lane.clone().filter(|_| super::schedule::in_a_namespace(&action.change));
+        let namespaced = action.change.target().is_ok_and(|target| target.owning_namespace().is_some());
+        action.lane = self.lane.clone().filter(|_| namespaced);
         // A change the server would refuse leaves the projected state as it was; the gate finds
         // what that means for the plan.
         let _refused = apply_in_place(&mut self.state, &action.change);

@@ -33,7 +33,6 @@ use crate::change::{Change, apply_in_place};
 use crate::check::Severity;
 use crate::check::phase::{MeshContext, sequencing};
 use crate::equivalence::verify;
-use crate::kinds::Kind;
 use crate::snapshot::Snapshot;
 
 /// Checks `plan` on `original`, the state it starts from, taken as the baseline too (see the
@@ -161,10 +160,7 @@ fn touched_namespaces(changes: &[Change]) -> BTreeSet<String> {
     changes
         .iter()
         .filter_map(|change| change.target().ok())
-        .filter_map(|target| match target.kind {
-            Kind::Namespace => Some(target.name),
-            _ => target.namespace,
-        })
+        .filter_map(|target| target.owning_namespace().map(str::to_string))
         .collect()
 }
 

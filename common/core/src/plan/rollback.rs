@@ -119,15 +119,12 @@ struct Undo<'a> {
 
 impl Undo<'_> {
     fn in_scope(&self, target: &ResourceRef) -> bool {
-        let namespace = match target.kind {
-            Kind::Namespace => Some(&target.name),
-            _ => target.namespace.as_ref(),
-        };
-        if namespace.is_some_and(|namespace| namespace == STATE_NAMESPACE) {
+        let namespace = target.owning_namespace();
+        if namespace == Some(STATE_NAMESPACE) {
             return false;
         }
         self.intent.namespaces.is_empty()
-            || namespace.is_some_and(|namespace| self.intent.namespaces.contains(namespace))
+            || namespace.is_some_and(|namespace| self.intent.namespaces.iter().any(|wanted| wanted == namespace))
     }
 
     fn live(&self, target: &ResourceRef) -> Option<&DynamicObject> {

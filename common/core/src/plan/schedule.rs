@@ -23,7 +23,6 @@ use std::ops::Range;
 
 use super::Plan;
 use crate::change::ResourceRef;
-use crate::kinds::Kind;
 
 /// The plan's actions, by index, in rounds of at most `concurrency` actions of distinct lanes.
 /// With a concurrency of 1 (or 0) every action is a round of its own: the plan's order.
@@ -38,11 +37,6 @@ pub fn rounds(plan: &Plan, concurrency: usize) -> Vec<Vec<usize>> {
         rounds.extend(interleave(&lanes, &targets, run, concurrency));
     }
     rounds
-}
-
-/// Whether `change` changes a namespaced object (or a Namespace), which can join a lane.
-pub(super) fn in_a_namespace(change: &crate::change::Change) -> bool {
-    change.target().is_ok_and(|target| target.kind == Kind::Namespace || target.namespace.is_some())
 }
 
 /// Splits the actions into runs (index ranges) in which every lane's actions are contiguous; a
@@ -140,7 +134,8 @@ fn interleave(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::change::{Change, ResourceRef};
+    use crate::change::Change;
+    use crate::kinds::Kind;
     use crate::plan::Action;
 
     fn plan_of(targets: &[(Kind, Option<&str>, &str)]) -> Plan {
