@@ -322,10 +322,13 @@ async fn await_round(
 ) -> Result<(), Error> {
     let waits: Vec<(&str, &Wait)> =
         actions.iter().filter_map(|action| Some((action.id.as_str(), action.wait.as_ref()?))).collect();
-    let Some((first, first_wait)) = waits.first() else { return Ok(()) };
-    let words = match waits.len() {
-        1 => crate::render::wait_words(first_wait),
-        more => format!("{more} actions are done ({})", waits.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ")),
+    if waits.is_empty() {
+        return Ok(());
+    }
+    let ids = waits.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ");
+    let words = match waits.as_slice() {
+        [(_, wait)] => crate::render::wait_words(wait),
+        _ => format!("{} actions are done ({ids})", waits.len()),
     };
     let spinner = printer.spinner(&format!("waiting until {words}"));
     let mut kinds: Vec<crate::kinds::Kind> = waits.iter().flat_map(|(_, wait)| wait.watched()).collect();
@@ -340,12 +343,7 @@ async fn await_round(
     };
     let result = wait::until(connection, &kinds, &namespaces, timeout, missing).await;
     spinner.finish_and_clear();
-    let action = if waits.len() == 1 {
-        (*first).to_string()
-    } else {
-        waits.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ")
-    };
-    result.map_err(|missing| EngineError::WaitTimedOut { action, timeout, missing }.into())
+    result.map_err(|missing| EngineError::WaitTimedOut { action: ids, timeout, missing }.into())
 }
 
 fn wait_namespace(wait: &Wait) -> Option<String> {
