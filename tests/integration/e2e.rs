@@ -265,17 +265,19 @@ async fn a_user_migrates_bookinfo_with_the_installed_plugins_and_rolls_it_back()
     compare_with_readme(&shell.walkthrough());
 }
 
-/// One namespace through the whole migration, as README orders the commands; after each, the
-/// checkpoints of its steps pass and every namespace of `all` keeps its outcomes but announced ones.
+/// The migration's commands, as README orders them, with the steps each takes.
+const MIGRATION: [(&str, &[u8]); 5] = [
+    ("oc ambient-enable", &[3]),
+    ("oc ambient-waypoint", &[4, 5]),
+    ("kubectl ambient-enable", &[6]),
+    ("oc ambient-waypoint", &[7]),
+    ("oc ambient-enable", &[9, 8]),
+];
+
+/// One namespace through the whole migration; after each command, the checkpoints of its steps
+/// pass and every namespace of `all` keeps its outcomes but announced ones.
 fn migrate_namespace(shell: &mut Shell, namespace: &str, all: &[&str], announced: &mut BTreeSet<String>) {
-    let commands: [(&str, &[u8]); 5] = [
-        ("oc ambient-enable", &[3]),
-        ("oc ambient-waypoint", &[4, 5]),
-        ("kubectl ambient-enable", &[6]),
-        ("oc ambient-waypoint", &[7]),
-        ("oc ambient-enable", &[9, 8]),
-    ];
-    for (command, steps) in commands {
+    for (command, steps) in MIGRATION {
         announced.extend(shell.accepting_windows(&format!("{command} {namespace}")));
         shell.checkpoints_pass(&[namespace], steps);
         shell.keeps_outcomes(all, announced);
@@ -283,45 +285,66 @@ fn migrate_namespace(shell: &mut Shell, namespace: &str, all: &[&str], announced
     assert_eq!(shell.phase(namespace), "ambient");
 }
 
-/// Issue 14: the same two namespaces migrated side by side (`--concurrency 2`), one command per
-/// step for both. Every plan runs in rounds of one action per namespace; the journal shows the
-/// two namespaces' rollouts in flight together; every request answers as in the sidecar era but
-/// for the windows the plans announced, and the rollback brings both back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_namespaces_that_call_each_other_migrate_side_by_side() {
+/// `ring:2` (each namespace's `front` calls the other's `back` under an L7 policy) taken to
+/// ambient by `migrate`, which adds the requests the plans announced; then no difference is left
+/// open, and the rollback brings both namespaces back to the sidecar era. Returns the shell, whose
+/// journal holds the run.
+async fn ring_migrated_and_rolled_back(migrate: impl FnOnce(&mut Shell, &[&str], &mut BTreeSet<String>)) -> Shell {
     let cluster = SimulatedCluster::start("ring:2").await.unwrap();
     let client = cluster.client().await.unwrap();
     let all = ["ring-0", "ring-1"];
     let sidecar_era = mesh_state_with_pods_of(&client, &all).await;
     let mut shell = Shell::new(cluster.plane().kubeconfig(), cluster.plane().server());
     let mut announced = BTreeSet::new();
-    let commands: [(&str, &[u8]); 5] = [
-        ("oc ambient-enable", &[3]),
-        ("oc ambient-waypoint", &[4, 5]),
-        ("oc ambient-enable", &[6]),
-        ("oc ambient-waypoint", &[7]),
-        ("oc ambient-enable", &[9, 8]),
-    ];
-    for (command, steps) in commands {
-        let command = format!("{command} ring-0 ring-1 --concurrency 2");
-        let planned = shell.quietly(&format!("{command} --dry-run -o json"));
-        let plan: Value =
-            serde_json::from_slice(&planned.stdout).unwrap_or_else(|err| panic!("{err}: {}", text(&planned)));
-        let rounds = plan["rounds"].as_array().cloned().unwrap_or_default();
-        assert!(rounds.iter().any(|round| round.as_array().is_some_and(|ids| ids.len() == 2)), "{command}: {plan:#}");
-        announced.extend(shell.accepting_windows(&command));
-        shell.checkpoints_pass(&all, steps);
-        shell.keeps_outcomes(&all, &announced);
-    }
+    migrate(&mut shell, &all, &mut announced);
     for namespace in all {
         assert_eq!(shell.phase(namespace), "ambient");
     }
-    assert!(rollouts_overlapped(&crate::support::journal(shell.state.path())), "no two namespaces rolled out at once");
+    shell.keeps_outcomes(&all, &BTreeSet::new());
     shell.accepting_windows("oc ambient-rollback --all");
     assert_back_to(&client, &sidecar_era, "after oc ambient-rollback --all").await;
     for namespace in all {
         assert_eq!(shell.phase(namespace), "sidecar");
     }
+    shell
+}
+
+/// Issue 13: the two namespaces migrated one after the other. In the mixed state (one ambient with
+/// its waypoint, the other with sidecars) every request of both answers as in the sidecar era, but
+/// for the windows the plans announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_namespaces_that_call_each_other_migrate_one_after_the_other() {
+    ring_migrated_and_rolled_back(|shell, all, announced| {
+        for namespace in all {
+            migrate_namespace(shell, namespace, all, announced);
+        }
+    })
+    .await;
+}
+
+/// Issue 14: the same two namespaces migrated side by side (`--concurrency 2`), one command per
+/// step for both. Every plan runs in rounds of one action per namespace; the journal shows the
+/// two namespaces' rollouts in flight together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_namespaces_that_call_each_other_migrate_side_by_side() {
+    let shell = ring_migrated_and_rolled_back(|shell, all, announced| {
+        for (command, steps) in MIGRATION {
+            let command = format!("{command} {} --concurrency 2", all.join(" "));
+            let planned = shell.quietly(&format!("{command} --dry-run -o json"));
+            let plan: Value =
+                serde_json::from_slice(&planned.stdout).unwrap_or_else(|err| panic!("{err}: {}", text(&planned)));
+            let rounds = plan["rounds"].as_array().cloned().unwrap_or_default();
+            assert!(
+                rounds.iter().any(|round| round.as_array().is_some_and(|ids| ids.len() == 2)),
+                "{command}: {plan:#}"
+            );
+            announced.extend(shell.accepting_windows(&command));
+            shell.checkpoints_pass(all, steps);
+            shell.keeps_outcomes(all, announced);
+        }
+    })
+    .await;
+    assert!(rollouts_overlapped(&crate::support::journal(shell.state.path())), "no two namespaces rolled out at once");
 }
 
 /// Whether the journal shows a restart of one namespace started while one of another namespace
@@ -337,28 +360,4 @@ fn rollouts_overlapped(journal: &[Value]) -> bool {
                 .any(|other| started_restart(other) && other["change"]["target"]["namespace"] != *namespace)
         })
     })
-}
-
-/// Issue 13: two namespaces whose workloads call each other (`ring:2`: each one's `front` calls
-/// the other's `back` under an L7 policy), migrated one after the other. In the mixed state (one
-/// ambient with its waypoint, the other with sidecars) every request of both answers as in the
-/// sidecar era, but for the windows the plans announced; at the end none is left open, and the
-/// rollback brings both back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_namespaces_that_call_each_other_migrate_one_after_the_other() {
-    let cluster = SimulatedCluster::start("ring:2").await.unwrap();
-    let client = cluster.client().await.unwrap();
-    let all = ["ring-0", "ring-1"];
-    let sidecar_era = mesh_state_with_pods_of(&client, &all).await;
-    let mut shell = Shell::new(cluster.plane().kubeconfig(), cluster.plane().server());
-    let mut announced = BTreeSet::new();
-    for namespace in all {
-        migrate_namespace(&mut shell, namespace, &all, &mut announced);
-    }
-    shell.keeps_outcomes(&all, &BTreeSet::new());
-    shell.accepting_windows("oc ambient-rollback --all");
-    assert_back_to(&client, &sidecar_era, "after oc ambient-rollback --all").await;
-    for namespace in all {
-        assert_eq!(shell.phase(namespace), "sidecar");
-    }
 }
