@@ -10,22 +10,29 @@ use oc_ambient_simulator::SimulatedCluster;
 use serde_json::Value;
 
 use crate::check_live::run_check;
-use crate::support::{accepting_announced_windows, connect, enable, resource_versions, text, waypoint};
+use crate::support::{
+    KindPath, accepting_announced_windows, connect, enable, resource_versions, settled_resource_versions, text,
+    waypoint,
+};
+
+/// The kinds a plan for Step 2 and 3 writes.
+const WRITTEN: [KindPath<'static>; 6] = [
+    ("sailoperator.io", "v1", "Istio", "istios"),
+    ("sailoperator.io", "v1", "IstioCNI", "istiocnis"),
+    ("sailoperator.io", "v1", "ZTunnel", "ztunnels"),
+    ("", "v1", "Namespace", "namespaces"),
+    ("apps", "v1", "Deployment", "deployments"),
+    ("", "v1", "ConfigMap", "configmaps"),
+];
 
 /// resourceVersion of every object of the kinds a plan for Step 2 and 3 writes.
 pub(crate) async fn versions(client: &kube::Client) -> BTreeMap<String, String> {
-    resource_versions(
-        client,
-        &[
-            ("sailoperator.io", "v1", "Istio", "istios"),
-            ("sailoperator.io", "v1", "IstioCNI", "istiocnis"),
-            ("sailoperator.io", "v1", "ZTunnel", "ztunnels"),
-            ("", "v1", "Namespace", "namespaces"),
-            ("apps", "v1", "Deployment", "deployments"),
-            ("", "v1", "ConfigMap", "configmaps"),
-        ],
-    )
-    .await
+    resource_versions(client, &WRITTEN).await
+}
+
+/// [`versions`] once the simulator has stopped writing status: the baseline of "nothing written".
+pub(crate) async fn settled_versions(client: &kube::Client) -> BTreeMap<String, String> {
+    settled_resource_versions(client, &WRITTEN).await
 }
 
 // The simulator runs in this process: the plugin runs block one thread, so the simulator needs others.
@@ -35,7 +42,7 @@ async fn enable_walks_steps_2_and_3_and_stops_at_the_waypoint_gate() {
     let client = cluster.client().await.unwrap();
     let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
     let state = tempfile::tempdir().unwrap();
-    let before = versions(&client).await;
+    let before = settled_versions(&client).await;
 
     // A client-side dry run prints the plan and writes nothing; so does a server-side one.
     let planned = enable(&kubeconfig, state.path(), &["--dry-run=client", "-o", "json"]);
@@ -432,7 +439,7 @@ async fn steps_asked_for_out_of_order_are_refused_and_write_nothing() {
     let client = cluster.client().await.unwrap();
     let kubeconfig = cluster.plane().kubeconfig().to_path_buf();
     let state = tempfile::tempdir().unwrap();
-    let before = versions(&client).await;
+    let before = settled_versions(&client).await;
     for (step, rule) in [("6", "sequence-ambient-before-hbone"), ("9", "not enrolled in ambient")] {
         let refused = enable(&kubeconfig, state.path(), &["bookinfo", "--step", step, "--yes"]);
         assert_eq!(refused.status.code(), Some(1), "step {step}: {}", text(&refused));

@@ -16,7 +16,7 @@ use oc_ambient_simulator::SimulatedCluster;
 use serde_json::{Value, json};
 
 use crate::check_live::run_check;
-use crate::enable::{replica_sets, versions};
+use crate::enable::{replica_sets, settled_versions, versions};
 use crate::support::{accepting_windows, connect, enable, run_plugin, text, waypoint, window_ids};
 
 fn rollback(kubeconfig: &Path, state_dir: &Path, args: &[&str]) -> Output {
@@ -231,7 +231,7 @@ async fn rollback_brings_back_the_sidecar_era_after_any_step() {
     );
     // A client-side dry run prints the plan; a server-side one sends it with dryRun=All: neither
     // stores anything, nor does a run without consent or with a view-only identity.
-    let before = versions(&client).await;
+    let before = settled_versions(&client).await;
     let planned = rollback(&kubeconfig, state.path(), &["--all", "--dry-run", "-o", "json"]);
     assert_ok(&planned);
     let plan: Value = serde_json::from_slice(&planned.stdout).unwrap();

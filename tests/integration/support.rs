@@ -115,6 +115,23 @@ pub async fn resource_versions(client: &kube::Client, kinds: &[KindPath<'_>]) ->
     found
 }
 
+/// [`resource_versions`] once the simulator has stopped writing status (a fresh cluster's
+/// controllers, or rollouts just finished, settle for a while): the same for two reads a second
+/// apart, within half a minute. A "nothing was written" assertion needs this baseline, or a late
+/// status write by the simulator reads as a write by the command under test.
+pub async fn settled_resource_versions(client: &kube::Client, kinds: &[KindPath<'_>]) -> BTreeMap<String, String> {
+    let mut last = resource_versions(client, kinds).await;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = resource_versions(client, kinds).await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the simulated cluster keeps writing: {last:?}");
+}
+
 /// Runs `command` with `args` and --yes, accepting every window its plan names (read from a
 /// client-side dry run first), as a user who reviewed them would.
 pub fn accepting_windows(

@@ -12,7 +12,7 @@ use oc_ambient_testenv::faults::{Action, Fault};
 use serde_json::{Value, json};
 
 use crate::check_live::run_check;
-use crate::support::{KindPath, eventually, journal, resource_versions, text, waypoint};
+use crate::support::{KindPath, eventually, journal, resource_versions, settled_resource_versions, text, waypoint};
 
 /// Every kind Steps 4 and 5 write, and where the engine keeps its journal and backup.
 const WRITTEN: [KindPath<'static>; 8] = [
@@ -30,19 +30,8 @@ async fn versions(client: &kube::Client) -> BTreeMap<String, String> {
     resource_versions(client, &WRITTEN).await
 }
 
-/// [`versions`] once the simulator has stopped writing status (a fresh cluster's controllers
-/// settle for a while): the same for two reads a second apart, within half a minute.
 async fn settled_versions(client: &kube::Client) -> BTreeMap<String, String> {
-    let mut last = versions(client).await;
-    for _ in 0..30 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = versions(client).await;
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
-    panic!("the simulated cluster keeps writing: {last:?}");
+    settled_resource_versions(client, &WRITTEN).await
 }
 
 fn api(client: &kube::Client, (group, version, kind, plural): KindPath<'_>, namespace: &str) -> Api<DynamicObject> {
@@ -116,7 +105,7 @@ async fn an_unsupported_feature_refuses_step_5_until_accepted_by_id_and_the_jour
     let virtual_services = api(&client, WRITTEN[3], "bookinfo");
     virtual_services.create(&PostParams::default(), &faulty_virtual_service()).await.unwrap();
     let state = tempfile::tempdir().unwrap();
-    let before = versions(&client).await;
+    let before = settled_versions(&client).await;
 
     let id = "unsupported:VirtualService/bookinfo/details:spec.http[0].fault";
     let refused = waypoint(&kubeconfig, state.path(), &["bookinfo", "--yes"]);
