@@ -541,7 +541,7 @@ fn at_the_end_no_formerly_exempted_caller_bypasses_the_waypoint() {
             for request in difference.requests() {
                 let exempt = principals.get(&request.source).is_some_and(|principal| exempted.contains(principal));
                 if by_address && exempt {
-                    holes.push(format!("{}: {request} ({})", input.label, difference.explanation));
+                    holes.push(format!("{}: {request} ({})", input.label, difference.explanation()));
                 } else {
                     other += 1;
                 }

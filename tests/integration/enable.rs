@@ -267,7 +267,7 @@ async fn the_suite_migrates_bookinfo_to_ambient_step_by_step() {
         let verification = oc_ambient_common::equivalence::verify(&baseline, snapshot, Some(&scope));
         for difference in verification.unexpected() {
             for request in difference.requests().filter(|request| !announced.contains(&request.to_string())) {
-                unannounced.push(format!("after {action}: {request} ({})", difference.explanation));
+                unannounced.push(format!("after {action}: {request} ({})", difference.explanation()));
             }
         }
     }

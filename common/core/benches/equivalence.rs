@@ -16,15 +16,11 @@ mod support;
 #[global_allocator]
 static HEAP: support::heap::Counting = support::heap::Counting;
 
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use oc_ambient_core::change::simulate;
-use oc_ambient_core::equivalence::state::MigrationState;
-use oc_ambient_core::equivalence::synthetic::{MeshSize, generate, namespace_name};
+use oc_ambient_core::equivalence::synthetic::{MeshSize, generate};
 use oc_ambient_core::equivalence::{Verification, verify, verify_exhaustive};
-use oc_ambient_core::snapshot::Snapshot;
 
 /// The exhaustive verifier runs unasked on meshes of at most this many Services (20x5x2).
 const SMALL_MESH_SERVICES: usize = 100;
@@ -50,12 +46,7 @@ fn main() -> ExitCode {
 }
 
 fn run(size: MeshSize, exhaustive: bool) {
-    let mesh = generate(size);
-    let before = Snapshot::from_objects(mesh.sidecar_era.clone());
-    let namespaces: BTreeSet<String> = (0..size.namespaces).map(namespace_name).collect();
-    let migrated = MigrationState { enrolled: namespaces.clone(), waypoints: namespaces, sidecars: Default::default() };
-    let after = migrated.apply(&simulate(&before, &mesh.changes()).snapshot);
-    drop(mesh);
+    let (before, after) = generate(size).into_migration();
     let name = format!("{}x{}x{}", size.namespaces, size.services, size.pods);
     println!(
         "size {name}: {} objects before, {} after, held in {:.1} MiB of heap (resident {})",
@@ -86,7 +77,7 @@ fn measure(size: &str, verifier: &str, run: impl FnOnce() -> Verification) -> Ve
     println!(
         "  {size} {verifier:<10}: {seconds:.2}s wall, {} cpu; {} representative requests evaluated, {} requests covered \
          ({}); {} differing requests in {} differences ({} unexpected); peak memory {}{}, of which the verifier's \
-         heap {:.1} MiB",
+         heap {:.1} MiB at its peak and {:.1} MiB for the report it returns",
         cpu.as_deref().unwrap_or("unknown"),
         verification.evaluated,
         verification.requests,
@@ -97,6 +88,7 @@ fn measure(size: &str, verifier: &str, run: impl FnOnce() -> Verification) -> Ve
         support::peak_memory().unwrap_or_else(|| "unknown".into()),
         if reset { "" } else { " (whole process)" },
         (support::heap::peak() - held) as f64 / (1024.0 * 1024.0),
+        (support::heap::in_use() - held) as f64 / (1024.0 * 1024.0),
     );
     verification
 }

@@ -85,6 +85,11 @@ pub mod heap {
         now
     }
 
+    /// Bytes in use now.
+    pub fn in_use() -> usize {
+        IN_USE.load(Ordering::Relaxed)
+    }
+
     /// The most bytes in use since [`start_phase`].
     pub fn peak() -> usize {
         PEAK.load(Ordering::Relaxed)

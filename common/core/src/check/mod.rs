@@ -211,7 +211,7 @@ fn equivalence_findings(baseline: &Snapshot, current: &Snapshot, namespaces: &[S
                     } else {
                         String::new()
                     },
-                    difference.explanation
+                    difference.explanation()
                 ),
             )
             .fix("compare with `oc ambient-waypoint convert --verify` on the baseline; fix the policy or route before going on")

@@ -79,7 +79,11 @@ fn convert_and_verify(extra: &str) -> (Conversion, Verification) {
 
 /// The unexpected differences in words, the first few.
 fn unexpected(verification: &Verification) -> Vec<String> {
-    verification.unexpected().take(6).map(|d| format!("{} {}: {}", d.class.word(), d.request, d.explanation)).collect()
+    verification
+        .unexpected()
+        .take(6)
+        .map(|d| format!("{} {}: {}", d.class.word(), d.request, d.explanation()))
+        .collect()
 }
 
 fn assert_faithful(conversion: &Conversion, verification: &Verification) {

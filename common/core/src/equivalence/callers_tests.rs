@@ -241,8 +241,8 @@ spec:
     let from_client: Vec<_> = verification.differences.iter().filter(|d| d.request.source == "other/client").collect();
     assert!(!from_client.is_empty(), "the VirtualService's removal is seen");
     for difference in from_client {
-        assert_eq!(difference.class, Class::Unknown, "{}", difference.explanation);
-        assert!(difference.before.unknown && difference.explanation.contains("web-canary"));
+        assert_eq!(difference.class, Class::Unknown, "{}", difference.explanation());
+        assert!(difference.before.unknown && difference.explanation().contains("web-canary"));
         assert!(!difference.expected, "an unknown outcome is not a verdict of equivalence");
     }
     assert!(verification.differences.iter().all(|d| d.class != Class::Loosened));
@@ -409,7 +409,7 @@ fn an_ingress_gateway_presenting_a_token_keeps_access_after_conversion() {
     let unexpected: Vec<String> = verification
         .unexpected()
         .filter(|d| d.request.source != super::evaluate::OUTSIDE_CLIENT)
-        .map(|d| format!("{} {}: {}", d.class.word(), d.request, d.explanation))
+        .map(|d| format!("{} {}: {}", d.class.word(), d.request, d.explanation()))
         .collect();
     assert_eq!(unexpected, Vec::<String>::new());
     assert!(

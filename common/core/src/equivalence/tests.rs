@@ -294,7 +294,7 @@ fn unexpected(verification: &Verification) -> Vec<String> {
     let mut lines: Vec<String> = verification
         .unexpected()
         .take(5)
-        .map(|d| format!("{} {}: {}", d.class.word(), d.request, d.explanation))
+        .map(|d| format!("{} {}: {}", d.class.word(), d.request, d.explanation()))
         .collect();
     let total = verification.unexpected().count();
     if total > lines.len() {
@@ -332,9 +332,9 @@ fn bookinfo_keeps_every_outcome_through_the_migration() {
     let difference =
         find(&end, Class::Tightened, gateway_to_pod).expect("gateway to the productpage pod is now refused");
     assert!(
-        difference.expected && difference.explanation.contains("productpage-ztunnel-protection"),
+        difference.expected && difference.explanation().contains("productpage-ztunnel-protection"),
         "{}",
-        difference.explanation
+        difference.explanation()
     );
 }
 
@@ -566,9 +566,11 @@ fn an_l4_allow_without_the_waypoint_principal_denies_after() {
     let missing = kept(false);
     let difference = find(&missing, Class::Tightened, request).expect("the waypoint is refused at ztunnel");
     assert!(
-        difference.explanation.contains(&format!("no ALLOW policy matched (bookinfo/ratings-viewer) as {WAYPOINT_SA}")),
+        difference
+            .explanation()
+            .contains(&format!("no ALLOW policy matched (bookinfo/ratings-viewer) as {WAYPOINT_SA}")),
         "{}",
-        difference.explanation
+        difference.explanation()
     );
     assert!(find(&kept(true), Class::Tightened, request).is_none(), "admitting the waypoint fixes it");
 }
@@ -665,7 +667,7 @@ fn a_waypoint_activated_on_a_namespace_that_is_not_enrolled_is_caught() {
     assert!(
         difference.after.explanation.contains("outside-mesh client") && !difference.expected,
         "{}",
-        difference.explanation
+        difference.explanation()
     );
     // The same labels once the namespace is enrolled keep every outcome (the end of the migration).
     assert_eq!(unexpected(&verify(&stages.start, &stages.end, None)), Vec::<String>::new());
@@ -736,9 +738,9 @@ fn a_caller_known_only_by_a_policy_principal_is_exercised() {
     let request = format!("{partner} -> svc bookinfo/reviews:9080 GET /");
     let difference = find(&verification, Class::Tightened, &request).expect("the partner is refused after");
     assert!(
-        difference.before.allowed && difference.explanation.contains("sidecar client"),
+        difference.before.allowed && difference.explanation().contains("sidecar client"),
         "{}",
-        difference.explanation
+        difference.explanation()
     );
 }
 

@@ -53,7 +53,7 @@ impl Class {
 /// One outcome change, for every source of a class (see [`super::classes`]): the request of the
 /// representative, evaluated, stands for the same request from each member, whose outcomes are
 /// the same (only the explanation names the representative).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Difference {
     /// The representative's request.
     pub request: Request,
@@ -65,10 +65,20 @@ pub struct Difference {
     pub class: Class,
     /// A difference the migration intends (see [`classify`]).
     pub expected: bool,
-    pub explanation: String,
 }
 
 impl Difference {
+    /// Why it differs, from both outcomes' explanations. Written when asked for, not held: a
+    /// large mesh's report has tens of thousands of differences, and their outcomes already hold
+    /// the words.
+    pub fn explanation(&self) -> String {
+        if self.expected {
+            format!("{EXPECTED_REASON}. after: {}", self.after.explanation)
+        } else {
+            format!("before: {}. after: {}", self.before.explanation, self.after.explanation)
+        }
+    }
+
     /// How many concrete requests differ: one per source.
     pub fn count(&self) -> usize {
         self.sources.len()
@@ -77,6 +87,22 @@ impl Difference {
     /// The concrete requests that differ: the representative's request from every source.
     pub fn requests(&self) -> impl Iterator<Item = Request> + '_ {
         self.sources.names().map(|source| Request { source: source.to_string(), ..self.request.clone() })
+    }
+}
+
+/// The derived form with `explanation` as a field, which [`Difference::explanation`] writes.
+impl Serialize for Difference {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut fields = serializer.serialize_struct("Difference", 7)?;
+        fields.serialize_field("request", &self.request)?;
+        fields.serialize_field("sources", &self.sources)?;
+        fields.serialize_field("before", &self.before)?;
+        fields.serialize_field("after", &self.after)?;
+        fields.serialize_field("class", &self.class)?;
+        fields.serialize_field("expected", &self.expected)?;
+        fields.serialize_field("explanation", &self.explanation())?;
+        fields.end()
     }
 }
 
@@ -299,12 +325,7 @@ pub fn classify(request: Request, sources: SourceSet, before: Outcome, after: Ou
     };
     let expected =
         class == Class::Tightened && request.destination.address == Address::Pod && after.denied_by_bypass_protection;
-    let explanation = if expected {
-        format!("{EXPECTED_REASON}. after: {}", after.explanation)
-    } else {
-        format!("before: {}. after: {}", before.explanation, after.explanation)
-    };
-    Some(Difference { request, sources, before, after, class, expected, explanation })
+    Some(Difference { request, sources, before, after, class, expected })
 }
 
 /// Every source: workloads, ingress gateways, one client outside the mesh, and every principal
