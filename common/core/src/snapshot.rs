@@ -47,16 +47,17 @@ pub enum Source {
 /// (kind name, namespace, name) of an object another controller rewrites ([`Snapshot::controlled`]).
 pub type ControlledKey = (String, Option<String>, String);
 
-/// (kind, namespace, name): what [`Snapshot::get`] looks up.
-type ObjectKey = (Kind, Option<String>, Option<String>);
+/// (namespace, name) within a kind: what [`Snapshot::get`] looks up.
+type ObjectKey = (Option<String>, Option<String>);
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     objects: BTreeMap<Kind, Vec<DynamicObject>>,
-    /// Position of the first object of each key in its kind's list, so that lookups by name are
-    /// constant time (checks and the translator make one per object, which a scan made quadratic).
+    /// Position of the first object of each key in its kind's list, by kind, so that lookups by
+    /// name are constant time (checks and the translator make one per object, which a scan made
+    /// quadratic) and a removal renumbers only its kind.
     /// Kept up to date by [`Snapshot::insert`]; built on the next lookup after an in-place change.
-    index: OnceLock<HashMap<ObjectKey, usize>>,
+    index: OnceLock<HashMap<Kind, HashMap<ObjectKey, usize>>>,
     /// Positions of each kind's objects by namespace, ascending, so that a namespace's objects
     /// are found without scanning the kind (the planners ask once per namespace, which a scan
     /// made quadratic). Built on the first such lookup, then kept up to date like `index`.
@@ -233,13 +234,14 @@ impl Snapshot {
         let index = self.index.get_or_init(|| {
             let mut index = HashMap::new();
             for (kind, objects) in &self.objects {
+                let by_kind: &mut HashMap<ObjectKey, usize> = index.entry(*kind).or_default();
                 for (position, object) in objects.iter().enumerate() {
-                    index.entry(object_key(*kind, object)).or_insert(position);
+                    by_kind.entry(object_key(object)).or_insert(position);
                 }
             }
             index
         });
-        index.get(&(kind, namespace.map(str::to_string), Some(name.to_string()))).copied()
+        index.get(&kind)?.get(&(namespace.map(str::to_string), Some(name.to_string()))).copied()
     }
 
     /// Adds an object of a known kind at the end of its list (the change simulator's create).
@@ -247,7 +249,7 @@ impl Snapshot {
         self.routing_changes(kind);
         let objects = self.objects.entry(kind).or_default();
         if let Some(index) = self.index.get_mut() {
-            index.entry(object_key(kind, &object)).or_insert(objects.len());
+            index.entry(kind).or_default().entry(object_key(&object)).or_insert(objects.len());
         }
         if let (Some(by_namespace), Some(namespace)) = (self.by_namespace.get_mut(), &object.metadata.namespace) {
             by_namespace.entry(kind).or_default().entry(namespace.clone()).or_default().push(objects.len());
@@ -270,17 +272,25 @@ impl Snapshot {
             }
         }
         // Another object of the same key (input may hold duplicates) takes its place in the
-        // index: rebuilt on the next lookup, as rare as duplicates are.
-        let duplicate = objects.iter().any(|object| object_key(kind, object) == object_key(kind, &removed));
+        // index: rebuilt on the next lookup, as rare as duplicates are. A duplicate shares the
+        // namespace, so only that namespace's objects are looked at when they are indexed: a scan
+        // of the kind per removal made a plan's or a conversion's deletions quadratic.
+        let same_key = |object: &DynamicObject| {
+            object.metadata.name == removed.metadata.name && object.metadata.namespace == removed.metadata.namespace
+        };
+        let namespace_positions = removed.metadata.namespace.as_ref().and_then(|namespace| {
+            let by_kind = self.by_namespace.get()?.get(&kind)?;
+            Some(by_kind.get(namespace).map(Vec::as_slice).unwrap_or_default())
+        });
+        let duplicate = match namespace_positions {
+            Some(positions) => positions.iter().any(|at| same_key(&objects[*at])),
+            None => objects.iter().any(same_key),
+        };
         if duplicate {
             self.index.take();
-        } else if let Some(index) = self.index.get_mut() {
-            index.remove(&object_key(kind, &removed));
-            for (key, at) in index.iter_mut() {
-                if key.0 == kind && *at > position {
-                    *at -= 1;
-                }
-            }
+        } else if let Some(by_kind) = self.index.get_mut().and_then(|index| index.get_mut(&kind)) {
+            by_kind.remove(&object_key(&removed));
+            by_kind.values_mut().filter(|at| **at > position).for_each(|at| *at -= 1);
         }
     }
 
@@ -507,8 +517,8 @@ impl Routing {
     }
 }
 
-fn object_key(kind: Kind, object: &DynamicObject) -> ObjectKey {
-    (kind, object.metadata.namespace.clone(), object.metadata.name.clone())
+fn object_key(object: &DynamicObject) -> ObjectKey {
+    (object.metadata.namespace.clone(), object.metadata.name.clone())
 }
 
 /// True when `object` carries every `key=value` of a list selector (what the live loader asks

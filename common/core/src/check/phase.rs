@@ -5,7 +5,7 @@
 //! rule of the guide was broken (a later step done before an earlier one); the `sequence-*`
 //! findings say which.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kube_core::DynamicObject;
 use serde::Serialize;
@@ -58,6 +58,9 @@ pub struct MeshContext<'a> {
     /// Namespaces of the control plane, CNI and ztunnel: not application namespaces.
     pub control_plane_namespaces: BTreeSet<String>,
     pub policies: Vec<(&'a DynamicObject, AuthorizationPolicySpec)>,
+    /// Positions in `policies` by namespace: [`MeshContext::policies_in`] is asked once or more
+    /// per namespace, and a scan of the mesh's policies each time made the check quadratic.
+    policies_by_namespace: HashMap<String, Vec<usize>>,
     pub virtual_services: Vec<(&'a DynamicObject, VirtualServiceSpec)>,
     pub destination_rules: Vec<(&'a DynamicObject, DestinationRuleSpec)>,
     /// Objects whose spec does not decode, reported once, as failures: a check that cannot read
@@ -116,6 +119,12 @@ impl<'a> MeshContext<'a> {
                 None => Box::new(snapshot.all(kind).iter()),
             }
         };
+        let mut policies_by_namespace: HashMap<String, Vec<usize>> = HashMap::new();
+        for (position, (object, _)) in policies.iter().enumerate() {
+            if let Some(namespace) = &object.metadata.namespace {
+                policies_by_namespace.entry(namespace.clone()).or_default().push(position);
+            }
+        }
         let virtual_services = decode_all(routing(Kind::VirtualService), &mut invalid);
         let destination_rules = decode_all(routing(Kind::DestinationRule), &mut invalid);
         let model = match only {
@@ -126,6 +135,7 @@ impl<'a> MeshContext<'a> {
             model,
             control_plane_namespaces,
             policies,
+            policies_by_namespace,
             virtual_services,
             destination_rules,
             invalid,
@@ -150,7 +160,8 @@ impl<'a> MeshContext<'a> {
         &'s self,
         namespace: &'s str,
     ) -> impl Iterator<Item = &'s (&'a DynamicObject, AuthorizationPolicySpec)> + 's {
-        self.policies.iter().filter(move |(object, _)| object.metadata.namespace.as_deref() == Some(namespace))
+        let positions = self.policies_by_namespace.get(namespace).map(Vec::as_slice).unwrap_or_default();
+        positions.iter().map(|position| &self.policies[*position])
     }
 
     /// Mesh VirtualServices routing a Service of `namespace`.
