@@ -21,7 +21,7 @@
 //! not applied and is recorded as a [`Refusal`]; the following changes still run, so one stale
 //! change does not hide what the others do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use kube_core::DynamicObject;
@@ -246,12 +246,74 @@ pub struct Simulation {
 pub fn simulate(snapshot: &Snapshot, changes: &[Change]) -> Simulation {
     let mut result = snapshot.clone();
     let mut refused = Vec::new();
+    let mut deletions = Deletions::default();
     for (index, change) in changes.iter().enumerate() {
-        if let Err(reason) = apply_in_place(&mut result, change) {
+        let applied = match change {
+            Change::Delete { target, uid, resource_version } => {
+                deletions.mark(&mut result, target, uid, resource_version)
+            }
+            _ => {
+                deletions.carry_out(&mut result);
+                apply_in_place(&mut result, change)
+            }
+        };
+        if let Err(reason) = applied {
             refused.push(Refusal { index, change: change.to_string(), reason });
         }
     }
+    deletions.carry_out(&mut result);
     Simulation { snapshot: result, refused }
+}
+
+/// Deletions [`simulate`] has judged but not carried out yet, by kind, so that a run of them
+/// removes each kind's objects in one pass (see [`Snapshot::remove_objects`]). They are carried
+/// out before any other change, so every change sees the state one-at-a-time deletion would
+/// leave.
+#[derive(Default)]
+struct Deletions(BTreeMap<Kind, BTreeSet<usize>>);
+
+impl Deletions {
+    fn mark(
+        &mut self,
+        snapshot: &mut Snapshot,
+        target: &ResourceRef,
+        uid: &Option<String>,
+        resource_version: &Option<String>,
+    ) -> Result<(), RefusalReason> {
+        let found = snapshot.position(target.kind, target.namespace.as_deref(), &target.name);
+        if found.is_some_and(|position| self.0.get(&target.kind).is_some_and(|marked| marked.contains(&position))) {
+            // Deleted already: one at a time, this deletion would find a duplicate of the key,
+            // or nothing.
+            self.carry_out(snapshot);
+        }
+        if let Some(position) = deletable(snapshot, target, uid, resource_version)? {
+            self.0.entry(target.kind).or_default().insert(position);
+        }
+        Ok(())
+    }
+
+    fn carry_out(&mut self, snapshot: &mut Snapshot) {
+        for (kind, positions) in std::mem::take(&mut self.0) {
+            snapshot.remove_objects(kind, &positions.into_iter().collect::<Vec<_>>());
+        }
+    }
+}
+
+/// Where the object a deletion of `target` removes is, once its preconditions hold; None when
+/// there is none (deleting what is gone is not refused).
+fn deletable(
+    snapshot: &Snapshot,
+    target: &ResourceRef,
+    uid: &Option<String>,
+    resource_version: &Option<String>,
+) -> Result<Option<usize>, RefusalReason> {
+    let Some(position) = snapshot.position(target.kind, target.namespace.as_deref(), &target.name) else {
+        return Ok(None);
+    };
+    let metadata = &snapshot.all(target.kind)[position].metadata;
+    precondition(target, "uid", uid, &metadata.uid)?;
+    precondition(target, "resourceVersion", resource_version, &metadata.resource_version)?;
+    Ok(Some(position))
 }
 
 /// `snapshot` after one `change`, changed in place (what [`simulate`] does for each change): the
@@ -274,13 +336,9 @@ pub fn apply_in_place(snapshot: &mut Snapshot, change: &Change) -> Result<(), Re
             *existing = replaced(existing, object);
         }
         Change::Delete { target, uid, resource_version } => {
-            let Some(position) = snapshot.position(target.kind, target.namespace.as_deref(), &target.name) else {
-                return Ok(());
-            };
-            let metadata = &snapshot.all(target.kind)[position].metadata;
-            precondition(target, "uid", uid, &metadata.uid)?;
-            precondition(target, "resourceVersion", resource_version, &metadata.resource_version)?;
-            snapshot.remove_object(target.kind, position);
+            if let Some(position) = deletable(snapshot, target, uid, resource_version)? {
+                snapshot.remove_objects(target.kind, &[position]);
+            }
         }
         Change::SetLabels { target, labels } => {
             let object = find_mut(snapshot, target)?;

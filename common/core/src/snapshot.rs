@@ -222,7 +222,7 @@ impl Snapshot {
 
     /// Objects of a kind, for changing them in place (the change simulator). The caller changes
     /// no name or namespace, and adds and removes objects only with [`Snapshot::push_object`] and
-    /// [`Snapshot::remove_object`]: the index by name stays valid, so a plan of thousands of
+    /// [`Snapshot::remove_objects`]: the index by name stays valid, so a plan of thousands of
     /// actions does not rebuild it after each one.
     pub(crate) fn objects_mut(&mut self, kind: Kind) -> &mut [DynamicObject] {
         self.routing_changes(kind);
@@ -257,40 +257,54 @@ impl Snapshot {
         objects.push(object);
     }
 
-    /// Removes the object at `position` of its kind's list, keeping the order of the others.
-    pub(crate) fn remove_object(&mut self, kind: Kind, position: usize) {
+    /// Removes the objects at `positions` (ascending, each once) of `kind`'s list, keeping the
+    /// order of the others, in one pass: each removal shifts the rest of the list, so a change
+    /// set deleting many objects one at a time was quadratic. Positions past the end are ignored.
+    pub(crate) fn remove_objects(&mut self, kind: Kind, positions: &[usize]) {
         self.routing_changes(kind);
         let objects = self.objects.entry(kind).or_default();
-        if position >= objects.len() {
+        let Some(first) = positions.first().copied().filter(|first| *first < objects.len()) else {
             return;
-        }
-        let removed = objects.remove(position);
+        };
+        let mut at = first;
+        let removed: Vec<DynamicObject> = objects
+            .extract_if(first.., |_| {
+                let remove = positions.binary_search(&at).is_ok();
+                at += 1;
+                remove
+            })
+            .collect();
+        let objects = &self.objects[&kind];
+        // A kept object moves down by the number of removed ones before it.
+        let moved = |at: usize| at - positions.partition_point(|removed| *removed < at);
         if let Some(by_kind) = self.by_namespace.get_mut().and_then(|by_namespace| by_namespace.get_mut(&kind)) {
-            for positions in by_kind.values_mut() {
-                positions.retain(|at| *at != position);
-                positions.iter_mut().filter(|at| **at > position).for_each(|at| *at -= 1);
+            for in_namespace in by_kind.values_mut() {
+                in_namespace.retain(|at| positions.binary_search(at).is_err());
+                in_namespace.iter_mut().for_each(|at| *at = moved(*at));
             }
         }
-        // Another object of the same key (input may hold duplicates) takes its place in the
+        // Another object of a removed key (input may hold duplicates) takes its place in the
         // index: rebuilt on the next lookup, as rare as duplicates are. A duplicate shares the
-        // namespace, so only that namespace's objects are looked at when they are indexed: a scan
-        // of the kind per removal made a plan's or a conversion's deletions quadratic.
-        let same_key = |object: &DynamicObject| {
-            object.metadata.name == removed.metadata.name && object.metadata.namespace == removed.metadata.namespace
+        // namespace, so only that namespace's objects are looked at when they are indexed.
+        let by_namespace = self.by_namespace.get().and_then(|by_namespace| by_namespace.get(&kind));
+        let duplicated = |removed: &DynamicObject| {
+            let same_key = |object: &DynamicObject| {
+                object.metadata.name == removed.metadata.name && object.metadata.namespace == removed.metadata.namespace
+            };
+            match (by_namespace, &removed.metadata.namespace) {
+                (Some(by_kind), Some(namespace)) => {
+                    by_kind.get(namespace).is_some_and(|at| at.iter().any(|at| same_key(&objects[*at])))
+                }
+                _ => objects.iter().any(same_key),
+            }
         };
-        let namespace_positions = removed.metadata.namespace.as_ref().and_then(|namespace| {
-            let by_kind = self.by_namespace.get()?.get(&kind)?;
-            Some(by_kind.get(namespace).map(Vec::as_slice).unwrap_or_default())
-        });
-        let duplicate = match namespace_positions {
-            Some(positions) => positions.iter().any(|at| same_key(&objects[*at])),
-            None => objects.iter().any(same_key),
-        };
-        if duplicate {
+        if removed.iter().any(duplicated) {
             self.index.take();
         } else if let Some(by_kind) = self.index.get_mut().and_then(|index| index.get_mut(&kind)) {
-            by_kind.remove(&object_key(&removed));
-            by_kind.values_mut().filter(|at| **at > position).for_each(|at| *at -= 1);
+            for object in &removed {
+                by_kind.remove(&object_key(object));
+            }
+            by_kind.values_mut().for_each(|at| *at = moved(*at));
         }
     }
 
@@ -746,7 +760,7 @@ mod tests {
         let mut snapshot = Snapshot::from_objects(vec![service("a", "one"), service("a", "two"), service("b", "one")]);
         assert_eq!(snapshot.position(Kind::Service, Some("b"), "one"), Some(2));
         assert_namespaces_follow(&snapshot);
-        snapshot.remove_object(Kind::Service, 0);
+        snapshot.remove_objects(Kind::Service, &[0]);
         assert_namespaces_follow(&snapshot);
         assert!(snapshot.get(Kind::Service, Some("a"), "one").is_none());
         assert_eq!(snapshot.get(Kind::Service, Some("b"), "one").unwrap().metadata.namespace.as_deref(), Some("b"));
@@ -756,11 +770,11 @@ mod tests {
         snapshot.push_object(Kind::Service, service("c", "three"));
         snapshot.insert(service("b", "four"));
         assert_namespaces_follow(&snapshot);
-        snapshot.remove_object(Kind::Service, 1);
+        snapshot.remove_objects(Kind::Service, &[1]);
         assert_namespaces_follow(&snapshot);
         // A duplicate of a key takes its place when the first is removed.
         snapshot.push_object(Kind::Service, service("a", "two"));
-        snapshot.remove_object(Kind::Service, 0);
+        snapshot.remove_objects(Kind::Service, &[0]);
         assert_eq!(snapshot.position(Kind::Service, Some("a"), "two"), Some(3));
         assert_eq!(snapshot.all(Kind::Service).len(), 4);
         assert_namespaces_follow(&snapshot);
@@ -790,7 +804,7 @@ mod tests {
         snapshot.objects_mut(Kind::VirtualService)[0].data["spec"]["hosts"] = serde_json::json!(["web.b"]);
         assert_eq!(names(&snapshot, Kind::VirtualService, "a"), ["odd"]);
         assert_eq!(names(&snapshot, Kind::VirtualService, "b"), ["local", "remote"]);
-        snapshot.remove_object(Kind::VirtualService, 1);
+        snapshot.remove_objects(Kind::VirtualService, &[1]);
         snapshot.push_object(Kind::VirtualService, route("late", serde_json::json!(["web"])));
         assert_eq!(names(&snapshot, Kind::VirtualService, "a"), ["odd", "late"]);
         assert_eq!(names(&snapshot, Kind::VirtualService, "b"), ["local"]);

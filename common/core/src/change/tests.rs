@@ -249,3 +249,69 @@ fn changes_and_references_have_a_stable_json_form() {
         unknown.unwrap_err().to_string().contains("Gateway (group \"example.com\") is not a kind oc-ambient knows")
     );
 }
+
+/// A Service `namespace/name` with a uid, so that duplicates of a key can be told apart.
+fn keyed_service(namespace: &str, name: &str, uid: &str) -> DynamicObject {
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid}}))
+    .unwrap()
+}
+
+proptest::proptest! {
+    /// `simulate` carries out runs of deletions in one pass per kind; the result, refusals
+    /// included, is what applying the changes one at a time gives, whatever the duplicates,
+    /// preconditions, repeated and missing targets, and the creations in between.
+    #[test]
+    fn simulate_deletes_in_batches_exactly_as_one_at_a_time(
+        input in proptest::collection::vec((0usize..2, 0usize..3, 0usize..2), 0..12),
+        changes in proptest::collection::vec((0usize..2, 0usize..3, 0usize..3, proptest::bool::weighted(0.2)), 0..16),
+    ) {
+        let namespaces = ["a", "b"];
+        let names = ["x", "y", "z"];
+        let objects = input.iter().map(|(ns, name, uid)| keyed_service(namespaces[*ns], names[*name], &uid.to_string()));
+        let snapshot = Snapshot::from_objects(objects);
+        // Both indexes built, as after a planner's lookups, so that removals keep them up to date.
+        proptest::prop_assert!(snapshot.in_namespace(Kind::Service, "a").count() <= input.len());
+        // uid 2 is in no object: a precondition that fails.
+        let changes: Vec<Change> = changes
+            .iter()
+            .map(|(ns, name, uid, create)| {
+                if *create {
+                    Change::Apply { object: keyed_service(namespaces[*ns], names[*name], "new") }
+                } else {
+                    Change::Delete {
+                        target: ResourceRef::new(Kind::Service, Some(namespaces[*ns]), names[*name]),
+                        uid: (*uid > 0).then(|| (uid - 1).to_string()),
+                        resource_version: None,
+                    }
+                }
+            })
+            .collect();
+        let batched = simulate(&snapshot, &changes);
+        let mut one_at_a_time = snapshot.clone();
+        let refused: Vec<usize> = changes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, change)| apply_in_place(&mut one_at_a_time, change).err().map(|_| index))
+            .collect();
+        let uids = |snapshot: &Snapshot| -> Vec<(Option<String>, Option<String>, Option<String>)> {
+            let metadata = snapshot.all(Kind::Service).iter().map(|object| &object.metadata);
+            metadata.map(|m| (m.namespace.clone(), m.name.clone(), m.uid.clone())).collect()
+        };
+        proptest::prop_assert_eq!(uids(&batched.snapshot), uids(&one_at_a_time));
+        proptest::prop_assert_eq!(batched.refused.iter().map(|r| r.index).collect::<Vec<_>>(), refused);
+        for namespace in namespaces {
+            for name in names {
+                let found = |snapshot: &Snapshot| snapshot.get(Kind::Service, Some(namespace), name).map(|o| o.metadata.uid.clone());
+                proptest::prop_assert_eq!(found(&batched.snapshot), found(&one_at_a_time), "{}/{}", namespace, name);
+                // And the index agrees with a scan of the list.
+                let scanned = batched.snapshot.all(Kind::Service).iter().find(|o| {
+                    o.metadata.namespace.as_deref() == Some(namespace) && o.metadata.name.as_deref() == Some(name)
+                });
+                proptest::prop_assert_eq!(found(&batched.snapshot), scanned.map(|o| o.metadata.uid.clone()));
+                let listed = |snapshot: &Snapshot| snapshot.in_namespace(Kind::Service, namespace).map(|o| o.metadata.uid.clone()).collect::<Vec<_>>();
+                proptest::prop_assert_eq!(listed(&batched.snapshot), listed(&one_at_a_time));
+            }
+        }
+    }
+}
