@@ -245,24 +245,30 @@ pub struct Simulation {
 /// source and notes are those of `snapshot`.
 pub fn simulate(snapshot: &Snapshot, changes: &[Change]) -> Simulation {
     let mut result = snapshot.clone();
+    let refused = apply_all(&mut result, changes);
+    Simulation { snapshot: result, refused }
+}
+
+/// [`simulate`] without the copy: `snapshot` after `changes`, changed in place; returns the
+/// changes refused. For callers that need only the changed state, since a copy of a large
+/// mesh's snapshot is hundreds of MiB.
+pub fn apply_all(snapshot: &mut Snapshot, changes: &[Change]) -> Vec<Refusal> {
     let mut refused = Vec::new();
     let mut deletions = Deletions::default();
     for (index, change) in changes.iter().enumerate() {
         let applied = match change {
-            Change::Delete { target, uid, resource_version } => {
-                deletions.mark(&mut result, target, uid, resource_version)
-            }
+            Change::Delete { target, uid, resource_version } => deletions.mark(snapshot, target, uid, resource_version),
             _ => {
-                deletions.carry_out(&mut result);
-                apply_in_place(&mut result, change)
+                deletions.carry_out(snapshot);
+                apply_in_place(snapshot, change)
             }
         };
         if let Err(reason) = applied {
             refused.push(Refusal { index, change: change.to_string(), reason });
         }
     }
-    deletions.carry_out(&mut result);
-    Simulation { snapshot: result, refused }
+    deletions.carry_out(snapshot);
+    refused
 }
 
 /// Deletions [`simulate`] has judged but not carried out yet, by kind, so that a run of them

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use std::collections::BTreeSet;
 
-use crate::change::{Change, ResourceRef, apply_in_place};
+use crate::change::{Change, ResourceRef, apply_all};
 use crate::equivalence::state::MigrationState;
 use crate::kinds::Kind;
 use crate::snapshot::Snapshot;
@@ -73,11 +73,11 @@ impl SyntheticMesh {
         let namespaces: BTreeSet<String> =
             before.all(Kind::Namespace).iter().filter_map(|namespace| namespace.metadata.name.clone()).collect();
         let mut after = before.clone();
-        apply_all(&mut after, migration(added, removed));
+        let refused = apply_all(&mut after, &migration(added, removed).collect::<Vec<_>>());
+        debug_assert!(refused.is_empty(), "generated changes target generated objects: {refused:?}");
         let migrated =
             MigrationState { enrolled: namespaces.clone(), waypoints: namespaces, sidecars: BTreeSet::new() };
-        let labels_and_restarts = migrated.changes(&after);
-        apply_all(&mut after, labels_and_restarts);
+        migrated.apply_in_place(&mut after);
         (before, after)
     }
 }
@@ -86,15 +86,6 @@ impl SyntheticMesh {
 fn migration(added: Vec<DynamicObject>, removed: Vec<ResourceRef>) -> impl Iterator<Item = Change> {
     let applies = added.into_iter().map(|object| Change::Apply { object });
     applies.chain(removed.into_iter().map(|target| Change::Delete { target, uid: None, resource_version: None }))
-}
-
-/// Applies generated `changes`, which target only objects they were generated with, so none is
-/// refused.
-fn apply_all(snapshot: &mut Snapshot, changes: impl IntoIterator<Item = Change>) {
-    for change in changes {
-        let applied = apply_in_place(snapshot, &change);
-        debug_assert!(applied.is_ok(), "{change}: {applied:?}");
-    }
 }
 
 fn object(value: Value) -> DynamicObject {

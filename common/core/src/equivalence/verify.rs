@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::change::{Change, Refusal, Simulation, simulate};
+use crate::change::{Change, Refusal, Simulation, apply_all, simulate};
 use crate::kinds::Kind;
 use crate::snapshot::Snapshot;
 
@@ -270,12 +270,14 @@ pub fn verify_change(
     namespaces: &[String],
     state: Option<&MigrationState>,
 ) -> Verification {
-    let Simulation { snapshot: changed, refused } = simulate(input, changes);
+    // One copy of the input, changed in place from here on: a copy of a large mesh is hundreds
+    // of MiB, and the check judges the whole mesh's conversion this way.
+    let Simulation { snapshot: mut after, refused } = simulate(input, changes);
     let scope: BTreeSet<String> = if namespaces.is_empty() {
         crate::kinds::ALL
             .iter()
             .filter(|info| info.namespaced)
-            .flat_map(|info| changed.all(info.kind))
+            .flat_map(|info| after.all(info.kind))
             .filter_map(|object| object.metadata.namespace.clone())
             .collect()
     } else {
@@ -287,12 +289,18 @@ pub fn verify_change(
     let undescribed: BTreeSet<String> =
         scope.iter().filter(|namespace| input.get(Kind::Namespace, None, namespace).is_none()).cloned().collect();
     let sidecar_era = MigrationState { sidecars: undescribed.clone(), ..MigrationState::default() };
-    let before = sidecar_era.apply(input);
-    let end = MigrationState::fully_migrated(&changed, &scope);
-    let after = state.unwrap_or(&end).apply(&sidecar_era.apply(&changed));
+    let to_sidecar_era = sidecar_era.changes(input);
+    let before = if to_sidecar_era.is_empty() {
+        std::borrow::Cow::Borrowed(input)
+    } else {
+        std::borrow::Cow::Owned(simulate(input, &to_sidecar_era).snapshot)
+    };
+    let end = MigrationState::fully_migrated(&after, &scope);
+    sidecar_era.apply_in_place(&mut after);
+    state.unwrap_or(&end).apply_in_place(&mut after);
     let narrowing: Vec<Change> =
         crate::convert::narrowed_protections(&after).into_iter().map(|object| Change::Apply { object }).collect();
-    let after = simulate(&after, &narrowing).snapshot;
+    apply_all(&mut after, &narrowing);
     let mut verification = verify(&before, &after, (!namespaces.is_empty()).then_some(&scope));
     for namespace in undescribed {
         verification.notes.push(format!(
