@@ -19,7 +19,7 @@ use kube_core::{DynamicObject, ObjectMeta, TypeMeta};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::change::{Change, ResourceRef, apply_all, simulate};
+use crate::change::{Change, ResourceRef, apply_all};
 use crate::kinds::Kind;
 use crate::mesh::gateway_api::GatewaySpec;
 use crate::mesh::labels::{
@@ -130,10 +130,12 @@ impl MigrationState {
 
     /// `snapshot` in this state. Its changes target only objects of `snapshot`, so none is refused.
     pub fn apply(&self, snapshot: &Snapshot) -> Snapshot {
-        simulate(snapshot, &self.changes(snapshot)).snapshot
+        let mut copy = snapshot.clone();
+        self.apply_in_place(&mut copy);
+        copy
     }
 
-    /// [`MigrationState::apply`] in place, without a copy of `snapshot`.
+    /// [`MigrationState::apply`] without a copy of `snapshot`.
     pub fn apply_in_place(&self, snapshot: &mut Snapshot) {
         let changes = self.changes(snapshot);
         apply_all(snapshot, &changes);
