@@ -44,12 +44,12 @@ fn run(size: MeshSize) {
     let options = Options { scope: Scope::All, step: None, baseline: None };
     let mut runs: Vec<(f64, f64, usize)> = (0..RUNS)
         .map(|_| {
-            let cpu = support::thread_cpu_seconds();
+            let cpu = support::cpu_seconds();
             let started = Instant::now();
             let report = evaluate(&snapshot, &options);
             let bytes = serde_json::to_vec(&report).map_or(0, |json| json.len());
             let wall = started.elapsed().as_secs_f64();
-            let cpu = cpu.zip(support::thread_cpu_seconds()).map_or(f64::NAN, |(start, end)| end - start);
+            let cpu = cpu.zip(support::cpu_seconds()).map_or(f64::NAN, |(start, end)| end - start);
             (cpu, wall, bytes)
         })
         .collect();

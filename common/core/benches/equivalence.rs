@@ -68,11 +68,11 @@ fn run(size: MeshSize, exhaustive: bool) {
 fn measure(size: &str, verifier: &str, run: impl FnOnce() -> Verification) -> Verification {
     let reset = support::reset_peak_memory();
     let held = support::heap::start_phase();
-    let cpu = support::thread_cpu_seconds();
+    let cpu = support::cpu_seconds();
     let started = Instant::now();
     let verification = run();
     let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu.zip(support::thread_cpu_seconds()).map(|(start, end)| format!("{:.2}s", end - start));
+    let cpu = cpu.zip(support::cpu_seconds()).map(|(start, end)| format!("{:.2}s", end - start));
     let sampled = verification.notes.iter().filter(|note| note.contains("deterministic sample")).count();
     println!(
         "  {size} {verifier:<10}: {seconds:.2}s wall, {} cpu; {} representative requests evaluated, {} requests covered \

@@ -73,12 +73,12 @@ fn measure(
     planner: impl FnOnce() -> Result<Plan, String>,
 ) -> Result<Plan, String> {
     support::reset_peak_memory();
-    let (started, cpu) = (Instant::now(), support::thread_cpu_seconds());
+    let (started, cpu) = (Instant::now(), support::cpu_seconds());
     let mut plan = planner()?;
     let planned = timing(started, cpu);
     let gated = match gate {
         Some((baseline, start)) => {
-            let (started, cpu) = (Instant::now(), support::thread_cpu_seconds());
+            let (started, cpu) = (Instant::now(), support::cpu_seconds());
             gate_against(baseline, start, &mut plan).map_err(|err| err.to_string())?;
             timing(started, cpu)
         }
@@ -94,11 +94,11 @@ fn measure(
     Ok(plan)
 }
 
-/// Wall and CPU time since `started` (CPU is the thread's own: the load of a shared machine
+/// Wall and CPU time since `started` (CPU is the process's, every thread's: the load of a shared machine
 /// stretches the wall time, not the CPU time).
 fn timing(started: Instant, cpu: Option<f64>) -> String {
     let wall = started.elapsed().as_secs_f64();
-    match cpu.zip(support::thread_cpu_seconds()) {
+    match cpu.zip(support::cpu_seconds()) {
         Some((start, end)) => format!("{:.2}s cpu ({wall:.2}s wall)", end - start),
         None => format!("{wall:.2}s wall"),
     }

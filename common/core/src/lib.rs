@@ -17,6 +17,7 @@ pub mod journal;
 pub mod kinds;
 pub mod mesh;
 pub mod model;
+pub mod parallel;
 pub mod plan;
 pub mod snapshot;
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::change::{Change, Refusal, Simulation, apply_all, simulate};
 use crate::kinds::Kind;
+use crate::parallel;
 use crate::snapshot::Snapshot;
 
 use super::authorize::policy_vocabulary;
@@ -178,8 +179,7 @@ fn run(
     namespaces: Option<&BTreeSet<String>>,
     partitioning: Partitioning,
 ) -> Verification {
-    let after = Topology::from_snapshot(after);
-    let mut before = Topology::from_snapshot(before);
+    let (after, mut before) = parallel::join(|| Topology::from_snapshot(after), || Topology::from_snapshot(before));
     // A Service that exists only after (a version Service the conversion added) is only a new
     // name for pods in the sidecar era, where policy is enforced at the pod: giving it to the
     // "before" side makes requests to it comparable instead of trivially different.
@@ -204,50 +204,15 @@ fn run(
     let mut verification =
         Verification { kind: "AmbientEquivalence", evaluated: 0, requests: 0, differences: Vec::new(), notes, dropped };
     let (targets, one_sided_targets) = targets_by_namespace(&before, &after, namespaces);
+    let sides = Sides { before: &before, after: &after, sources: &sources, partitioning };
+    let namespaces: Vec<(String, Vec<(Target, bool)>)> = targets.into_iter().collect();
     let mut one_sided_sources = 0;
-    for (namespace, targets) in targets {
-        let classes = match partitioning {
-            Partitioning::Classes => sources.partition(&observed_features([&before, &after], &namespace)),
-            Partitioning::EverySource => sources.singletons(),
-        };
-        // A source one configuration does not hold (another namespace's workload in a dump of
-        // one namespace, ztunnel once it is installed) has no outcome there to compare: its
-        // requests are not outcome changes.
-        let (classes, one_sided): (Vec<SourceSet>, Vec<SourceSet>) =
-            classes.into_iter().partition(|class| sources.on_both_sides(class));
-        one_sided_sources = one_sided.iter().map(SourceSet::len).sum::<usize>().max(one_sided_sources);
-        let vocabulary = HttpVocabulary::new(&before, &after, &namespace);
-        let variants = |is_http: bool| if is_http { vocabulary.len() } else { 1 };
-        let total = targets.iter().fold(0_usize, |total, (_, is_http)| {
-            total.saturating_add(classes.len().saturating_mul(variants(*is_http)))
-        });
-        let mut sampler = Sampler::new(&namespace, total);
-        for (target, is_http) in &targets {
-            let variants = variants(*is_http);
-            while let Some(index) = sampler.take_below(classes.len() * variants) {
-                let class = &classes[index / variants];
-                let request = Request {
-                    source: class.representative().to_string(),
-                    destination: target.clone(),
-                    http: is_http.then(|| vocabulary.variant(index % variants)),
-                };
-                verification.evaluated += 1;
-                verification.requests += class.len();
-                let before_outcome = before.evaluate(&request);
-                let after_outcome = after.evaluate(&request);
-                if let Some(difference) = classify(request, class.clone(), before_outcome, after_outcome) {
-                    verification.differences.push(difference);
-                }
-            }
-        }
-        if sampler.stride > 1 {
-            verification.notes.push(format!(
-                "namespace {namespace}: {} representative requests exceed the budget of \
-                 {MAX_REQUESTS_PER_NAMESPACE}; a deterministic sample of at most that many, about one in {}, was \
-                 evaluated",
-                sampler.total, sampler.stride
-            ));
-        }
+    for result in parallel::map_in_order(&namespaces, |(namespace, targets)| sides.namespace(namespace, targets)) {
+        verification.evaluated += result.evaluated;
+        verification.requests += result.requests;
+        verification.differences.extend(result.differences);
+        verification.notes.extend(result.note);
+        one_sided_sources = one_sided_sources.max(result.one_sided_sources);
     }
     if one_sided_sources > 0 || one_sided_targets > 0 {
         verification.notes.push(format!(
@@ -256,6 +221,81 @@ fn run(
         ));
     }
     verification
+}
+
+/// What every destination namespace's evaluation reads, shared by the threads that evaluate
+/// them.
+struct Sides<'a> {
+    before: &'a Topology,
+    after: &'a Topology,
+    sources: &'a Sources,
+    partitioning: Partitioning,
+}
+
+/// One destination namespace's part of a [`Verification`].
+struct NamespaceResult {
+    evaluated: usize,
+    requests: usize,
+    differences: Vec<Difference>,
+    /// Why not every request was evaluated, if so.
+    note: Option<String>,
+    /// Sources only one configuration holds.
+    one_sided_sources: usize,
+}
+
+impl Sides<'_> {
+    fn namespace(&self, namespace: &str, targets: &[(Target, bool)]) -> NamespaceResult {
+        let (before, after, sources) = (self.before, self.after, self.sources);
+        let classes = match self.partitioning {
+            Partitioning::Classes => sources.partition(&observed_features([before, after], namespace)),
+            Partitioning::EverySource => sources.singletons(),
+        };
+        // A source one configuration does not hold (another namespace's workload in a dump of
+        // one namespace, ztunnel once it is installed) has no outcome there to compare: its
+        // requests are not outcome changes.
+        let (classes, one_sided): (Vec<SourceSet>, Vec<SourceSet>) =
+            classes.into_iter().partition(|class| sources.on_both_sides(class));
+        let mut result = NamespaceResult {
+            evaluated: 0,
+            requests: 0,
+            differences: Vec::new(),
+            note: None,
+            one_sided_sources: one_sided.iter().map(SourceSet::len).sum(),
+        };
+        let vocabulary = HttpVocabulary::new(before, after, namespace);
+        let variants = |is_http: bool| if is_http { vocabulary.len() } else { 1 };
+        let total = targets.iter().fold(0_usize, |total, (_, is_http)| {
+            total.saturating_add(classes.len().saturating_mul(variants(*is_http)))
+        });
+        let mut sampler = Sampler::new(namespace, total);
+        for (target, is_http) in targets {
+            let variants = variants(*is_http);
+            while let Some(index) = sampler.take_below(classes.len() * variants) {
+                let class = &classes[index / variants];
+                let request = Request {
+                    source: class.representative().to_string(),
+                    destination: target.clone(),
+                    http: is_http.then(|| vocabulary.variant(index % variants)),
+                };
+                result.evaluated += 1;
+                result.requests += class.len();
+                let before_outcome = before.evaluate(&request);
+                let after_outcome = after.evaluate(&request);
+                if let Some(difference) = classify(request, class.clone(), before_outcome, after_outcome) {
+                    result.differences.push(difference);
+                }
+            }
+        }
+        if sampler.stride > 1 {
+            result.note = Some(format!(
+                "namespace {namespace}: {} representative requests exceed the budget of \
+                 {MAX_REQUESTS_PER_NAMESPACE}; a deterministic sample of at most that many, about one in {}, was \
+                 evaluated",
+                sampler.total, sampler.stride
+            ));
+        }
+        result
+    }
 }
 
 /// Compares `input` as it runs today with `input` after `changes` in `state` (by default the end
