@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::facts::str_at;
 use super::phase::{MeshContext, Protection, protection_of, stale_exemptions, waypoint_principals};
 use super::{Finding, Severity, ids};
-use crate::convert::verdict::{Verdict, judge};
-use crate::convert::{Conversion, ConvertOptions, convert};
+use crate::convert::verdict::judge_changes;
+use crate::convert::{ConvertOptions, Unsupported, convert};
 use crate::kinds::Kind;
 use crate::mesh::authz::{Action, AuthorizationPolicySpec, is_valid_condition_key};
 use crate::mesh::labels::TRAFFIC_ANNOTATION_PREFIX;
@@ -169,29 +169,33 @@ pub fn not_honoured(snapshot: &Snapshot) -> Vec<Finding> {
 /// verdict (issue 16: the check never calls "convertible" what convert refuses, and its
 /// `conversion-verdict` fails exactly when convert would exit 1).
 pub struct ConversionView {
-    pub conversion: Conversion,
-    pub verdict: Verdict,
+    /// The conversion's refusals (its items are gone into the verdict's verification).
+    unsupported: Vec<Unsupported>,
+    /// Why the conversion is not faithful; empty when it is.
+    reasons: Vec<String>,
 }
 
 impl ConversionView {
     /// Converts and judges the input as `oc ambient-waypoint convert` does: every namespace, or
-    /// those of `-n`.
+    /// those of `-n`. Keeps only what the findings read: at 1,000 namespaces the converted
+    /// objects and the verification's copy of the mesh are hundreds of MiB.
     pub fn new(snapshot: &Snapshot, namespaces: &[String]) -> Self {
-        let conversion = convert(snapshot, &ConvertOptions { namespaces: namespaces.to_vec(), waypoint: None });
-        let verdict = judge(snapshot, &conversion, namespaces, None);
-        ConversionView { conversion, verdict }
+        let mut conversion = convert(snapshot, &ConvertOptions { namespaces: namespaces.to_vec(), waypoint: None });
+        let changes = conversion.take_changes();
+        let verdict = judge_changes(snapshot, &changes, conversion.unsupported.len(), namespaces, None);
+        ConversionView { unsupported: conversion.unsupported, reasons: verdict.reasons }
     }
 
     /// The conversion's refusals of one object, as "field: reason".
     fn refusals(&self, object: &ObjectRef) -> Vec<String> {
-        let unsupported = self.conversion.unsupported.iter().filter(|entry| &entry.object == object);
+        let unsupported = self.unsupported.iter().filter(|entry| &entry.object == object);
         unsupported.map(|entry| format!("{}: {}", entry.field, entry.reason)).collect()
     }
 
     /// A `conversion-verdict` failure when convert would exit 1; nothing when it would exit 0
     /// (the per-object findings already say what converts).
     pub fn findings(&self) -> Vec<Finding> {
-        if self.verdict.is_faithful() {
+        if self.reasons.is_empty() {
             return Vec::new();
         }
         vec![
@@ -199,7 +203,7 @@ impl ConversionView {
                 ids::CONVERSION_VERDICT,
                 Severity::Fail,
                 None,
-                format!("the configuration does not convert faithfully: {}", self.verdict.reasons.join("; ")),
+                format!("the configuration does not convert faithfully: {}", self.reasons.join("; ")),
             )
             .fix("oc ambient-waypoint convert (and --verify) shows each reason; fix or accept them before Step 5"),
         ]

@@ -18,6 +18,7 @@
 
 use serde::Serialize;
 
+use crate::change::Change;
 use crate::equivalence::MigrationState;
 use crate::equivalence::verify::{Verification, verify_change};
 use crate::kinds::ALL;
@@ -50,13 +51,25 @@ pub fn judge(
     namespaces: &[String],
     state: Option<&MigrationState>,
 ) -> Verdict {
-    let verification = verify_change(input, &conversion.changes(), namespaces, state);
+    judge_changes(input, &conversion.changes(), conversion.unsupported.len(), namespaces, state)
+}
+
+/// [`judge`] of a conversion given as its changes ([`Conversion::take_changes`]) and its number of
+/// refusals, for a caller that keeps nothing else of it.
+pub fn judge_changes(
+    input: &Snapshot,
+    changes: &[Change],
+    unsupported: usize,
+    namespaces: &[String],
+    state: Option<&MigrationState>,
+) -> Verdict {
+    let verification = verify_change(input, changes, namespaces, state);
     let mut reasons = Vec::new();
     if ALL.iter().all(|info| input.all(info.kind).is_empty()) {
         reasons.push("the input holds no object oc-ambient reads: nothing was converted".to_string());
     }
-    if !conversion.unsupported.is_empty() {
-        reasons.push(format!("{} field(s) could not be converted", conversion.unsupported.len()));
+    if unsupported > 0 {
+        reasons.push(format!("{unsupported} field(s) could not be converted"));
     }
     let unexpected = verification.unexpected_requests();
     if unexpected > 0 {
