@@ -533,7 +533,7 @@ fn at_the_end_no_formerly_exempted_caller_bypasses_the_waypoint() {
         let model = oc_ambient_common::model::MeshModel::new(&snapshot);
         let principals: std::collections::BTreeMap<String, String> =
             model.workloads().iter().filter_map(|workload| Some((workload.key(), workload.principal()?))).collect();
-        let verification = verify_change(&snapshot, &conversion.changes(), &[], None);
+        let verification = verify_change(&snapshot, conversion.changes(), &[], None);
         verified += 1;
         for difference in verification.unexpected() {
             let by_address =

@@ -120,7 +120,7 @@ fn run(label: &str, text: &str, verify: bool) {
     let converted = started.elapsed().as_secs_f64();
     let rendered = conversion.to_yaml_stream().map(|stream| stream.len()).unwrap_or_default();
     let rendered_at = started.elapsed().as_secs_f64();
-    let verification = verify.then(|| verify_change(&snapshot, &conversion.changes(), &[], None));
+    let verification = verify.then(|| verify_change(&snapshot, conversion.changes(), &[], None));
     let total = started.elapsed().as_secs_f64();
     let verified = verification.map(|verification| {
         format!(

@@ -21,6 +21,7 @@
 //! not applied and is recorded as a [`Refusal`]; the following changes still run, so one stale
 //! change does not hide what the others do.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -253,22 +254,50 @@ pub fn simulate(snapshot: &Snapshot, changes: &[Change]) -> Simulation {
 /// changes refused. For callers that need only the changed state, since a copy of a large
 /// mesh's snapshot is hundreds of MiB.
 pub fn apply_all(snapshot: &mut Snapshot, changes: &[Change]) -> Vec<Refusal> {
+    apply_each(snapshot, changes.iter().map(Cow::Borrowed))
+}
+
+/// [`apply_all`] of changes it may consume: an applied object that does not exist yet is moved
+/// into the snapshot, not copied. The check's verdict applies some 15,000 emitted objects at
+/// 1,000 namespaces; copied, they would be held twice.
+pub fn apply_all_owned(snapshot: &mut Snapshot, changes: Vec<Change>) -> Vec<Refusal> {
+    apply_each(snapshot, changes.into_iter().map(Cow::Owned))
+}
+
+fn apply_each<'c>(snapshot: &mut Snapshot, changes: impl Iterator<Item = Cow<'c, Change>>) -> Vec<Refusal> {
     let mut refused = Vec::new();
     let mut deletions = Deletions::default();
-    for (index, change) in changes.iter().enumerate() {
-        let applied = match change {
-            Change::Delete { target, uid, resource_version } => deletions.mark(snapshot, target, uid, resource_version),
-            _ => {
-                deletions.carry_out(snapshot);
-                apply_in_place(snapshot, change)
+    for (index, change) in changes.enumerate() {
+        if let Change::Delete { target, uid, resource_version } = &*change {
+            if let Err(reason) = deletions.mark(snapshot, target, uid, resource_version) {
+                refused.push(Refusal { index, change: change.to_string(), reason });
             }
+            continue;
+        }
+        deletions.carry_out(snapshot);
+        let change = match change {
+            Cow::Owned(Change::Apply { object }) => match new_object_kind(snapshot, &object) {
+                Some(kind) => {
+                    snapshot.push_object(kind, object);
+                    continue;
+                }
+                None => Cow::Owned(Change::Apply { object }),
+            },
+            change => change,
         };
-        if let Err(reason) = applied {
+        if let Err(reason) = apply_in_place(snapshot, &change) {
             refused.push(Refusal { index, change: change.to_string(), reason });
         }
     }
     deletions.carry_out(snapshot);
     refused
+}
+
+/// The kind of `object` when it names no object of the snapshot, so that applying it adds it as
+/// it is.
+fn new_object_kind(snapshot: &Snapshot, object: &DynamicObject) -> Option<Kind> {
+    let target = ResourceRef::of(object).ok()?;
+    snapshot.position(target.kind, target.namespace.as_deref(), &target.name).is_none().then_some(target.kind)
 }
 
 /// Deletions [`simulate`] has judged but not carried out yet, by kind, so that a run of them

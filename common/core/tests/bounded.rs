@@ -58,7 +58,7 @@ fn a_policy_of_20000_principals_verifies_within_the_budget() {
     let snapshot = Snapshot::from_objects(huge_policy(20_000, 5_000, 200));
     let conversion = convert(&snapshot, &ConvertOptions::default());
     let verification = timed("20,000-principal policy verified", Duration::from_secs(120), || {
-        verify_change(&snapshot, &conversion.changes(), &[], None)
+        verify_change(&snapshot, conversion.changes(), &[], None)
     });
     assert!(verification.evaluated <= MAX_REQUESTS_PER_NAMESPACE, "{}", verification.evaluated);
     assert!(verification.evaluated > MAX_REQUESTS_PER_NAMESPACE / 2, "{}", verification.evaluated);

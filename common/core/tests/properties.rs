@@ -301,7 +301,7 @@ proptest! {
         let conversion = timed("convert", || convert(&snapshot, &ConvertOptions::default()));
         prop_assert!(conversion.to_yaml_stream().is_ok());
         prop_assert!(!conversion.report_text().is_empty());
-        timed("verify", || verify_change(&snapshot, &conversion.changes(), &[], None));
+        timed("verify", || verify_change(&snapshot, conversion.changes(), &[], None));
     }
 
     /// An AuthorizationPolicy, VirtualService or DestinationRule whose spec does not decode is a

@@ -260,7 +260,8 @@ fn keyed_service(namespace: &str, name: &str, uid: &str) -> DynamicObject {
 proptest::proptest! {
     /// `simulate` carries out runs of deletions in one pass per kind; the result, refusals
     /// included, is what applying the changes one at a time gives, whatever the duplicates,
-    /// preconditions, repeated and missing targets, and the creations in between.
+    /// preconditions, repeated and missing targets, and the creations in between; and so is
+    /// `apply_all_owned`'s.
     #[test]
     fn simulate_deletes_in_batches_exactly_as_one_at_a_time(
         input in proptest::collection::vec((0usize..2, 0usize..3, 0usize..2), 0..12),
@@ -300,6 +301,11 @@ proptest::proptest! {
         };
         proptest::prop_assert_eq!(uids(&batched.snapshot), uids(&one_at_a_time));
         proptest::prop_assert_eq!(batched.refused.iter().map(|r| r.index).collect::<Vec<_>>(), refused);
+        // Consuming the changes (new objects moved, not copied) changes nothing either.
+        let mut owned = snapshot.clone();
+        let owned_refused = apply_all_owned(&mut owned, changes.clone());
+        proptest::prop_assert_eq!(uids(&owned), uids(&batched.snapshot));
+        proptest::prop_assert_eq!(&owned_refused, &batched.refused);
         for namespace in namespaces {
             for name in names {
                 let found = |snapshot: &Snapshot| snapshot.get(Kind::Service, Some(namespace), name).map(|o| o.metadata.uid.clone());

@@ -182,7 +182,7 @@ impl ConversionView {
     pub fn new(snapshot: &Snapshot, namespaces: &[String]) -> Self {
         let mut conversion = convert(snapshot, &ConvertOptions { namespaces: namespaces.to_vec(), waypoint: None });
         let changes = conversion.take_changes();
-        let verdict = judge_changes(snapshot, &changes, conversion.unsupported.len(), namespaces, None);
+        let verdict = judge_changes(snapshot, changes, conversion.unsupported.len(), namespaces, None);
         ConversionView { unsupported: conversion.unsupported, reasons: verdict.reasons }
     }
 

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::kinds::Kind;
 use crate::mesh::ObjectRef;
+use crate::parallel;
 use crate::snapshot::{Coverage, Snapshot};
 
 /// The stable ids of the catalogue.
@@ -305,23 +306,32 @@ pub fn evaluate(snapshot: &Snapshot, options: &Options) -> Report {
     match options.step {
         Some(step) => findings.extend(steps::checkpoint(step, snapshot, &context, &namespaces)),
         None => {
-            findings.extend(cluster::prerequisites(snapshot, &context));
-            findings.extend(config::blockers(snapshot));
-            findings.extend(config::not_honoured(snapshot));
             let selected = match &options.scope {
                 Scope::Only(selected) => selected.clone(),
                 Scope::Mesh | Scope::All => Vec::new(),
             };
-            let conversion = config::ConversionView::new(snapshot, &selected);
+            // The conversion's verdict is most of the assessment's work on a large mesh, and its
+            // conversion runs on one core: the other findings are made beside it.
+            let (conversion, (configuration, operation)) = parallel::join(
+                || config::ConversionView::new(snapshot, &selected),
+                || {
+                    let mut configuration = cluster::prerequisites(snapshot, &context);
+                    configuration.extend(config::blockers(snapshot));
+                    configuration.extend(config::not_honoured(snapshot));
+                    let mut operation = config::policy_traps(snapshot, &context, &namespaces);
+                    operation.extend(monitoring::monitoring(snapshot, &context, &namespaces));
+                    operation.extend(sizing::findings(snapshot, &context, &namespaces));
+                    (configuration, operation)
+                },
+            );
+            findings.extend(configuration);
             // With --baseline the question is what changed outcomes, which the conversion of the
             // current state does not answer.
             if sidecar_era && options.baseline.is_none() {
                 findings.extend(conversion.findings());
             }
             findings.extend(config::work_to_do(&context, &namespaces, &conversion));
-            findings.extend(config::policy_traps(snapshot, &context, &namespaces));
-            findings.extend(monitoring::monitoring(snapshot, &context, &namespaces));
-            findings.extend(sizing::findings(snapshot, &context, &namespaces));
+            findings.extend(operation);
         }
     }
     if let Some(baseline) = &options.baseline {

@@ -73,7 +73,7 @@ fn convert_and_verify(extra: &str) -> (Conversion, Verification) {
     let input: Snapshot = snapshot_of(&format!("{SHOP}---\n{extra}"));
     let options = ConvertOptions { namespaces: vec!["shop".into()], ..ConvertOptions::default() };
     let conversion = convert(&input, &options);
-    let verification = verify_change(&input, &conversion.changes(), &["shop".to_string()], None);
+    let verification = verify_change(&input, conversion.changes(), &["shop".to_string()], None);
     (conversion, verification)
 }
 
@@ -356,7 +356,7 @@ spec:
     ));
     let options = ConvertOptions { namespaces: vec!["shop".into()], ..ConvertOptions::default() };
     let conversion = convert(&input, &options);
-    let verification = verify_change(&input, &conversion.changes(), &["shop".to_string()], None);
+    let verification = verify_change(&input, conversion.changes(), &["shop".to_string()], None);
     assert_faithful(&conversion, &verification);
     let protection = conversion
         .items

@@ -51,14 +51,14 @@ pub fn judge(
     namespaces: &[String],
     state: Option<&MigrationState>,
 ) -> Verdict {
-    judge_changes(input, &conversion.changes(), conversion.unsupported.len(), namespaces, state)
+    judge_changes(input, conversion.changes(), conversion.unsupported.len(), namespaces, state)
 }
 
 /// [`judge`] of a conversion given as its changes ([`Conversion::take_changes`]) and its number of
 /// refusals, for a caller that keeps nothing else of it.
 pub fn judge_changes(
     input: &Snapshot,
-    changes: &[Change],
+    changes: Vec<Change>,
     unsupported: usize,
     namespaces: &[String],
     state: Option<&MigrationState>,

@@ -402,7 +402,7 @@ fn an_ingress_gateway_presenting_a_token_keeps_access_after_conversion() {
     let input = Snapshot::from_objects(objects);
     let options = crate::convert::ConvertOptions { namespaces: vec!["bookinfo".into()], ..Default::default() };
     let conversion = crate::convert::convert(&input, &options);
-    let verification = super::verify::verify_change(&input, &conversion.changes(), &["bookinfo".into()], None);
+    let verification = super::verify::verify_change(&input, conversion.changes(), &["bookinfo".into()], None);
     // Only plaintext clients outside the mesh lose access (the protection denies callers without
     // a mesh identity), which the conversion warns about; every caller with an identity, the
     // gateway first, keeps its outcomes.
@@ -520,7 +520,7 @@ spec:
         sidecars: BTreeSet::new(),
     };
     let verification =
-        super::verify::verify_change(&input, &conversion.changes(), &["shop".into()], Some(&everyone_ambient));
+        super::verify::verify_change(&input, conversion.changes(), &["shop".into()], Some(&everyone_ambient));
     let unexpected: Vec<String> =
         verification.unexpected().map(|d| format!("{} {}", d.class.word(), d.request)).collect();
     assert!(unexpected.iter().all(|d| !d.starts_with("loosened")), "{unexpected:#?}");

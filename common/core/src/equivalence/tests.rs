@@ -694,14 +694,14 @@ fn the_report_is_stable_json() {
 fn a_change_is_verified_at_the_end_of_the_migration_unless_a_state_says_otherwise() {
     let input = Snapshot::from_objects(sidecar_era());
     let end = final_change(hand_conversion(Protection::Final), replaced());
-    let at_the_end = verify_change(&input, &end.changes(), &[NS.to_string()], None);
+    let at_the_end = verify_change(&input, end.changes(), &[NS.to_string()], None);
     assert!(at_the_end.is_equivalent(), "{:#?}", unexpected(&at_the_end));
     assert!(at_the_end.differences.iter().all(|d| d.expected) && !at_the_end.differences.is_empty());
 
     // A dump without the Namespace object is taken as the sidecar era, and says so.
     let mut objects = sidecar_era();
     objects.retain(|object| !is(object, &ResourceRef::new(Kind::Namespace, None, NS)));
-    let undescribed = verify_change(&Snapshot::from_objects(objects), &end.changes(), &[NS.to_string()], None);
+    let undescribed = verify_change(&Snapshot::from_objects(objects), end.changes(), &[NS.to_string()], None);
     assert_eq!(undescribed.differing_requests(), at_the_end.differing_requests());
     assert!(
         undescribed.notes.iter().any(|note| note.contains("taken as injecting sidecars")),
@@ -710,7 +710,7 @@ fn a_change_is_verified_at_the_end_of_the_migration_unless_a_state_says_otherwis
     );
 
     // The end-state protection while sidecars still enforce it refuses the sidecar clients.
-    let with_sidecars = verify_change(&input, &end.changes(), &[NS.to_string()], Some(&state(true, true, true)));
+    let with_sidecars = verify_change(&input, end.changes(), &[NS.to_string()], Some(&state(true, true, true)));
     assert!(!with_sidecars.is_equivalent());
     assert!(
         find(&with_sidecars, Class::Tightened, "bookinfo/productpage-v1 -> svc bookinfo/reviews:9080 GET /").is_some()
@@ -803,6 +803,6 @@ fn the_engines_end_state_keeps_every_outcome_once_step_9_narrows_the_protections
     assert_eq!(unexpected(&verify(&stages.start, &narrowed, None)), Vec::<String>::new());
     assert!(crate::convert::narrowed_protections(&narrowed).is_empty(), "narrowing is idempotent");
     // `convert --verify` simulates the same end state.
-    let verified = verify_change(&input, &converted.changes(), &[NS.to_string()], None);
+    let verified = verify_change(&input, converted.changes(), &[NS.to_string()], None);
     assert_eq!(unexpected(&verified), Vec::<String>::new());
 }

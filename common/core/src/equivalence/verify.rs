@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::change::{Change, Refusal, Simulation, apply_all, simulate};
+use crate::change::{Change, Refusal, apply_all, apply_all_owned, simulate};
 use crate::kinds::Kind;
 use crate::parallel;
 use crate::snapshot::Snapshot;
@@ -306,13 +306,15 @@ impl Sides<'_> {
 /// longer exempt.
 pub fn verify_change(
     input: &Snapshot,
-    changes: &[Change],
+    changes: Vec<Change>,
     namespaces: &[String],
     state: Option<&MigrationState>,
 ) -> Verification {
     // One copy of the input, changed in place from here on: a copy of a large mesh is hundreds
-    // of MiB, and the check judges the whole mesh's conversion this way.
-    let Simulation { snapshot: mut after, refused } = simulate(input, changes);
+    // of MiB, and the check judges the whole mesh's conversion this way. The changes' new objects
+    // move into it.
+    let mut after = input.clone();
+    let refused = apply_all_owned(&mut after, changes);
     let scope: BTreeSet<String> = if namespaces.is_empty() {
         crate::kinds::ALL
             .iter()

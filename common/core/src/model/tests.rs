@@ -87,7 +87,7 @@ fn assert_conversion_agrees(input: &Snapshot) {
         conversion.changes().into_iter().filter(|change| !matches!(change, Change::Delete { .. })).collect();
     let shop = BTreeSet::from(["shop".to_string()]);
     let step7 = MigrationState { enrolled: shop.clone(), waypoints: shop.clone(), sidecars: shop };
-    let verification = verify_change(input, &changes, &["shop".to_string()], Some(&step7));
+    let verification = verify_change(input, changes.clone(), &["shop".to_string()], Some(&step7));
     let unexpected: Vec<String> = verification
         .unexpected()
         .map(|d| format!("{} {}: {} -> {}", d.class.word(), d.request, d.before.explanation, d.after.explanation))
