@@ -77,8 +77,8 @@ pub mod heap {
         }
     }
 
-    fn size(layout: Layout) -> isize {
-        isize::try_from(layout.size()).unwrap_or(isize::MAX)
+    fn signed(bytes: usize) -> isize {
+        isize::try_from(bytes).unwrap_or(isize::MAX)
     }
 
     // A global allocator cannot be written without `unsafe`; this one only forwards to the
@@ -89,7 +89,7 @@ pub mod heap {
             // SAFETY: forwarded unchanged to the system allocator.
             let pointer = unsafe { System.alloc(layout) };
             if !pointer.is_null() {
-                account(size(layout));
+                account(signed(layout.size()));
             }
             pointer
         }
@@ -97,14 +97,14 @@ pub mod heap {
         unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
             // SAFETY: `pointer` was allocated by `alloc` above with this layout.
             unsafe { System.dealloc(pointer, layout) };
-            account(-size(layout));
+            account(-signed(layout.size()));
         }
 
         unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             // SAFETY: forwarded unchanged; `pointer` came from this allocator with `layout`.
             let moved = unsafe { System.realloc(pointer, layout, new_size) };
             if !moved.is_null() {
-                account(isize::try_from(new_size).unwrap_or(isize::MAX) - size(layout));
+                account(signed(new_size) - signed(layout.size()));
             }
             moved
         }
